@@ -1,0 +1,227 @@
+// The project's store: organisations, users, entitlements, targets, nodes, the download
+// audit trail, incidents, notifications and the scan-verdict cache. One schema, two
+// engines, chosen by URL:
+//   sqlite:///abs/path.db   (or sqlite://relative.db) — the embedded default, WAL mode
+//   postgresql://user@host:port/db?...                — libpq
+// Open() applies the numbered migrations in src/store/migrations/ (idempotent).
+//
+// Threading: a Store is safe to call from several threads at once (implementations
+// serialise or pool connections internally). Times are microseconds since the Unix epoch
+// (UTC) unless a name says otherwise. Every method returns a Status/Result; kUnavailable
+// means the database cannot be reached (callers must then refuse to serve, not serve
+// unrecorded); kNotFound / kAlreadyExists as named.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace patchgate {
+
+struct Organisation {
+  int64_t id = 0;
+  std::string name;
+  std::string tier;  // premier | gold | standard
+  std::string account_manager_name;
+  std::string account_manager_email;
+  std::string account_manager_phone;
+  std::vector<std::string> security_contacts;  // e-mail addresses
+  std::string webhook_url;                     // empty: no webhook channel
+};
+
+struct User {
+  int64_t id = 0;
+  int64_t org_id = 0;
+  std::string org_name;
+  std::string username;
+  bool revoked = false;
+};
+
+struct TargetRecord {
+  std::string path;  // TUF target path, e.g. "office/2.1/setup.exe"
+  std::string product;
+  std::string version;
+  uint64_t length = 0;
+  std::string sha256;
+  int64_t published_at = 0;
+  std::string scan_verdict;  // clean | infected | ...
+  std::string scan_engine;
+  std::string scan_db_version;
+  bool infected = false;  // set by rescan: a published target found infected (an incident)
+  std::string infected_detail;
+};
+
+struct NodeRecord {
+  std::string name;
+  std::string role;  // origin | mirror
+  std::string upstream;
+  int64_t last_heartbeat = 0;
+  std::string compliance_json;  // scanner loaded, signature age, watcher alive, last full verify
+  std::string state;            // ok | non-compliant | quarantined
+};
+
+// What the server knows when it is about to send the first byte.
+struct DownloadStart {
+  int64_t started_at = 0;
+  std::string node;
+  int64_t user_id = 0;
+  int64_t org_id = 0;
+  std::string target_path;
+  std::string sha256;          // the signed hash of what is about to be served
+  std::string range;           // the Range header as received, empty for the whole file
+  std::string remote_addr;
+  std::string user_agent;
+};
+
+enum class DownloadOutcome { kInProgress, kComplete, kPartial, kAborted };
+std::string_view DownloadOutcomeName(DownloadOutcome o);  // in_progress|complete|partial|aborted
+Result<DownloadOutcome> ParseDownloadOutcome(std::string_view name);
+
+struct DownloadFinish {
+  int64_t id = 0;
+  int64_t ended_at = 0;
+  uint64_t bytes_sent = 0;
+  DownloadOutcome outcome = DownloadOutcome::kComplete;
+};
+
+// A row of the audit trail (served or imported).
+struct Download {
+  int64_t id = 0;
+  int64_t started_at = 0;
+  std::optional<int64_t> ended_at;
+  std::string node;
+  std::string username;   // as recorded (imported logs may name unknown users)
+  std::string org_name;   // empty when the user is unknown
+  std::string org_tier;
+  std::string target_path;
+  std::string sha256;
+  std::string range;
+  uint64_t bytes_sent = 0;
+  DownloadOutcome outcome = DownloadOutcome::kInProgress;
+  std::string remote_addr;
+  std::string user_agent;
+  std::string source = "served";  // served | imported
+  int http_status = 200;          // for imported rows
+  bool unknown_user = false;      // imported: username not in the store
+  bool unknown_target = false;    // imported: path not a published target
+  std::string import_key;         // imported: stable key of the log line (dedupe)
+};
+
+struct DownloadQuery {
+  std::optional<std::string> org, user, node;
+  std::optional<int64_t> since, until;  // window [since, until]: a download overlapping it matches
+  std::vector<std::string> targets;     // empty: all
+  bool successful_only = false;         // complete/partial (bytes > 0); imported 2xx
+  size_t limit = 0;                     // 0: no limit
+};
+
+struct ImportResult {
+  size_t inserted = 0;
+  size_t duplicates = 0;
+};
+
+struct Incident {
+  int64_t id = 0;
+  std::string node;
+  int64_t window_start = 0;
+  int64_t window_end = 0;
+  std::string cause;
+  int64_t detected_at = 0;
+  std::vector<std::string> targets;  // files involved; empty: all files on the node
+};
+
+struct Notification {
+  int64_t id = 0;
+  int64_t incident_id = 0;
+  int64_t org_id = 0;
+  std::string org_name;
+  std::string channel;     // smtp | webhook
+  std::string recipients;  // comma-separated
+  std::string state;       // pending | sent | failed
+  int attempts = 0;
+  std::string last_error;
+  std::optional<int64_t> sent_at;
+  std::optional<int64_t> acked_at;
+};
+
+struct ScanVerdict {
+  std::string sha256;
+  std::string db_version;
+  std::string verdict;  // clean | infected | error
+  std::string detections;
+  std::string engine_version;
+  int64_t scanned_at = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Opens (creating if needed) and migrates. kInvalidArgument for an unknown scheme,
+  // kUnavailable when the database cannot be reached.
+  static Result<std::unique_ptr<Store>> Open(const std::string& url);
+  virtual std::string engine() const = 0;  // "sqlite" | "postgresql"
+
+  // --- Organisations, users, entitlements -------------------------------------------
+  virtual Result<int64_t> AddOrganisation(const Organisation& org) = 0;  // kAlreadyExists
+  virtual Result<Organisation> GetOrganisation(const std::string& name) = 0;
+  virtual Result<std::vector<Organisation>> ListOrganisations() = 0;
+  // token_hash = hex SHA-256 of the token; the token itself is never stored.
+  virtual Result<int64_t> AddUser(const std::string& org, const std::string& username,
+                                  const std::string& token_hash) = 0;
+  virtual Status RevokeUser(const std::string& username) = 0;
+  // kUnauthorized when no user has this hash or the user is revoked.
+  virtual Result<User> AuthenticateTokenHash(const std::string& token_hash) = 0;
+  virtual Result<User> GetUser(const std::string& username) = 0;
+  virtual Status Grant(const std::string& org, const std::string& product) = 0;
+  virtual Result<bool> IsEntitled(int64_t org_id, const std::string& product) = 0;
+  virtual Result<std::vector<std::string>> EntitledOrganisations(const std::string& product) = 0;
+
+  // --- Targets and nodes ------------------------------------------------------------
+  virtual Status UpsertTarget(const TargetRecord& t) = 0;
+  virtual Result<TargetRecord> GetTarget(const std::string& path) = 0;
+  virtual Status MarkTargetInfected(const std::string& path, const std::string& detail) = 0;
+  virtual Status UpsertNode(const NodeRecord& n) = 0;
+  virtual Result<std::vector<NodeRecord>> ListNodes() = 0;
+  // Records that `node` refused to serve `path` because its bytes did not match.
+  virtual Status QuarantineTargetOnNode(const std::string& node, const std::string& path,
+                                        const std::string& expected_sha256,
+                                        const std::string& actual_sha256, int64_t at) = 0;
+
+  // --- Download audit ---------------------------------------------------------------
+  // Inserts all records in ONE transaction and returns their ids in order; when it
+  // returns OK the records are durable (the caller may then send the first byte).
+  virtual Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) = 0;
+  virtual Status FinishDownloads(const std::vector<DownloadFinish>& finishes) = 0;
+  virtual Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) = 0;
+  // Imported rows (source = imported); a row whose import_key exists is skipped.
+  virtual Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) = 0;
+
+  // --- Incidents and notifications --------------------------------------------------
+  virtual Result<int64_t> CreateIncident(const Incident& incident) = 0;
+  virtual Result<Incident> GetIncident(int64_t id) = 0;
+  virtual Result<std::vector<Incident>> ListIncidents() = 0;
+  // Returns the existing row for (incident, org, channel) or creates a pending one with
+  // the given recipients and ack token hash.
+  virtual Result<Notification> EnsureNotification(int64_t incident_id, int64_t org_id,
+                                                  const std::string& channel,
+                                                  const std::string& recipients,
+                                                  const std::string& ack_token_hash) = 0;
+  virtual Status RecordNotificationAttempt(int64_t notification_id, bool sent,
+                                           const std::string& error, int64_t at) = 0;
+  virtual Result<std::vector<Notification>> ListNotifications(int64_t incident_id) = 0;
+  // Records the acknowledgement once. kNotFound for an unknown token; OK (no change)
+  // when already acknowledged.
+  virtual Status Acknowledge(const std::string& ack_token_hash, int64_t at) = 0;
+
+  // --- Scan-verdict cache -----------------------------------------------------------
+  virtual Result<std::optional<ScanVerdict>> GetScanVerdict(const std::string& sha256,
+                                                            const std::string& db_version) = 0;
+  virtual Status PutScanVerdict(const ScanVerdict& v) = 0;
+};
+
+}  // namespace patchgate
