@@ -1,6 +1,5 @@
 #include "json/canonical_json.h"
 
-#include <set>
 #include <vector>
 
 namespace patchgate::cjson {
@@ -61,45 +60,88 @@ Status EncodeInto(const Json& v, std::string* out, int depth) {
 
 }  // namespace
 
+namespace {
+
+// Builds the DOM through nlohmann's SAX interface so duplicate keys (which could make two
+// parsers disagree on what was signed) and excessive nesting are refused while parsing.
+class DomBuilder final : public nlohmann::json_sax<Json> {
+ public:
+  explicit DomBuilder(size_t max_depth) : max_depth_(max_depth) {}
+
+  bool null() override { return Put(Json(nullptr)) != nullptr; }
+  bool boolean(bool v) override { return Put(Json(v)) != nullptr; }
+  bool number_integer(number_integer_t v) override { return Put(Json(v)) != nullptr; }
+  bool number_unsigned(number_unsigned_t v) override { return Put(Json(v)) != nullptr; }
+  bool number_float(number_float_t v, const string_t&) override { return Put(Json(v)) != nullptr; }
+  bool string(string_t& v) override { return Put(Json(std::move(v))) != nullptr; }
+  bool binary(binary_t&) override { return Fail("binary values are not JSON"); }
+  bool start_object(std::size_t) override { return Open(Json::object()); }
+  bool start_array(std::size_t) override { return Open(Json::array()); }
+  bool end_object() override { stack_.pop_back(); return true; }
+  bool end_array() override { stack_.pop_back(); return true; }
+  bool key(string_t& k) override {
+    auto& obj = stack_.back()->get_ref<Json::object_t&>();
+    auto [it, inserted] = obj.try_emplace(k);
+    if (!inserted) return Fail("duplicate object key \"" + k.substr(0, 64) + "\"");
+    slot_ = &it->second;
+    return true;
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) override {
+    if (error_.empty()) error_ = e.what();
+    return false;
+  }
+
+  Json& root() { return root_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  Json* Put(Json v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Json* top = stack_.back();
+    if (top->is_array()) {
+      top->get_ref<Json::array_t&>().push_back(std::move(v));
+      return &top->get_ref<Json::array_t&>().back();
+    }
+    *slot_ = std::move(v);
+    return slot_;
+  }
+  bool Open(Json container) {
+    if (stack_.size() >= max_depth_) return Fail("nesting deeper than " + std::to_string(max_depth_) + " levels");
+    Json* p = Put(std::move(container));
+    stack_.push_back(p);
+    return true;
+  }
+  bool Fail(std::string why) {
+    if (error_.empty()) error_ = std::move(why);
+    return false;
+  }
+
+  size_t max_depth_;
+  Json root_;
+  std::vector<Json*> stack_;  // open containers; only the top one is ever modified
+  Json* slot_ = nullptr;      // value slot for the last key of the top object
+  std::string error_;
+};
+
+}  // namespace
+
 Result<Json> Parse(std::string_view text, const ParseLimits& limits) {
   if (text.size() > limits.max_bytes)
     return TooLarge("JSON document of " + std::to_string(text.size()) + " bytes is over the cap of " +
                     std::to_string(limits.max_bytes));
-  // Track the keys of every open object to refuse duplicates (an attacker could otherwise
-  // make two parsers disagree on what was signed), and the nesting depth.
-  std::vector<std::set<std::string>> open_objects;
-  std::string error;
-  auto cb = [&](int depth, Json::parse_event_t event, Json& parsed) -> bool {
-    if (!error.empty()) return false;
-    if (static_cast<size_t>(depth) > limits.max_depth) {
-      error = "nesting deeper than " + std::to_string(limits.max_depth) + " levels";
-      return false;
-    }
-    switch (event) {
-      case Json::parse_event_t::object_start: open_objects.emplace_back(); break;
-      case Json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!open_objects.empty() && !open_objects.back().insert(parsed.get<std::string>()).second) {
-          error = "duplicate object key \"" + parsed.get<std::string>().substr(0, 64) + "\"";
-          return false;
-        }
-        break;
-      default: break;
-    }
-    return true;
-  };
-  Json j;
+  DomBuilder builder(limits.max_depth);
+  bool ok = false;
   try {
-    j = Json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true,
-                    /*ignore_comments=*/false);
+    ok = Json::sax_parse(text.begin(), text.end(), &builder, nlohmann::detail::input_format_t::json,
+                         /*strict=*/true, /*ignore_comments=*/false);
   } catch (const Json::exception& e) {
     return Corrupt(std::string("malformed JSON: ") + e.what());
   }
-  if (!error.empty()) return Corrupt("malformed JSON: " + error);
-  if (j.is_discarded()) return Corrupt("malformed JSON");
-  return j;
+  if (!ok) return Corrupt("malformed JSON: " + (builder.error().empty() ? std::string("parse error") : builder.error()));
+  return std::move(builder.root());
 }
 
 Result<std::string> Encode(const Json& value) {
