@@ -1,0 +1,29 @@
+// Flags shared by several subcommands: key passphrases, and the publish gate seam.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "core/status.h"
+#include "tuf/repository.h"
+
+namespace patchgate::cli {
+
+// --passphrase-file / PATCHGATE_PASSPHRASE / terminal prompt, and --insecure-plaintext-keys.
+struct KeyFlags {
+  std::optional<std::string> passphrase_file;
+  bool insecure_plaintext = false;
+  void Add(CLI::App* cmd);
+  Result<tuf::KeyAccess> Access(bool confirm) const;
+};
+
+// The scan gate plugs into publish through this factory (set by the scan area; empty when
+// patchgate is built without it). Given the repository directory it returns the hook.
+using PrePublishHookFactory = std::function<Result<tuf::PrePublishHook>(const std::string& repo_dir)>;
+PrePublishHookFactory PublishGateHookFactory();
+// Adds the gate's flags (e.g. --signatures) to `publish`.
+void AddPublishGateFlags(CLI::App* publish);
+
+}  // namespace patchgate::cli

@@ -1,0 +1,168 @@
+// TUF 1.0 metadata: signed envelopes, the four top-level roles and delegated targets,
+// parsed from (and serialised to) JSON with every unknown field kept, so signatures made
+// over fields we do not model still verify.
+//
+// Parsing is strict about what the specification requires (types, required fields,
+// spec_version major 1, "_type" of the expected role) and every input is capped. Value
+// types; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/status.h"
+#include "crypto/keys.h"
+#include "json/canonical_json.h"
+
+namespace patchgate::tuf {
+
+inline constexpr char kSpecVersion[] = "1.0.31";
+
+// Caps on untrusted input (aktualizr-style named limits).
+inline constexpr uint64_t kMaxRootBytes = 512 * 1024;
+inline constexpr uint64_t kMaxTimestampBytes = 16 * 1024;
+inline constexpr uint64_t kMaxSnapshotBytes = 32 * 1024 * 1024;
+inline constexpr uint64_t kMaxTargetsBytes = 64 * 1024 * 1024;
+inline constexpr size_t kMaxSignatures = 256;
+inline constexpr size_t kMaxKeys = 1024;
+inline constexpr size_t kMaxDelegatedRoles = 4096;
+inline constexpr int kMaxRootRotations = 32;     // per refresh
+inline constexpr int kMaxDelegationDepth = 32;   // delegation walk
+
+enum class RoleType { kRoot, kTimestamp, kSnapshot, kTargets };
+std::string_view RoleTypeName(RoleType t);  // "root", ...
+
+struct Signature {
+  std::string keyid;
+  std::string sig;  // hex
+};
+
+// {"signatures": [...], "signed": {...}} as read from the wire.
+struct Envelope {
+  Json signed_json;                  // the whole "signed" object, unknown fields included
+  std::vector<Signature> signatures;
+  std::string signed_bytes;          // canonical encoding of signed_json (what is signed)
+
+  // Parses and checks the shape; computes signed_bytes. kCorrupt/kTooLarge; never throws.
+  // When the file's "signed" bytes are already canonical they are used directly (fast
+  // path for multi-MB targets metadata).
+  static Result<Envelope> Parse(std::string_view text, uint64_t max_bytes);
+  // Builds an envelope around `signed_json` (signatures empty).
+  static Result<Envelope> FromSigned(Json signed_json);
+  // Canonical JSON of the whole envelope (also what is written to disk).
+  Result<std::string> Serialize() const;
+  // Adds (or replaces) the signature of `key` over signed_bytes.
+  Status Sign(const PrivateKey& key);
+};
+
+struct RoleKeys {
+  std::vector<std::string> keyids;
+  int threshold = 1;
+};
+
+// Checks that at least role.threshold DISTINCT keys among role.keyids made a valid
+// signature over env.signed_bytes. A keyid counts once however often it signed; keys not
+// in role.keyids and signatures that do not verify are ignored. kUnmetThreshold otherwise.
+Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKey>& keys,
+                       const RoleKeys& role, std::string_view role_name);
+
+// Fields every role has.
+struct Common {
+  RoleType type = RoleType::kRoot;
+  int64_t version = 0;
+  int64_t expires = 0;  // unix seconds
+  std::string spec_version;
+};
+
+// Parses "_type", "version", "expires", "spec_version" and checks the type and spec major.
+Result<Common> ParseCommon(const Json& signed_json, RoleType expected);
+// kExpired when now >= expires.
+Status CheckNotExpired(const Common& c, const Clock& clock, std::string_view role_name);
+
+struct Root {
+  Common common;
+  bool consistent_snapshot = true;
+  std::map<std::string, PublicKey> keys;     // keyid -> key
+  std::map<std::string, RoleKeys> roles;     // "root", "timestamp", "snapshot", "targets"
+  static Result<Root> FromSigned(const Json& signed_json);
+};
+
+struct MetaFile {
+  int64_t version = 0;
+  std::optional<uint64_t> length;
+  std::map<std::string, std::string> hashes;  // algorithm -> hex
+};
+
+struct Timestamp {
+  Common common;
+  MetaFile snapshot;  // meta["snapshot.json"]
+  static Result<Timestamp> FromSigned(const Json& signed_json);
+};
+
+struct Snapshot {
+  Common common;
+  std::map<std::string, MetaFile> meta;  // "targets.json", "<role>.json"
+  static Result<Snapshot> FromSigned(const Json& signed_json);
+};
+
+struct TargetFile {
+  uint64_t length = 0;
+  std::map<std::string, std::string> hashes;
+  Json custom;  // null when absent
+};
+
+struct DelegatedRole {
+  std::string name;
+  RoleKeys keys;
+  bool terminating = false;
+  std::vector<std::string> paths;               // glob patterns (fnmatch, '*' stops at '/')
+  std::vector<std::string> path_hash_prefixes;  // alternative to paths
+  // True if this role is trusted for `target_path`.
+  bool Matches(const std::string& target_path) const;
+};
+
+struct SuccinctRoles {
+  RoleKeys keys;
+  int bit_length = 8;
+  std::string name_prefix;
+  // The bin role name for a target path: "<prefix>-<hex>" of the first bit_length bits of
+  // sha256(path).
+  std::string BinFor(const std::string& target_path) const;
+  int NumBins() const { return 1 << bit_length; }
+  std::string BinName(int index) const;
+};
+
+struct Delegations {
+  std::map<std::string, PublicKey> keys;
+  std::vector<DelegatedRole> roles;
+  std::optional<SuccinctRoles> succinct;
+};
+
+struct Targets {
+  Common common;
+  std::map<std::string, TargetFile> targets;
+  std::optional<Delegations> delegations;
+  static Result<Targets> FromSigned(const Json& signed_json);
+  // Parses only common + delegations, leaving `targets` empty (fast for large roles).
+  static Result<Targets> FromSignedWithoutTargets(const Json& signed_json);
+};
+
+Result<TargetFile> ParseTargetFile(const Json& j);
+Result<MetaFile> ParseMetaFile(const Json& j);
+// Checks length (when given) and every listed hash of `data`.
+Status CheckMetaFile(const MetaFile& m, std::string_view data, std::string_view what);
+
+// The file name a role's metadata is stored under: "<version>.<quoted role>.json" with the
+// role name percent-encoded like python-tuf (quote(name, safe='')): "products/x" ->
+// "products%2Fx".
+std::string QuoteRoleName(std::string_view role);
+std::string UnquoteRoleName(std::string_view quoted);
+
+// fnmatch-style match used by TUF delegations ('*' does not cross '/').
+bool PathPatternMatches(std::string_view pattern, std::string_view path);
+
+}  // namespace patchgate::tuf
