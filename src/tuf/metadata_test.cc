@@ -1,0 +1,136 @@
+#include "tuf/metadata.h"
+
+#include <gtest/gtest.h>
+
+namespace patchgate::tuf {
+namespace {
+
+Json SignedTargets(int64_t version) {
+  return Json{{"_type", "targets"}, {"spec_version", "1.0.31"}, {"version", version},
+              {"expires", "2030-01-01T00:00:00Z"}, {"targets", Json::object()},
+              {"x-vendor-field", {{"kept", true}}}};
+}
+
+struct Keys {
+  std::vector<PrivateKey> priv;
+  std::map<std::string, PublicKey> pub;
+  RoleKeys Role(int threshold) const {
+    RoleKeys r;
+    for (const auto& k : priv) r.keyids.push_back(k.KeyId());
+    r.threshold = threshold;
+    return r;
+  }
+};
+
+Keys MakeKeys(int n) {
+  Keys k;
+  for (int i = 0; i < n; ++i) {
+    auto p = PrivateKey::Generate(KeyType::kEd25519);
+    k.pub.emplace(p->KeyId(), p->public_key());
+    k.priv.push_back(std::move(*p));
+  }
+  return k;
+}
+
+TEST(Envelope, RoundTripKeepsUnknownFieldsAndVerifies) {
+  Keys k = MakeKeys(1);
+  auto env = Envelope::FromSigned(SignedTargets(3));
+  ASSERT_TRUE(env->Sign(k.priv[0]).ok());
+  auto text = env->Serialize();
+  ASSERT_TRUE(text.ok());
+  auto back = Envelope::Parse(*text, kMaxTargetsBytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(back->signed_json["x-vendor-field"]["kept"].get<bool>());
+  EXPECT_TRUE(VerifyThreshold(*back, k.pub, k.Role(1), "targets").ok());
+  // Pretty-printed (non-canonical) files verify too: signatures cover the canonical form.
+  auto pretty = Json::parse(*text).dump(2);
+  auto p = Envelope::Parse(pretty, kMaxTargetsBytes);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(VerifyThreshold(*p, k.pub, k.Role(1), "targets").ok());
+}
+
+TEST(VerifyThreshold, DuplicateSignaturesFromOneKeyCountOnce) {
+  Keys k = MakeKeys(2);
+  auto env = Envelope::FromSigned(SignedTargets(1));
+  ASSERT_TRUE(env->Sign(k.priv[0]).ok());
+  env->signatures.push_back(env->signatures[0]);  // the same key twice
+  auto st = VerifyThreshold(*env, k.pub, k.Role(2), "targets");
+  EXPECT_EQ(st.code(), ErrorCode::kUnmetThreshold);
+  ASSERT_TRUE(env->Sign(k.priv[1]).ok());
+  EXPECT_TRUE(VerifyThreshold(*env, k.pub, k.Role(2), "targets").ok());
+}
+
+TEST(VerifyThreshold, InvalidAndUnauthorisedSignaturesDoNotCount) {
+  Keys k = MakeKeys(1);
+  Keys other = MakeKeys(1);
+  auto env = Envelope::FromSigned(SignedTargets(1));
+  ASSERT_TRUE(env->Sign(other.priv[0]).ok());  // a key the role does not list
+  EXPECT_EQ(VerifyThreshold(*env, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+  env->signatures = {{k.priv[0].KeyId(), std::string(128, '0')}};  // garbage signature
+  EXPECT_EQ(VerifyThreshold(*env, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+  // A signature over different bytes (signed content changed after signing).
+  ASSERT_TRUE(env->Sign(k.priv[0]).ok());
+  env->signed_json["version"] = 2;
+  auto tampered = Envelope::Parse(*env->Serialize(), kMaxTargetsBytes);
+  ASSERT_TRUE(tampered.ok());
+  EXPECT_TRUE(VerifyThreshold(*tampered, k.pub, k.Role(1), "targets").ok());  // signed_bytes unchanged
+  std::string text = *env->Serialize();
+  auto pos = text.find("\"version\":1");
+  text.replace(pos, 11, "\"version\":2");
+  auto edited = Envelope::Parse(text, kMaxTargetsBytes);
+  ASSERT_TRUE(edited.ok());
+  EXPECT_EQ(VerifyThreshold(*edited, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+}
+
+TEST(ParseCommon, ChecksTypeSpecVersionAndExpiry) {
+  Json s = SignedTargets(1);
+  EXPECT_EQ(ParseCommon(s, RoleType::kSnapshot).status().code(), ErrorCode::kWrongRole);
+  s["spec_version"] = "2.0.0";
+  EXPECT_EQ(ParseCommon(s, RoleType::kTargets).status().code(), ErrorCode::kBadSpecVersion);
+  s = SignedTargets(1);
+  auto c = ParseCommon(s, RoleType::kTargets);
+  ASSERT_TRUE(c.ok());
+  FakeClock before(1893455999), after(1893456000);
+  EXPECT_TRUE(CheckNotExpired(*c, before, "targets").ok());
+  EXPECT_EQ(CheckNotExpired(*c, after, "targets").code(), ErrorCode::kExpired);
+  s["version"] = 0;
+  EXPECT_EQ(ParseCommon(s, RoleType::kTargets).status().code(), ErrorCode::kCorrupt);
+}
+
+TEST(Envelope, RejectsMalformedAndOversized) {
+  EXPECT_EQ(Envelope::Parse("{", 100).status().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(Envelope::Parse("[]", 100).status().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(Envelope::Parse(R"({"signatures":{},"signed":{}})", 100).status().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(Envelope::Parse(std::string(200, ' '), 100).status().code(), ErrorCode::kTooLarge);
+  EXPECT_EQ(Envelope::Parse(R"({"signatures":[],"signed":{"a":1.5}})", 100).status().code(), ErrorCode::kCorrupt);
+}
+
+TEST(Delegations, PathPatternsAndHashBins) {
+  EXPECT_TRUE(PathPatternMatches("office/*", "office/setup.exe"));
+  EXPECT_FALSE(PathPatternMatches("office/*", "office/sub/setup.exe"));
+  EXPECT_FALSE(PathPatternMatches("office/*", "mail/setup.exe"));
+  EXPECT_TRUE(PathPatternMatches("*/*.exe", "a/b.exe"));
+  SuccinctRoles s;
+  s.bit_length = 8;
+  s.name_prefix = "bins";
+  EXPECT_EQ(s.BinName(10), "bins-0a");
+  EXPECT_EQ(s.NumBins(), 256);
+  std::string bin = s.BinFor("office/setup.exe");
+  EXPECT_EQ(bin.rfind("bins-", 0), 0u);
+  EXPECT_EQ(bin.size(), 7u);
+  EXPECT_EQ(QuoteRoleName("products/office"), "products%2Foffice");
+  EXPECT_EQ(UnquoteRoleName("products%2Foffice"), "products/office");
+}
+
+TEST(MetaFile, LengthAndHashChecks) {
+  MetaFile m;
+  m.version = 1;
+  m.length = 3;
+  m.hashes["sha256"] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  EXPECT_TRUE(CheckMetaFile(m, "abc", "x").ok());
+  EXPECT_EQ(CheckMetaFile(m, "abcd", "x").code(), ErrorCode::kLengthMismatch);
+  EXPECT_EQ(CheckMetaFile(m, "abd", "x").code(), ErrorCode::kHashMismatch);
+}
+
+}  // namespace
+}  // namespace patchgate::tuf
