@@ -1,0 +1,120 @@
+#include "client/fetcher.h"
+
+#include <curl/curl.h>
+
+#include <mutex>
+
+namespace patchgate::client {
+
+Result<std::string> Fetcher::FetchAll(const std::string& url, uint64_t max_bytes) {
+  std::string body;
+  Status st = Fetch(url, max_bytes, [&](std::string_view chunk) {
+    body.append(chunk);
+    return Status::OK();
+  });
+  if (!st.ok()) return st;
+  return body;
+}
+
+Status MemoryFetcher::Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) {
+  ++requests[url];
+  auto e = errors.find(url);
+  if (e != errors.end()) return e->second;
+  auto it = files.find(url);
+  if (it == files.end()) return NotFound("404 for " + url);
+  std::string_view body = it->second;
+  if (body.size() > max_bytes) {
+    PG_RETURN_IF_ERROR(sink(body.substr(0, max_bytes)));
+    return TooLarge(url + " sent more than the maximum of " + std::to_string(max_bytes) + " bytes; stopped reading");
+  }
+  return sink(body);
+}
+
+namespace {
+
+void GlobalInit() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+class CurlFetcher : public Fetcher {
+ public:
+  explicit CurlFetcher(HttpOptions o) : o_(std::move(o)) {
+    GlobalInit();
+    curl_ = curl_easy_init();
+  }
+  ~CurlFetcher() override {
+    if (headers_) curl_slist_free_all(headers_);
+    if (curl_) curl_easy_cleanup(curl_);
+  }
+
+  Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) override {
+    if (!curl_) return Internal("libcurl could not be initialised");
+    struct Ctx {
+      const Sink* sink;
+      uint64_t max, received = 0;
+      Status error;
+      bool too_large = false;
+    } ctx{&sink, max_bytes};
+    auto write = +[](char* data, size_t, size_t n, void* p) -> size_t {
+      auto* c = static_cast<Ctx*>(p);
+      uint64_t room = c->max - c->received;
+      size_t take = n;
+      if (n > room) {
+        take = static_cast<size_t>(room);
+        c->too_large = true;
+      }
+      if (take > 0) {
+        Status st = (*c->sink)(std::string_view(data, take));
+        if (!st.ok()) {
+          c->error = st;
+          return 0;
+        }
+        c->received += take;
+      }
+      return c->too_large ? 0 : n;  // returning less than n aborts the transfer
+    };
+    curl_easy_reset(curl_);
+    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, write);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &ctx);
+    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl_, CURLOPT_FAILONERROR, 1L);  // no error-page bodies into the sink
+    curl_easy_setopt(curl_, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT, o_.connect_timeout_seconds);
+    curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_LIMIT, o_.low_speed_bytes);
+    curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME, o_.low_speed_seconds);
+    curl_easy_setopt(curl_, CURLOPT_USERAGENT, o_.user_agent.c_str());
+    curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, nullptr);  // no decompression bombs
+    if (!o_.bearer_token.empty()) {
+      if (!headers_) headers_ = curl_slist_append(nullptr, ("Authorization: Bearer " + o_.bearer_token).c_str());
+      curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
+    }
+    CURLcode rc = curl_easy_perform(curl_);
+    long code = 0;
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &code);
+    if (!ctx.error.ok()) return ctx.error;
+    if (ctx.too_large)
+      return TooLarge(url + " sent more than the maximum of " + std::to_string(max_bytes) + " bytes; stopped reading");
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+      return Status(ErrorCode::kTimeout, url + ": too slow (under " + std::to_string(o_.low_speed_bytes) + " B/s for " +
+                                             std::to_string(o_.low_speed_seconds) + " s) or timed out");
+    if (rc != CURLE_OK && rc != CURLE_HTTP_RETURNED_ERROR) return NetworkError(url + ": " + curl_easy_strerror(rc));
+    if (code == 404 || code == 403) return NotFound("HTTP " + std::to_string(code) + " for " + url);
+    if (code == 401) return Unauthorized("HTTP 401 for " + url + ": give a valid --token (or PATCHGATE_TOKEN)");
+    if (code < 200 || code >= 300) return NetworkError("HTTP " + std::to_string(code) + " for " + url);
+    return Status::OK();
+  }
+
+ private:
+  HttpOptions o_;
+  CURL* curl_ = nullptr;
+  curl_slist* headers_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Fetcher> NewCurlFetcher(const HttpOptions& options) { return std::make_unique<CurlFetcher>(options); }
+
+}  // namespace patchgate::client

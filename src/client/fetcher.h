@@ -1,0 +1,53 @@
+// Network seam of the client: fetch a URL, streaming the body to a sink, never reading
+// more than a stated maximum. CurlFetcher is the real implementation (libcurl, bearer
+// token, connect and slow-retrieval timeouts); MemoryFetcher serves from a map for tests
+// and can inject faults. A Fetcher may be used from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace patchgate::client {
+
+using Sink = std::function<Status(std::string_view chunk)>;
+
+class Fetcher {
+ public:
+  virtual ~Fetcher() = default;
+  // Streams the body of `url` into `sink`. Errors: kNotFound (HTTP 404/403), kTooLarge
+  // (the server sent more than max_bytes: reading stops at the cap — endless-data attack),
+  // kUnauthorized (401), kTimeout (slow retrieval), kNetwork; or the sink's own error.
+  virtual Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) = 0;
+
+  // Convenience: the whole body as a string.
+  Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
+};
+
+struct HttpOptions {
+  std::string bearer_token;            // sent as "Authorization: Bearer <token>" when set
+  long connect_timeout_seconds = 10;
+  // Slow-retrieval defence: abort when fewer than low_speed_bytes per second arrive for
+  // low_speed_seconds.
+  long low_speed_bytes = 1024;
+  long low_speed_seconds = 20;
+  std::string user_agent = "patchgate-client/0.1";
+};
+
+std::unique_ptr<Fetcher> NewCurlFetcher(const HttpOptions& options);
+
+// Test double: serves bodies from memory.
+class MemoryFetcher : public Fetcher {
+ public:
+  std::map<std::string, std::string> files;  // url -> body
+  std::map<std::string, Status> errors;      // url -> injected error
+  std::map<std::string, int> requests;       // url -> number of requests
+  Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) override;
+};
+
+}  // namespace patchgate::client

@@ -1,0 +1,382 @@
+#include "client/updater.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "crypto/hash.h"
+
+namespace patchgate::client {
+
+using tuf::Envelope;
+
+namespace {
+
+std::string StripSlash(std::string s) {
+  while (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+
+// Percent-encodes each path segment (keeping '/').
+std::string UrlPath(const std::string& path) {
+  std::string out;
+  size_t start = 0;
+  for (;;) {
+    size_t pos = path.find('/', start);
+    out += tuf::QuoteRoleName(path.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
+    if (pos == std::string::npos) break;
+    out += '/';
+    start = pos + 1;
+  }
+  return out;
+}
+
+bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
+  const auto& ra = a.roles.at(role);
+  const auto& rb = b.roles.at(role);
+  std::set<std::string> ka(ra.keyids.begin(), ra.keyids.end()), kb(rb.keyids.begin(), rb.keyids.end());
+  return ka == kb && ra.threshold == rb.threshold;
+}
+
+}  // namespace
+
+Updater::Updater(UpdaterOptions o, Fetcher* fetcher, const Clock& clock, FileSystem* fs)
+    : o_(std::move(o)), fetcher_(fetcher), clock_(clock), fs_(fs) {
+  o_.metadata_url = StripSlash(o_.metadata_url);
+  o_.target_base_url = StripSlash(o_.target_base_url);
+}
+
+std::string Updater::LocalName(const std::string& target_path) { return tuf::QuoteRoleName(target_path); }
+
+std::string Updater::MetaUrl(const std::string& file) const { return o_.metadata_url + "/" + file; }
+
+Status Updater::Persist(const std::string& role, std::string_view bytes) {
+  return fs_->WriteFileAtomic(JoinPath(o_.metadata_dir, tuf::QuoteRoleName(role) + ".json"), bytes);
+}
+
+Result<std::string> Updater::ReadLocal(const std::string& role, uint64_t cap) {
+  return fs_->ReadFile(JoinPath(o_.metadata_dir, tuf::QuoteRoleName(role) + ".json"), cap);
+}
+
+Status Updater::InitTrustedRoot(const std::string& metadata_dir, const std::string& root_file, FileSystem* fs) {
+  PG_ASSIGN_OR_RETURN(std::string bytes, fs->ReadFile(root_file, tuf::kMaxRootBytes));
+  PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(bytes, tuf::kMaxRootBytes));
+  PG_ASSIGN_OR_RETURN(tuf::Root root, tuf::Root::FromSigned(env.signed_json));
+  PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, root.keys, root.roles.at("root"), "trusted root"));
+  PG_RETURN_IF_ERROR(fs->MakeDirs(metadata_dir));
+  return fs->WriteFileAtomic(JoinPath(metadata_dir, "root.json"), bytes);
+}
+
+Status Updater::LoadTrustedRoot() {
+  auto bytes = ReadLocal("root", tuf::kMaxRootBytes);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == ErrorCode::kNotFound)
+      return NotFound("no trusted root in " + o_.metadata_dir + ": run `patchgate-client --metadata-dir " +
+                      o_.metadata_dir + " init ROOT_FILE` first");
+    return bytes.status();
+  }
+  PG_ASSIGN_OR_RETURN(root_env_, Envelope::Parse(*bytes, tuf::kMaxRootBytes));
+  PG_ASSIGN_OR_RETURN(root_, tuf::Root::FromSigned(root_env_.signed_json));
+  return tuf::VerifyThreshold(root_env_, root_.keys, root_.roles.at("root"), "trusted root");
+}
+
+// Loads the locally trusted timestamp/snapshot/targets; anything that no longer verifies
+// under the current root is ignored (as if absent).
+void Updater::LoadTrustedTopLevel() {
+  timestamp_.reset();
+  snapshot_.reset();
+  targets_.clear();
+  if (auto b = ReadLocal("timestamp", tuf::kMaxTimestampBytes); b.ok()) {
+    auto env = Envelope::Parse(*b, tuf::kMaxTimestampBytes);
+    if (env.ok() && tuf::VerifyThreshold(*env, root_.keys, root_.roles.at("timestamp"), "timestamp").ok()) {
+      auto t = tuf::Timestamp::FromSigned(env->signed_json);
+      if (t.ok()) timestamp_ = std::move(*t);
+    }
+  }
+  if (auto b = ReadLocal("snapshot", tuf::kMaxSnapshotBytes); b.ok()) {
+    auto env = Envelope::Parse(*b, tuf::kMaxSnapshotBytes);
+    if (env.ok() && tuf::VerifyThreshold(*env, root_.keys, root_.roles.at("snapshot"), "snapshot").ok()) {
+      auto s = tuf::Snapshot::FromSigned(env->signed_json);
+      if (s.ok()) snapshot_ = std::move(*s);
+    }
+  }
+}
+
+Status Updater::UpdateRoot() {
+  tuf::Root original = root_;
+  for (int i = 0; i < tuf::kMaxRootRotations; ++i) {
+    int64_t next = root_.common.version + 1;
+    std::string url = MetaUrl(std::to_string(next) + ".root.json");
+    auto bytes = fetcher_->FetchAll(url, tuf::kMaxRootBytes);
+    if (!bytes.ok()) {
+      if (bytes.status().code() == ErrorCode::kNotFound) break;  // no newer root
+      return bytes.status().WithContext("root v" + std::to_string(next));
+    }
+    PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(*bytes, tuf::kMaxRootBytes));
+    PG_ASSIGN_OR_RETURN(tuf::Root fresh, tuf::Root::FromSigned(env.signed_json));
+    // Signed by the threshold of the trusted root AND of the new root itself.
+    PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, root_.keys, root_.roles.at("root"),
+                                            "root v" + std::to_string(next) + " (by the trusted root)"));
+    PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, fresh.keys, fresh.roles.at("root"),
+                                            "root v" + std::to_string(next) + " (by itself)"));
+    if (fresh.common.version != next)
+      return Status(ErrorCode::kRollback, url + " claims version " + std::to_string(fresh.common.version) +
+                                              "; expected " + std::to_string(next));
+    root_env_ = std::move(env);
+    root_ = std::move(fresh);
+    PG_RETURN_IF_ERROR(Persist("root", *bytes));
+  }
+  PG_RETURN_IF_ERROR(tuf::CheckNotExpired(root_.common, clock_, "root"));
+  // Fast-forward recovery: new timestamp/snapshot keys invalidate what the old keys signed.
+  if (!SameKeys(original, root_, "timestamp") || !SameKeys(original, root_, "snapshot")) {
+    timestamp_.reset();
+    snapshot_.reset();
+    PG_RETURN_IF_ERROR(fs_->Remove(JoinPath(o_.metadata_dir, "timestamp.json")));
+    PG_RETURN_IF_ERROR(fs_->Remove(JoinPath(o_.metadata_dir, "snapshot.json")));
+  }
+  return Status::OK();
+}
+
+Status Updater::UpdateTimestamp() {
+  PG_ASSIGN_OR_RETURN(std::string bytes, fetcher_->FetchAll(MetaUrl("timestamp.json"), tuf::kMaxTimestampBytes));
+  PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(bytes, tuf::kMaxTimestampBytes));
+  PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, root_.keys, root_.roles.at("timestamp"), "timestamp"));
+  PG_ASSIGN_OR_RETURN(tuf::Timestamp fresh, tuf::Timestamp::FromSigned(env.signed_json));
+  if (timestamp_) {
+    if (fresh.common.version < timestamp_->common.version)
+      return Status(ErrorCode::kRollback, "timestamp version " + std::to_string(fresh.common.version) +
+                                              " is older than the trusted version " +
+                                              std::to_string(timestamp_->common.version));
+    if (fresh.snapshot.version < timestamp_->snapshot.version)
+      return Status(ErrorCode::kRollback, "timestamp lists snapshot version " + std::to_string(fresh.snapshot.version) +
+                                              ", older than the trusted " + std::to_string(timestamp_->snapshot.version));
+    if (fresh.common.version == timestamp_->common.version) {
+      // Nothing new: keep the trusted timestamp (still subject to expiry below).
+      return tuf::CheckNotExpired(timestamp_->common, clock_, "timestamp");
+    }
+  }
+  PG_RETURN_IF_ERROR(tuf::CheckNotExpired(fresh.common, clock_, "timestamp"));
+  timestamp_ = std::move(fresh);
+  return Persist("timestamp", bytes);
+}
+
+Status Updater::UpdateSnapshot() {
+  const tuf::MetaFile& meta = timestamp_->snapshot;
+  if (snapshot_ && snapshot_->common.version == meta.version) {
+    return tuf::CheckNotExpired(snapshot_->common, clock_, "snapshot");
+  }
+  uint64_t cap = meta.length.value_or(tuf::kMaxSnapshotBytes);
+  if (cap > tuf::kMaxSnapshotBytes) cap = tuf::kMaxSnapshotBytes;
+  std::string file = root_.consistent_snapshot ? std::to_string(meta.version) + ".snapshot.json" : "snapshot.json";
+  auto bytes = fetcher_->FetchAll(MetaUrl(file), cap);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == ErrorCode::kTooLarge)
+      return Status(ErrorCode::kLengthMismatch, "snapshot is longer than its signed length: " + bytes.status().message());
+    return bytes.status().WithContext("snapshot");
+  }
+  PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, *bytes, "snapshot"));
+  PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(*bytes, tuf::kMaxSnapshotBytes));
+  PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, root_.keys, root_.roles.at("snapshot"), "snapshot"));
+  PG_ASSIGN_OR_RETURN(tuf::Snapshot fresh, tuf::Snapshot::FromSigned(env.signed_json));
+  if (fresh.common.version != meta.version)
+    return Status(ErrorCode::kMixAndMatch, "snapshot version " + std::to_string(fresh.common.version) +
+                                               " differs from the version the timestamp lists (" +
+                                               std::to_string(meta.version) + ")");
+  if (snapshot_) {
+    for (const auto& [name, old] : snapshot_->meta) {
+      auto it = fresh.meta.find(name);
+      if (it == fresh.meta.end())
+        return Status(ErrorCode::kRollback, "the new snapshot drops " + name + ", which the trusted snapshot lists");
+      if (it->second.version < old.version)
+        return Status(ErrorCode::kRollback, "the new snapshot rolls " + name + " back from version " +
+                                                std::to_string(old.version) + " to " + std::to_string(it->second.version));
+    }
+  }
+  PG_RETURN_IF_ERROR(tuf::CheckNotExpired(fresh.common, clock_, "snapshot"));
+  snapshot_ = std::move(fresh);
+  return Persist("snapshot", *bytes);
+}
+
+Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
+                                                      const std::map<std::string, PublicKey>& keys,
+                                                      const tuf::RoleKeys& role_keys) {
+  if (auto it = targets_.find(role); it != targets_.end()) return &it->second;
+  auto mit = snapshot_->meta.find(role + ".json");
+  if (mit == snapshot_->meta.end())
+    return Status(ErrorCode::kMixAndMatch, "role " + role + " is not listed in the trusted snapshot");
+  const tuf::MetaFile& meta = mit->second;
+  uint64_t cap = std::min(meta.length.value_or(tuf::kMaxTargetsBytes), tuf::kMaxTargetsBytes);
+
+  auto accept = [&](const std::string& bytes, bool fetched) -> Result<const Loaded*> {
+    if (fetched) PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, bytes, role));
+    PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(bytes, tuf::kMaxTargetsBytes));
+    PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, keys, role_keys, role));
+    PG_ASSIGN_OR_RETURN(tuf::Targets t, tuf::Targets::FromSigned(env.signed_json));
+    if (t.common.version != meta.version)
+      return Status(ErrorCode::kMixAndMatch, role + " version " + std::to_string(t.common.version) +
+                                                 " differs from the version the snapshot lists (" +
+                                                 std::to_string(meta.version) + ")");
+    PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
+    if (fetched) PG_RETURN_IF_ERROR(Persist(role, bytes));
+    auto [it, _] = targets_.insert_or_assign(role, Loaded{std::move(env), std::move(t)});
+    return &it->second;
+  };
+
+  // A trusted local copy of exactly the listed version is reused.
+  if (auto local = ReadLocal(role, tuf::kMaxTargetsBytes); local.ok()) {
+    auto r = accept(*local, false);
+    if (r.ok()) return r;
+  }
+  std::string file = root_.consistent_snapshot ? std::to_string(meta.version) + "." + tuf::QuoteRoleName(role) + ".json"
+                                               : tuf::QuoteRoleName(role) + ".json";
+  auto bytes = fetcher_->FetchAll(MetaUrl(file), cap);
+  if (!bytes.ok()) {
+    if (bytes.status().code() == ErrorCode::kTooLarge)
+      return Status(ErrorCode::kLengthMismatch, role + " is longer than its signed length: " + bytes.status().message());
+    return bytes.status().WithContext(role);
+  }
+  return accept(*bytes, true);
+}
+
+Status Updater::UpdateTargets() {
+  targets_.erase("targets");
+  auto r = LoadDelegated("targets", root_.keys, root_.roles.at("targets"));
+  return r.status();
+}
+
+Status Updater::Refresh() {
+  PG_RETURN_IF_ERROR(LoadTrustedRoot());
+  LoadTrustedTopLevel();
+  PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.metadata_dir));
+  PG_RETURN_IF_ERROR(UpdateRoot());
+  PG_RETURN_IF_ERROR(UpdateTimestamp());
+  PG_RETURN_IF_ERROR(UpdateSnapshot());
+  PG_RETURN_IF_ERROR(UpdateTargets());
+  refreshed_ = true;
+  return Status::OK();
+}
+
+Result<TargetInfo> Updater::GetTargetInfo(const std::string& target_path) {
+  if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
+  struct Visit {
+    std::string role;
+    std::map<std::string, PublicKey> keys;  // of the delegator
+    tuf::RoleKeys role_keys;
+  };
+  std::vector<Visit> stack{{"targets", root_.keys, root_.roles.at("targets")}};
+  std::set<std::string> visited;
+  bool loop = false;
+  while (!stack.empty()) {
+    if (static_cast<int>(visited.size()) >= tuf::kMaxDelegationDepth)
+      return Status(ErrorCode::kDelegationDepth, "gave up looking for " + target_path + " after " +
+                                                     std::to_string(tuf::kMaxDelegationDepth) + " delegated roles");
+    Visit v = std::move(stack.back());
+    stack.pop_back();
+    if (!visited.insert(v.role).second) {
+      loop = true;
+      continue;
+    }
+    PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
+    auto hit = loaded->targets.targets.find(target_path);
+    if (hit != loaded->targets.targets.end()) return TargetInfo{target_path, hit->second, v.role};
+    if (!loaded->targets.delegations) continue;
+    const tuf::Delegations& d = *loaded->targets.delegations;
+    std::vector<Visit> children;
+    if (d.succinct) {
+      children.push_back({d.succinct->BinFor(target_path), d.keys, d.succinct->keys});
+    } else {
+      for (const auto& r : d.roles) {
+        if (!r.Matches(target_path)) continue;
+        children.push_back({r.name, d.keys, r.keys});
+        if (r.terminating) {
+          stack.clear();
+          break;
+        }
+      }
+    }
+    for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
+  }
+  if (loop) return Status(ErrorCode::kDelegationLoop, "delegations loop while looking for " + target_path);
+  return NotFound("no role signs a target named " + target_path);
+}
+
+std::optional<std::string> Updater::FindCachedTarget(const TargetInfo& info) {
+  std::string path = JoinPath(o_.target_dir, LocalName(info.path));
+  auto bytes = fs_->ReadFile(path, info.file.length);
+  if (!bytes.ok()) return std::nullopt;
+  tuf::MetaFile m;
+  m.length = info.file.length;
+  m.hashes = info.file.hashes;
+  if (!tuf::CheckMetaFile(m, *bytes, info.path).ok()) return std::nullopt;
+  return path;
+}
+
+Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
+  if (auto cached = FindCachedTarget(info)) return *cached;
+  auto sha = info.file.hashes.find("sha256");
+  std::string remote = info.path;
+  if (root_.consistent_snapshot) {
+    if (sha == info.file.hashes.end()) return Corrupt(info.path + " has no sha256 hash to download it by");
+    auto pos = info.path.find_last_of('/');
+    remote = pos == std::string::npos ? sha->second + "." + info.path
+                                      : info.path.substr(0, pos + 1) + sha->second + "." + info.path.substr(pos + 1);
+  }
+  PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.target_dir));
+  std::string final_path = JoinPath(o_.target_dir, LocalName(info.path));
+  std::string tmp = final_path + ".part." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IOError("cannot create " + tmp + ": " + std::strerror(errno));
+  std::map<std::string, Hasher> hashers;
+  for (const auto& [alg, _] : info.file.hashes) {
+    auto h = Hasher::Create(alg);
+    if (h.ok()) hashers.emplace(alg, std::move(*h));
+  }
+  if (hashers.empty()) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Unsupported(info.path + " lists no hash algorithm this client supports");
+  }
+  uint64_t received = 0;
+  Status st = fetcher_->Fetch(o_.target_base_url + "/" + UrlPath(remote), info.file.length,
+                              [&](std::string_view chunk) -> Status {
+                                received += chunk.size();
+                                for (auto& [alg, h] : hashers) h.Update(chunk);
+                                size_t off = 0;
+                                while (off < chunk.size()) {
+                                  ssize_t n = ::write(fd, chunk.data() + off, chunk.size() - off);
+                                  if (n < 0 && errno == EINTR) continue;
+                                  if (n < 0) return IOError("cannot write " + tmp + ": " + std::strerror(errno));
+                                  off += static_cast<size_t>(n);
+                                }
+                                return Status::OK();
+                              });
+  if (st.ok() && ::fsync(fd) != 0) st = IOError("cannot fsync " + tmp);
+  ::close(fd);
+  if (st.code() == ErrorCode::kTooLarge)
+    st = Status(ErrorCode::kLengthMismatch, info.path + ": the server sent more than the signed length of " +
+                                                std::to_string(info.file.length) + " bytes; download stopped and discarded");
+  if (st.ok() && received != info.file.length)
+    st = Status(ErrorCode::kLengthMismatch, info.path + ": received " + std::to_string(received) +
+                                                " bytes; the signed length is " + std::to_string(info.file.length));
+  if (st.ok()) {
+    for (auto& [alg, h] : hashers) {
+      if (!ConstantTimeEquals(h.FinalHex(), info.file.hashes.at(alg))) {
+        st = Status(ErrorCode::kHashMismatch, info.path + ": the downloaded bytes do not match the signed " + alg +
+                                                  " hash; discarded (nothing was installed)");
+        break;
+      }
+    }
+  }
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  PG_RETURN_IF_ERROR(fs_->Rename(tmp, final_path));
+  return final_path;
+}
+
+}  // namespace patchgate::client

@@ -1,0 +1,91 @@
+// The TUF 1.0 client workflow (specification section 5, "Detailed client workflow"):
+// root chain (capped rotations per run), timestamp, snapshot and targets with version,
+// length and hash checks, expiry against the Clock seam, fast-forward recovery after key
+// rotation, a terminating/visited/depth-capped delegation walk, and target downloads
+// checked for length and hash while streaming.
+//
+// Trusted metadata lives in metadata_dir under non-versioned names (root.json,
+// timestamp.json, snapshot.json, targets.json, <url-encoded role>.json), each written
+// atomically through the FileSystem seam. Targets are cached in target_dir under the
+// url-encoded target path. Not thread-safe: one Updater per thread.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "client/fetcher.h"
+#include "core/clock.h"
+#include "core/fs.h"
+#include "core/status.h"
+#include "tuf/metadata.h"
+
+namespace patchgate::client {
+
+struct UpdaterOptions {
+  std::string metadata_dir;
+  std::string metadata_url;     // base URL of metadata/ (no trailing slash needed)
+  std::string target_base_url;  // base URL of targets/
+  std::string target_dir;
+};
+
+struct TargetInfo {
+  std::string path;
+  tuf::TargetFile file;
+  std::string role;  // the role that signed it
+};
+
+class Updater {
+ public:
+  // `fetcher`, `clock` and `fs` must outlive the Updater.
+  Updater(UpdaterOptions options, Fetcher* fetcher, const Clock& clock, FileSystem* fs);
+
+  // Stores `root_file` as the trusted root after checking it parses and is signed by its
+  // own root threshold. No network.
+  static Status InitTrustedRoot(const std::string& metadata_dir, const std::string& root_file, FileSystem* fs);
+
+  // Runs the update workflow up to and including top-level targets. OK only if every step
+  // succeeded.
+  Status Refresh();
+  // Finds a target (refreshing first if needed), walking delegations. kNotFound if no
+  // role signs it.
+  Result<TargetInfo> GetTargetInfo(const std::string& target_path);
+  // The local path of the target if the cached copy matches its signed length and hashes.
+  std::optional<std::string> FindCachedTarget(const TargetInfo& info);
+  // Downloads (or reuses the cached copy of) the target into target_dir; returns its path.
+  Result<std::string> DownloadTarget(const TargetInfo& info);
+  // The file name a target is stored under in target_dir.
+  static std::string LocalName(const std::string& target_path);
+
+ private:
+  struct Loaded {
+    tuf::Envelope env;
+    tuf::Targets targets;
+  };
+
+  Status LoadTrustedRoot();
+  void LoadTrustedTopLevel();
+  Status UpdateRoot();
+  Status UpdateTimestamp();
+  Status UpdateSnapshot();
+  Status UpdateTargets();
+  Result<const Loaded*> LoadDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
+                                      const tuf::RoleKeys& role_keys);
+  Status Persist(const std::string& role, std::string_view bytes);
+  Result<std::string> ReadLocal(const std::string& role, uint64_t cap);
+  std::string MetaUrl(const std::string& file) const;
+
+  UpdaterOptions o_;
+  Fetcher* fetcher_;
+  const Clock& clock_;
+  FileSystem* fs_;
+  bool refreshed_ = false;
+
+  tuf::Envelope root_env_;
+  tuf::Root root_;
+  std::optional<tuf::Timestamp> timestamp_;
+  std::optional<tuf::Snapshot> snapshot_;
+  std::map<std::string, Loaded> targets_;  // "targets" and delegated roles, verified
+};
+
+}  // namespace patchgate::client
