@@ -55,7 +55,7 @@ class CurlFetcher : public Fetcher {
       uint64_t max, received = 0;
       Status error;
       bool too_large = false;
-    } ctx{&sink, max_bytes};
+    } ctx{&sink, max_bytes, 0, Status::OK(), false};
     auto write = +[](char* data, size_t, size_t n, void* p) -> size_t {
       auto* c = static_cast<Ctx*>(p);
       uint64_t room = c->max - c->received;

@@ -1,0 +1,391 @@
+// The client's defences, one named error kind and one test each, against repositories
+// built in the test (our keys and signatures) and served from memory.
+#include "client/updater.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "crypto/hash.h"
+
+namespace patchgate::client {
+namespace {
+
+using tuf::Envelope;
+
+constexpr char kMeta[] = "http://repo/metadata";
+constexpr char kTargets[] = "http://repo/targets";
+
+PrivateKey NewKey() { return std::move(*PrivateKey::Generate(KeyType::kEd25519)); }
+
+std::string Sign(const Json& signed_json, std::vector<const PrivateKey*> keys) {
+  auto env = Envelope::FromSigned(signed_json);
+  for (auto* k : keys) EXPECT_TRUE(env->Sign(*k).ok());
+  return *env->Serialize();
+}
+
+// A repository assembled in memory: roles are signed JSON, published into a MemoryFetcher.
+class TestRepo {
+ public:
+  TestRepo() {
+    root = Json{{"_type", "root"}, {"spec_version", "1.0.31"}, {"version", 1}, {"expires", "2035-01-01T00:00:00Z"},
+                {"consistent_snapshot", true}, {"keys", Json::object()}, {"roles", Json::object()}};
+    SetRoleKeys("root", {&root_key}, 1);
+    SetRoleKeys("timestamp", {&ts_key}, 1);
+    SetRoleKeys("snapshot", {&snap_key}, 1);
+    SetRoleKeys("targets", {&targets_key}, 1);
+    roles["targets"] = {Targets(1), {&targets_key}};
+  }
+
+  static Json Targets(int64_t version) {
+    return Json{{"_type", "targets"}, {"spec_version", "1.0.31"}, {"version", version},
+                {"expires", "2035-01-01T00:00:00Z"}, {"targets", Json::object()}};
+  }
+
+  void SetRoleKeys(const std::string& role, std::vector<const PrivateKey*> keys, int threshold) {
+    std::vector<std::string> ids;
+    for (auto* k : keys) {
+      root["keys"][k->KeyId()] = k->public_key().ToJson();
+      ids.push_back(k->KeyId());
+    }
+    root["roles"][role] = {{"keyids", ids}, {"threshold", threshold}};
+  }
+
+  // Publishes root version `root["version"]` signed by `signers`.
+  void PublishRoot(std::vector<const PrivateKey*> signers) {
+    root_files[root["version"].get<int64_t>()] = Sign(root, signers);
+    fetcher.files[std::string(kMeta) + "/" + std::to_string(root["version"].get<int64_t>()) + ".root.json"] =
+        root_files[root["version"].get<int64_t>()];
+  }
+
+  void AddTarget(const std::string& role, const std::string& path, const std::string& content) {
+    std::string sha = Sha256Hex(content);
+    roles[role].first["targets"][path] = {{"length", content.size()}, {"hashes", {{"sha256", sha}}}};
+    auto pos = path.find_last_of('/');
+    std::string remote = pos == std::string::npos ? sha + "." + path : path.substr(0, pos + 1) + sha + "." + path.substr(pos + 1);
+    fetcher.files[std::string(kTargets) + "/" + remote] = content;
+  }
+
+  // Signs every role at a new version, then snapshot and timestamp.
+  void Commit() {
+    ++snap_version;
+    Json meta = Json::object();
+    for (auto& [name, r] : roles) {
+      r.first["version"] = r.first["version"].get<int64_t>() + (committed_ ? 1 : 0);
+      std::string bytes = Sign(r.first, r.second);
+      int64_t v = r.first["version"];
+      fetcher.files[std::string(kMeta) + "/" + std::to_string(v) + "." + tuf::QuoteRoleName(name) + ".json"] = bytes;
+      meta[name + ".json"] = {{"version", v}};
+    }
+    committed_ = true;
+    Json snap = {{"_type", "snapshot"}, {"spec_version", "1.0.31"}, {"version", snap_version},
+                 {"expires", "2035-01-01T00:00:00Z"}, {"meta", meta}};
+    snapshot_bytes = Sign(snap, {&snap_key});
+    fetcher.files[std::string(kMeta) + "/" + std::to_string(snap_version) + ".snapshot.json"] = snapshot_bytes;
+    ++ts_version;
+    timestamp = {{"_type", "timestamp"}, {"spec_version", "1.0.31"}, {"version", ts_version},
+                 {"expires", "2035-01-01T00:00:00Z"},
+                 {"meta", {{"snapshot.json", {{"version", snap_version}, {"length", snapshot_bytes.size()},
+                                               {"hashes", {{"sha256", Sha256Hex(snapshot_bytes)}}}}}}}};
+    fetcher.files[std::string(kMeta) + "/timestamp.json"] = Sign(timestamp, {&ts_key});
+  }
+
+  void SetTimestamp(const std::string& bytes) { fetcher.files[std::string(kMeta) + "/timestamp.json"] = bytes; }
+
+  PrivateKey root_key = NewKey(), ts_key = NewKey(), snap_key = NewKey(), targets_key = NewKey();
+  Json root, timestamp;
+  std::map<int64_t, std::string> root_files;
+  std::map<std::string, std::pair<Json, std::vector<const PrivateKey*>>> roles;
+  std::string snapshot_bytes;
+  int64_t snap_version = 0, ts_version = 0;
+  MemoryFetcher fetcher;
+
+ private:
+  bool committed_ = false;
+};
+
+class UpdaterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgclientXXXXXX";
+    dir_ = mkdtemp(tmpl);
+    repo_.PublishRoot({&repo_.root_key});
+    repo_.AddTarget("targets", "office/setup.exe", "the real bytes");
+    repo_.Commit();
+    std::string root_file = dir_ + "/trusted-root.json";
+    ASSERT_TRUE(RealFileSystem::Get().WriteFileAtomic(root_file, repo_.root_files[1]).ok());
+    ASSERT_TRUE(Updater::InitTrustedRoot(dir_ + "/meta", root_file, &RealFileSystem::Get()).ok());
+  }
+  Updater Make() {
+    return Updater({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"}, &repo_.fetcher, clock_, &RealFileSystem::Get());
+  }
+  Status Refresh() { return Make().Refresh(); }
+  Status Download(const std::string& name) {
+    Updater u = Make();
+    auto info = u.GetTargetInfo(name);
+    if (!info.ok()) return info.status();
+    return u.DownloadTarget(*info).status();
+  }
+
+  std::string dir_;
+  TestRepo repo_;
+  FakeClock clock_{1'900'000'000};  // 2030
+};
+
+TEST_F(UpdaterTest, RefreshesDownloadsAndCaches) {
+  ASSERT_TRUE(Download("office/setup.exe").ok());
+  std::string url = std::string(kTargets) + "/" + Sha256Hex("the real bytes") + ".office/setup.exe";
+  EXPECT_EQ(repo_.fetcher.requests[std::string(kTargets) + "/office/" + Sha256Hex("the real bytes") + ".setup.exe"], 1);
+  ASSERT_TRUE(Download("office/setup.exe").ok());  // cached: not fetched again
+  EXPECT_EQ(repo_.fetcher.requests[std::string(kTargets) + "/office/" + Sha256Hex("the real bytes") + ".setup.exe"], 1);
+  EXPECT_EQ(*RealFileSystem::Get().ReadFile(dir_ + "/targets/office%2Fsetup.exe", 100), "the real bytes");
+  EXPECT_EQ(Download("office/other.exe").code(), ErrorCode::kNotFound);
+}
+
+TEST_F(UpdaterTest, RollbackOfTimestamp) {
+  std::string old_ts = repo_.fetcher.files[std::string(kMeta) + "/timestamp.json"];
+  repo_.Commit();
+  ASSERT_TRUE(Refresh().ok());
+  repo_.SetTimestamp(old_ts);
+  EXPECT_EQ(Refresh().code(), ErrorCode::kRollback);
+}
+
+TEST_F(UpdaterTest, RollbackOfSnapshotVersionInTimestamp) {
+  repo_.Commit();
+  ASSERT_TRUE(Refresh().ok());
+  Json ts = repo_.timestamp;
+  ts["version"] = ts["version"].get<int64_t>() + 1;
+  ts["meta"]["snapshot.json"]["version"] = 1;
+  repo_.SetTimestamp(Sign(ts, {&repo_.ts_key}));
+  EXPECT_EQ(Refresh().code(), ErrorCode::kRollback);
+}
+
+TEST_F(UpdaterTest, RollbackOfTargetsVersionInSnapshot) {
+  repo_.Commit();  // targets v2
+  ASSERT_TRUE(Refresh().ok());
+  Json snap = {{"_type", "snapshot"}, {"spec_version", "1.0.31"}, {"version", 3}, {"expires", "2035-01-01T00:00:00Z"},
+               {"meta", {{"targets.json", {{"version", 1}}}}}};
+  std::string bytes = Sign(snap, {&repo_.snap_key});
+  repo_.fetcher.files[std::string(kMeta) + "/3.snapshot.json"] = bytes;
+  Json ts = repo_.timestamp;
+  ts["version"] = 9;
+  ts["meta"]["snapshot.json"] = {{"version", 3}, {"length", bytes.size()}, {"hashes", {{"sha256", Sha256Hex(bytes)}}}};
+  repo_.SetTimestamp(Sign(ts, {&repo_.ts_key}));
+  EXPECT_EQ(Refresh().code(), ErrorCode::kRollback);
+}
+
+TEST_F(UpdaterTest, RollbackOfRootVersion) {
+  repo_.root["version"] = 2;
+  Json bad = repo_.root;
+  bad["version"] = 1;  // served as 2.root.json but claims version 1
+  repo_.fetcher.files[std::string(kMeta) + "/2.root.json"] = Sign(bad, {&repo_.root_key});
+  EXPECT_EQ(Refresh().code(), ErrorCode::kRollback);
+}
+
+TEST_F(UpdaterTest, FreezeAttackExpiredTimestamp) {
+  clock_.SetUnix(2'100'000'000);  // past every expiry
+  EXPECT_EQ(Refresh().code(), ErrorCode::kExpired);
+}
+
+TEST_F(UpdaterTest, FreezeAttackStaleTimestampReplayed) {
+  Json ts = repo_.timestamp;
+  ts["version"] = 50;
+  ts["expires"] = "2030-06-01T00:00:00Z";
+  repo_.SetTimestamp(Sign(ts, {&repo_.ts_key}));
+  ASSERT_TRUE(Refresh().ok());
+  clock_.SetUnix(1'900'000'000 + 400 * 86400);  // the attacker keeps serving the same file
+  EXPECT_EQ(Refresh().code(), ErrorCode::kExpired);
+}
+
+TEST_F(UpdaterTest, FastForwardRecoveryAfterTimestampKeyRotation) {
+  // An attacker with the timestamp key pushed the trusted version to 1000.
+  Json ts = repo_.timestamp;
+  ts["version"] = 1000;
+  repo_.SetTimestamp(Sign(ts, {&repo_.ts_key}));
+  ASSERT_TRUE(Refresh().ok());
+  // The vendor rotates the timestamp key in root v2; the honest timestamp is at a low version.
+  PrivateKey fresh = NewKey();
+  repo_.root["version"] = 2;
+  repo_.root["keys"].erase(repo_.ts_key.KeyId());
+  repo_.ts_key = std::move(fresh);
+  repo_.SetRoleKeys("timestamp", {&repo_.ts_key}, 1);
+  repo_.PublishRoot({&repo_.root_key});
+  repo_.Commit();
+  EXPECT_TRUE(Refresh().ok());
+}
+
+TEST_F(UpdaterTest, MixAndMatchTargetsVersion) {
+  // The snapshot lists targets v1, but 1.targets.json now holds a validly signed v2.
+  Json t = repo_.roles["targets"].first;
+  t["version"] = 2;
+  repo_.fetcher.files[std::string(kMeta) + "/1.targets.json"] = Sign(t, {&repo_.targets_key});
+  EXPECT_EQ(Refresh().code(), ErrorCode::kMixAndMatch);
+}
+
+TEST_F(UpdaterTest, MixAndMatchSnapshotHash) {
+  repo_.fetcher.files[std::string(kMeta) + "/1.snapshot.json"] += " ";
+  EXPECT_EQ(Refresh().code(), ErrorCode::kLengthMismatch);
+  std::string& s = repo_.fetcher.files[std::string(kMeta) + "/1.snapshot.json"];
+  s = repo_.snapshot_bytes;
+  s[s.size() - 2] = s[s.size() - 2] == '}' ? '}' : s[s.size() - 2];
+  std::string swapped = repo_.snapshot_bytes;
+  std::swap(swapped[2], swapped[3]);  // same length, different bytes
+  s = swapped;
+  EXPECT_EQ(Refresh().code(), ErrorCode::kHashMismatch);
+}
+
+TEST_F(UpdaterTest, ArbitrarySoftwareHashMismatch) {
+  std::string url = std::string(kTargets) + "/office/" + Sha256Hex("the real bytes") + ".setup.exe";
+  repo_.fetcher.files[url] = "the evil bytes";  // same length
+  EXPECT_EQ(Download("office/setup.exe").code(), ErrorCode::kHashMismatch);
+  EXPECT_FALSE(RealFileSystem::Get().Exists(dir_ + "/targets/office%2Fsetup.exe"));
+  repo_.fetcher.files[url] = "short";
+  EXPECT_EQ(Download("office/setup.exe").code(), ErrorCode::kLengthMismatch);
+}
+
+TEST_F(UpdaterTest, EndlessDataStopsAtTheCap) {
+  std::string url = std::string(kTargets) + "/office/" + Sha256Hex("the real bytes") + ".setup.exe";
+  repo_.fetcher.files[url] = "the real bytes" + std::string(10 << 20, 'A');
+  EXPECT_EQ(Download("office/setup.exe").code(), ErrorCode::kLengthMismatch);
+  repo_.SetTimestamp(std::string(tuf::kMaxTimestampBytes + 1, ' '));
+  EXPECT_EQ(Refresh().code(), ErrorCode::kTooLarge);
+}
+
+TEST_F(UpdaterTest, InvalidSignature) {
+  Json ts = repo_.timestamp;
+  std::string bytes = Sign(ts, {&repo_.ts_key});
+  auto pos = bytes.find("\"sig\":\"") + 7;
+  bytes[pos] = bytes[pos] == 'a' ? 'b' : 'a';
+  repo_.SetTimestamp(bytes);
+  EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+  PrivateKey stranger = NewKey();
+  repo_.SetTimestamp(Sign(ts, {&stranger}));
+  EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+}
+
+TEST_F(UpdaterTest, DuplicateSignaturesDoNotMeetAThresholdOfTwo) {
+  PrivateKey second = NewKey();
+  repo_.root["version"] = 2;
+  repo_.SetRoleKeys("root", {&repo_.root_key, &second}, 2);
+  auto env = Envelope::FromSigned(repo_.root);
+  ASSERT_TRUE(env->Sign(repo_.root_key).ok());
+  env->signatures.push_back(env->signatures[0]);
+  repo_.fetcher.files[std::string(kMeta) + "/2.root.json"] = *env->Serialize();
+  EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+}
+
+TEST_F(UpdaterTest, RootRotationWithChangedThreshold) {
+  PrivateKey a = NewKey(), b = NewKey(), c = NewKey();
+  repo_.root["version"] = 2;
+  repo_.root["keys"].erase(repo_.root_key.KeyId());
+  repo_.SetRoleKeys("root", {&a, &b, &c}, 2);
+  // Needs the old threshold (1 of the old key) and the new one (2 of a, b, c).
+  repo_.PublishRoot({&repo_.root_key, &a});
+  EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+  repo_.PublishRoot({&repo_.root_key, &a, &c});
+  ASSERT_TRUE(Refresh().ok());
+  // v3 signed only by the old root key is refused.
+  repo_.root["version"] = 3;
+  repo_.PublishRoot({&repo_.root_key});
+  EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+}
+
+TEST_F(UpdaterTest, MalformedJson) {
+  repo_.SetTimestamp("{\"signatures\": [");
+  EXPECT_EQ(Refresh().code(), ErrorCode::kCorrupt);
+}
+
+TEST_F(UpdaterTest, NonCanonicalSignedBytesAreRefused) {
+  // A signature over a pretty-printed (non-canonical) encoding does not verify.
+  Json ts = repo_.timestamp;
+  ts["version"] = 7;
+  std::string pretty = ts.dump(2);
+  Json envelope = {{"signed", ts},
+                   {"signatures", {{{"keyid", repo_.ts_key.KeyId()}, {"sig", *repo_.ts_key.SignHex(pretty)}}}}};
+  repo_.SetTimestamp(envelope.dump());
+  EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+}
+
+TEST_F(UpdaterTest, WrongSpecVersion) {
+  Json ts = repo_.timestamp;
+  ts["spec_version"] = "2.0.0";
+  repo_.SetTimestamp(Sign(ts, {&repo_.ts_key}));
+  EXPECT_EQ(Refresh().code(), ErrorCode::kBadSpecVersion);
+}
+
+TEST_F(UpdaterTest, DelegationLoop) {
+  PrivateKey dk = NewKey();
+  auto delegate = [&](Json& role, const std::string& to) {
+    role["delegations"] = {{"keys", {{dk.KeyId(), dk.public_key().ToJson()}}},
+                           {"roles", {{{"name", to}, {"keyids", {dk.KeyId()}}, {"threshold", 1},
+                                       {"terminating", false}, {"paths", {"loop/*"}}}}}};
+  };
+  delegate(repo_.roles["targets"].first, "a");
+  repo_.roles["a"] = {TestRepo::Targets(1), {&dk}};
+  repo_.roles["b"] = {TestRepo::Targets(1), {&dk}};
+  delegate(repo_.roles["a"].first, "b");
+  delegate(repo_.roles["b"].first, "a");
+  repo_.Commit();
+  EXPECT_EQ(Download("loop/x").code(), ErrorCode::kDelegationLoop);
+}
+
+TEST_F(UpdaterTest, ExcessiveDelegationDepth) {
+  PrivateKey dk = NewKey();
+  std::string prev = "targets";
+  for (int i = 0; i < 40; ++i) {
+    std::string name = "d" + std::to_string(i);
+    repo_.roles[prev].first["delegations"] = {
+        {"keys", {{dk.KeyId(), dk.public_key().ToJson()}}},
+        {"roles", {{{"name", name}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                    {"paths", {"deep/*"}}}}}};
+    repo_.roles[name] = {TestRepo::Targets(1), {&dk}};
+    prev = name;
+  }
+  repo_.Commit();
+  EXPECT_EQ(Download("deep/x").code(), ErrorCode::kDelegationDepth);
+}
+
+TEST_F(UpdaterTest, DelegatedTargetsAndTerminatingRoles) {
+  PrivateKey dk = NewKey(), other = NewKey();
+  repo_.roles["targets"].first["delegations"] = {
+      {"keys", {{dk.KeyId(), dk.public_key().ToJson()}, {other.KeyId(), other.public_key().ToJson()}}},
+      {"roles", {{{"name", "products/mail"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", true},
+                  {"paths", {"mail/*"}}},
+                 {{"name", "fallback"}, {"keyids", {other.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                  {"paths", {"*/*"}}}}}};
+  repo_.roles["products/mail"] = {TestRepo::Targets(1), {&dk}};
+  repo_.roles["fallback"] = {TestRepo::Targets(1), {&other}};
+  repo_.AddTarget("products/mail", "mail/patch.bin", "mail patch");
+  repo_.AddTarget("fallback", "mail/evil.bin", "evil");  // shadowed: products/mail is terminating
+  repo_.AddTarget("fallback", "other/tool.bin", "tool");
+  repo_.Commit();
+  EXPECT_TRUE(Download("mail/patch.bin").ok());
+  EXPECT_EQ(Download("mail/evil.bin").code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(Download("other/tool.bin").ok());
+  EXPECT_TRUE(RealFileSystem::Get().Exists(dir_ + "/meta/products%2Fmail.json"));
+}
+
+TEST_F(UpdaterTest, DelegatedRoleSignedByTheWrongKey) {
+  PrivateKey dk = NewKey(), wrong = NewKey();
+  repo_.roles["targets"].first["delegations"] = {
+      {"keys", {{dk.KeyId(), dk.public_key().ToJson()}}},
+      {"roles", {{{"name", "p"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", true}, {"paths", {"p/*"}}}}}};
+  repo_.roles["p"] = {TestRepo::Targets(1), {&wrong}};
+  repo_.AddTarget("p", "p/x", "x");
+  repo_.Commit();
+  EXPECT_EQ(Download("p/x").code(), ErrorCode::kUnmetThreshold);
+}
+
+TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {
+  char tmpl[] = "/tmp/pgclientXXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  EXPECT_FALSE(Updater::InitTrustedRoot(dir + "/m", dir + "/missing.json", &RealFileSystem::Get()).ok());
+  TestRepo repo;
+  ASSERT_TRUE(RealFileSystem::Get().WriteFileAtomic(dir + "/root.json", Sign(repo.root, {})).ok());
+  EXPECT_EQ(Updater::InitTrustedRoot(dir + "/m", dir + "/root.json", &RealFileSystem::Get()).code(),
+            ErrorCode::kUnmetThreshold);
+  Updater u({dir + "/empty", kMeta, kTargets, dir + "/t"}, &repo.fetcher, SystemClock::Get(), &RealFileSystem::Get());
+  EXPECT_EQ(u.Refresh().code(), ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace patchgate::client
