@@ -1,0 +1,121 @@
+#include <libpq-fe.h>
+
+#include "store/sql.h"
+
+namespace patchgate::sql {
+
+namespace {
+
+// Rewrites '?' placeholders to $1, $2, ... (our SQL has no '?' inside literals).
+std::string Numbered(std::string_view sql) {
+  std::string out;
+  int n = 0;
+  for (char c : sql) {
+    if (c == '?') out += "$" + std::to_string(++n);
+    else out.push_back(c);
+  }
+  return out;
+}
+
+class PgConnection : public Connection {
+ public:
+  explicit PgConnection(std::string url) : url_(std::move(url)) {}
+  ~PgConnection() override {
+    if (conn_) PQfinish(conn_);
+  }
+  std::string engine() const override { return "postgresql"; }
+
+  Status Connect() {
+    if (conn_ && PQstatus(conn_) == CONNECTION_OK) return Status::OK();
+    if (conn_) {
+      PQfinish(conn_);
+      conn_ = nullptr;
+    }
+    conn_ = PQconnectdb(url_.c_str());
+    if (PQstatus(conn_) != CONNECTION_OK) {
+      std::string m = PQerrorMessage(conn_);
+      PQfinish(conn_);
+      conn_ = nullptr;
+      while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+      return Unavailable("cannot reach PostgreSQL: " + m);
+    }
+    PQexec(conn_, "SET client_min_messages TO warning");
+    return Status::OK();
+  }
+
+  Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) override {
+    PG_RETURN_IF_ERROR(Connect());
+    std::string q = Numbered(sql);
+    std::vector<std::string> storage(params.size());
+    std::vector<const char*> values(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (std::holds_alternative<std::nullptr_t>(params[i])) {
+        values[i] = nullptr;
+        continue;
+      }
+      if (auto* v = std::get_if<int64_t>(&params[i])) storage[i] = std::to_string(*v);
+      else storage[i] = std::get<std::string>(params[i]);
+      values[i] = storage[i].c_str();
+    }
+    PGresult* r = PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
+                               nullptr, 0);
+    return Collect(r);
+  }
+
+  Status ExecScript(std::string_view sql) override {
+    PG_RETURN_IF_ERROR(Connect());
+    PGresult* r = PQexec(conn_, std::string(sql).c_str());
+    auto rows = Collect(r);
+    return rows.status();
+  }
+
+  int64_t Changes() override { return changes_; }
+
+ private:
+  Result<Rows> Collect(PGresult* r) {
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      std::string state = PQresultErrorField(r, PG_DIAG_SQLSTATE) ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : "";
+      std::string msg = PQresultErrorMessage(r);
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      PQclear(r);
+      if (PQstatus(conn_) != CONNECTION_OK) {
+        PQfinish(conn_);
+        conn_ = nullptr;
+        return Unavailable("PostgreSQL connection lost: " + msg);
+      }
+      if (state == "23505") return AlreadyExists("postgresql: " + msg);
+      if (state.rfind("23", 0) == 0) return InvalidArgument("postgresql: " + msg);
+      if (state.rfind("08", 0) == 0 || state.rfind("57", 0) == 0 || state.rfind("53", 0) == 0)
+        return Unavailable("postgresql: " + msg);
+      return Internal("postgresql: " + msg);
+    }
+    const char* tuples = PQcmdTuples(r);
+    changes_ = (tuples && *tuples) ? std::stoll(tuples) : 0;
+    Rows rows;
+    int n = PQntuples(r), m = PQnfields(r);
+    rows.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      Row row(static_cast<size_t>(m));
+      for (int c = 0; c < m; ++c)
+        if (!PQgetisnull(r, i, c)) row[static_cast<size_t>(c)] = std::string(PQgetvalue(r, i, c), PQgetlength(r, i, c));
+      rows.push_back(std::move(row));
+    }
+    PQclear(r);
+    return rows;
+  }
+
+  std::string url_;
+  PGconn* conn_ = nullptr;
+  int64_t changes_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& url) {
+  auto c = std::make_unique<PgConnection>(url);
+  PG_RETURN_IF_ERROR(c->Connect());
+  return std::unique_ptr<Connection>(std::move(c));
+}
+
+}  // namespace patchgate::sql

@@ -1,0 +1,549 @@
+// The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
+#include <mutex>
+#include <sstream>
+
+#include "core/clock.h"
+#include "store/migrations.h"
+#include "store/sql.h"
+#include "store/store.h"
+
+namespace patchgate {
+
+std::string_view DownloadOutcomeName(DownloadOutcome o) {
+  switch (o) {
+    case DownloadOutcome::kInProgress: return "in_progress";
+    case DownloadOutcome::kComplete: return "complete";
+    case DownloadOutcome::kPartial: return "partial";
+    case DownloadOutcome::kAborted: return "aborted";
+  }
+  return "in_progress";
+}
+
+Result<DownloadOutcome> ParseDownloadOutcome(std::string_view n) {
+  if (n == "in_progress") return DownloadOutcome::kInProgress;
+  if (n == "complete") return DownloadOutcome::kComplete;
+  if (n == "partial") return DownloadOutcome::kPartial;
+  if (n == "aborted") return DownloadOutcome::kAborted;
+  return Corrupt("unknown download outcome '" + std::string(n) + "'");
+}
+
+namespace {
+
+using sql::Param;
+using sql::Row;
+using sql::Rows;
+
+std::string S(const Row& r, size_t i) { return r[i].value_or(""); }
+int64_t I(const Row& r, size_t i) { return r[i] ? std::stoll(*r[i]) : 0; }
+std::optional<int64_t> OI(const Row& r, size_t i) {
+  if (!r[i]) return std::nullopt;
+  return std::stoll(*r[i]);
+}
+
+std::string Join(const std::vector<std::string>& v, char sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += sep;
+    out += v[i];
+  }
+  return out;
+}
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  if (s.empty()) return out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, sep)) out.push_back(part);
+  return out;
+}
+
+constexpr char kOrgCols[] = "id, name, tier, am_name, am_email, am_phone, contacts, webhook_url";
+Organisation OrgFromRow(const Row& r) {
+  Organisation o;
+  o.id = I(r, 0);
+  o.name = S(r, 1);
+  o.tier = S(r, 2);
+  o.account_manager_name = S(r, 3);
+  o.account_manager_email = S(r, 4);
+  o.account_manager_phone = S(r, 5);
+  o.security_contacts = Split(S(r, 6), ',');
+  o.webhook_url = S(r, 7);
+  return o;
+}
+
+constexpr char kDownloadSelect[] =
+    "SELECT d.id, d.started_at, d.ended_at, d.node, d.username, COALESCE(o.name, ''), COALESCE(o.tier, ''), "
+    "d.target_path, d.sha256, d.range_header, d.bytes_sent, d.outcome, d.remote_addr, d.user_agent, d.source, "
+    "d.http_status, d.unknown_user, d.unknown_target, COALESCE(d.import_key, '') "
+    "FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
+
+Download DownloadFromRow(const Row& r) {
+  Download d;
+  d.id = I(r, 0);
+  d.started_at = I(r, 1);
+  d.ended_at = OI(r, 2);
+  d.node = S(r, 3);
+  d.username = S(r, 4);
+  d.org_name = S(r, 5);
+  d.org_tier = S(r, 6);
+  d.target_path = S(r, 7);
+  d.sha256 = S(r, 8);
+  d.range = S(r, 9);
+  d.bytes_sent = static_cast<uint64_t>(I(r, 10));
+  d.outcome = ParseDownloadOutcome(S(r, 11)).value_or(DownloadOutcome::kInProgress);
+  d.remote_addr = S(r, 12);
+  d.user_agent = S(r, 13);
+  d.source = S(r, 14);
+  d.http_status = static_cast<int>(I(r, 15));
+  d.unknown_user = I(r, 16) != 0;
+  d.unknown_target = I(r, 17) != 0;
+  d.import_key = S(r, 18);
+  return d;
+}
+
+// A download never lasts longer than this; bounds the index range of window queries.
+constexpr int64_t kMaxDownloadMicros = int64_t{24} * 3600 * 1'000'000;
+
+class SqlStore final : public Store {
+ public:
+  explicit SqlStore(std::unique_ptr<sql::Connection> c) : c_(std::move(c)) {}
+
+  std::string engine() const override { return c_->engine(); }
+
+  Status Migrate() {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->ExecScript("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT COALESCE(MAX(version), 0) FROM schema_version", {}));
+    int64_t current = rows.empty() ? 0 : I(rows[0], 0);
+    const char* id = c_->engine() == "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
+    for (const auto& m : store::Migrations()) {
+      if (m.version <= current) continue;
+      std::string text(m.sql);
+      for (size_t p; (p = text.find("{ID}")) != std::string::npos;) text.replace(p, 4, id);
+      PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+      Status st = c_->ExecScript(text);
+      if (st.ok()) st = c_->Query("INSERT INTO schema_version (version) VALUES (?)", {int64_t{m.version}}).status();
+      if (!st.ok()) {
+        (void)c_->ExecScript("ROLLBACK");
+        return st.WithContext("migration " + std::string(m.name));
+      }
+      PG_RETURN_IF_ERROR(c_->ExecScript("COMMIT"));
+    }
+    return Status::OK();
+  }
+
+  // --- organisations ---------------------------------------------------------------
+  Result<int64_t> AddOrganisation(const Organisation& o) override {
+    if (o.name.empty()) return InvalidArgument("an organisation needs a name");
+    if (o.tier != "premier" && o.tier != "gold" && o.tier != "standard")
+      return InvalidArgument("tier must be premier, gold or standard (got '" + o.tier + "')");
+    std::lock_guard<std::mutex> l(mu_);
+    auto r = c_->Query(
+        "INSERT INTO organisations (name, tier, am_name, am_email, am_phone, contacts, webhook_url, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        {o.name, o.tier, o.account_manager_name, o.account_manager_email, o.account_manager_phone,
+         Join(o.security_contacts, ','), o.webhook_url, SystemClock::Get().NowMicros()});
+    if (!r.ok()) {
+      if (r.status().code() == ErrorCode::kAlreadyExists) return AlreadyExists("organisation " + o.name + " already exists");
+      return r.status();
+    }
+    return I((*r)[0], 0);
+  }
+
+  Result<Organisation> GetOrganisation(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string("SELECT ") + kOrgCols + " FROM organisations WHERE name = ?", {name}));
+    if (rows.empty()) return NotFound("no organisation named " + name + " (see `patchgate org list`)");
+    return OrgFromRow(rows[0]);
+  }
+
+  Result<std::vector<Organisation>> ListOrganisations() override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string("SELECT ") + kOrgCols + " FROM organisations ORDER BY name", {}));
+    std::vector<Organisation> out;
+    for (const auto& r : rows) out.push_back(OrgFromRow(r));
+    return out;
+  }
+
+  Result<int64_t> AddUser(const std::string& org, const std::string& username, const std::string& token_hash) override {
+    if (username.empty() || username.size() > 128 || username.find_first_of(" :\t\r\n") != std::string::npos)
+      return InvalidArgument("user name must be 1-128 characters without spaces or ':'");
+    PG_ASSIGN_OR_RETURN(Organisation o, GetOrganisation(org));
+    std::lock_guard<std::mutex> l(mu_);
+    auto r = c_->Query("INSERT INTO users (org_id, username, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+                       {o.id, username, token_hash, SystemClock::Get().NowMicros()});
+    if (!r.ok()) {
+      if (r.status().code() == ErrorCode::kAlreadyExists) return AlreadyExists("user " + username + " already exists");
+      return r.status();
+    }
+    return I((*r)[0], 0);
+  }
+
+  Status RevokeUser(const std::string& username) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("UPDATE users SET revoked = 1 WHERE username = ?", {username}).status());
+    if (c_->Changes() == 0) return NotFound("no user named " + username);
+    return Status::OK();
+  }
+
+  Result<User> AuthenticateTokenHash(const std::string& token_hash) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT u.id, u.org_id, o.name, u.username, u.revoked FROM users u "
+                                             "JOIN organisations o ON o.id = u.org_id WHERE u.token_hash = ?",
+                                             {token_hash}));
+    if (rows.empty()) return Unauthorized("unknown token");
+    User u{I(rows[0], 0), I(rows[0], 1), S(rows[0], 2), S(rows[0], 3), I(rows[0], 4) != 0};
+    if (u.revoked) return Unauthorized("token revoked");
+    return u;
+  }
+
+  Result<User> GetUser(const std::string& username) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT u.id, u.org_id, o.name, u.username, u.revoked FROM users u "
+                                             "JOIN organisations o ON o.id = u.org_id WHERE u.username = ?",
+                                             {username}));
+    if (rows.empty()) return NotFound("no user named " + username);
+    return User{I(rows[0], 0), I(rows[0], 1), S(rows[0], 2), S(rows[0], 3), I(rows[0], 4) != 0};
+  }
+
+  Status Grant(const std::string& org, const std::string& product) override {
+    if (product.empty()) return InvalidArgument("name a product to grant");
+    PG_ASSIGN_OR_RETURN(Organisation o, GetOrganisation(org));
+    std::lock_guard<std::mutex> l(mu_);
+    return c_->Query("INSERT INTO entitlements (org_id, product) VALUES (?, ?) ON CONFLICT DO NOTHING", {o.id, product})
+        .status();
+  }
+
+  Result<bool> IsEntitled(int64_t org_id, const std::string& product) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT 1 FROM entitlements WHERE org_id = ? AND product = ?", {org_id, product}));
+    return !rows.empty();
+  }
+
+  Result<std::vector<std::string>> EntitledOrganisations(const std::string& product) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT o.name FROM entitlements e JOIN organisations o ON o.id = e.org_id "
+                                             "WHERE e.product = ? ORDER BY o.name", {product}));
+    std::vector<std::string> out;
+    for (const auto& r : rows) out.push_back(S(r, 0));
+    return out;
+  }
+
+  // --- targets and nodes -----------------------------------------------------------
+  Status UpsertTarget(const TargetRecord& t) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return c_->Query(
+                 "INSERT INTO targets (path, product, version, length, sha256, published_at, scan_verdict, scan_engine, "
+                 "scan_db_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                 "product = excluded.product, version = excluded.version, length = excluded.length, "
+                 "sha256 = excluded.sha256, published_at = excluded.published_at, scan_verdict = excluded.scan_verdict, "
+                 "scan_engine = excluded.scan_engine, scan_db_version = excluded.scan_db_version, infected = 0, "
+                 "infected_detail = ''",
+                 {t.path, t.product, t.version, static_cast<int64_t>(t.length), t.sha256, t.published_at,
+                  t.scan_verdict, t.scan_engine, t.scan_db_version})
+        .status();
+  }
+
+  Result<TargetRecord> GetTarget(const std::string& path) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT path, product, version, length, sha256, published_at, scan_verdict, "
+                                             "scan_engine, scan_db_version, infected, infected_detail FROM targets "
+                                             "WHERE path = ?", {path}));
+    if (rows.empty()) return NotFound("no published target " + path);
+    const Row& r = rows[0];
+    TargetRecord t;
+    t.path = S(r, 0);
+    t.product = S(r, 1);
+    t.version = S(r, 2);
+    t.length = static_cast<uint64_t>(I(r, 3));
+    t.sha256 = S(r, 4);
+    t.published_at = I(r, 5);
+    t.scan_verdict = S(r, 6);
+    t.scan_engine = S(r, 7);
+    t.scan_db_version = S(r, 8);
+    t.infected = I(r, 9) != 0;
+    t.infected_detail = S(r, 10);
+    return t;
+  }
+
+  Status MarkTargetInfected(const std::string& path, const std::string& detail) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("UPDATE targets SET infected = 1, infected_detail = ? WHERE path = ?", {detail, path}).status());
+    if (c_->Changes() == 0) return NotFound("no published target " + path + " in the store");
+    return Status::OK();
+  }
+
+  Status UpsertNode(const NodeRecord& n) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return c_->Query("INSERT INTO nodes (name, role, upstream, last_heartbeat, compliance_json, state) VALUES "
+                     "(?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET role = excluded.role, upstream = "
+                     "excluded.upstream, last_heartbeat = excluded.last_heartbeat, compliance_json = "
+                     "excluded.compliance_json, state = excluded.state",
+                     {n.name, n.role, n.upstream, n.last_heartbeat, n.compliance_json, n.state})
+        .status();
+  }
+
+  Result<std::vector<NodeRecord>> ListNodes() override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT name, role, upstream, last_heartbeat, compliance_json, state FROM "
+                                             "nodes ORDER BY name", {}));
+    std::vector<NodeRecord> out;
+    for (const auto& r : rows) out.push_back({S(r, 0), S(r, 1), S(r, 2), I(r, 3), S(r, 4), S(r, 5)});
+    return out;
+  }
+
+  Status QuarantineTargetOnNode(const std::string& node, const std::string& path, const std::string& expected,
+                                const std::string& actual, int64_t at) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return c_->Query("INSERT INTO node_quarantine (node, path, expected_sha256, actual_sha256, at) VALUES (?, ?, ?, ?, ?)",
+                     {node, path, expected, actual, at})
+        .status();
+  }
+
+  // --- downloads -------------------------------------------------------------------
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+    std::vector<int64_t> ids;
+    ids.reserve(starts.size());
+    for (const auto& s : starts) {
+      auto r = c_->Query(
+          "INSERT INTO downloads (started_at, node, user_id, username, org_id, target_path, sha256, range_header, "
+          "outcome, remote_addr, user_agent, source) SELECT ?, ?, u.id, u.username, u.org_id, ?, ?, ?, "
+          "'in_progress', ?, ?, 'served' FROM users u WHERE u.id = ? RETURNING id",
+          {s.started_at, s.node, s.target_path, s.sha256, s.range, s.remote_addr, s.user_agent, s.user_id});
+      if (!r.ok() || r->empty()) {
+        (void)c_->ExecScript("ROLLBACK");
+        return r.ok() ? NotFound("download for unknown user id " + std::to_string(s.user_id)) : r.status();
+      }
+      ids.push_back(I((*r)[0], 0));
+    }
+    Status st = c_->ExecScript("COMMIT");
+    if (!st.ok()) {
+      (void)c_->ExecScript("ROLLBACK");
+      return st;
+    }
+    return ids;
+  }
+
+  Status FinishDownloads(const std::vector<DownloadFinish>& finishes) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+    for (const auto& f : finishes) {
+      Status st = c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ? WHERE id = ?",
+                            {f.ended_at, static_cast<int64_t>(f.bytes_sent), std::string(DownloadOutcomeName(f.outcome)), f.id})
+                      .status();
+      if (!st.ok()) {
+        (void)c_->ExecScript("ROLLBACK");
+        return st;
+      }
+    }
+    return c_->ExecScript("COMMIT");
+  }
+
+  Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
+    std::string sql = std::string(kDownloadSelect) + " WHERE 1 = 1";
+    std::vector<Param> p;
+    if (q.node) {
+      sql += " AND d.node = ?";
+      p.push_back(*q.node);
+    }
+    if (q.user) {
+      sql += " AND d.username = ?";
+      p.push_back(*q.user);
+    }
+    if (q.org) {
+      sql += " AND o.name = ?";
+      p.push_back(*q.org);
+    }
+    if (q.until) {
+      sql += " AND d.started_at <= ?";
+      p.push_back(*q.until);
+    }
+    if (q.since) {
+      // Overlap: still streaming when the window opened counts. The lower bound on
+      // started_at keeps the (node, started_at) index range small.
+      sql += " AND d.started_at >= ? AND (d.ended_at IS NULL OR d.ended_at >= ?)";
+      p.push_back(*q.since - kMaxDownloadMicros);
+      p.push_back(*q.since);
+    }
+    if (!q.targets.empty()) {
+      sql += " AND d.target_path IN (";
+      for (size_t i = 0; i < q.targets.size(); ++i) {
+        sql += i ? ", ?" : "?";
+        p.push_back(q.targets[i]);
+      }
+      sql += ")";
+    }
+    if (q.successful_only)
+      sql += " AND ((d.source = 'served' AND d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0) OR "
+             "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
+    sql += " ORDER BY d.started_at, d.id";
+    if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(sql, p));
+    std::vector<Download> out;
+    out.reserve(rows.size());
+    for (const auto& r : rows) out.push_back(DownloadFromRow(r));
+    return out;
+  }
+
+  Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ImportResult res;
+    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+    for (const auto& d : rows) {
+      auto r = c_->Query(
+          "INSERT INTO downloads (started_at, ended_at, node, user_id, username, org_id, target_path, sha256, "
+          "range_header, bytes_sent, outcome, remote_addr, user_agent, source, http_status, unknown_user, "
+          "unknown_target, import_key) VALUES (?, ?, ?, (SELECT id FROM users WHERE username = ?), ?, "
+          "(SELECT org_id FROM users WHERE username = ?), ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?, ?, ?) "
+          "ON CONFLICT (import_key) DO NOTHING",
+          {d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr), d.node, d.username, d.username, d.username,
+           d.target_path, d.sha256, d.range, static_cast<int64_t>(d.bytes_sent),
+           std::string(DownloadOutcomeName(d.outcome)), d.remote_addr, d.user_agent, int64_t{d.http_status},
+           int64_t{d.unknown_user}, int64_t{d.unknown_target}, d.import_key});
+      if (!r.ok()) {
+        (void)c_->ExecScript("ROLLBACK");
+        return r.status();
+      }
+      if (c_->Changes() > 0) ++res.inserted;
+      else ++res.duplicates;
+    }
+    PG_RETURN_IF_ERROR(c_->ExecScript("COMMIT"));
+    return res;
+  }
+
+  // --- incidents and notifications -------------------------------------------------
+  Result<int64_t> CreateIncident(const Incident& i) override {
+    if (i.window_end < i.window_start) return InvalidArgument("the incident window ends before it starts");
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("INSERT INTO incidents (node, window_start, window_end, cause, detected_at, "
+                                             "targets) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                                             {i.node, i.window_start, i.window_end, i.cause, i.detected_at,
+                                              Join(i.targets, '\n')}));
+    return I(rows[0], 0);
+  }
+
+  Result<Incident> GetIncident(int64_t id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT id, node, window_start, window_end, cause, detected_at, targets FROM "
+                                             "incidents WHERE id = ?", {id}));
+    if (rows.empty()) return NotFound("no incident " + std::to_string(id) + " (see `patchgate incident list`)");
+    return IncidentFromRow(rows[0]);
+  }
+
+  Result<std::vector<Incident>> ListIncidents() override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT id, node, window_start, window_end, cause, detected_at, targets FROM "
+                                             "incidents ORDER BY id", {}));
+    std::vector<Incident> out;
+    for (const auto& r : rows) out.push_back(IncidentFromRow(r));
+    return out;
+  }
+
+  Result<Notification> EnsureNotification(int64_t incident_id, int64_t org_id, const std::string& channel,
+                                          const std::string& recipients, const std::string& ack_token_hash) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("INSERT INTO notifications (incident_id, org_id, channel, recipients, ack_token_hash) "
+                                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id, org_id, channel) DO NOTHING",
+                                 {incident_id, org_id, channel, recipients, ack_token_hash})
+                           .status());
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string(kNotificationSelect) +
+                                                 " WHERE n.incident_id = ? AND n.org_id = ? AND n.channel = ?",
+                                             {incident_id, org_id, channel}));
+    if (rows.empty()) return Internal("notification row vanished");
+    return NotificationFromRow(rows[0]);
+  }
+
+  Status RecordNotificationAttempt(int64_t id, bool sent, const std::string& error, int64_t at) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (sent)
+      return c_->Query("UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?, last_error = '' "
+                       "WHERE id = ?", {at, id}).status();
+    return c_->Query("UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ? "
+                     "AND state <> 'sent'", {error, id}).status();
+  }
+
+  Result<std::vector<Notification>> ListNotifications(int64_t incident_id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string(kNotificationSelect) + " WHERE n.incident_id = ? ORDER BY o.name, n.channel",
+                                             {incident_id}));
+    std::vector<Notification> out;
+    for (const auto& r : rows) out.push_back(NotificationFromRow(r));
+    return out;
+  }
+
+  Status Acknowledge(const std::string& ack_token_hash, int64_t at) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT id FROM notifications WHERE ack_token_hash = ?", {ack_token_hash}));
+    if (rows.empty()) return NotFound("unknown acknowledgement token");
+    return c_->Query("UPDATE notifications SET acked_at = ? WHERE ack_token_hash = ? AND acked_at IS NULL",
+                     {at, ack_token_hash}).status();
+  }
+
+  // --- scan cache ------------------------------------------------------------------
+  Result<std::optional<ScanVerdict>> GetScanVerdict(const std::string& sha256, const std::string& db_version) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT sha256, db_version, verdict, detections, engine_version, scanned_at "
+                                             "FROM scan_verdicts WHERE sha256 = ? AND db_version = ?", {sha256, db_version}));
+    if (rows.empty()) return std::optional<ScanVerdict>();
+    const Row& r = rows[0];
+    return std::optional<ScanVerdict>(ScanVerdict{S(r, 0), S(r, 1), S(r, 2), S(r, 3), S(r, 4), I(r, 5)});
+  }
+
+  Status PutScanVerdict(const ScanVerdict& v) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return c_->Query("INSERT INTO scan_verdicts (sha256, db_version, verdict, detections, engine_version, scanned_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sha256, db_version) DO UPDATE SET verdict = "
+                     "excluded.verdict, detections = excluded.detections, engine_version = excluded.engine_version, "
+                     "scanned_at = excluded.scanned_at",
+                     {v.sha256, v.db_version, v.verdict, v.detections, v.engine_version, v.scanned_at})
+        .status();
+  }
+
+ private:
+  static constexpr char kNotificationSelect[] =
+      "SELECT n.id, n.incident_id, n.org_id, o.name, n.channel, n.recipients, n.state, n.attempts, n.last_error, "
+      "n.sent_at, n.acked_at FROM notifications n JOIN organisations o ON o.id = n.org_id";
+
+  static Incident IncidentFromRow(const Row& r) {
+    return Incident{I(r, 0), S(r, 1), I(r, 2), I(r, 3), S(r, 4), I(r, 5), Split(S(r, 6), '\n')};
+  }
+  static Notification NotificationFromRow(const Row& r) {
+    Notification n;
+    n.id = I(r, 0);
+    n.incident_id = I(r, 1);
+    n.org_id = I(r, 2);
+    n.org_name = S(r, 3);
+    n.channel = S(r, 4);
+    n.recipients = S(r, 5);
+    n.state = S(r, 6);
+    n.attempts = static_cast<int>(I(r, 7));
+    n.last_error = S(r, 8);
+    n.sent_at = OI(r, 9);
+    n.acked_at = OI(r, 10);
+    return n;
+  }
+
+  std::mutex mu_;
+  std::unique_ptr<sql::Connection> c_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& url) {
+  std::unique_ptr<sql::Connection> conn;
+  if (url.rfind("sqlite:", 0) == 0) {
+    PG_ASSIGN_OR_RETURN(conn, sql::OpenSqlite(url));
+  } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
+    PG_ASSIGN_OR_RETURN(conn, sql::OpenPostgres(url));
+  } else {
+    return InvalidArgument("unknown store URL '" + url + "': use sqlite:///path/to.db or postgresql://user@host/db");
+  }
+  auto store = std::make_unique<SqlStore>(std::move(conn));
+  PG_RETURN_IF_ERROR(store->Migrate());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace patchgate

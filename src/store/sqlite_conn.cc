@@ -1,0 +1,117 @@
+#include <sqlite3.h>
+
+#include <map>
+
+#include "store/sql.h"
+
+namespace patchgate::sql {
+
+namespace {
+
+class SqliteConnection : public Connection {
+ public:
+  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  ~SqliteConnection() override {
+    for (auto& [_, st] : cache_) sqlite3_finalize(st);
+    sqlite3_close_v2(db_);
+  }
+  std::string engine() const override { return "sqlite"; }
+
+  Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) override {
+    sqlite3_stmt* st = nullptr;
+    auto it = cache_.find(std::string(sql));
+    if (it != cache_.end()) {
+      st = it->second;
+      sqlite3_reset(st);
+      sqlite3_clear_bindings(st);
+    } else {
+      if (sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr) !=
+          SQLITE_OK)
+        return Err("prepare");
+      cache_.emplace(std::string(sql), st);
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      int idx = static_cast<int>(i + 1);
+      const Param& p = params[i];
+      if (std::holds_alternative<std::nullptr_t>(p)) sqlite3_bind_null(st, idx);
+      else if (auto* v = std::get_if<int64_t>(&p)) sqlite3_bind_int64(st, idx, *v);
+      else {
+        const auto& s = std::get<std::string>(p);
+        sqlite3_bind_text(st, idx, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+      }
+    }
+    Rows rows;
+    for (;;) {
+      int rc = sqlite3_step(st);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        Status s = Err("step");
+        sqlite3_reset(st);
+        return s;
+      }
+      int n = sqlite3_column_count(st);
+      Row row(static_cast<size_t>(n));
+      for (int c = 0; c < n; ++c) {
+        if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
+        const unsigned char* t = sqlite3_column_text(st, c);
+        row[static_cast<size_t>(c)] = std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(st, c));
+      }
+      rows.push_back(std::move(row));
+    }
+    sqlite3_reset(st);
+    return rows;
+  }
+
+  Status ExecScript(std::string_view sql) override {
+    char* msg = nullptr;
+    if (sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+      std::string m = msg ? msg : "unknown error";
+      sqlite3_free(msg);
+      return Map(sqlite3_extended_errcode(db_), m);
+    }
+    return Status::OK();
+  }
+
+  int64_t Changes() override { return sqlite3_changes64(db_); }
+
+ private:
+  Status Err(const char* what) { return Map(sqlite3_extended_errcode(db_), std::string(what) + ": " + sqlite3_errmsg(db_)); }
+  static Status Map(int code, const std::string& msg) {
+    int primary = code & 0xff;
+    if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY)
+      return AlreadyExists("sqlite: " + msg);
+    if (primary == SQLITE_CONSTRAINT) return InvalidArgument("sqlite: " + msg);
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR || primary == SQLITE_FULL ||
+        primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY || primary == SQLITE_PERM)
+      return Unavailable("sqlite: " + msg);
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Corrupt("sqlite: " + msg);
+    return Internal("sqlite: " + msg);
+  }
+
+  sqlite3* db_;
+  std::map<std::string, sqlite3_stmt*> cache_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& url) {
+  std::string path;
+  if (url == "sqlite::memory:") path = ":memory:";
+  else if (url.rfind("sqlite://", 0) == 0) path = url.substr(9);
+  else return InvalidArgument("not an sqlite URL: " + url);
+  if (path.empty()) return InvalidArgument("sqlite URL has no path: use sqlite:///absolute/path.db or sqlite://relative.db");
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close_v2(db);
+    return Unavailable("cannot open SQLite store " + path + ": " + m);
+  }
+  sqlite3_busy_timeout(db, 5000);
+  auto conn = std::make_unique<SqliteConnection>(db);
+  // WAL for concurrent readers; FULL sync so a committed download record survives a crash.
+  PG_RETURN_IF_ERROR(conn->ExecScript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
+  return std::unique_ptr<Connection>(std::move(conn));
+}
+
+}  // namespace patchgate::sql

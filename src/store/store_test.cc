@@ -1,0 +1,275 @@
+// One suite, two engines: SQLite always; PostgreSQL when PATCHGATE_TEST_PG_URL is set
+// (scripts/test.sh starts a throwaway server and sets it).
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <thread>
+
+#include "core/clock.h"
+
+namespace patchgate {
+namespace {
+
+std::string FreshUrl(const std::string& engine) {
+  if (engine == "sqlite") {
+    char tmpl[] = "/tmp/pgstoreXXXXXX";
+    return std::string("sqlite://") + mkdtemp(tmpl) + "/store.db";
+  }
+  const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
+  return url ? url : "";
+}
+
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    url_ = FreshUrl(GetParam());
+    if (url_.empty()) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against "
+                                      "(scripts/test.sh starts one)";
+    auto s = Store::Open(url_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    if (GetParam() == "postgresql") {
+      // Each test starts from empty tables.
+      auto c = Store::Open(url_);
+      ASSERT_TRUE(c.ok());
+    }
+    prefix_ = GetParam() == "postgresql" ? "t" + std::to_string(SystemClock::Get().NowMicros()) + "-" : "";
+  }
+  std::string N(const std::string& name) { return prefix_ + name; }
+  int64_t AddOrg(const std::string& name, const std::string& tier = "premier") {
+    Organisation o;
+    o.name = N(name);
+    o.tier = tier;
+    o.account_manager_name = "Ann";
+    o.account_manager_email = "ann@vendor.example";
+    o.security_contacts = {"sec@" + name + ".example", "cso@" + name + ".example"};
+    auto id = store_->AddOrganisation(o);
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return id.value_or(0);
+  }
+
+  std::string url_, prefix_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreTest, ReopenIsANoOpMigration) {
+  auto again = Store::Open(url_);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*again)->engine(), GetParam());
+}
+
+TEST_P(StoreTest, OrganisationsUsersAndEntitlements) {
+  int64_t acme = AddOrg("acme");
+  AddOrg("globex", "gold");
+  Organisation dup;
+  dup.name = N("acme");
+  dup.tier = "gold";
+  EXPECT_EQ(store_->AddOrganisation(dup).status().code(), ErrorCode::kAlreadyExists);
+  dup.name = N("bad");
+  dup.tier = "platinum";
+  EXPECT_EQ(store_->AddOrganisation(dup).status().code(), ErrorCode::kInvalidArgument);
+  auto org = store_->GetOrganisation(N("acme"));
+  ASSERT_TRUE(org.ok());
+  EXPECT_EQ(org->security_contacts.size(), 2u);
+  EXPECT_EQ(store_->GetOrganisation(N("nope")).status().code(), ErrorCode::kNotFound);
+
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("hash-a")).ok());
+  EXPECT_EQ(store_->AddUser(N("acme"), N("alice"), N("hash-b")).status().code(), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(store_->AddUser(N("nope"), N("bob"), N("hash-c")).status().code(), ErrorCode::kNotFound);
+  auto u = store_->AuthenticateTokenHash(N("hash-a"));
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->org_id, acme);
+  EXPECT_EQ(store_->AuthenticateTokenHash(N("wrong")).status().code(), ErrorCode::kUnauthorized);
+  ASSERT_TRUE(store_->RevokeUser(N("alice")).ok());
+  EXPECT_EQ(store_->AuthenticateTokenHash(N("hash-a")).status().code(), ErrorCode::kUnauthorized);
+  EXPECT_EQ(store_->RevokeUser(N("ghost")).code(), ErrorCode::kNotFound);
+
+  ASSERT_TRUE(store_->Grant(N("acme"), "office").ok());
+  ASSERT_TRUE(store_->Grant(N("acme"), "office").ok());  // idempotent
+  EXPECT_TRUE(*store_->IsEntitled(acme, "office"));
+  EXPECT_FALSE(*store_->IsEntitled(acme, "mail"));
+  auto ent = store_->EntitledOrganisations("office");
+  ASSERT_TRUE(ent.ok());
+  EXPECT_NE(std::find(ent->begin(), ent->end(), N("acme")), ent->end());
+}
+
+TEST_P(StoreTest, DownloadAuditAndWindowQueries) {
+  AddOrg("acme");
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
+  auto alice = store_->GetUser(N("alice"));
+  ASSERT_TRUE(alice.ok());
+  std::string node = N("mirror-2");
+  auto mk = [&](int64_t t, const std::string& path) {
+    DownloadStart s;
+    s.started_at = t;
+    s.node = node;
+    s.user_id = alice->id;
+    s.org_id = alice->org_id;
+    s.target_path = path;
+    s.sha256 = "abc";
+    s.remote_addr = "127.0.0.1";
+    s.user_agent = "test";
+    return s;
+  };
+  auto ids = store_->BeginDownloads({mk(100, "office/a"), mk(200, "office/b"), mk(300, "office/c"), mk(5000, "office/d")});
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_EQ(ids->size(), 4u);
+  ASSERT_TRUE(store_->FinishDownloads({{(*ids)[0], 150, 10, DownloadOutcome::kComplete},
+                                       {(*ids)[1], 900, 10, DownloadOutcome::kComplete},
+                                       {(*ids)[2], 310, 0, DownloadOutcome::kAborted},
+                                       {(*ids)[3], 5100, 10, DownloadOutcome::kComplete}})
+                  .ok());
+  DownloadQuery q;
+  q.node = node;
+  q.since = 500;  // b was still streaming at 500: it counts
+  q.until = 6000;
+  q.successful_only = true;
+  auto rows = store_->QueryDownloads(q);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].target_path, "office/b");
+  EXPECT_EQ((*rows)[0].org_name, N("acme"));
+  EXPECT_EQ((*rows)[0].outcome, DownloadOutcome::kComplete);
+  EXPECT_EQ((*rows)[1].target_path, "office/d");
+  q.successful_only = false;
+  q.since = 0;
+  EXPECT_EQ(store_->QueryDownloads(q)->size(), 4u);  // the aborted, zero-byte one included
+  q.targets = {"office/a"};
+  EXPECT_EQ(store_->QueryDownloads(q)->size(), 1u);
+  // A download for a user that does not exist is refused, and nothing of the batch lands.
+  auto bad = mk(7000, "office/e");
+  bad.user_id = 999999;
+  EXPECT_FALSE(store_->BeginDownloads({mk(7000, "office/f"), bad}).ok());
+  q.targets.clear();
+  q.until = 8000;
+  EXPECT_EQ(store_->QueryDownloads(q)->size(), 4u);
+}
+
+TEST_P(StoreTest, ConcurrentBeginsAllLand) {
+  AddOrg("acme");
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
+  auto alice = store_->GetUser(N("alice"));
+  std::string node = N("origin");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        DownloadStart s;
+        s.started_at = 1000 + t * 100 + i;
+        s.node = node;
+        s.user_id = alice->id;
+        s.target_path = "p/f";
+        EXPECT_TRUE(store_->BeginDownloads({s}).ok());
+      }
+    });
+  for (auto& th : threads) th.join();
+  DownloadQuery q;
+  q.node = node;
+  EXPECT_EQ(store_->QueryDownloads(q)->size(), 100u);
+}
+
+TEST_P(StoreTest, ImportDedupesByKeyAndFlagsUnknowns) {
+  AddOrg("acme");
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
+  std::vector<Download> rows;
+  for (int i = 0; i < 3; ++i) {
+    Download d;
+    d.started_at = 1000 + i;
+    d.ended_at = 1000 + i;
+    d.node = N("legacy");
+    d.username = i == 2 ? N("stranger") : N("alice");
+    d.unknown_user = i == 2;
+    d.target_path = "office/setup.exe";
+    d.bytes_sent = 10;
+    d.outcome = DownloadOutcome::kComplete;
+    d.http_status = 200;
+    d.import_key = N("line-") + std::to_string(i);
+    rows.push_back(d);
+  }
+  auto r = store_->ImportDownloads(rows);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->inserted, 3u);
+  r = store_->ImportDownloads(rows);
+  EXPECT_EQ(r->inserted, 0u);
+  EXPECT_EQ(r->duplicates, 3u);
+  DownloadQuery q;
+  q.node = N("legacy");
+  q.successful_only = true;
+  auto got = store_->QueryDownloads(q);
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0].org_name, N("acme"));
+  EXPECT_TRUE((*got)[2].unknown_user);
+  EXPECT_EQ((*got)[2].org_name, "");
+  EXPECT_EQ((*got)[2].source, "imported");
+}
+
+TEST_P(StoreTest, IncidentsNotificationsAndAcks) {
+  int64_t acme = AddOrg("acme");
+  Incident inc{0, N("mirror-2"), 100, 200, "file infector", 250, {"office/a", "office/b"}};
+  auto id = store_->CreateIncident(inc);
+  ASSERT_TRUE(id.ok());
+  auto back = store_->GetIncident(*id);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->targets.size(), 2u);
+  EXPECT_EQ(store_->GetIncident(987654321).status().code(), ErrorCode::kNotFound);
+  inc.window_end = 50;
+  EXPECT_EQ(store_->CreateIncident(inc).status().code(), ErrorCode::kInvalidArgument);
+
+  auto n = store_->EnsureNotification(*id, acme, "smtp", "sec@acme.example", N("ack-hash"));
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(n->state, "pending");
+  auto again = store_->EnsureNotification(*id, acme, "smtp", "other", N("other-hash"));
+  EXPECT_EQ(again->id, n->id);  // idempotent: the existing row
+  ASSERT_TRUE(store_->RecordNotificationAttempt(n->id, false, "connection refused", 300).ok());
+  ASSERT_TRUE(store_->RecordNotificationAttempt(n->id, true, "", 400).ok());
+  ASSERT_TRUE(store_->RecordNotificationAttempt(n->id, false, "late failure", 500).ok());  // does not undo 'sent'
+  auto list = store_->ListNotifications(*id);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].state, "sent");
+  EXPECT_EQ((*list)[0].attempts, 2);
+  EXPECT_EQ(*(*list)[0].sent_at, 400);
+  EXPECT_EQ(store_->Acknowledge(N("unknown"), 600).code(), ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->Acknowledge(N("ack-hash"), 600).ok());
+  ASSERT_TRUE(store_->Acknowledge(N("ack-hash"), 700).ok());  // recorded once
+  EXPECT_EQ(*(*store_->ListNotifications(*id))[0].acked_at, 600);
+}
+
+TEST_P(StoreTest, TargetsNodesAndScanCache) {
+  TargetRecord t{N("office/a"), "office", "2.1", 10, "abc", 1, "clean", "ClamAV 1.4", "db1", false, ""};
+  ASSERT_TRUE(store_->UpsertTarget(t).ok());
+  ASSERT_TRUE(store_->MarkTargetInfected(N("office/a"), "Win.Test.EICAR_HDB-1").ok());
+  auto got = store_->GetTarget(N("office/a"));
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->infected);
+  EXPECT_EQ(store_->MarkTargetInfected(N("nope"), "x").code(), ErrorCode::kNotFound);
+  ASSERT_TRUE(store_->UpsertNode({N("mirror-1"), "mirror", "origin", 5, "{}", "ok"}).ok());
+  ASSERT_TRUE(store_->UpsertNode({N("mirror-1"), "mirror", "origin", 6, "{}", "non-compliant"}).ok());
+  auto nodes = store_->ListNodes();
+  bool found = false;
+  for (const auto& n : *nodes)
+    if (n.name == N("mirror-1")) found = n.state == "non-compliant" && n.last_heartbeat == 6;
+  EXPECT_TRUE(found);
+  ASSERT_TRUE(store_->QuarantineTargetOnNode(N("mirror-1"), N("office/a"), "abc", "def", 7).ok());
+  EXPECT_FALSE(store_->GetScanVerdict(N("sha"), "db1")->has_value());
+  ASSERT_TRUE(store_->PutScanVerdict({N("sha"), "db1", "clean", "", "1.4.6", 9}).ok());
+  auto v = store_->GetScanVerdict(N("sha"), "db1");
+  ASSERT_TRUE(v->has_value());
+  EXPECT_EQ((*v)->verdict, "clean");
+  EXPECT_FALSE(store_->GetScanVerdict(N("sha"), "db2")->has_value());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
+
+TEST(StoreOpen, RefusesUnknownSchemesAndUnreachableServers) {
+  EXPECT_EQ(Store::Open("mysql://x").status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(Store::Open("sqlite://").status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(Store::Open("sqlite:///nonexistent-dir/x/y.db").status().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(Store::Open("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2").status().code(),
+            ErrorCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace patchgate
