@@ -22,3 +22,45 @@ Result<tuf::KeyAccess> KeyFlags::Access(bool confirm) const {
 }
 
 }  // namespace patchgate::cli
+
+#include <cstdlib>
+
+#include "core/clock.h"
+
+namespace patchgate::cli {
+
+std::string DefaultStoreUrl() {
+  const char* env = std::getenv("PATCHGATE_STORE");
+  return env && *env ? env : "sqlite://patchgate.db";
+}
+
+void AddStoreFlag(CLI::App* cmd, std::string* url) {
+  *url = DefaultStoreUrl();
+  cmd->add_option("--store", *url, "Store URL: sqlite:///path.db or postgresql://... (default $PATCHGATE_STORE or "
+                                   "sqlite://patchgate.db)");
+}
+
+Result<std::unique_ptr<Store>> OpenStore(const std::string& url) {
+  auto s = Store::Open(url);
+  if (!s.ok()) return s.status().WithContext("store " + url);
+  return s;
+}
+
+Result<std::optional<int64_t>> ParseTimeFlag(const std::string& value, const char* flag) {
+  if (value.empty()) return std::optional<int64_t>();
+  auto t = ParseRfc3339Micros(value);
+  if (!t.ok()) return t.status().WithContext(flag);
+  return std::optional<int64_t>(*t);
+}
+
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace patchgate::cli

@@ -27,3 +27,23 @@ PrePublishHookFactory PublishGateHookFactory();
 void AddPublishGateFlags(CLI::App* publish);
 
 }  // namespace patchgate::cli
+
+#include <memory>
+
+#include "store/store.h"
+
+namespace patchgate::cli {
+
+// --store URL; default $PATCHGATE_STORE, else sqlite://patchgate.db (in the working directory).
+std::string DefaultStoreUrl();
+void AddStoreFlag(CLI::App* cmd, std::string* url);
+// Opens the store; errors say how to fix the URL or reach the server.
+Result<std::unique_ptr<Store>> OpenStore(const std::string& url);
+
+// Parses an optional RFC 3339 time flag into microseconds.
+Result<std::optional<int64_t>> ParseTimeFlag(const std::string& value, const char* flag);
+
+// CSV field quoting (RFC 4180).
+std::string CsvField(const std::string& s);
+
+}  // namespace patchgate::cli
