@@ -1,7 +1,67 @@
+// `patchgate serve`: the download server on the store.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
 #include "cli/commands.h"
+#include "cli/common_flags.h"
+#include "server/server.h"
 
 namespace patchgate::cli {
 
-void RegisterServeCommands(CLI::App& app, Context& ctx) {}
+namespace {
+
+struct ServeFlags {
+  std::string store;
+  server::ServerOptions o;
+};
+
+int RunServe(ServeFlags& f) {
+  // SIGTERM/SIGINT are taken by a waiting thread: stop accepting, drain, complete records.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto store = OpenStore(f.store);
+  if (!store.ok()) return ReportError(store.status());
+  auto srv = server::Server::Create(f.o, store->get());
+  if (!srv.ok()) return ReportError(srv.status());
+  Status st = (*srv)->Start();
+  if (!st.ok()) return ReportError(st);
+  std::fprintf(stderr, "patchgate serve: listening on port %d (node %s)\n", (*srv)->port(), f.o.node_name.c_str());
+  server::Server* s = srv->get();
+  std::thread signals([s, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    s->Stop();
+  });
+  signals.detach();
+  s->Run();
+  return kExitOk;
+}
+
+}  // namespace
+
+void RegisterServeCommands(CLI::App& app, Context& ctx) {
+  auto f = std::make_shared<ServeFlags>();
+  auto* serve = app.add_subcommand("serve", "Serve the repository to authenticated, entitled customers, auditing every download");
+  serve->add_option("--repo", f->o.repo_dir, "Repository directory (serves its metadata/ and targets/)")->required();
+  AddStoreFlag(serve, &f->store);
+  serve->add_option("--listen", f->o.listen, "IPv4:PORT to listen on (default 127.0.0.1:8443)");
+  serve->add_option("--tls-cert", f->o.tls_cert, "PEM certificate chain (enables TLS 1.2/1.3)");
+  serve->add_option("--tls-key", f->o.tls_key, "PEM private key for --tls-cert");
+  serve->add_option("--node-name", f->o.node_name, "This node's name in the audit trail (default origin)");
+  serve->add_option("--header-timeout", f->o.header_timeout_seconds, "Seconds a client has to send a request head");
+  serve->add_option("--idle-timeout", f->o.idle_timeout_seconds, "Seconds an idle keep-alive connection is kept");
+  serve->add_option("--send-timeout", f->o.send_timeout_seconds, "Seconds a stalled reader is kept");
+  serve->add_option("--max-connections", f->o.max_connections, "Concurrent connections");
+  serve->add_option("--max-header-bytes", f->o.limits.max_header_bytes, "Largest request head accepted");
+  serve->add_option("--max-headers", f->o.limits.max_headers, "Most request headers accepted");
+  serve->add_option("--drain-seconds", f->o.drain_seconds, "On SIGTERM, how long in-flight downloads may finish");
+  serve->final_callback([f, &ctx] { ctx.exit_code = RunServe(*f); });
+}
 
 }  // namespace patchgate::cli

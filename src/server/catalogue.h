@@ -1,0 +1,35 @@
+// The server's view of the signed repository: consistent-snapshot file name ->
+// {target path, product, signed sha256 and length}. Loaded from the repository's verified
+// metadata chain and reloaded when metadata/timestamp.json changes. Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/status.h"
+#include "tuf/repository.h"
+
+namespace patchgate::server {
+
+class Catalogue {
+ public:
+  explicit Catalogue(std::string repo_dir) : dir_(std::move(repo_dir)) {}
+  // Reloads if timestamp.json changed (checked at most every 500 ms).
+  Status Refresh();
+  // By the name under targets/ ("office/<sha256>.setup.exe").
+  std::shared_ptr<const tuf::CatalogueEntry> Find(const std::string& rel) const;
+  size_t size() const;
+
+ private:
+  std::string dir_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>> entries_ =
+      std::make_shared<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>>();
+  int64_t loaded_mtime_ns_ = -1;
+  int64_t loaded_ino_ = -1;
+  int64_t last_check_ms_ = 0;
+};
+
+}  // namespace patchgate::server

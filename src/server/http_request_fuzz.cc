@@ -1,0 +1,18 @@
+// libFuzzer target: request heads and request targets from the network.
+#include <cstdint>
+#include <cstdlib>
+
+#include "server/http_request.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace patchgate::server;
+  std::string_view buf(reinterpret_cast<const char*>(data), size);
+  auto out = ParseRequestHead(buf, HttpLimits{});
+  if (out.head) {
+    if (out.head->head_length > size) std::abort();
+    auto n = NormalizeTarget(out.head->target);
+    if (n.ok() && (n->rel.find("..") == 0 || n->rel.find("/../") != std::string::npos)) std::abort();
+  }
+  (void)NormalizeTarget(buf);
+  return 0;
+}

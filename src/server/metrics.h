@@ -1,0 +1,28 @@
+// Counters exported at /metrics in the Prometheus text format. Lock-free; thread-safe.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace patchgate::server {
+
+struct Metrics {
+  std::atomic<uint64_t> requests_2xx{0}, requests_3xx{0}, requests_4xx{0}, requests_5xx{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> downloads_complete{0}, downloads_partial{0}, downloads_aborted{0};
+  std::atomic<uint64_t> verify_cache_hits{0}, verify_cache_misses{0}, verify_mismatches{0};
+  std::atomic<uint64_t> audit_commits{0}, audit_records{0}, audit_failures{0};
+  std::atomic<uint64_t> connections_open{0};
+  // Audit commit latency histogram (seconds): buckets and running sum in microseconds.
+  static constexpr std::array<double, 9> kBuckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5};
+  std::array<std::atomic<uint64_t>, kBuckets.size() + 1> audit_latency{};
+  std::atomic<uint64_t> audit_latency_sum_us{0};
+
+  void CountStatus(int status);
+  void ObserveAuditCommit(int64_t micros, size_t records);
+  std::string Render() const;
+};
+
+}  // namespace patchgate::server

@@ -1,0 +1,52 @@
+// `patchgate serve`: the download server. HTTP/1.1 (keep-alive, HEAD, single Range,
+// ETag = sha256) over plain TCP or TLS 1.2/1.3, one thread per connection with blocking
+// sockets, timeouts and sendfile(2) for plain TCP.
+//
+// Three promises, in this order, for every target download:
+//   1. only an authenticated user of an organisation entitled to the target's product;
+//   2. the file is verified against its signed sha256 (verdict cached by device, inode,
+//      size, mtime and ctime) — a mismatch is never served (503) and is quarantined;
+//   3. the download is durable in the store before the first body byte (group commit),
+//      and completed afterwards with bytes sent and outcome.
+// Thread-safe; Run() blocks until Stop() (or SIGTERM via the CLI), then drains in-flight
+// downloads and completes their records.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "server/http_request.h"
+#include "store/store.h"
+
+namespace patchgate::server {
+
+struct ServerOptions {
+  std::string repo_dir;
+  std::string listen = "127.0.0.1:8443";  // host:port; port 0 picks a free one
+  std::string node_name = "origin";
+  std::string tls_cert, tls_key;  // both or neither
+  HttpLimits limits;
+  int header_timeout_seconds = 10;     // a request head must arrive within this (slowloris)
+  int idle_timeout_seconds = 30;       // keep-alive idle
+  int send_timeout_seconds = 30;       // a client that reads nothing for this long is dropped
+  int max_connections = 1024;
+  int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
+};
+
+class Server {
+ public:
+  // `store` must outlive the server.
+  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options, Store* store);
+  virtual ~Server() = default;
+  // Binds and listens; afterwards port() is the bound port.
+  virtual Status Start() = 0;
+  virtual int port() const = 0;
+  // Serves until Stop(). Returns after the drain.
+  virtual void Run() = 0;
+  virtual void Stop() = 0;  // async-signal-safe enough to call from a signal-watching thread
+};
+
+}  // namespace patchgate::server
