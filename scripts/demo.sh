@@ -64,20 +64,20 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 server_pid=$!
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
-step "patchgate-client: trust the root, refresh, download office-2.1-setup.bin"
+step "patchgate-client: trust the root, refresh, download office/office-2.1-setup.bin"
 "$client" --metadata-dir "$work/client/metadata" init "$work/repo/metadata/1.root.json"
 "$client" --metadata-dir "$work/client/metadata" --metadata-url "http://127.0.0.1:$port/metadata" \
-  --token "$token" --target-name office-2.1-setup.bin --target-base-url "http://127.0.0.1:$port/targets" \
+  --token "$token" --target-name office/office-2.1-setup.bin --target-base-url "http://127.0.0.1:$port/targets" \
   --target-dir "$work/client/targets" download
 ls -l "$work/client/targets"
-cmp "$work/client/targets/office-2.1-setup.bin" "$work/updates/office-2.1-setup.bin" && echo "downloaded bytes match the published file"
+cmp "$work/client/targets/office%2Foffice-2.1-setup.bin" "$work/updates/office-2.1-setup.bin" && echo "downloaded bytes match the published file"
 
 step "a product alice's organisation is not entitled to is refused"
 set +e
 "$client" --metadata-dir "$work/client/metadata" --metadata-url "http://127.0.0.1:$port/metadata" \
-  --token "$token" --target-name mail-7.0-patch.bin --target-base-url "http://127.0.0.1:$port/targets" \
+  --token "$token" --target-name mail/mail-7.0-patch.bin --target-base-url "http://127.0.0.1:$port/targets" \
   --target-dir "$work/client/targets" download
-echo "exit code: $?"
+echo "exit code: $? (the server answered 403: Contoso is not entitled to mail)"
 set -e
 
 step "the audit trail (patchgate downloads)"

@@ -8,6 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
+export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
 pg="$build/src/cli/patchgate"
 client="$build/src/client/patchgate-client"
 if ! command -v node >/dev/null; then echo "SKIP: node is not installed"; exit 0; fi

@@ -5,6 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
+export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
 iterations=${2:-25}
 pg="$build/src/cli/patchgate"
 client="$build/src/client/patchgate-client"

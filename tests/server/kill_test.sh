@@ -5,6 +5,7 @@
 # Usage: kill_test.sh BUILD_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd)
+export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
 pg="$build/src/cli/patchgate"
 work=$(mktemp -d /tmp/pg-servekill.XXXXXX)
 server=
