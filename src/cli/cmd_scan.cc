@@ -153,7 +153,15 @@ int RunRescan(ScanFlags& f) {
                            "`patchgate incident open` and `patchgate downloads` to trace who received it ***\n",
                    target.c_str(), dets.c_str());
       log::Error("published target found infected on rescan", {{"target", target}, {"detections", dets}});
-      if (store) (void)store->MarkTargetInfected(target, dets);
+      if (store && store->MarkTargetInfected(target, dets).code() == ErrorCode::kNotFound) {
+        TargetRecord t;
+        t.path = target;
+        t.product = target.substr(0, target.find('/'));
+        t.sha256 = r.sha256;
+        t.length = r.length;
+        t.published_at = 0;
+        if (store->UpsertTarget(t).ok()) (void)store->MarkTargetInfected(target, dets);
+      }
       (void)scan::Quarantine(f.repo, r, (*scanner)->info());
     } else {
       std::fprintf(stderr, "no clean verdict for %s: %s %s\n", target.c_str(),

@@ -1,0 +1,227 @@
+// Against the real ClamAV engine (patchgate-scan-worker) and the project's test signatures.
+#include "scan/scanner.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/fs.h"
+#include "scan/gate.h"
+
+namespace patchgate::scan {
+namespace {
+
+const std::string kSigs = std::string(PATCHGATE_SOURCE_DIR) + "/tests/data/signatures";
+const std::string kWorker = std::string(PATCHGATE_BINARY_DIR) + "/src/cli/patchgate-scan-worker";
+const char kEicar[] = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+const char kMarker[] = "PATCHGATE-SIMULATED-FILE-INFECTOR-FUNLOVE\n";
+
+class ScannerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgscanXXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  std::string Write(const std::string& name, const std::string& content) {
+    std::string p = dir_ + "/" + name;
+    RealFileSystem::Get().MakeDirs(DirName(p));
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+  std::string Elf() { return *RealFileSystem::Get().ReadFile("/bin/true", 1 << 24); }
+  void Zip(const std::string& zip, const std::string& file, const std::string& flags = "") {
+    std::string cmd = "cd " + dir_ + " && zip -q " + flags + " " + zip + " " + file;
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+  }
+  std::unique_ptr<Scanner> Make(ScanOptions o = {}) {
+    if (o.signatures_dir.empty()) o.signatures_dir = kSigs;
+    o.worker_path = kWorker;
+    o.jobs = o.jobs ? o.jobs : 2;
+    auto s = NewWorkerScanner(o);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  FileResult One(Scanner& s, const std::string& path) { return (*s.Scan({path}))[0]; }
+
+  std::string dir_;
+};
+
+TEST_F(ScannerTest, CleanFilesAreCleanAndHashed) {
+  auto s = Make();
+  ASSERT_TRUE(s);
+  auto r = One(*s, Write("clean.bin", Elf()));
+  EXPECT_EQ(r.verdict, Verdict::kClean) << r.error;
+  EXPECT_EQ(r.length, Elf().size());
+  EXPECT_EQ(r.sha256.size(), 64u);
+  EXPECT_EQ(s->info().engine, "ClamAV");
+  EXPECT_FALSE(s->info().engine_version.empty());
+  EXPECT_GT(s->info().signatures, 5u);
+}
+
+TEST_F(ScannerTest, Eicar) {
+  auto s = Make();
+  auto r = One(*s, Write("eicar.com", kEicar));
+  EXPECT_EQ(r.verdict, Verdict::kInfected);
+  ASSERT_FALSE(r.detections.empty());
+  EXPECT_NE(r.detections[0].find("EICAR"), std::string::npos);
+}
+
+TEST_F(ScannerTest, MarkerInfectedElfIsCaughtByBodySignatures) {
+  auto s = Make();
+  auto r = One(*s, Write("infected-true", Elf() + kMarker));
+  EXPECT_EQ(r.verdict, Verdict::kInfected);
+  std::string all;
+  for (const auto& d : r.detections) all += d + " ";
+  EXPECT_NE(all.find("FileInfector.ELF"), std::string::npos) << all;  // logical signature, ELF target
+  EXPECT_NE(all.find("YARA"), std::string::npos) << all;
+}
+
+TEST_F(ScannerTest, InfectedInsideZipAndZipInsideZip) {
+  Write("eicar.com", kEicar);
+  Zip("one.zip", "eicar.com");
+  Zip("two.zip", "one.zip");
+  auto s = Make();
+  EXPECT_EQ(One(*s, dir_ + "/one.zip").verdict, Verdict::kInfected);
+  EXPECT_EQ(One(*s, dir_ + "/two.zip").verdict, Verdict::kInfected);
+}
+
+TEST_F(ScannerTest, EncryptedZipIsNotClean) {
+  Write("payload.bin", Elf());
+  Zip("enc.zip", "payload.bin", "-P secret");
+  auto s = Make();
+  auto r = One(*s, dir_ + "/enc.zip");
+  EXPECT_EQ(r.verdict, Verdict::kUnscannable);
+  ASSERT_FALSE(r.detections.empty());
+  EXPECT_NE(r.detections[0].find("Encrypted"), std::string::npos);
+}
+
+TEST_F(ScannerTest, FileOverTheSizeLimitIsNotClean) {
+  ScanOptions o;
+  o.max_file_size = 100000;
+  auto s = Make(o);
+  auto r = One(*s, Write("big.bin", std::string(200000, 'x')));
+  EXPECT_EQ(r.verdict, Verdict::kUnscannable);
+  EXPECT_NE(r.error.find("over the scan limit"), std::string::npos);
+}
+
+TEST_F(ScannerTest, EmptyOrMalformedSignaturesRefuseToStart) {
+  RealFileSystem::Get().MakeDirs(dir_ + "/empty");
+  ScanOptions o;
+  o.signatures_dir = dir_ + "/empty";
+  o.worker_path = kWorker;
+  auto s = NewWorkerScanner(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), ErrorCode::kScanFailed);
+  EXPECT_NE(s.status().message().find("empty"), std::string::npos);
+  Write("bad/x.ndb", "garbage:::\n");
+  o.signatures_dir = dir_ + "/bad";
+  s = NewWorkerScanner(o);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("Malformed"), std::string::npos) << s.status().message();
+  o.signatures_dir = dir_ + "/missing";
+  EXPECT_EQ(NewWorkerScanner(o).status().code(), ErrorCode::kScanFailed);
+}
+
+TEST_F(ScannerTest, ClamavTestfilesAreAllDetected) {
+  auto exp = ExpandInputs({"/usr/share/clamav-testfiles"});
+  if (exp.files.empty()) GTEST_SKIP() << "Debian's clamav-testfiles package is not installed";
+  auto s = Make();
+  auto results = s->Scan(exp.files);
+  ASSERT_TRUE(results.ok());
+  for (const auto& r : *results) EXPECT_EQ(r.verdict, Verdict::kInfected) << r.path << " " << r.error;
+}
+
+TEST_F(ScannerTest, SymlinkOutsideTheInputIsRefusedAndUnreadableIsError) {
+  Write("in/a.bin", "a");
+  ASSERT_EQ(::symlink("/etc/passwd", (dir_ + "/in/escape").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ + "/in/a.bin").c_str(), (dir_ + "/in/inside").c_str()), 0);
+  ASSERT_EQ(::mkfifo((dir_ + "/in/fifo").c_str(), 0600), 0);
+  auto exp = ExpandInputs({dir_ + "/in"});
+  ASSERT_EQ(exp.files.size(), 1u);
+  ASSERT_EQ(exp.refused.size(), 2u);
+  bool saw_escape = false;
+  for (const auto& [p, why] : exp.refused) saw_escape |= why.find("outside the input") != std::string::npos;
+  EXPECT_TRUE(saw_escape);
+  // A file that cannot be read when its turn comes is an error, never clean.
+  auto s = Make();
+  auto r = One(*s, dir_ + "/in/vanished.bin");
+  EXPECT_EQ(r.verdict, Verdict::kError);
+  EXPECT_FALSE(r.error.empty());
+}
+
+TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
+  ScanOptions o;
+  o.jobs = 1;
+  auto s = Make(o);
+  auto pids = WorkerPidsForTest(*s);
+  ASSERT_EQ(pids.size(), 1u);
+  ::kill(pids[0], SIGSEGV);  // what a libclamav parser crash looks like from here
+  usleep(100000);
+  auto r = One(*s, Write("clean.bin", "clean"));
+  EXPECT_EQ(r.verdict, Verdict::kError);
+  EXPECT_NE(r.error.find("worker"), std::string::npos) << r.error;
+  auto again = One(*s, dir_ + "/clean.bin");
+  EXPECT_EQ(again.verdict, Verdict::kClean) << again.error;
+  EXPECT_NE(WorkerPidsForTest(*s)[0], pids[0]);
+}
+
+TEST_F(ScannerTest, ParallelScanKeepsInputOrder) {
+  std::vector<std::string> files;
+  for (int i = 0; i < 20; ++i) files.push_back(Write("f" + std::to_string(i), i == 13 ? std::string(kEicar) : "clean " + std::to_string(i)));
+  auto s = Make();
+  auto r = s->Scan(files);
+  ASSERT_EQ(r->size(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ((*r)[i].path, files[i]);
+    EXPECT_EQ((*r)[i].verdict, i == 13 ? Verdict::kInfected : Verdict::kClean);
+  }
+}
+
+TEST_F(ScannerTest, VerdictCacheSkipsTheEngineForKnownCleanBytes) {
+  auto store = Store::Open("sqlite://" + dir_ + "/cache.db");
+  ASSERT_TRUE(store.ok());
+  ScanOptions o;
+  o.cache = store->get();
+  auto s = Make(o);
+  std::string f = Write("clean.bin", Elf());
+  EXPECT_FALSE(One(*s, f).cached);
+  auto second = One(*s, f);
+  EXPECT_TRUE(second.cached);
+  EXPECT_EQ(second.verdict, Verdict::kClean);
+  // Infected verdicts are never served from the cache as clean.
+  std::string e = Write("eicar.com", kEicar);
+  EXPECT_EQ(One(*s, e).verdict, Verdict::kInfected);
+  EXPECT_EQ(One(*s, e).verdict, Verdict::kInfected);
+}
+
+TEST_F(ScannerTest, GateQuarantinesAndRefuses) {
+  ScanOptions o;
+  o.signatures_dir = kSigs;
+  o.worker_path = kWorker;
+  auto gate = MakePublishGate(o, dir_ + "/repo");
+  auto ok = gate({Write("clean.bin", "fine")});
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ((*ok)[0]["scan"]["verdict"], "clean");
+  EXPECT_EQ((*ok)[0]["scan"]["engine"], "ClamAV");
+  auto bad = gate({dir_ + "/clean.bin", Write("eicar.com", kEicar)});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), ErrorCode::kInfected);
+  auto q = RealFileSystem::Get().ListDir(dir_ + "/repo/quarantine");
+  ASSERT_TRUE(q.ok());
+  ASSERT_EQ(q->size(), 2u);  // the bytes and the JSON report
+  std::string report;
+  for (const auto& n : *q)
+    if (n.size() > 5 && n.substr(n.size() - 5) == ".json") report = *RealFileSystem::Get().ReadFile(dir_ + "/repo/quarantine/" + n, 1 << 20);
+  EXPECT_NE(report.find("\"detections\""), std::string::npos);
+  EXPECT_NE(report.find("\"signature_version\""), std::string::npos);
+  Write("p.bin", Elf());
+  Zip("enc.zip", "p.bin", "-P pw");
+  EXPECT_EQ(gate({dir_ + "/enc.zip"}).status().code(), ErrorCode::kScanFailed);
+}
+
+}  // namespace
+}  // namespace patchgate::scan

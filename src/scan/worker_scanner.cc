@@ -325,6 +325,9 @@ void Walk(const std::string& path, const std::vector<std::string>& roots, Expans
 }  // namespace
 
 Result<std::unique_ptr<Scanner>> NewWorkerScanner(const ScanOptions& options) {
+  // A worker that died leaves a pipe with no reader: writing to it must fail with EPIPE
+  // (reported as an error verdict), not kill this process.
+  ::signal(SIGPIPE, SIG_IGN);
   auto s = std::make_unique<WorkerScanner>(options);
   PG_RETURN_IF_ERROR(s->Init());
   return std::unique_ptr<Scanner>(std::move(s));
