@@ -24,7 +24,7 @@ bash scripts/build.sh release
 if [[ -f tests/pg/pg.sh ]]; then
   echo "== start PostgreSQL 15 (throwaway, loopback, non-root)"
   PATCHGATE_TEST_PG_URL=$(bash tests/pg/pg.sh start "$pg_dir")
-  export PATCHGATE_TEST_PG_URL
+  export PATCHGATE_TEST_PG_URL PATCHGATE_TEST_PG_DIR="$pg_dir"
   echo "   $PATCHGATE_TEST_PG_URL"
 fi
 
