@@ -1,7 +1,301 @@
+// `patchgate incident | import-log | notify`: incident response.
+#include <cstdio>
+#include <fstream>
+
 #include "cli/commands.h"
+#include "cli/common_flags.h"
+#include "core/clock.h"
+#include "incident/import.h"
+#include "incident/scope.h"
+#include "notify/notify.h"
 
 namespace patchgate::cli {
 
-void RegisterIncidentCommands(CLI::App& app, Context& ctx) {}
+namespace {
+
+struct IncidentFlags {
+  std::string store;
+  std::string node, from, to, cause, id_text, format = "nginx-combined", repo, html;
+  std::vector<std::string> targets, files;
+  bool json = false, csv = false, dry_run = false;
+  std::string smtp, sender, webhook_secret_file, ack_base_url = "http://127.0.0.1:8443", older_than = "4h";
+};
+
+Result<int64_t> ParseId(const std::string& s) {
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
+    return InvalidArgument("'" + s + "' is not an incident id (see `patchgate incident list`)");
+  return std::stoll(s);
+}
+
+Result<int64_t> ParseDuration(const std::string& s) {
+  if (s.size() < 2) return InvalidArgument("durations look like 90s, 30m, 4h or 2d");
+  std::string n = s.substr(0, s.size() - 1);
+  if (n.find_first_not_of("0123456789") != std::string::npos) return InvalidArgument("durations look like 90s, 30m, 4h or 2d");
+  int64_t v = std::stoll(n);
+  switch (s.back()) {
+    case 's': return v * 1'000'000;
+    case 'm': return v * 60'000'000;
+    case 'h': return v * 3'600'000'000;
+    case 'd': return v * 86'400'000'000;
+  }
+  return InvalidArgument("durations look like 90s, 30m, 4h or 2d");
+}
+
+int WithStore(const std::string& url, const std::function<int(Store&)>& fn) {
+  auto s = OpenStore(url);
+  if (!s.ok()) return ReportError(s.status());
+  return fn(**s);
+}
+
+Result<std::pair<int64_t, int64_t>> Window(const IncidentFlags& f) {
+  if (f.from.empty() || f.to.empty()) return InvalidArgument("give the window: --from T1 --to T2 (RFC 3339)");
+  PG_ASSIGN_OR_RETURN(int64_t a, ParseRfc3339Micros(f.from));
+  PG_ASSIGN_OR_RETURN(int64_t b, ParseRfc3339Micros(f.to));
+  if (b < a) return InvalidArgument("--to is before --from");
+  return std::make_pair(a, b);
+}
+
+int Open(IncidentFlags& f) {
+  auto w = Window(f);
+  if (!w.ok()) return ReportError(w.status());
+  return WithStore(f.store, [&](Store& s) {
+    Incident inc{0, f.node, w->first, w->second, f.cause, SystemClock::Get().NowMicros(), f.targets};
+    auto id = s.CreateIncident(inc);
+    if (!id.ok()) return ReportError(id.status());
+    std::printf("%lld\n", static_cast<long long>(*id));
+    return kExitOk;
+  });
+}
+
+int List(IncidentFlags& f) {
+  return WithStore(f.store, [&](Store& s) {
+    auto all = s.ListIncidents();
+    if (!all.ok()) return ReportError(all.status());
+    std::printf("%-5s %-12s %-22s %-22s %s\n", "ID", "NODE", "FROM", "TO", "CAUSE");
+    for (const auto& i : *all)
+      std::printf("%-5lld %-12s %-22s %-22s %s\n", static_cast<long long>(i.id), i.node.c_str(),
+                  FormatRfc3339(i.window_start / 1'000'000).c_str(), FormatRfc3339(i.window_end / 1'000'000).c_str(),
+                  i.cause.c_str());
+    return kExitOk;
+  });
+}
+
+int Show(IncidentFlags& f) {
+  auto id = ParseId(f.id_text);
+  if (!id.ok()) return ReportError(id.status());
+  return WithStore(f.store, [&](Store& s) {
+    auto i = s.GetIncident(*id);
+    if (!i.ok()) return ReportError(i.status());
+    std::printf("incident %lld\n  node:     %s\n  window:   %s to %s\n  cause:    %s\n  detected: %s\n",
+                static_cast<long long>(i->id), i->node.c_str(), FormatRfc3339(i->window_start / 1'000'000).c_str(),
+                FormatRfc3339(i->window_end / 1'000'000).c_str(), i->cause.c_str(),
+                FormatRfc3339(i->detected_at / 1'000'000).c_str());
+    std::printf("  files:    %s\n", i->targets.empty() ? "(every file served by the node)" : "");
+    for (const auto& t : i->targets) std::printf("            %s\n", t.c_str());
+    return kExitOk;
+  });
+}
+
+int ScopeCmd(IncidentFlags& f) {
+  if (f.json + f.csv + !f.html.empty() > 1) return ReportError(InvalidArgument("choose one of --json, --csv, --html"));
+  return WithStore(f.store, [&](Store& s) {
+    incident::ScopeQuery q;
+    if (!f.id_text.empty()) {
+      auto id = ParseId(f.id_text);
+      if (!id.ok()) return ReportError(id.status());
+      auto qq = incident::QueryForIncident(s, *id);
+      if (!qq.ok()) return ReportError(qq.status());
+      q = *qq;
+    } else {
+      auto w = Window(f);
+      if (!w.ok()) return ReportError(w.status());
+      q.node = f.node;
+      q.from = w->first;
+      q.to = w->second;
+      q.targets = f.targets;
+    }
+    auto scope = incident::ComputeScope(s, q);
+    if (!scope.ok()) return ReportError(scope.status());
+    if (!f.html.empty()) {
+      std::ofstream out(f.html, std::ios::trunc);
+      out << incident::RenderHtml(*scope);
+      if (!out) return ReportError(IOError("cannot write " + f.html));
+      std::printf("%s\nwrote %s\n", scope->Totals().c_str(), f.html.c_str());
+    } else if (f.json) {
+      std::fputs(incident::RenderJson(*scope).c_str(), stdout);
+    } else if (f.csv) {
+      std::fputs(incident::RenderCsv(*scope).c_str(), stdout);
+    } else {
+      std::fputs(incident::RenderTable(*scope).c_str(), stdout);
+    }
+    return kExitOk;
+  });
+}
+
+int ImportLog(IncidentFlags& f) {
+  if (f.format != "nginx-combined") return ReportError(InvalidArgument("--format: only nginx-combined is supported"));
+  return WithStore(f.store, [&](Store& s) {
+    int rc = kExitOk;
+    for (const auto& file : f.files) {
+      auto r = incident::ImportNginxLog(s, file, {f.node, f.repo});
+      if (!r.ok()) {
+        rc = ReportError(r.status().WithContext(file));
+        continue;
+      }
+      std::printf("%s: %zu lines, %zu downloads imported, %zu already imported, %zu not downloads, %zu unparseable; "
+                  "flagged: %zu unknown users, %zu unknown paths\n",
+                  file.c_str(), r->lines, r->imported, r->duplicates, r->skipped, r->unparseable, r->unknown_users,
+                  r->unknown_targets);
+      for (const auto& [line, why] : r->bad_lines) std::printf("  line %zu: %s\n", line, why.c_str());
+      if (r->unparseable > r->bad_lines.size())
+        std::printf("  ... and %zu more unparseable lines\n", r->unparseable - r->bad_lines.size());
+    }
+    return rc;
+  });
+}
+
+int NotifyCmd(IncidentFlags& f) {
+  auto id = ParseId(f.id_text);
+  if (!id.ok()) return ReportError(id.status());
+  if (f.smtp.empty() && !f.dry_run) return ReportError(InvalidArgument("give --smtp URL (smtp://host:port or smtps://...)"));
+  notify::NotifyOptions o;
+  o.from = f.sender;
+  o.ack_base_url = f.ack_base_url;
+  o.dry_run = f.dry_run;
+  if (!f.webhook_secret_file.empty()) {
+    std::ifstream in(f.webhook_secret_file);
+    if (!std::getline(in, o.webhook_secret) || o.webhook_secret.empty())
+      return ReportError(InvalidArgument("cannot read a secret from " + f.webhook_secret_file));
+  }
+  return WithStore(f.store, [&](Store& s) {
+    auto transport = notify::NewCurlTransport(f.smtp);
+    auto r = notify::NotifyIncident(s, *id, *transport, o, SystemClock::Get());
+    if (!r.ok()) return ReportError(r.status());
+    for (const auto& l : r->log) std::printf("%s\n", l.c_str());
+    std::printf("%zu organisations: %zu sent now, %zu sent before, %zu failed\n", r->organisations, r->sent,
+                r->already_sent, r->failed);
+    return r->failed ? kExitUnavailable : kExitOk;
+  });
+}
+
+int StatusCmd(IncidentFlags& f) {
+  auto id = ParseId(f.id_text);
+  if (!id.ok()) return ReportError(id.status());
+  return WithStore(f.store, [&](Store& s) {
+    auto ns = s.ListNotifications(*id);
+    if (!ns.ok()) return ReportError(ns.status());
+    auto t = [](const std::optional<int64_t>& v) { return v ? FormatRfc3339(*v / 1'000'000) : std::string("-"); };
+    std::printf("%-24s %-8s %-7s %-8s %-22s %-22s %s\n", "ORGANISATION", "CHANNEL", "STATE", "ATTEMPTS", "SENT",
+                "ACKNOWLEDGED", "LAST ERROR");
+    for (const auto& n : *ns)
+      std::printf("%-24s %-8s %-7s %-8d %-22s %-22s %s\n", n.org_name.c_str(), n.channel.c_str(), n.state.c_str(),
+                  n.attempts, t(n.sent_at).c_str(), t(n.acked_at).c_str(), n.last_error.c_str());
+    return kExitOk;
+  });
+}
+
+int CallList(IncidentFlags& f) {
+  auto id = ParseId(f.id_text);
+  if (!id.ok()) return ReportError(id.status());
+  auto older = ParseDuration(f.older_than);
+  if (!older.ok()) return ReportError(older.status());
+  return WithStore(f.store, [&](Store& s) {
+    auto q = incident::QueryForIncident(s, *id);
+    if (!q.ok()) return ReportError(q.status());
+    auto scope = incident::ComputeScope(s, *q);
+    if (!scope.ok()) return ReportError(scope.status());
+    auto ns = s.ListNotifications(*id);
+    if (!ns.ok()) return ReportError(ns.status());
+    int64_t cutoff = SystemClock::Get().NowMicros() - *older;
+    if (!f.csv) std::printf("Organisations to call (no acknowledgement, notified before %s or not at all):\n",
+                            FormatRfc3339(cutoff / 1'000'000).c_str());
+    if (f.csv) std::printf("organisation,account_manager,account_manager_email,phone,contacts,affected_downloads,notified_at\n");
+    for (const auto& g : scope->orgs) {
+      bool acked = false;
+      std::optional<int64_t> first_sent;
+      for (const auto& n : *ns) {
+        if (n.org_name != g.name) continue;
+        acked |= n.acked_at.has_value();
+        if (n.sent_at && (!first_sent || *n.sent_at < *first_sent)) first_sent = n.sent_at;
+      }
+      if (acked || (first_sent && *first_sent > cutoff) || g.name == "(unknown user)") continue;
+      std::string contacts;
+      for (const auto& c : g.contacts) contacts += (contacts.empty() ? "" : "; ") + c;
+      std::string sent = first_sent ? FormatRfc3339(*first_sent / 1'000'000) : "never";
+      if (f.csv)
+        std::printf("%s,%s,%s,%s,%s,%zu,%s\n", CsvField(g.name).c_str(), CsvField(g.account_manager).c_str(),
+                    CsvField(g.account_manager_email).c_str(), CsvField(g.phone).c_str(), CsvField(contacts).c_str(),
+                    g.downloads.size(), sent.c_str());
+      else
+        std::printf("  %-24s %-20s %-16s %3zu downloads  notified %s\n", g.name.c_str(), g.account_manager.c_str(),
+                    g.phone.c_str(), g.downloads.size(), sent.c_str());
+    }
+    return kExitOk;
+  });
+}
+
+}  // namespace
+
+void RegisterIncidentCommands(CLI::App& app, Context& ctx) {
+  auto f = std::make_shared<IncidentFlags>();
+  auto* inc = app.add_subcommand("incident", "Open incidents and compute their scope");
+  inc->require_subcommand(1);
+  auto* open = inc->add_subcommand("open", "Record an incident; prints its id");
+  open->add_option("--node", f->node, "The node that served compromised files")->required();
+  open->add_option("--from", f->from, "Window start (RFC 3339)")->required();
+  open->add_option("--to", f->to, "Window end (RFC 3339)")->required();
+  open->add_option("--cause", f->cause, "What happened")->required();
+  open->add_option("--target", f->targets, "A file involved (repeatable; default: every file)");
+  AddStoreFlag(open, &f->store);
+  open->final_callback([f, &ctx] { ctx.exit_code = Open(*f); });
+  auto* list = inc->add_subcommand("list", "List incidents");
+  AddStoreFlag(list, &f->store);
+  list->final_callback([f, &ctx] { ctx.exit_code = List(*f); });
+  auto* show = inc->add_subcommand("show", "Show an incident");
+  show->add_option("ID", f->id_text, "Incident id")->required();
+  AddStoreFlag(show, &f->store);
+  show->final_callback([f, &ctx] { ctx.exit_code = Show(*f); });
+  auto* scope = inc->add_subcommand("scope", "Who received what, when and from where");
+  scope->add_option("ID", f->id_text, "Incident id (or give --node/--from/--to)");
+  scope->add_option("--node", f->node, "Node");
+  scope->add_option("--from", f->from, "Window start (RFC 3339)");
+  scope->add_option("--to", f->to, "Window end (RFC 3339)");
+  scope->add_option("--target", f->targets, "Only these files (repeatable)");
+  scope->add_flag("--json", f->json, "JSON output");
+  scope->add_flag("--csv", f->csv, "CSV output");
+  scope->add_option("--html", f->html, "Write a self-contained HTML report to FILE");
+  AddStoreFlag(scope, &f->store);
+  scope->final_callback([f, &ctx] { ctx.exit_code = ScopeCmd(*f); });
+
+  auto* imp = app.add_subcommand("import-log", "Import access logs of nodes patchgate does not run");
+  imp->add_option("--node", f->node, "The node the logs come from")->required();
+  imp->add_option("--format", f->format, "Log format: nginx-combined")->required();
+  imp->add_option("--repo", f->repo, "Repository: flag requests for paths that were never published");
+  imp->add_option("FILE", f->files, "Log files")->required();
+  AddStoreFlag(imp, &f->store);
+  imp->final_callback([f, &ctx] { ctx.exit_code = ImportLog(*f); });
+
+  auto* nt = app.add_subcommand("notify", "Notify affected customers and track acknowledgements");
+  nt->require_subcommand(1);
+  auto* ni = nt->add_subcommand("incident", "One message per affected organisation (resumable, idempotent)");
+  ni->add_option("ID", f->id_text, "Incident id")->required();
+  ni->add_option("--smtp", f->smtp, "smtp://[user:pass@]host:port[?starttls=required] or smtps://...");
+  ni->add_option("--from", f->sender, "Sender address, e.g. \"Vendor PSIRT <psirt@vendor.example>\"");
+  ni->add_flag("--dry-run", f->dry_run, "Show what would be sent; send and record nothing");
+  ni->add_option("--webhook-secret-file", f->webhook_secret_file, "HMAC-SHA256 key for webhook signatures");
+  ni->add_option("--ack-base-url", f->ack_base_url, "Public base URL of patchgate serve for /ack/<token> links");
+  AddStoreFlag(ni, &f->store);
+  ni->final_callback([f, &ctx] { ctx.exit_code = NotifyCmd(*f); });
+  auto* ns = nt->add_subcommand("status", "Sent / failed / acknowledged per organisation");
+  ns->add_option("ID", f->id_text, "Incident id")->required();
+  AddStoreFlag(ns, &f->store);
+  ns->final_callback([f, &ctx] { ctx.exit_code = StatusCmd(*f); });
+  auto* cl = nt->add_subcommand("call-list", "Organisations that have not acknowledged in time");
+  cl->add_option("ID", f->id_text, "Incident id")->required();
+  cl->add_option("--older-than", f->older_than, "Notified longer ago than this (e.g. 4h)");
+  cl->add_flag("--csv", f->csv, "CSV output");
+  AddStoreFlag(cl, &f->store);
+  cl->final_callback([f, &ctx] { ctx.exit_code = CallList(*f); });
+}
 
 }  // namespace patchgate::cli

@@ -19,7 +19,9 @@ TEST(Rfc3339, RejectsGarbage) {
                           "2030-01-01T00:00:00Zjunk", "2030-01-01T00:00:00+1:00"}) {
     auto r = ParseRfc3339(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
+    }
   }
 }
 

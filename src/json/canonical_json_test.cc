@@ -52,7 +52,9 @@ TEST(CanonicalJson, RejectsMalformedDuplicateAndDeep) {
   for (const char* bad : {"{", "{\"a\":1,}", "[1 2]", "{\"a\":1,\"a\":2}", "\"\xff\"", ""}) {
     auto r = cjson::Parse(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), ErrorCode::kCorrupt) << bad;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), ErrorCode::kCorrupt) << bad;
+    }
   }
   std::string deep(100, '[');
   deep += std::string(100, ']');

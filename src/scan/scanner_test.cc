@@ -28,7 +28,7 @@ class ScannerTest : public ::testing::Test {
   }
   std::string Write(const std::string& name, const std::string& content) {
     std::string p = dir_ + "/" + name;
-    RealFileSystem::Get().MakeDirs(DirName(p));
+    (void)RealFileSystem::Get().MakeDirs(DirName(p));
     std::ofstream(p, std::ios::binary) << content;
     return p;
   }
@@ -109,7 +109,7 @@ TEST_F(ScannerTest, FileOverTheSizeLimitIsNotClean) {
 }
 
 TEST_F(ScannerTest, EmptyOrMalformedSignaturesRefuseToStart) {
-  RealFileSystem::Get().MakeDirs(dir_ + "/empty");
+  ASSERT_TRUE(RealFileSystem::Get().MakeDirs(dir_ + "/empty").ok());
   ScanOptions o;
   o.signatures_dir = dir_ + "/empty";
   o.worker_path = kWorker;

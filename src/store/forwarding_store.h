@@ -34,6 +34,7 @@ class ForwardingStore : public Store {
   Result<Incident> GetIncident(int64_t id) override { return target_->GetIncident(id); }
   Result<std::vector<Incident>> ListIncidents() override { return target_->ListIncidents(); }
   Result<Notification> EnsureNotification(int64_t incident_id, int64_t org_id, const std::string& channel, const std::string& recipients, const std::string& ack_token_hash) override { return target_->EnsureNotification(incident_id, org_id, channel, recipients, ack_token_hash); }
+  Status ResetAckToken(int64_t notification_id, const std::string& ack_token_hash) override { return target_->ResetAckToken(notification_id, ack_token_hash); }
   Status RecordNotificationAttempt(int64_t notification_id, bool sent, const std::string& error, int64_t at) override { return target_->RecordNotificationAttempt(notification_id, sent, error, at); }
   Result<std::vector<Notification>> ListNotifications(int64_t incident_id) override { return target_->ListNotifications(incident_id); }
   Status Acknowledge(const std::string& ack_token_hash, int64_t at) override { return target_->Acknowledge(ack_token_hash, at); }

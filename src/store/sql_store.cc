@@ -456,6 +456,13 @@ class SqlStore final : public Store {
     return NotificationFromRow(rows[0]);
   }
 
+  Status ResetAckToken(int64_t id, const std::string& hash) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("UPDATE notifications SET ack_token_hash = ? WHERE id = ? AND state <> 'sent'", {hash, id}).status());
+    if (c_->Changes() == 0) return Status(ErrorCode::kConflict, "notification already sent; its token stands");
+    return Status::OK();
+  }
+
   Status RecordNotificationAttempt(int64_t id, bool sent, const std::string& error, int64_t at) override {
     std::lock_guard<std::mutex> l(mu_);
     if (sent)

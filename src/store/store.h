@@ -211,6 +211,9 @@ class Store {
                                                   const std::string& channel,
                                                   const std::string& recipients,
                                                   const std::string& ack_token_hash) = 0;
+  // Replaces the acknowledgement token hash of a notification that was not sent yet (a
+  // token that was never delivered is worthless; the next attempt sends a fresh one).
+  virtual Status ResetAckToken(int64_t notification_id, const std::string& ack_token_hash) = 0;
   virtual Status RecordNotificationAttempt(int64_t notification_id, bool sent,
                                            const std::string& error, int64_t at) = 0;
   virtual Result<std::vector<Notification>> ListNotifications(int64_t incident_id) = 0;
