@@ -1,0 +1,209 @@
+// Notification against a real SMTP server (Debian's python3-aiosmtpd, tests/respond/smtp_sink.py).
+#include "notify/notify.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <regex>
+
+#include "core/fs.h"
+#include "crypto/hash.h"
+#include "incident/world.h"
+
+namespace patchgate::notify {
+namespace {
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class SmtpSink {
+ public:
+  SmtpSink(const std::string& dir, int port, int max_messages = -1) {
+    std::string script = std::string(PATCHGATE_SOURCE_DIR) + "/tests/respond/smtp_sink.py";
+    int out[2];
+    EXPECT_EQ(::pipe(out), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      std::string p = std::to_string(port), m = std::to_string(max_messages);
+      if (max_messages < 0)
+        ::execl("/usr/bin/python3", "python3", script.c_str(), dir.c_str(), p.c_str(), static_cast<char*>(nullptr));
+      else
+        ::execl("/usr/bin/python3", "python3", script.c_str(), dir.c_str(), p.c_str(), "--max-messages", m.c_str(),
+                 static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    ::close(out[1]);
+    char buf[16] = {};
+    ssize_t n = ::read(out[0], buf, sizeof buf - 1);  // "ready"
+    ::close(out[0]);
+    ready_ = n > 0;
+  }
+  ~SmtpSink() { Stop(); }
+  void Stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+  bool ready() const { return ready_; }
+
+ private:
+  pid_t pid_ = -1;
+  bool ready_ = false;
+};
+
+std::vector<std::string> Messages(const std::string& dir) {
+  std::vector<std::string> out;
+  auto names = RealFileSystem::Get().ListDir(dir);
+  if (!names.ok()) return out;
+  for (const auto& n : *names)
+    if (n.size() > 4 && n.substr(n.size() - 4) == ".eml") out.push_back(*RealFileSystem::Get().ReadFile(dir + "/" + n, 1 << 24));
+  return out;
+}
+
+std::string Header(const std::string& msg, const std::string& name) {
+  std::smatch m;
+  std::regex re("(^|\\n)" + name + ": ([^\\r\\n]*)");
+  return std::regex_search(msg, m, re) ? m[2].str() : "";
+}
+
+class NotifyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Debian's python3-aiosmtpd lives with the system interpreter, not a pyenv one.
+    if (std::system("/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null") != 0) {
+      if (std::getenv("CI")) FAIL() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
+      GTEST_SKIP() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
+    }
+    char tmpl[] = "/tmp/pgnotifyXXXXXX";
+    dir_ = mkdtemp(tmpl);
+    auto s = Store::Open("sqlite://" + dir_ + "/store.db");
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+    incident::testing::WorldSpec spec;
+    spec.organisations = 40;
+    spec.affected_organisations = 9;
+    spec.downloads_in_window = 30;
+    spec.noise = 80;
+    world_ = incident::testing::MakeWorld(*store_, spec);
+    incident::testing::RecordServed(*store_, world_);
+    Incident inc{0, spec.node, spec.window_start, spec.window_end, "file infector on the mirror", spec.window_end, {}};
+    id_ = *store_->CreateIncident(inc);
+    port_ = FreePort();
+    opts_.from = "Vendor PSIRT <psirt@vendor.example>";
+    opts_.ack_base_url = "https://downloads.vendor.example";
+    opts_.backoff_ms = 10;
+  }
+  Result<NotifyReport> Run() {
+    auto t = NewCurlTransport("smtp://127.0.0.1:" + std::to_string(port_));
+    return NotifyIncident(*store_, id_, *t, opts_, SystemClock::Get());
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+  incident::testing::World world_;
+  int64_t id_ = 0;
+  int port_ = 0;
+  NotifyOptions opts_;
+};
+
+TEST_F(NotifyTest, ExactlyOneMessagePerAffectedOrganisationWithExactlyItsDownloads) {
+  SmtpSink sink(dir_ + "/mail", port_);
+  ASSERT_TRUE(sink.ready());
+  auto r = Run();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->sent, 9u);
+  EXPECT_EQ(r->failed, 0u);
+  auto msgs = Messages(dir_ + "/mail");
+  ASSERT_EQ(msgs.size(), 9u);
+  std::map<std::string, int> per_org;
+  for (const auto& m : msgs) {
+    std::smatch org;
+    ASSERT_TRUE(std::regex_search(m, org, std::regex("Dear (org-[^ ]+) security team")));
+    ++per_org[org[1]];
+    EXPECT_TRUE(world_.affected_orgs.count(org[1]));
+    EXPECT_NE(Header(m, "Subject").find("#" + std::to_string(id_)), std::string::npos);
+    EXPECT_NE(Header(m, "Cc").find("@vendor.example"), std::string::npos);  // the account manager
+    // Exactly this organisation's downloads: every truth row of this org is listed, no other org's.
+    for (const auto& [o, user, target, t] : world_.truth) {
+      bool listed = m.find("by user " + user + "\r\n") != std::string::npos;
+      EXPECT_EQ(listed, o == org[1].str()) << o << " " << user;
+    }
+  }
+  EXPECT_EQ(per_org.size(), 9u);
+  // Running again sends nothing.
+  auto again = Run();
+  EXPECT_EQ(again->sent, 0u);
+  EXPECT_EQ(again->already_sent, 9u);
+  EXPECT_EQ(Messages(dir_ + "/mail").size(), 9u);
+  // Acknowledgement links work once.
+  std::smatch link;
+  ASSERT_TRUE(std::regex_search(msgs[0], link, std::regex("/ack/([0-9a-f]+)")));
+  ASSERT_TRUE(store_->Acknowledge(Sha256Hex(link[1].str()), 123).ok());
+  ASSERT_TRUE(store_->Acknowledge(Sha256Hex(link[1].str()), 456).ok());
+  int acked = 0;
+  for (const auto& n : *store_->ListNotifications(id_))
+    if (n.acked_at) {
+      ++acked;
+      EXPECT_EQ(*n.acked_at, 123);
+    }
+  EXPECT_EQ(acked, 1);
+}
+
+TEST_F(NotifyTest, AnOutageMidwaySendsExactlyTheRestAfterwards) {
+  {
+    SmtpSink sink(dir_ + "/mail", port_, /*max_messages=*/4);  // accepts 4, then goes away
+    ASSERT_TRUE(sink.ready());
+    auto r = Run();
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->sent, 4u);
+    EXPECT_EQ(r->failed, 5u);
+  }
+  size_t failed = 0;
+  for (const auto& n : *store_->ListNotifications(id_)) failed += n.state == "failed";
+  EXPECT_EQ(failed, 5u);
+  SmtpSink back(dir_ + "/mail", port_);
+  ASSERT_TRUE(back.ready());
+  auto r = Run();
+  EXPECT_EQ(r->sent, 5u);
+  EXPECT_EQ(r->already_sent, 4u);
+  auto msgs = Messages(dir_ + "/mail");
+  ASSERT_EQ(msgs.size(), 9u);
+  std::set<std::string> orgs;
+  for (const auto& m : msgs) {
+    std::smatch org;
+    std::regex_search(m, org, std::regex("Dear (org-[^ ]+) security team"));
+    orgs.insert(org[1]);
+  }
+  EXPECT_EQ(orgs, world_.affected_orgs);  // each exactly once
+}
+
+TEST_F(NotifyTest, DryRunSendsAndRecordsNothing) {
+  opts_.dry_run = true;
+  auto r = Run();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->sent, 0u);
+  EXPECT_TRUE(store_->ListNotifications(id_)->empty());
+}
+
+}  // namespace
+}  // namespace patchgate::notify

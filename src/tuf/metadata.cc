@@ -82,6 +82,57 @@ Result<std::map<std::string, std::string>> ParseHashes(const Json& j, std::strin
   return h;
 }
 
+// The raw text of top-level member `key` of an object, for text that already parsed as
+// JSON (so it is well formed). Keys are compared as written (no escape decoding).
+std::optional<std::string_view> RawMember(std::string_view t, std::string_view key) {
+  size_t i = 0;
+  auto ws = [&] { while (i < t.size() && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) ++i; };
+  auto skip_string = [&] {  // at '"'
+    for (++i; i < t.size() && t[i] != '"'; ++i)
+      if (t[i] == '\\') ++i;
+    ++i;
+  };
+  auto skip_value = [&] {
+    if (i < t.size() && t[i] == '"') return skip_string();
+    if (i < t.size() && (t[i] == '{' || t[i] == '[')) {
+      int depth = 0;
+      while (i < t.size()) {
+        char c = t[i];
+        if (c == '"') { skip_string(); continue; }
+        ++i;
+        if (c == '{' || c == '[') ++depth;
+        else if ((c == '}' || c == ']') && --depth == 0) return;
+      }
+      return;
+    }
+    while (i < t.size() && t[i] != ',' && t[i] != '}' && t[i] != ']' && t[i] != ' ' && t[i] != '\t' &&
+           t[i] != '\n' && t[i] != '\r')
+      ++i;
+  };
+  ws();
+  if (i >= t.size() || t[i] != '{') return std::nullopt;
+  ++i;
+  while (true) {
+    ws();
+    if (i >= t.size() || t[i] != '"') return std::nullopt;
+    size_t k0 = i + 1;
+    skip_string();
+    if (i > t.size()) return std::nullopt;
+    std::string_view k = t.substr(k0, i - 1 - k0);
+    ws();
+    if (i >= t.size() || t[i] != ':') return std::nullopt;
+    ++i;
+    ws();
+    size_t v0 = i;
+    skip_value();
+    if (i > t.size()) return std::nullopt;
+    if (k == key) return t.substr(v0, i - v0);
+    ws();
+    if (i >= t.size() || t[i] != ',') return std::nullopt;
+    ++i;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -117,6 +168,7 @@ Result<Envelope> Envelope::Parse(std::string_view text, uint64_t max_bytes) {
     auto enc = cjson::Encode(*sig);
     if (!enc.ok()) return Corrupt("signed metadata cannot be canonicalised: " + enc.status().message());
     env.signed_bytes = std::move(*enc);
+    if (auto raw = RawMember(text, "signed"); raw && *raw != env.signed_bytes) env.raw_signed_bytes = *raw;
   }
   env.signed_json = std::move(doc["signed"]);
   return env;
@@ -171,6 +223,17 @@ Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKe
     else last_error = v.message();
   }
   if (static_cast<int>(good.size()) >= role.threshold) return Status::OK();
+  if (!env.raw_signed_bytes.empty()) {
+    for (const auto& s : env.signatures) {
+      auto k = keys.find(s.keyid);
+      if (allowed.count(s.keyid) && !good.count(s.keyid) && k != keys.end() &&
+          k->second.Verify(env.raw_signed_bytes, s.sig).ok())
+        return Status(ErrorCode::kNonCanonical,
+                      std::string(role_name) + " metadata is signed over non-canonical bytes (key " +
+                          s.keyid.substr(0, 16) + "); TUF signatures cover the canonical JSON of \"signed\": "
+                          "re-sign it with a canonicalising tool (e.g. `patchgate refresh --force`)");
+    }
+  }
   std::string msg = std::string(role_name) + " metadata has " + std::to_string(good.size()) +
                     " valid signature(s) from distinct authorised keys; " +
                     std::to_string(role.threshold) + " required";

@@ -46,6 +46,10 @@ struct Envelope {
   Json signed_json;                  // the whole "signed" object, unknown fields included
   std::vector<Signature> signatures;
   std::string signed_bytes;          // canonical encoding of signed_json (what is signed)
+  // The "signed" member exactly as it appeared in the file when that differs from
+  // signed_bytes (a non-canonical file); empty otherwise. Only used to name the failure
+  // when a signature covers these bytes instead of the canonical form (kNonCanonical).
+  std::string raw_signed_bytes;
 
   // Parses and checks the shape; computes signed_bytes. kCorrupt/kTooLarge; never throws.
   // When the file's "signed" bytes are already canonical they are used directly (fast
@@ -66,7 +70,9 @@ struct RoleKeys {
 
 // Checks that at least role.threshold DISTINCT keys among role.keyids made a valid
 // signature over env.signed_bytes. A keyid counts once however often it signed; keys not
-// in role.keyids and signatures that do not verify are ignored. kUnmetThreshold otherwise.
+// in role.keyids and signatures that do not verify are ignored. kUnmetThreshold otherwise,
+// or kNonCanonical when the threshold is unmet but an authorised key signed the file's
+// non-canonical "signed" bytes (the signer did not canonicalise; TUF signs canonical JSON).
 Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKey>& keys,
                        const RoleKeys& role, std::string_view role_name);
 

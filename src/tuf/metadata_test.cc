@@ -82,6 +82,37 @@ TEST(VerifyThreshold, InvalidAndUnauthorisedSignaturesDoNotCount) {
   EXPECT_EQ(VerifyThreshold(*edited, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
 }
 
+TEST(VerifyThreshold, SignatureOverNonCanonicalBytesIsNamed) {
+  Keys k = MakeKeys(1);
+  Json sj = SignedTargets(2);
+  sj["targets"]["a/b.txt"] = {{"length", 3}, {"hashes", {{"sha256", std::string(64, 'a')}}}};
+  // The signer signed the pretty-printed "signed" object it wrote, not the canonical form.
+  std::string pretty_signed = sj.dump(2);
+  std::string sig = *k.priv[0].SignHex(pretty_signed);
+  std::string file = "{\n  \"signatures\": [{\"keyid\": \"" + k.priv[0].KeyId() + "\", \"sig\": \"" + sig +
+                     "\"}],\n  \"signed\": " + pretty_signed + "\n}\n";
+  auto env = Envelope::Parse(file, kMaxTargetsBytes);
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  EXPECT_EQ(env->raw_signed_bytes, pretty_signed);
+  EXPECT_EQ(VerifyThreshold(*env, k.pub, k.Role(1), "targets").code(), ErrorCode::kNonCanonical);
+  // A key that is not authorised for the role does not turn the failure into kNonCanonical.
+  Keys other = MakeKeys(1);
+  EXPECT_EQ(VerifyThreshold(*env, other.pub, other.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+  // The same bytes in a canonical file carry no raw copy; a wrong signature stays unmet.
+  auto canon = Envelope::FromSigned(sj);
+  canon->signatures.push_back({k.priv[0].KeyId(), sig});
+  auto canon_file = Envelope::Parse(*canon->Serialize(), kMaxTargetsBytes);
+  ASSERT_TRUE(canon_file.ok());
+  EXPECT_TRUE(canon_file->raw_signed_bytes.empty());
+  EXPECT_EQ(VerifyThreshold(*canon_file, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+  // Members before and after "signed", escaped quotes and nested arrays are skipped correctly.
+  std::string tricky = "{ \"x\" : [1, {\"s\\\"}\": \"]\"}], \"signed\" :" + pretty_signed +
+                       " , \"signatures\": [{\"keyid\": \"" + k.priv[0].KeyId() + "\", \"sig\": \"" + sig + "\"}] }";
+  auto t = Envelope::Parse(tricky, kMaxTargetsBytes);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->raw_signed_bytes, pretty_signed);
+}
+
 TEST(ParseCommon, ChecksTypeSpecVersionAndExpiry) {
   Json s = SignedTargets(1);
   EXPECT_EQ(ParseCommon(s, RoleType::kSnapshot).status().code(), ErrorCode::kWrongRole);

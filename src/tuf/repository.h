@@ -29,6 +29,7 @@
 #include "core/status.h"
 #include "crypto/keys.h"
 #include "json/canonical_json.h"
+#include "tuf/catalogue.h"
 
 namespace patchgate::tuf {
 
@@ -103,16 +104,7 @@ struct VerifyReport {
 // could not run.
 Result<VerifyReport> VerifyRepository(const std::string& dir, const Clock& clock);
 
-// One entry per published target, from the repository's current signed metadata.
-struct CatalogueEntry {
-  std::string path;     // "<product>/<file>"
-  std::string product;  // custom.product
-  std::string sha256;
-  uint64_t length = 0;
-  std::string file;     // absolute path of DIR/targets/<product>/<sha256>.<file>
-  Json custom;
-};
-Result<std::vector<CatalogueEntry>> LoadCatalogue(const std::string& dir);
+// LoadCatalogue (target name -> sha256, length, product) is declared in tuf/catalogue.h.
 
 // "<dirname>/<sha256>.<basename>" for a target path (consistent-snapshot file name).
 std::string ConsistentTargetName(const std::string& target_path, const std::string& sha256);
