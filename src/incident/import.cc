@@ -90,8 +90,9 @@ Result<ImportReport> ImportNginxLog(Store& store, const std::string& file, const
       continue;
     }
     Download d;
-    if (rec->method != "GET" || !TargetFromRequestPath(rec->path, &d.target_path, &d.sha256)) {
-      ++rep.skipped;  // metadata, health checks, HEAD: not downloads
+    if (rec->method != "GET" || rec->status < 200 || rec->status >= 300 ||
+        !TargetFromRequestPath(rec->path, &d.target_path, &d.sha256)) {
+      ++rep.skipped;  // metadata, health checks, HEAD, refused requests: not downloads
       continue;
     }
     d.started_at = rec->time_us;

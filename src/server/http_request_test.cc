@@ -50,7 +50,8 @@ TEST(ParseRequestHead, RefusesSmugglingAndBodies) {
   EXPECT_EQ(P("GET / HTTP/1.1\r\n\r\n").error->http_status, 400);  // no Host
   EXPECT_EQ(P("GET / HTTP/2.0\r\nHost: x\r\n\r\n").error->http_status, 505);
   EXPECT_EQ(P("GET  / HTTP/1.1\r\nHost: x\r\n\r\n").error->http_status, 400);
-  EXPECT_EQ(P(std::string("GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n", 32)).error->http_status, 400);
+  const char kNul[] = "GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n";
+  EXPECT_EQ(P(std::string(kNul, sizeof kNul - 1)).error->http_status, 400);
 }
 
 TEST(NormalizeTarget, RefusesTraversalInEveryEncoding) {

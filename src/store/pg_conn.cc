@@ -39,7 +39,7 @@ class PgConnection : public Connection {
       while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
       return Unavailable("cannot reach PostgreSQL: " + m);
     }
-    PQexec(conn_, "SET client_min_messages TO warning");
+    PQclear(PQexec(conn_, "SET client_min_messages TO warning"));
     return Status::OK();
   }
 
