@@ -113,7 +113,7 @@ void RegisterRepoCommands(CLI::App& app, Context& ctx) {
 
   auto* init = app.add_subcommand("init", "Create a TUF repository (keys, root, targets, snapshot, timestamp)");
   init->add_option("DIR", f->dir, "Repository directory (must be new or empty)")->required();
-  init->add_option("--root-keys-dir", f->root_keys_dir, "Where root keys go (default DIR.root-keys; keep offline)");
+  init->add_option("--root-keys-dir,--offline-keys", f->root_keys_dir, "Where root keys go (default DIR.root-keys; keep offline)");
   init->add_option("--root-threshold", f->root_threshold, "Root signatures required (K of N)")->check(CLI::PositiveNumber);
   init->add_option("--root-keys", f->root_keys, "Number of root keys (N)")->check(CLI::PositiveNumber);
   init->add_option("--key-type", f->key_type, "ed25519 (default), ecdsa or rsa");

@@ -17,13 +17,20 @@ export PATCHGATE_PASSPHRASE=kill-test
 
 "$pg" init "$work/repo" --bins-threshold 40 --bin-bits 3 >/dev/null
 mkdir -p "$work/in"
+# Time one uninterrupted publish so the kills spread over the whole of it (scan, copy,
+# sign, snapshot, timestamp rename) and some land after it has finished.
+for j in $(seq 12); do head -c $((RANDOM * 8)) /dev/urandom > "$work/in/warm-$j.bin"; done
+t0=$(date +%s%N)
+"$pg" publish "$work/repo" --product p0 "$work"/in/* >/dev/null
+span_ms=$(( ($(date +%s%N) - t0) * 12 / 10 / 1000000 + 1 ))
 killed=0
 for i in $(seq "$iterations"); do
   rm -rf "$work/in"/*
   for j in $(seq 12); do head -c $((RANDOM * 8)) /dev/urandom > "$work/in/f-$i-$j.bin"; done
   "$pg" publish "$work/repo" --product p$((i % 3)) "$work"/in/* >/dev/null 2>&1 &
   pid=$!
-  sleep "0.$(printf '%03d' $((RANDOM % 400)))"
+  delay_ms=$((RANDOM % span_ms))
+  sleep "$((delay_ms / 1000)).$(printf '%03d' $((delay_ms % 1000)))"
   kill -9 "$pid" 2>/dev/null || true
   rc=0; wait "$pid" 2>/dev/null || rc=$?
   [[ $rc -eq 137 ]] && killed=$((killed + 1))
@@ -31,7 +38,7 @@ for i in $(seq "$iterations"); do
     echo "FAIL: after kill -9 in iteration $i, verify reports:"; cat "$work/verify.log"; exit 1
   fi
 done
-echo "killed $killed of $iterations publishes mid-way (the rest had finished); verify accepted the repository every time"
+echo "killed $killed of $iterations publishes mid-way (the rest had finished; one publish takes ~$((span_ms * 10 / 12)) ms); verify accepted the repository every time"
 [[ $killed -gt 0 ]] || { echo "FAIL: no publish was interrupted; the test proves nothing"; exit 1; }
 
 # A client can use the repository afterwards.
