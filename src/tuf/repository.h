@@ -11,7 +11,13 @@
 //   DIR/keys/                             online keys (timestamp, snapshot, targets,
 //                                         product roles), encrypted; never served
 //   DIR/patchgate-repo.json               repository settings; never served
-// Root keys live apart, offline: by default in "<DIR>.root-keys/".
+// Root keys live apart, offline: by default in "<DIR>.root-keys/" (--offline-keys).
+//
+// Hash bins: a product past InitOptions::bins_threshold targets is split with TUF 1.0.30+
+// `succinct_roles` (role products/<name> delegates to products/<name>-bins-<hex>, bit_length
+// bin_bits). Chosen over classic path_hash_prefixes bins because tuf-js 6 (@tufjs/models
+// SuccinctRoles) and python-tuf >= 2.0 both accept it, the delegating role stays one entry
+// instead of 2^bits, and tests/interop/interop_test.sh proves tuf-js walks it.
 //
 // Every operation loads and decrypts every key it needs before it writes anything, then
 // writes new content-addressed or versioned files, then the new snapshot, and
