@@ -20,12 +20,6 @@ struct AdminFlags {
   bool csv = false, json = false;
 };
 
-int WithStore(const std::string& url, const std::function<int(Store&)>& fn) {
-  auto s = OpenStore(url);
-  if (!s.ok()) return ReportError(s.status());
-  return fn(**s);
-}
-
 int OrgAdd(AdminFlags& f) {
   Organisation o;
   o.name = f.name;

@@ -41,12 +41,6 @@ Result<int64_t> ParseDuration(const std::string& s) {
   return InvalidArgument("durations look like 90s, 30m, 4h or 2d");
 }
 
-int WithStore(const std::string& url, const std::function<int(Store&)>& fn) {
-  auto s = OpenStore(url);
-  if (!s.ok()) return ReportError(s.status());
-  return fn(**s);
-}
-
 Result<std::pair<int64_t, int64_t>> Window(const IncidentFlags& f) {
   if (f.from.empty() || f.to.empty()) return InvalidArgument("give the window: --from T1 --to T2 (RFC 3339)");
   PG_ASSIGN_OR_RETURN(int64_t a, ParseRfc3339Micros(f.from));

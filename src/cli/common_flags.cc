@@ -25,6 +25,7 @@ Result<tuf::KeyAccess> KeyFlags::Access(bool confirm) const {
 
 #include <cstdlib>
 
+#include "cli/commands.h"
 #include "core/clock.h"
 
 namespace patchgate::cli {
@@ -44,6 +45,12 @@ Result<std::unique_ptr<Store>> OpenStore(const std::string& url) {
   auto s = Store::Open(url);
   if (!s.ok()) return s.status().WithContext("store " + url);
   return s;
+}
+
+int WithStore(const std::string& url, const std::function<int(Store&)>& fn) {
+  auto s = OpenStore(url);
+  if (!s.ok()) return ReportError(s.status());
+  return fn(**s);
 }
 
 Result<std::optional<int64_t>> ParseTimeFlag(const std::string& value, const char* flag) {

@@ -40,6 +40,9 @@ void AddStoreFlag(CLI::App* cmd, std::string* url);
 // Opens the store; errors say how to fix the URL or reach the server.
 Result<std::unique_ptr<Store>> OpenStore(const std::string& url);
 
+// Opens the store and runs `fn` on it; reports an unusable store with its exit code.
+int WithStore(const std::string& url, const std::function<int(Store&)>& fn);
+
 // Parses an optional RFC 3339 time flag into microseconds.
 Result<std::optional<int64_t>> ParseTimeFlag(const std::string& value, const char* flag);
 

@@ -74,6 +74,10 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
 
 }  // namespace
 
+int64_t UnixFromCivil(int64_t y, unsigned mo, unsigned d, int64_t h, int64_t mi, int64_t s) {
+  return DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
+}
+
 Result<int64_t> ParseRfc3339Micros(std::string_view s) {
   auto bad = [&] {
     return InvalidArgument("not an RFC 3339 time: '" + std::string(s.substr(0, 64)) +
@@ -114,7 +118,7 @@ Result<int64_t> ParseRfc3339Micros(std::string_view s) {
     return bad();
   }
   if (pos != s.size()) return bad();
-  int64_t secs = DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+  int64_t secs = UnixFromCivil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d), h, mi, se) - offset;
   return secs * 1'000'000 + micros;
 }
 

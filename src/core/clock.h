@@ -49,5 +49,7 @@ std::string FormatRfc3339Micros(int64_t unix_micros);
 // Returns microseconds since the epoch.
 Result<int64_t> ParseRfc3339Micros(std::string_view text);
 Result<int64_t> ParseRfc3339(std::string_view text);  // seconds (fraction dropped)
+// Seconds since the epoch of a UTC civil date and time (proleptic Gregorian; no checks).
+int64_t UnixFromCivil(int64_t year, unsigned month, unsigned day, int64_t hour, int64_t minute, int64_t second);
 
 }  // namespace patchgate

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/clock.h"
+
 namespace patchgate::incident {
 
 namespace {
@@ -17,14 +19,6 @@ bool Num(std::string_view s, int64_t* out) {
   return true;
 }
 
-int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const unsigned yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
 
 // Reads a double-quoted field starting at s[*pos] == '"'; nginx escapes '"' and '\' and
 // non-printable bytes as \xHH.
@@ -66,7 +60,7 @@ Result<int64_t> ParseNginxTime(std::string_view t) {
   if (month < 0 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 || (t[21] != '+' && t[21] != '-') || zh > 23 || zm > 59)
     return Corrupt("bad time");
   int64_t offset = (zh * 3600 + zm * 60) * (t[21] == '+' ? 1 : -1);
-  int64_t secs = DaysFromCivil(y, static_cast<unsigned>(month), static_cast<unsigned>(d)) * 86400 + h * 3600 + mi * 60 + s - offset;
+  int64_t secs = UnixFromCivil(y, static_cast<unsigned>(month), static_cast<unsigned>(d), h, mi, s) - offset;
   return secs * 1'000'000;
 }
 

@@ -54,7 +54,7 @@ tuf::PrePublishHook MakePublishGate(const ScanOptions& options, const std::strin
                                                 "\nnothing was published");
     std::vector<Json> out;
     std::string now = FormatRfc3339(SystemClock::Get().NowUnix());
-    for (const auto& r : results)
+    for (size_t i = 0; i < results.size(); ++i)
       out.push_back({{"scan", {{"verdict", "clean"}, {"engine", info.engine}, {"engine_version", info.engine_version},
                                {"signature_version", info.db_version}, {"scanned_at", now}}}});
     return out;
