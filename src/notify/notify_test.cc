@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <thread>
 
 #include "core/fs.h"
 #include "crypto/hash.h"
@@ -161,7 +162,8 @@ TEST_F(NotifyTest, ExactlyOneMessagePerAffectedOrganisationWithExactlyItsDownloa
   ASSERT_TRUE(store_->Acknowledge(Sha256Hex(link[1].str()), 123).ok());
   ASSERT_TRUE(store_->Acknowledge(Sha256Hex(link[1].str()), 456).ok());
   int acked = 0;
-  for (const auto& n : *store_->ListNotifications(id_))
+  auto listed = store_->ListNotifications(id_);
+  for (const auto& n : *listed)
     if (n.acked_at) {
       ++acked;
       EXPECT_EQ(*n.acked_at, 123);
@@ -179,7 +181,8 @@ TEST_F(NotifyTest, AnOutageMidwaySendsExactlyTheRestAfterwards) {
     EXPECT_EQ(r->failed, 5u);
   }
   size_t failed = 0;
-  for (const auto& n : *store_->ListNotifications(id_)) failed += n.state == "failed";
+  auto after = store_->ListNotifications(id_);
+  for (const auto& n : *after) failed += n.state == "failed";
   EXPECT_EQ(failed, 5u);
   SmtpSink back(dir_ + "/mail", port_);
   ASSERT_TRUE(back.ready());
@@ -195,6 +198,87 @@ TEST_F(NotifyTest, AnOutageMidwaySendsExactlyTheRestAfterwards) {
     orgs.insert(org[1]);
   }
   EXPECT_EQ(orgs, world_.affected_orgs);  // each exactly once
+}
+
+// A one-shot HTTP endpoint on 127.0.0.1 that records the request it receives.
+class WebhookEndpoint {
+ public:
+  WebhookEndpoint() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string req;
+      char buf[4096];
+      for (;;) {
+        ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+        auto he = req.find("\r\n\r\n");
+        if (he == std::string::npos) continue;
+        std::smatch m;
+        std::string head = req.substr(0, he);
+        size_t want = std::regex_search(head, m, std::regex("Content-Length: (\\d+)", std::regex::icase)) ? std::stoul(m[1]) : 0;
+        if (req.size() >= he + 4 + want) break;
+      }
+      request_ = req;
+      std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      (void)!::send(c, ok.data(), ok.size(), MSG_NOSIGNAL);
+      ::close(c);
+    });
+  }
+  ~WebhookEndpoint() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  int port() const { return port_; }
+  std::string Take() {
+    if (thread_.joinable()) thread_.join();
+    return request_;
+  }
+
+ private:
+  int fd_ = -1, port_ = 0;
+  std::thread thread_;
+  std::string request_;
+};
+
+TEST_F(NotifyTest, WebhookCarriesAnHmacSignatureOverItsBody) {
+  WebhookEndpoint hook;
+  Organisation org;
+  org.name = "HookCorp";
+  org.tier = "premier";
+  org.webhook_url = "http://127.0.0.1:" + std::to_string(hook.port()) + "/patchgate";
+  ASSERT_TRUE(store_->AddOrganisation(org).ok());
+  ASSERT_TRUE(store_->AddUser("HookCorp", "hooky", Sha256Hex("hooky")).ok());
+  auto u = store_->GetUser("hooky");
+  DownloadStart d{world_.spec.window_start + 5'000'000, world_.spec.node, u->id, u->org_id, "p/hook.bin", "abc"};
+  auto ids = store_->BeginDownloads({d});
+  ASSERT_TRUE(store_->FinishDownloads({{(*ids)[0], d.started_at + 1, 9, DownloadOutcome::kComplete}}).ok());
+  opts_.webhook_secret = "s3cret";
+  SmtpSink sink(dir_ + "/mail", port_);
+  ASSERT_TRUE(sink.ready());
+  auto r = Run();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  std::string req = hook.Take();
+  auto he = req.find("\r\n\r\n");
+  ASSERT_NE(he, std::string::npos) << req;
+  std::string body = req.substr(he + 4);
+  EXPECT_NE(body.find("\"p/hook.bin\""), std::string::npos);
+  EXPECT_NE(req.find("X-Patchgate-Signature: sha256=" + HmacSha256Hex("s3cret", body)), std::string::npos) << req;
+  bool recorded = false;
+  auto ns = store_->ListNotifications(id_);
+  for (const auto& n : *ns) recorded |= n.org_name == "HookCorp" && n.channel == "webhook" && n.state == "sent";
+  EXPECT_TRUE(recorded);
 }
 
 TEST_F(NotifyTest, DryRunSendsAndRecordsNothing) {
