@@ -46,7 +46,7 @@ sha() { sha256sum "$1" | cut -c1-64; }
 declare -A url=([1KiB]="bench/$(sha "$work/small.bin").small.bin" [1MiB]="bench/$(sha "$work/medium.bin").medium.bin"
                 [50MiB]="bench/$(sha "$work/large.bin").large.bin")
 run() {  # run URL CONNS -> "req/s MB/s p99ms"
-  wrk -t2 -c"$2" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$1" 2>&1 | python3 -c '
+  wrk -t"$(( $2 > 1 ? 2 : 1 ))" -c"$2" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$1" 2>&1 | python3 -c '
 import re, sys
 t = sys.stdin.read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))

@@ -60,6 +60,7 @@ void RegisterServeCommands(CLI::App& app, Context& ctx) {
   serve->add_option("--max-connections", f->o.max_connections, "Concurrent connections");
   serve->add_option("--max-header-bytes", f->o.limits.max_header_bytes, "Largest request head accepted");
   serve->add_option("--max-headers", f->o.limits.max_headers, "Most request headers accepted");
+  serve->add_option("--auth-cache-ms", f->o.auth_cache_ms, "Reuse token/entitlement answers this long (0: never)");
   serve->add_option("--drain-seconds", f->o.drain_seconds, "On SIGTERM, how long in-flight downloads may finish");
   serve->final_callback([f, &ctx] { ctx.exit_code = RunServe(*f); });
 }

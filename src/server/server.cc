@@ -182,6 +182,32 @@ class VerifyCache {
   std::map<FileKey, std::string> cache_;
 };
 
+// A small map whose entries expire after a fixed time. Thread-safe.
+template <typename V>
+class TtlCache {
+ public:
+  explicit TtlCache(int ttl_ms) : ttl_(std::chrono::milliseconds(ttl_ms)) {}
+  bool Get(const std::string& k, V* out) {
+    if (ttl_.count() <= 0) return false;
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(k);
+    if (it == map_.end() || std::chrono::steady_clock::now() > it->second.second) return false;
+    *out = it->second.first;
+    return true;
+  }
+  void Put(const std::string& k, const V& v) {
+    if (ttl_.count() <= 0) return;
+    std::lock_guard<std::mutex> l(mu_);
+    if (map_.size() > 100000) map_.clear();
+    map_[k] = {v, std::chrono::steady_clock::now() + ttl_};
+  }
+
+ private:
+  std::chrono::milliseconds ttl_;
+  std::mutex mu_;
+  std::map<std::string, std::pair<V, std::chrono::steady_clock::time_point>> map_;
+};
+
 // ---- responses -----------------------------------------------------------------------
 
 const char* Reason(int s) {
@@ -306,7 +332,9 @@ std::string Base64Decode(std::string_view in) {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(ServerOptions o, Store* store) : o_(std::move(o)), store_(store), catalogue_(o_.repo_dir), audit_(store, &metrics_) {}
+  ServerImpl(ServerOptions o, Store* store)
+      : o_(std::move(o)), store_(store), catalogue_(o_.repo_dir), audit_(store, &metrics_),
+        auth_cache_(o_.auth_cache_ms), entitlement_cache_(o_.auth_cache_ms) {}
   ~ServerImpl() override {
     if (listen_fd_ >= 0) ::close(listen_fd_);
     if (ssl_ctx_) SSL_CTX_free(ssl_ctx_);
@@ -515,7 +543,12 @@ class ServerImpl final : public Server {
     if (token.empty() || token.size() > 512) return Unauthorized("malformed token");
     // Only the SHA-256 of the token is stored; the lookup is by that hash, so no secret is
     // ever compared byte by byte.
-    PG_ASSIGN_OR_RETURN(User u, store_->AuthenticateTokenHash(Sha256Hex(token)));
+    std::string hash = Sha256Hex(token);
+    User u;
+    if (!auth_cache_.Get(hash, &u)) {
+      PG_ASSIGN_OR_RETURN(u, store_->AuthenticateTokenHash(hash));
+      auth_cache_.Put(hash, u);
+    }
     if (!basic_user.empty() && !ConstantTimeEquals(basic_user, u.username)) return Unauthorized("user/token mismatch");
     return u;
   }
@@ -560,9 +593,15 @@ class ServerImpl final : public Server {
     if (!cs.ok()) log::Warn("catalogue reload failed; serving the last good one", {{"error", cs.ToString()}});
     auto entry = catalogue_.Find(rel);
     if (!entry) return Send(c, 404, "not found\n", *keep, {}, head_only);
-    auto entitled = store_->IsEntitled(user.org_id, entry->product);
-    if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
-    if (!*entitled) return Send(c, 403, "your organisation is not entitled to " + entry->product + "\n", *keep, {}, head_only);
+    std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
+    bool is_entitled = false;
+    if (!entitlement_cache_.Get(ekey, &is_entitled)) {
+      auto entitled = store_->IsEntitled(user.org_id, entry->product);
+      if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
+      is_entitled = *entitled;
+      entitlement_cache_.Put(ekey, is_entitled);
+    }
+    if (!is_entitled) return Send(c, 403, "your organisation is not entitled to " + entry->product + "\n", *keep, {}, head_only);
 
     int fd = ::open(entry->file.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};
@@ -644,6 +683,8 @@ class ServerImpl final : public Server {
   Catalogue catalogue_;
   VerifyCache verify_;
   AuditLog audit_;
+  TtlCache<User> auth_cache_;
+  TtlCache<bool> entitlement_cache_;
   SSL_CTX* ssl_ctx_ = nullptr;
   int listen_fd_ = -1;
   int port_ = 0;

@@ -34,6 +34,9 @@ struct ServerOptions {
   int send_timeout_seconds = 30;       // a client that reads nothing for this long is dropped
   int max_connections = 1024;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
+  // How long a verified token and an entitlement answer are reused without asking the
+  // store again (a revocation or a grant takes effect within this time). 0: always ask.
+  int auth_cache_ms = 1000;
 };
 
 class Server {

@@ -95,6 +95,7 @@ class ServerTest : public ::testing::Test {
     o.node_name = "test-node";
     o.header_timeout_seconds = header_timeout;
     o.drain_seconds = 5;
+    o.auth_cache_ms = 0;  // revocations must show at once in these tests
     auto s = Server::Create(o, store ? store : store_.get());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(*s);
