@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The admin CLI shapes (a contract for scripts outside the project) and their exit codes:
+# org add/list, user add/revoke, grant, downloads (table/CSV/JSON, filters), nodes.
+# Runs on SQLite, and on PostgreSQL too when PATCHGATE_TEST_PG_URL is set.
+# Usage: admin_cli_test.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+pg="$build/src/cli/patchgate"
+work=$(mktemp -d /tmp/pg-admin.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+pass=0
+expect_rc() { local want=$1; shift; set +e; "$@" >"$work/out" 2>"$work/err"; local rc=$?; set -e
+  [[ $rc -eq $want ]] || { echo "FAIL: $* -> exit $rc, want $want"; cat "$work/out" "$work/err"; exit 1; }; }
+refute() { if "$@"; then echo "FAIL: expected this to fail: $*"; exit 1; fi; }
+
+run_suite() {  # run_suite STORE_URL LABEL
+  local store=$1 s=$2$RANDOM
+  expect_rc 0 "$pg" org add "Contoso$s" --tier premier --account-manager "Ann Example <ann@vendor.example>" \
+    --phone "+1 555 0100" --contact sec@contoso.example --contact cso@contoso.example --store "$store"
+  expect_rc 1 "$pg" org add "Contoso$s" --tier gold --store "$store"
+  grep -q "already exists" "$work/err"
+  expect_rc 2 "$pg" org add "Bad$s" --tier platinum --store "$store"
+  expect_rc 2 "$pg" org add "Bad$s" --tier gold --account-manager "no address" --store "$store"
+  expect_rc 2 "$pg" org add "Bad$s" --tier gold --contact not-an-email --store "$store"
+  expect_rc 0 "$pg" org list --json --store "$store"
+  python3 -c "import json,sys; d=json.load(open('$work/out')); o=[x for x in d if x['name']=='Contoso$s'][0]; assert o['account_manager_email']=='ann@vendor.example' and len(o['contacts'])==2, o"
+  expect_rc 0 "$pg" user add "Contoso$s" "alice$s" --store "$store"
+  token=$(cat "$work/out")
+  [[ "$token" =~ ^pgt_[0-9a-f]{48}$ ]] || { echo "FAIL: token '$token'"; exit 1; }
+  refute grep -q "$token" "$work/err"
+  expect_rc 1 "$pg" user add "Nowhere$s" "bob$s" --store "$store"
+  expect_rc 1 "$pg" user add "Contoso$s" "alice$s" --store "$store"
+  expect_rc 0 "$pg" grant "Contoso$s" office --store "$store"
+  expect_rc 0 "$pg" grant "Contoso$s" office --store "$store"
+  expect_rc 1 "$pg" grant "Nowhere$s" office --store "$store"
+  expect_rc 0 "$pg" user revoke "alice$s" --store "$store"
+  expect_rc 1 "$pg" user revoke "ghost$s" --store "$store"
+  expect_rc 0 "$pg" downloads --org "Contoso$s" --store "$store"
+  grep -q "0 download(s)" "$work/out"
+  expect_rc 0 "$pg" downloads --since 2026-01-01T00:00:00Z --until 2026-01-02T00:00:00+02:00 --csv --store "$store"
+  head -1 "$work/out" | grep -q "^id,started_at,ended_at,node,user,organisation,target,sha256"
+  expect_rc 0 "$pg" downloads --json --user "alice$s" --store "$store"
+  python3 -c "import json; assert json.load(open('$work/out')) == []"
+  expect_rc 2 "$pg" downloads --since yesterday --store "$store"
+  expect_rc 2 "$pg" downloads --csv --json --store "$store"
+  expect_rc 0 "$pg" nodes --store "$store"
+  expect_rc 0 "$pg" nodes --json --store "$store"
+  echo "ok: admin CLI on $2"
+  pass=$((pass + 1))
+}
+
+run_suite "sqlite://$work/store.db" sqlite
+expect_rc 2 "$pg" org list --store "mysql://nowhere"
+expect_rc 5 "$pg" org list --store "sqlite:///nonexistent-dir/x/y.db"
+expect_rc 5 "$pg" org list --store "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+grep -q "cannot reach PostgreSQL" "$work/err"
+echo "ok: unusable stores exit 2 (bad URL) or 5 (unreachable) with a message"
+pass=$((pass + 1))
+if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
+  run_suite "$PATCHGATE_TEST_PG_URL" postgresql
+else
+  echo "SKIP: PostgreSQL run (PATCHGATE_TEST_PG_URL not set; scripts/test.sh sets it)"
+fi
+echo "admin-cli: $pass passed, 0 failed"
