@@ -27,7 +27,16 @@ int RunServe(ServeFlags& f) {
 
   auto store = OpenStore(f.store);
   if (!store.ok()) return ReportError(store.status());
-  auto srv = server::Server::Create(f.o, store->get());
+  // A second connection for token and entitlement look-ups, so they never wait for an
+  // audit commit's fsync (SQLite WAL readers run beside the writer). An in-memory SQLite
+  // database is private to its connection, so it is shared instead.
+  std::unique_ptr<Store> reads;
+  if ((*store)->engine() != "sqlite" || f.store.find(":memory:") == std::string::npos) {
+    auto r = OpenStore(f.store);
+    if (!r.ok()) return ReportError(r.status());
+    reads = std::move(*r);
+  }
+  auto srv = server::Server::Create(f.o, store->get(), reads.get());
   if (!srv.ok()) return ReportError(srv.status());
   Status st = (*srv)->Start();
   if (!st.ok()) return ReportError(st);
@@ -61,6 +70,8 @@ void RegisterServeCommands(CLI::App& app, Context& ctx) {
   serve->add_option("--max-header-bytes", f->o.limits.max_header_bytes, "Largest request head accepted");
   serve->add_option("--max-headers", f->o.limits.max_headers, "Most request headers accepted");
   serve->add_option("--auth-cache-ms", f->o.auth_cache_ms, "Reuse token/entitlement answers this long (0: never)");
+  serve->add_option("--audit-finish-ms", f->o.audit_finish_ms,
+                    "Batch download completions (end, bytes, outcome) this long; the drain writes them (0: at once)");
   serve->add_option("--drain-seconds", f->o.drain_seconds, "On SIGTERM, how long in-flight downloads may finish");
   serve->final_callback([f, &ctx] { ctx.exit_code = RunServe(*f); });
 }

@@ -1,11 +1,20 @@
 #include "server/audit_log.h"
 
+#include <algorithm>
+
 #include "core/clock.h"
 #include "core/log.h"
 
 namespace patchgate::server {
 
-AuditLog::AuditLog(Store* store, Metrics* metrics) : store_(store), metrics_(metrics) {
+namespace {
+// After the store refused a batch of completions, they are tried again this much later
+// (begins keep flowing meanwhile).
+constexpr std::chrono::milliseconds kFinishRetry{200};
+}  // namespace
+
+AuditLog::AuditLog(Store* store, Metrics* metrics, std::chrono::milliseconds finish_delay)
+    : store_(store), metrics_(metrics), finish_delay_(std::max(finish_delay, std::chrono::milliseconds(0))) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -32,33 +41,51 @@ Result<int64_t> AuditLog::Begin(const DownloadStart& start) {
 }
 
 void AuditLog::Finish(const DownloadFinish& finish) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (finishes_.empty()) oldest_finish_ = Clock::now();
     finishes_.push_back(finish);
+    // The audit thread sleeps without a deadline only while nothing is queued: wake it to
+    // set one, or when a batch is full. Otherwise it finds these on its next turn.
+    wake = finishes_.size() == 1 || finishes_.size() == kMaxFinishBatch;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
-void AuditLog::Flush() {
+bool AuditLog::Flush() {
   std::unique_lock<std::mutex> l(mu_);
+  ++flush_requests_;
   cv_.notify_one();
-  flushed_.wait_for(l, std::chrono::seconds(15), [&] { return begins_.empty() && finishes_.empty() && !busy_; });
+  bool done = flushed_.wait_for(l, std::chrono::seconds(15), [&] { return begins_.empty() && finishes_.empty() && !busy_; });
+  --flush_requests_;
+  return done;
+}
+
+AuditLog::Clock::time_point AuditLog::FinishesDueAt() const {
+  Clock::time_point at = (stop_ || flush_requests_ > 0 || finishes_.size() >= kMaxFinishBatch)
+                             ? Clock::time_point::min()
+                             : oldest_finish_ + finish_delay_;
+  return std::max(at, retry_after_);
 }
 
 void AuditLog::Run() {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    cv_.wait(l, [&] { return stop_ || !begins_.empty() || !finishes_.empty(); });
-    if (begins_.empty() && finishes_.empty()) {
-      if (stop_) return;
+    bool finishes_due = !finishes_.empty() && Clock::now() >= FinishesDueAt();
+    if (begins_.empty() && !finishes_due) {
+      if (stop_ && finishes_.empty()) return;
+      if (finishes_.empty()) cv_.wait(l);
+      else cv_.wait_until(l, FinishesDueAt());
       continue;
     }
     std::deque<PendingBegin> begins;
     begins.swap(begins_);
     std::vector<DownloadFinish> finishes;
-    finishes.swap(finishes_);
+    if (finishes_due) finishes.swap(finishes_);
     busy_ = true;
     l.unlock();
+
     if (!begins.empty()) {
       std::vector<DownloadStart> starts;
       starts.reserve(begins.size());
@@ -74,20 +101,21 @@ void AuditLog::Run() {
         for (auto& b : begins) b.done.set_value(ids.status());
       }
     }
-    if (!finishes.empty()) {
-      Status st = store_->FinishDownloads(finishes);
-      if (!st.ok()) {
-        log::Error("could not complete download records; will retry", {{"error", st.ToString()}});
-        l.lock();
+    Status finished = finishes.empty() ? Status::OK() : store_->FinishDownloads(finishes);
+
+    l.lock();
+    if (!finished.ok()) {
+      if (stop_) {
+        log::Error("could not complete download records before exit; they stay in_progress",
+                   {{"records", std::to_string(finishes.size() + finishes_.size())}, {"error", finished.ToString()}});
+        finishes_.clear();
+      } else {
+        log::Error("could not complete download records; will retry", {{"error", finished.ToString()}});
+        if (finishes_.empty()) oldest_finish_ = Clock::now();
         finishes_.insert(finishes_.begin(), finishes.begin(), finishes.end());
-        busy_ = false;
-        l.unlock();
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        l.lock();
-        continue;
+        retry_after_ = Clock::now() + kFinishRetry;
       }
     }
-    l.lock();
     busy_ = false;
     flushed_.notify_all();
   }

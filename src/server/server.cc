@@ -332,8 +332,9 @@ std::string Base64Decode(std::string_view in) {
 
 class ServerImpl final : public Server {
  public:
-  ServerImpl(ServerOptions o, Store* store)
-      : o_(std::move(o)), store_(store), catalogue_(o_.repo_dir), audit_(store, &metrics_),
+  ServerImpl(ServerOptions o, Store* store, Store* read_store)
+      : o_(std::move(o)), store_(store), reads_(read_store ? read_store : store), catalogue_(o_.repo_dir),
+        audit_(store, &metrics_, std::chrono::milliseconds(o_.audit_finish_ms)),
         auth_cache_(o_.auth_cache_ms), entitlement_cache_(o_.auth_cache_ms) {}
   ~ServerImpl() override {
     if (listen_fd_ >= 0) ::close(listen_fd_);
@@ -407,7 +408,7 @@ class ServerImpl final : public Server {
     std::unique_lock<std::mutex> l(mu_);
     drained_.wait_for(l, std::chrono::seconds(o_.drain_seconds), [&] { return active_ == 0; });
     l.unlock();
-    audit_.Flush();
+    if (!audit_.Flush()) log::Error("some download records could not be completed before the drain ended", {});
     log::Info("stopped", {{"node", o_.node_name}});
   }
 
@@ -546,7 +547,7 @@ class ServerImpl final : public Server {
     std::string hash = Sha256Hex(token);
     User u;
     if (!auth_cache_.Get(hash, &u)) {
-      PG_ASSIGN_OR_RETURN(u, store_->AuthenticateTokenHash(hash));
+      PG_ASSIGN_OR_RETURN(u, reads_->AuthenticateTokenHash(hash));
       auth_cache_.Put(hash, u);
     }
     if (!basic_user.empty() && !ConstantTimeEquals(basic_user, u.username)) return Unauthorized("user/token mismatch");
@@ -596,7 +597,7 @@ class ServerImpl final : public Server {
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
     bool is_entitled = false;
     if (!entitlement_cache_.Get(ekey, &is_entitled)) {
-      auto entitled = store_->IsEntitled(user.org_id, entry->product);
+      auto entitled = reads_->IsEntitled(user.org_id, entry->product);
       if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
       entitlement_cache_.Put(ekey, is_entitled);
@@ -678,7 +679,8 @@ class ServerImpl final : public Server {
   }
 
   ServerOptions o_;
-  Store* store_;
+  Store* store_;  // writes: audit, quarantine, acknowledgements
+  Store* reads_;  // token and entitlement look-ups (store_ unless a read connection was given)
   Metrics metrics_;
   Catalogue catalogue_;
   VerifyCache verify_;
@@ -696,8 +698,8 @@ class ServerImpl final : public Server {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Store* store) {
-  auto s = std::make_unique<ServerImpl>(options, store);
+Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Store* store, Store* read_store) {
+  auto s = std::make_unique<ServerImpl>(options, store, read_store);
   PG_RETURN_IF_ERROR(s->Init());
   return std::unique_ptr<Server>(std::move(s));
 }

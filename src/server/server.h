@@ -7,7 +7,8 @@
 //   2. the file is verified against its signed sha256 (verdict cached by device, inode,
 //      size, mtime and ctime) — a mismatch is never served (503) and is quarantined;
 //   3. the download is durable in the store before the first body byte (group commit),
-//      and completed afterwards with bytes sent and outcome.
+//      and completed afterwards with bytes sent and outcome (completions are batched for
+//      up to audit_finish_ms; nothing waits on them; the drain writes them all).
 // Thread-safe; Run() blocks until Stop() (or SIGTERM via the CLI), then drains in-flight
 // downloads and completes their records.
 #pragma once
@@ -37,12 +38,18 @@ struct ServerOptions {
   // How long a verified token and an entitlement answer are reused without asking the
   // store again (a revocation or a grant takes effect within this time). 0: always ask.
   int auth_cache_ms = 1000;
+  // How long a download's completion (end time, bytes, outcome) may wait to be written
+  // together with others. Begins are never delayed. 0: on the audit thread's next turn.
+  int audit_finish_ms = 100;
 };
 
 class Server {
  public:
-  // `store` must outlive the server.
-  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options, Store* store);
+  // `store` must outlive the server; it takes the audit record and every write. Token and
+  // entitlement look-ups go to `read_store` when given (a second connection to the same
+  // database, so they do not queue behind audit commits); it must outlive the server too.
+  static Result<std::unique_ptr<Server>> Create(const ServerOptions& options, Store* store,
+                                                Store* read_store = nullptr);
   virtual ~Server() = default;
   // Binds and listens; afterwards port() is the bound port.
   virtual Status Start() = 0;

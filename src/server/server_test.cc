@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "crypto/hash.h"
@@ -96,7 +97,8 @@ class ServerTest : public ::testing::Test {
     o.header_timeout_seconds = header_timeout;
     o.drain_seconds = 5;
     o.auth_cache_ms = 0;  // revocations must show at once in these tests
-    auto s = Server::Create(o, store ? store : store_.get());
+    o.audit_finish_ms = audit_finish_ms_;
+    auto s = Server::Create(o, store ? store : store_.get(), read_store_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(*s);
     ASSERT_TRUE(server_->Start().ok());
@@ -126,6 +128,8 @@ class ServerTest : public ::testing::Test {
   }
 
   std::string dir_, office_bytes_, office_url_, mail_url_;
+  int audit_finish_ms_ = 100;
+  Store* read_store_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Server> server_;
   std::thread thread_;
@@ -308,6 +312,56 @@ TEST_F(ServerTest, ConcurrentDownloadsEqualCompletedRecords) {
   EXPECT_EQ(ok.load(), 160);
   EXPECT_EQ(Records("complete"), static_cast<size_t>(ok.load()));
   EXPECT_EQ(Records(), static_cast<size_t>(ok.load()));
+}
+
+TEST_F(ServerTest, CompletionsWaitAndTheDrainWritesThem) {
+  audit_finish_ms_ = 600000;  // nothing but the drain writes them
+  StartServer();
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(StatusOf(Get(office_url_)), 200);
+  EXPECT_EQ(Records("in_progress"), 3u);  // each begin was durable before its first byte
+  EXPECT_EQ(Records("complete"), 0u);
+  auto t0 = std::chrono::steady_clock::now();
+  StopServer();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_EQ(Records("complete"), 3u);
+  EXPECT_EQ(Records(), 3u);
+}
+
+// One connection for everything: a look-up waits while an audit commit holds it.
+class OneConnection : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
+    std::lock_guard<std::mutex> l(mu_);
+    in_commit_ = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a very slow fsync
+    in_commit_ = false;
+    return ForwardingStore::BeginDownloads(s);
+  }
+  Result<User> AuthenticateTokenHash(const std::string& h) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return ForwardingStore::AuthenticateTokenHash(h);
+  }
+  std::atomic<bool> in_commit_{false};
+
+ private:
+  std::mutex mu_;
+};
+
+TEST_F(ServerTest, LookupsDoNotQueueBehindAuditCommits) {
+  OneConnection writes(store_.get());
+  read_store_ = store_.get();
+  StartServer(&writes);
+  std::thread download([&] { EXPECT_EQ(StatusOf(Get(office_url_)), 200); });
+  for (int i = 0; i < 200 && !writes.in_commit_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(writes.in_commit_);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(StatusOf(Get("/metadata/timestamp.json", "bob-token")), 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(700));
+  EXPECT_TRUE(writes.in_commit_);  // answered while the commit was still running
+  download.join();
+  StopServer();
+  EXPECT_EQ(Records("complete"), 1u);
 }
 
 TEST_F(ServerTest, AcknowledgementLinks) {

@@ -1,0 +1,160 @@
+// The audit log over a real SQLite store: begins are durable when Begin() returns,
+// completions wait and go in batches, and Flush() / the destructor write them all.
+#include "server/audit_log.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "crypto/hash.h"
+#include "store/forwarding_store.h"
+
+namespace patchgate::server {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Counts completion commits; refuses the first `fail_finishes` of them.
+class CountingStore : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Status FinishDownloads(const std::vector<DownloadFinish>& f) override {
+    ++finish_commits;
+    if (fail_finishes > 0) {
+      --fail_finishes;
+      return Unavailable("database is down (injected)");
+    }
+    finish_records += f.size();
+    return ForwardingStore::FinishDownloads(f);
+  }
+  std::atomic<int> finish_commits{0}, fail_finishes{0};
+  std::atomic<size_t> finish_records{0};
+};
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgauditXXXXXX";
+    dir_ = mkdtemp(tmpl);
+    url_ = "sqlite://" + dir_ + "/store.db";
+    auto s = Store::Open(url_);
+    ASSERT_TRUE(s.ok());
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->AddOrganisation({0, "Contoso", "premier"}).ok());
+    auto uid = store_->AddUser("Contoso", "alice", Sha256Hex("t"));
+    ASSERT_TRUE(uid.ok());
+    user_id_ = *uid;
+    counting_ = std::make_unique<CountingStore>(store_.get());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  DownloadStart Start() {
+    DownloadStart s;
+    s.started_at = 1000;
+    s.node = "n";
+    s.user_id = user_id_;
+    s.target_path = "office/a";
+    s.sha256 = std::string(64, 'a');
+    return s;
+  }
+  // Outcomes as another connection sees them (what is committed).
+  std::vector<DownloadOutcome> Outcomes() {
+    auto other = Store::Open(url_);
+    EXPECT_TRUE(other.ok());
+    DownloadQuery q;
+    q.node = "n";
+    std::vector<DownloadOutcome> out;
+    for (const auto& d : *(*other)->QueryDownloads(q)) out.push_back(d.outcome);
+    return out;
+  }
+  size_t Count(DownloadOutcome o) {
+    auto v = Outcomes();
+    return static_cast<size_t>(std::count(v.begin(), v.end(), o));
+  }
+
+  std::string dir_, url_;
+  int64_t user_id_ = 0;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<CountingStore> counting_;
+  Metrics metrics_;
+};
+
+TEST_F(AuditLogTest, BeginIsCommittedWhenItReturns) {
+  AuditLog log(counting_.get(), &metrics_, milliseconds(600000));
+  auto id = log.Begin(Start());
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(Count(DownloadOutcome::kInProgress), 1u);
+}
+
+TEST_F(AuditLogTest, CompletionsWaitThenFlushWritesThemInOneCommit) {
+  AuditLog log(counting_.get(), &metrics_, milliseconds(600000));
+  for (int i = 0; i < 5; ++i) {
+    auto id = log.Begin(Start());
+    ASSERT_TRUE(id.ok());
+    log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
+  }
+  std::this_thread::sleep_for(milliseconds(150));
+  EXPECT_EQ(counting_->finish_commits.load(), 0);
+  EXPECT_EQ(Count(DownloadOutcome::kInProgress), 5u);
+  EXPECT_TRUE(log.Flush());
+  EXPECT_EQ(counting_->finish_commits.load(), 1);
+  EXPECT_EQ(Count(DownloadOutcome::kComplete), 5u);
+}
+
+TEST_F(AuditLogTest, CompletionsAreWrittenAfterTheDelayWithoutAFlush) {
+  AuditLog log(counting_.get(), &metrics_, milliseconds(50));
+  auto id = log.Begin(Start());
+  ASSERT_TRUE(id.ok());
+  log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
+  for (int i = 0; i < 500 && counting_->finish_records == 0; ++i) std::this_thread::sleep_for(milliseconds(10));
+  EXPECT_EQ(Count(DownloadOutcome::kComplete), 1u);
+}
+
+TEST_F(AuditLogTest, ZeroDelayWritesAtOnce) {
+  AuditLog log(counting_.get(), &metrics_, milliseconds(0));
+  auto id = log.Begin(Start());
+  ASSERT_TRUE(id.ok());
+  log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
+  for (int i = 0; i < 500 && counting_->finish_records == 0; ++i) std::this_thread::sleep_for(milliseconds(2));
+  EXPECT_EQ(counting_->finish_records.load(), 1u);
+}
+
+TEST_F(AuditLogTest, AFullBatchDoesNotWaitForTheDelay) {
+  AuditLog log(counting_.get(), &metrics_, milliseconds(600000));
+  for (size_t i = 0; i < AuditLog::kMaxFinishBatch; ++i)
+    log.Finish({static_cast<int64_t>(i + 1000000), 2000, 10, DownloadOutcome::kComplete});  // ids need not exist
+  for (int i = 0; i < 500 && counting_->finish_records == 0; ++i) std::this_thread::sleep_for(milliseconds(10));
+  EXPECT_EQ(counting_->finish_records.load(), AuditLog::kMaxFinishBatch);
+}
+
+TEST_F(AuditLogTest, TheDestructorWritesQueuedCompletions) {
+  {
+    AuditLog log(counting_.get(), &metrics_, milliseconds(600000));
+    auto id = log.Begin(Start());
+    ASSERT_TRUE(id.ok());
+    log.Finish({*id, 2000, 10, DownloadOutcome::kAborted});
+  }
+  EXPECT_EQ(Count(DownloadOutcome::kAborted), 1u);
+}
+
+TEST_F(AuditLogTest, RefusedCompletionsAreRetriedAndDoNotHoldUpBegins) {
+  counting_->fail_finishes = 3;
+  AuditLog log(counting_.get(), &metrics_, milliseconds(0));
+  auto id = log.Begin(Start());
+  ASSERT_TRUE(id.ok());
+  log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
+  for (int i = 0; i < 200 && counting_->finish_commits == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(log.Begin(Start()).ok());  // while completions wait for their retry
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(150));
+  EXPECT_TRUE(log.Flush());
+  EXPECT_EQ(counting_->finish_commits.load(), 4);
+  EXPECT_EQ(Count(DownloadOutcome::kComplete), 1u);
+  EXPECT_EQ(Count(DownloadOutcome::kInProgress), 1u);
+}
+
+}  // namespace
+}  // namespace patchgate::server
