@@ -89,7 +89,7 @@ void AuditLog::Run() {
     if (!begins.empty()) {
       std::vector<DownloadStart> starts;
       starts.reserve(begins.size());
-      for (const auto& b : begins) starts.push_back(b.start);
+      for (auto& b : begins) starts.push_back(std::move(b.start));
       int64_t t0 = SystemClock::Get().NowMicros();
       auto ids = store_->BeginDownloads(starts);
       metrics_->ObserveAuditCommit(SystemClock::Get().NowMicros() - t0, begins.size());

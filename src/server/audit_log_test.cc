@@ -27,8 +27,9 @@ class CountingStore : public ForwardingStore {
       --fail_finishes;
       return Unavailable("database is down (injected)");
     }
-    finish_records += f.size();
-    return ForwardingStore::FinishDownloads(f);
+    Status st = ForwardingStore::FinishDownloads(f);
+    if (st.ok()) finish_records += f.size();  // counted once committed
+    return st;
   }
   std::atomic<int> finish_commits{0}, fail_finishes{0};
   std::atomic<size_t> finish_records{0};

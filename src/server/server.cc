@@ -38,7 +38,10 @@ class Conn {
   virtual ~Conn() { ::close(fd_); }
   // Like read(2): >0 bytes, 0 on EOF, -1 on error or timeout (errno EAGAIN).
   virtual ssize_t Read(char* buf, size_t n) = 0;
-  virtual bool WriteAll(std::string_view data) = 0;
+  // more_follows: a SendFile() of at least one byte comes next, so the data may wait to
+  // leave in the same TCP segment as the body (MSG_MORE) instead of a packet of its own.
+  virtual bool Write(std::string_view data, bool more_follows) = 0;
+  bool WriteAll(std::string_view data) { return Write(data, false); }
   // Sends [offset, offset+len) of `file_fd`; returns bytes sent (short on error).
   virtual uint64_t SendFile(int file_fd, uint64_t offset, uint64_t len) = 0;
   int fd() const { return fd_; }
@@ -57,9 +60,10 @@ class PlainConn : public Conn {
       return r;
     }
   }
-  bool WriteAll(std::string_view d) override {
+  bool Write(std::string_view d, bool more_follows) override {
+    int flags = MSG_NOSIGNAL | (more_follows ? MSG_MORE : 0);
     while (!d.empty()) {
-      ssize_t w = ::send(fd_, d.data(), d.size(), MSG_NOSIGNAL);
+      ssize_t w = ::send(fd_, d.data(), d.size(), flags);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) return false;
       d.remove_prefix(static_cast<size_t>(w));
@@ -96,7 +100,7 @@ class TlsConn : public Conn {
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) errno = EAGAIN;
     return -1;
   }
-  bool WriteAll(std::string_view d) override {
+  bool Write(std::string_view d, bool /*more_follows*/) override {
     while (!d.empty()) {
       int w = SSL_write(ssl_, d.data(), static_cast<int>(std::min<size_t>(d.size(), 1 << 30)));
       if (w <= 0) {
@@ -576,9 +580,10 @@ class ServerImpl final : public Server {
     }
     uint64_t len = static_cast<uint64_t>(st.st_size);
     metrics_.CountStatus(200);
-    bool ok = c.WriteAll(Head(200, {{"Content-Type", "application/json"},
-                                    {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"}},
-                              len, keep));
+    bool ok = c.Write(Head(200, {{"Content-Type", "application/json"},
+                                 {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"}},
+                           len, keep),
+                      !head_only && len > 0);
     if (ok && !head_only) {
       uint64_t sent = c.SendFile(fd, 0, len);
       metrics_.bytes_sent += sent;
@@ -667,7 +672,7 @@ class ServerImpl final : public Server {
 
     metrics_.CountStatus(status);
     uint64_t sent = 0;
-    if (c.WriteAll(Head(status, headers, body_len, *keep))) sent = c.SendFile(fd, first, body_len);
+    if (c.Write(Head(status, headers, body_len, *keep), body_len > 0)) sent = c.SendFile(fd, first, body_len);
     metrics_.bytes_sent += sent;
     DownloadOutcome outcome = sent < body_len ? DownloadOutcome::kAborted
                                               : (ranged ? DownloadOutcome::kPartial : DownloadOutcome::kComplete);
