@@ -63,7 +63,7 @@ bool AuditLog::Flush() {
 }
 
 AuditLog::Clock::time_point AuditLog::FinishesDueAt() const {
-  Clock::time_point at = (stop_ || flush_requests_ > 0 || finishes_.size() >= kMaxFinishBatch)
+  Clock::time_point at = (stop_ || flush_requests_ > 0 || rest_due_ || finishes_.size() >= kMaxFinishBatch)
                              ? Clock::time_point::min()
                              : oldest_finish_ + finish_delay_;
   return std::max(at, retry_after_);
@@ -82,7 +82,15 @@ void AuditLog::Run() {
     std::deque<PendingBegin> begins;
     begins.swap(begins_);
     std::vector<DownloadFinish> finishes;
-    if (finishes_due) finishes.swap(finishes_);
+    if (finishes_due && finishes_.size() <= kFinishesPerCommit) {
+      finishes.swap(finishes_);
+      rest_due_ = false;
+    } else if (finishes_due) {  // the rest go after the next begins, still due
+      auto cut = finishes_.begin() + static_cast<std::ptrdiff_t>(kFinishesPerCommit);
+      finishes.assign(finishes_.begin(), cut);
+      finishes_.erase(finishes_.begin(), cut);
+      rest_due_ = true;
+    }
     busy_ = true;
     l.unlock();
 
@@ -109,6 +117,7 @@ void AuditLog::Run() {
         log::Error("could not complete download records before exit; they stay in_progress",
                    {{"records", std::to_string(finishes.size() + finishes_.size())}, {"error", finished.ToString()}});
         finishes_.clear();
+        rest_due_ = false;
       } else {
         log::Error("could not complete download records; will retry", {{"error", finished.ToString()}});
         if (finishes_.empty()) oldest_finish_ = Clock::now();

@@ -29,7 +29,8 @@ namespace patchgate::server {
 
 class AuditLog {
  public:
-  static constexpr size_t kMaxFinishBatch = 4096;
+  static constexpr size_t kMaxFinishBatch = 4096;     // this many queued: written at once
+  static constexpr size_t kFinishesPerCommit = 512;   // so begins never wait behind a long one
   static constexpr std::chrono::milliseconds kDefaultFinishDelay{100};
 
   // finish_delay 0: every completion is written on the audit thread's next turn.
@@ -64,6 +65,7 @@ class AuditLog {
   Clock::time_point oldest_finish_{};  // when finishes_ last became non-empty
   Clock::time_point retry_after_ = Clock::time_point::min();  // after the store refused some
   int flush_requests_ = 0;             // Flush() calls waiting
+  bool rest_due_ = false;              // finishes_ holds the rest of a due batch
   bool stop_ = false;
   bool busy_ = false;
   std::thread thread_;
