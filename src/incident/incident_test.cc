@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "core/clock.h"
@@ -8,6 +9,7 @@
 #include "incident/nginx_log.h"
 #include "incident/scope.h"
 #include "incident/world.h"
+#include "store/forwarding_store.h"
 
 namespace patchgate::incident {
 namespace {
@@ -46,6 +48,36 @@ TEST(NginxLog, ParsesCombinedLines) {
   EXPECT_EQ(t, "office/setup.exe");
   EXPECT_EQ(sha, std::string(64, 'a'));
   EXPECT_FALSE(TargetFromRequestPath("/metadata/timestamp.json", &t, &sha));
+  ASSERT_TRUE(TargetFromRequestPath("/targets/office/set%20up.exe", &t, &sha));
+  EXPECT_EQ(t, "office/set up.exe");
+  ASSERT_TRUE(TargetFromRequestPath("/targets/office/a%FFb.exe", &t, &sha));  // not UTF-8 once decoded
+  EXPECT_EQ(t, "office/a%FFb.exe");
+  ASSERT_TRUE(TargetFromRequestPath("/targets/office/a%00b.exe", &t, &sha));  // NUL once decoded
+  EXPECT_EQ(t, "office/a%00b.exe");
+}
+
+TEST(NginxLog, DecodesPrintableEscapesAndKeepsOthersEscaped) {
+  auto r = ParseCombinedLine(
+      R"(203.0.113.7 - bob [10/Oct/2026:13:55:36 +0000] "GET /targets/a.bin HTTP/1.1" 200 1 "-" "say \x22hi\x22 \x5C \x00\xFF")");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->user_agent, R"(say "hi" \ \x00\xFF)");
+}
+
+TEST(NginxLog, RefusesControlBytesAndInvalidUtf8) {
+  const std::string ok = R"(1.2.3.4 - bob [10/Oct/2026:13:55:36 +0000] "GET /targets/a.bin HTTP/1.1" 200 1 "-" "ua")";
+  ASSERT_TRUE(ParseCombinedLine(ok).ok());
+  std::string nul = ok;
+  nul[40] = '\0';
+  EXPECT_EQ(ParseCombinedLine(nul).status().code(), ErrorCode::kCorrupt);
+  std::string tab = ok;
+  tab.insert(tab.size() - 2, "\t");
+  EXPECT_EQ(ParseCombinedLine(tab).status().code(), ErrorCode::kCorrupt);
+  std::string latin1 = ok;
+  latin1.insert(latin1.size() - 2, "\xE9");
+  EXPECT_EQ(ParseCombinedLine(latin1).status().code(), ErrorCode::kCorrupt);
+  std::string utf8 = ok;
+  utf8.insert(utf8.size() - 2, "\xC3\xA9");
+  EXPECT_TRUE(ParseCombinedLine(utf8).ok());
 }
 
 TEST(Scope, ServedDownloadsMatchTheGroundTruthExactly) {
@@ -121,6 +153,80 @@ TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {
   EXPECT_EQ(ImportNginxLog(*store, dir + "/dup.log", {"legacy"})->imported, 2u);
   EXPECT_EQ(ImportNginxLog(*store, dir + "/dup.log", {"legacy"})->imported, 0u);
   EXPECT_EQ(ImportNginxLog(*store, dir + "/missing.log", {"legacy"}).status().code(), ErrorCode::kNotFound);
+}
+
+TEST(Import, OddLinesAreCountedWithTheirNumbersAndTheRestIsImported) {
+  std::string dir;
+  auto store = FreshStore(&dir);
+  const std::string line =
+      "203.0.113.9 - carol [01/Sep/2026:00:00:%02d +0000] \"GET /targets/x/y.bin HTTP/1.1\" 200 5 \"-\" \"-\"";
+  auto at = [&](int sec) {
+    char b[256];
+    std::snprintf(b, sizeof b, line.c_str(), sec);
+    return std::string(b);
+  };
+  std::string log = at(1) + "\r\n";                        // 1: CRLF
+  log += std::string(70 * 1024, 'A') + "\n";               // 2: longer than any log line
+  log += at(2) + "\n";                                     // 3
+  log += "\n";                                             // 4: empty
+  log += "1.2.3.4 - - [01/Sep/2026:00:00:03 +0000] \"GET /targets/x/\x01.bin HTTP/1.1\" 200 5 \"-\" \"-\"\n";  // 5
+  log += "1.2.3.4 - - [01/Sep/2026:00:00:03 +0000] \"HEAD /targets/x/y.bin HTTP/1.1\" 200 0 \"-\" \"-\"\n";    // 6
+  log += "1.2.3.4 - - [01/Sep/2026:00:00:03 +0000] \"GET /targets/x/y.bin HTTP/1.1\" 404 0 \"-\" \"-\"\n";     // 7
+  log += at(4);                                             // 8: no newline at the end
+  std::ofstream(dir + "/odd.log", std::ios::binary) << log;
+  ImportOptions o{"legacy"};
+  o.batch = 2;  // several batches through the reader/writer hand-over
+  auto r = ImportNginxLog(*store, dir + "/odd.log", o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->lines, 8u);
+  EXPECT_EQ(r->imported, 3u);
+  EXPECT_EQ(r->skipped, 2u);
+  EXPECT_EQ(r->unparseable, 2u);
+  ASSERT_EQ(r->bad_lines.size(), 2u);
+  EXPECT_EQ(r->bad_lines[0].first, 2u);
+  EXPECT_NE(r->bad_lines[0].second.find("longer than"), std::string::npos);
+  EXPECT_EQ(r->bad_lines[1].first, 5u);
+  EXPECT_EQ(r->unknown_users, 3u);    // carol is nobody in this store
+  EXPECT_EQ(r->unknown_targets, 3u);  // and x/y.bin was never published
+  // The same file with one more line: only that line is new.
+  std::ofstream(dir + "/odd.log", std::ios::binary | std::ios::app) << "\n" << at(5) << "\n";
+  auto again = ImportNginxLog(*store, dir + "/odd.log", o);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->imported, 1u);
+  EXPECT_EQ(again->duplicates, 3u);
+}
+
+// A store that fails the second bulk write: the import stops with the error, keeps what
+// was written, and a rerun completes it without duplicates.
+class FailingImportStore : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  int calls = 0, fail_at = 2;
+  Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override {
+    if (++calls == fail_at) return Unavailable("store went away");
+    return target_->ImportDownloads(rows);
+  }
+};
+
+TEST(Import, AStoreOutageMidwayLosesNothingAndARerunCompletesIt) {
+  std::string dir;
+  auto store = FreshStore(&dir);
+  std::ofstream out(dir + "/big.log");
+  for (int i = 0; i < 50; ++i)
+    out << "203.0.113.9 - dave [01/Sep/2026:00:01:" << (i < 10 ? "0" : "") << i
+        << " +0000] \"GET /targets/x/y.bin HTTP/1.1\" 200 5 \"-\" \"-\"\n";
+  out.close();
+  FailingImportStore failing(store.get());
+  ImportOptions o{"legacy"};
+  o.batch = 10;
+  auto r = ImportNginxLog(failing, dir + "/big.log", o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(r.status().message().find("rerun"), std::string::npos);
+  auto rerun = ImportNginxLog(*store, dir + "/big.log", o);
+  ASSERT_TRUE(rerun.ok());
+  EXPECT_EQ(rerun->imported, 40u);
+  EXPECT_EQ(rerun->duplicates, 10u);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/clock.h"
+#include "core/text.h"
 
 namespace patchgate::incident {
 
@@ -19,9 +20,7 @@ bool Num(std::string_view s, int64_t* out) {
   return true;
 }
 
-
-// Reads a double-quoted field starting at s[*pos] == '"'; nginx escapes '"' and '\' and
-// non-printable bytes as \xHH.
+// Reads a double-quoted field starting at s[*pos] == '"'.
 bool Quoted(std::string_view s, size_t* pos, std::string* out) {
   if (*pos >= s.size() || s[*pos] != '"') return false;
   size_t i = *pos + 1;
@@ -32,8 +31,17 @@ bool Quoted(std::string_view s, size_t* pos, std::string* out) {
       *pos = i + 1;
       return true;
     }
+    if (c == '\\' && i + 3 < s.size() && s[i + 1] == 'x' && HexDigitValue(s[i + 2]) >= 0 && HexDigitValue(s[i + 3]) >= 0) {
+      // nginx's \xHH: decoded when it is printable ASCII ('"' and '\\' in practice); any
+      // other byte stays escaped as in the log, so a field is always text a store can keep.
+      int byte = HexDigitValue(s[i + 2]) * 16 + HexDigitValue(s[i + 3]);
+      if (byte >= 0x20 && byte < 0x7f) out->push_back(static_cast<char>(byte));
+      else out->append(s.substr(i, 4));
+      i += 4;
+      continue;
+    }
     if (c == '\\' && i + 1 < s.size()) {
-      out->push_back(s[i + 1]);
+      out->push_back(s[i + 1]);  // older nginx escaped only '"' and '\\' this way
       i += 2;
       continue;
     }
@@ -66,6 +74,13 @@ Result<int64_t> ParseNginxTime(std::string_view t) {
 
 Result<LogRecord> ParseCombinedLine(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  for (size_t i = 0; i < line.size();) {  // nginx escapes control bytes and non-ASCII itself
+    unsigned char c = static_cast<unsigned char>(line[i]);
+    if (c < 0x20 || c == 0x7f) return Corrupt("control byte in the line");
+    size_t n = c < 0x80 ? 1 : Utf8SequenceLength(line, i);
+    if (n == 0) return Corrupt("not UTF-8 text");
+    i += n;
+  }
   LogRecord r;
   size_t sp = line.find(' ');
   if (sp == std::string_view::npos || sp == 0) return Corrupt("no remote address");

@@ -24,7 +24,10 @@ struct LogRecord {
   std::string user_agent;
 };
 
-// kCorrupt with a short reason for anything that is not a combined-format line.
+// kCorrupt with a short reason for anything that is not a combined-format line, including
+// a line with control bytes or invalid UTF-8 (nginx escapes both as \xHH). Every field of a
+// record is UTF-8 text without control bytes; \xHH escapes of bytes that are not printable
+// ASCII stay escaped.
 Result<LogRecord> ParseCombinedLine(std::string_view line);
 
 // "10/Oct/2000:13:55:36 -0700" -> UTC microseconds.

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/text.h"
+
 namespace patchgate::cjson {
 
 namespace {
@@ -92,7 +94,7 @@ class Scanner {
         ++p_;
         continue;
       }
-      size_t len = Utf8Length(p_);
+      size_t len = Utf8SequenceLength(std::string_view(p_, static_cast<size_t>(end_ - p_)), 0);
       if (len == 0) return false;
       if (decoded) decoded->append(p_, len);
       p_ += len;
@@ -107,31 +109,6 @@ class Scanner {
       out.push_back(raw[i]);
     }
     return out;
-  }
-
-  // Length of a valid UTF-8 multi-byte sequence at s (RFC 3629), or 0.
-  size_t Utf8Length(const char* s) const {
-    auto u = [&](size_t i) -> int {
-      return s + i < end_ ? static_cast<unsigned char>(s[i]) : -1;
-    };
-    int c0 = u(0);
-    auto cont = [&](int c) { return c >= 0x80 && c <= 0xBF; };
-    if (c0 >= 0xC2 && c0 <= 0xDF) return cont(u(1)) ? 2 : 0;
-    if (c0 >= 0xE0 && c0 <= 0xEF) {
-      int c1 = u(1);
-      if (c0 == 0xE0 && !(c1 >= 0xA0 && c1 <= 0xBF)) return 0;
-      if (c0 == 0xED && !(c1 >= 0x80 && c1 <= 0x9F)) return 0;  // surrogates
-      if (!cont(c1) || !cont(u(2))) return 0;
-      return 3;
-    }
-    if (c0 >= 0xF0 && c0 <= 0xF4) {
-      int c1 = u(1);
-      if (c0 == 0xF0 && !(c1 >= 0x90 && c1 <= 0xBF)) return 0;
-      if (c0 == 0xF4 && !(c1 >= 0x80 && c1 <= 0x8F)) return 0;
-      if (!cont(c1) || !cont(u(2)) || !cont(u(3))) return 0;
-      return 4;
-    }
-    return 0;
   }
 
   bool Array(size_t depth) {

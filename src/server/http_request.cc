@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/text.h"
+
 namespace patchgate::server {
 
 std::optional<std::string_view> RequestHead::Header(std::string_view name) const {
@@ -119,30 +121,6 @@ ParseOutcome ParseRequestHead(std::string_view buf, const HttpLimits& limits) {
 
 namespace {
 
-int Hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-Result<std::string> PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    if (i + 2 >= s.size()) return InvalidArgument("truncated percent-encoding");
-    int hi = Hex(s[i + 1]), lo = Hex(s[i + 2]);
-    if (hi < 0 || lo < 0) return InvalidArgument("invalid percent-encoding");
-    out.push_back(static_cast<char>(hi << 4 | lo));
-    i += 2;
-  }
-  return out;
-}
-
 Status CheckSegments(const std::string& rel) {
   if (rel.empty()) return InvalidArgument("empty path");
   for (unsigned char c : rel)
@@ -163,7 +141,7 @@ Status CheckSegments(const std::string& rel) {
 Result<NormalizedPath> NormalizeTarget(std::string_view target) {
   std::string_view path = target.substr(0, target.find('?'));
   if (path.empty() || path.front() != '/') return InvalidArgument("request target must be an absolute path");
-  PG_ASSIGN_OR_RETURN(std::string decoded, PercentDecode(path));
+  PG_ASSIGN_OR_RETURN(std::string decoded, patchgate::PercentDecode(path));
   NormalizedPath n;
   if (decoded == "/healthz") {
     n.area = Area::kHealth;

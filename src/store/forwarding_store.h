@@ -22,6 +22,7 @@ class ForwardingStore : public Store {
   Result<std::vector<std::string>> EntitledOrganisations(const std::string& product) override { return target_->EntitledOrganisations(product); }
   Status UpsertTarget(const TargetRecord& t) override { return target_->UpsertTarget(t); }
   Result<TargetRecord> GetTarget(const std::string& path) override { return target_->GetTarget(path); }
+  Result<std::vector<std::string>> ListTargetPaths() override { return target_->ListTargetPaths(); }
   Status MarkTargetInfected(const std::string& path, const std::string& detail) override { return target_->MarkTargetInfected(path, detail); }
   Status UpsertNode(const NodeRecord& n) override { return target_->UpsertNode(n); }
   Result<std::vector<NodeRecord>> ListNodes() override { return target_->ListNodes(); }

@@ -54,7 +54,7 @@ class PgConnection : public Connection {
         continue;
       }
       if (auto* v = std::get_if<int64_t>(&params[i])) storage[i] = std::to_string(*v);
-      else storage[i] = std::get<std::string>(params[i]);
+      else storage[i] = std::string(TextOf(params[i]));
       values[i] = storage[i].c_str();
     }
     PGresult* r = PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
@@ -71,7 +71,74 @@ class PgConnection : public Connection {
 
   int64_t Changes() override { return changes_; }
 
+  Result<int64_t> InsertNew(std::string_view table, const std::vector<std::string>& columns,
+                            std::string_view unique_column, const std::vector<std::vector<Param>>& rows) override {
+    PG_RETURN_IF_ERROR(Connect());
+    std::string cols;
+    for (size_t i = 0; i < columns.size(); ++i) cols += (i ? ", " : "") + columns[i];
+    // A temporary table lives as long as the session; creating it inside the caller's
+    // transaction means a rollback also drops it, so it is (re)created on every call.
+    const std::string stage = "patchgate_stage_" + std::string(table);
+    PG_RETURN_IF_ERROR(ExecScript("CREATE TEMP TABLE IF NOT EXISTS " + stage + " AS SELECT " + cols + " FROM " +
+                                  std::string(table) + " WITH NO DATA; TRUNCATE " + stage));
+    PG_RETURN_IF_ERROR(CopyIn(stage, cols, columns.size(), rows));
+    PG_RETURN_IF_ERROR(Query("INSERT INTO " + std::string(table) + " (" + cols + ") SELECT " + cols + " FROM " + stage +
+                                 " ON CONFLICT (" + std::string(unique_column) + ") DO NOTHING",
+                             {})
+                           .status());
+    return changes_;
+  }
+
  private:
+  // COPY ... FROM STDIN in text format: tab-separated, \N for NULL, backslash escapes.
+  Status CopyIn(const std::string& table, const std::string& cols, size_t width, const std::vector<std::vector<Param>>& rows) {
+    PGresult* r = PQexec(conn_, ("COPY " + table + " (" + cols + ") FROM STDIN").c_str());
+    if (PQresultStatus(r) != PGRES_COPY_IN) return Collect(r).status();
+    PQclear(r);
+    std::string buf, problem;
+    auto send = [&]() {
+      if (!buf.empty() && PQputCopyData(conn_, buf.data(), static_cast<int>(buf.size())) != 1)
+        problem = PQerrorMessage(conn_);
+      buf.clear();
+    };
+    for (const auto& row : rows) {
+      if (row.size() != width) {
+        problem = "bulk insert row has the wrong number of values";
+        break;
+      }
+      for (size_t c = 0; c < row.size(); ++c) {
+        if (c) buf.push_back('\t');
+        const Param& p = row[c];
+        if (std::holds_alternative<std::nullptr_t>(p)) buf += "\\N";
+        else if (auto* v = std::get_if<int64_t>(&p)) buf += std::to_string(*v);
+        else
+          for (char ch : TextOf(p)) {
+            switch (ch) {
+              case '\\': buf += "\\\\"; break;
+              case '\n': buf += "\\n"; break;
+              case '\r': buf += "\\r"; break;
+              case '\t': buf += "\\t"; break;
+              case '\0': problem = "a value holds a NUL byte, which PostgreSQL text cannot store"; break;
+              default: buf.push_back(ch);
+            }
+          }
+      }
+      buf.push_back('\n');
+      if (buf.size() >= (1 << 20)) send();
+      if (!problem.empty()) break;
+    }
+    if (problem.empty()) send();
+    if (PQputCopyEnd(conn_, problem.empty() ? nullptr : problem.c_str()) != 1 && problem.empty())
+      problem = PQerrorMessage(conn_);
+    Status st = Status::OK();
+    while (PGresult* res = PQgetResult(conn_)) {
+      auto collected = Collect(res);
+      if (!collected.ok() && st.ok()) st = collected.status();
+    }
+    if (!problem.empty()) return InvalidArgument("postgresql COPY: " + problem);
+    return st;
+  }
+
   Result<Rows> Collect(PGresult* r) {
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {

@@ -16,7 +16,17 @@
 
 namespace patchgate::sql {
 
-using Param = std::variant<std::nullptr_t, int64_t, std::string>;
+// Text the caller keeps alive until the call returns (bulk loads bind without copying).
+struct TextRef {
+  std::string_view text;
+};
+using Param = std::variant<std::nullptr_t, int64_t, std::string, TextRef>;
+
+// The text of a string or TextRef parameter.
+inline std::string_view TextOf(const Param& p) {
+  if (const auto* r = std::get_if<TextRef>(&p)) return r->text;
+  return std::get<std::string>(p);
+}
 using Row = std::vector<std::optional<std::string>>;
 using Rows = std::vector<Row>;
 
@@ -30,6 +40,13 @@ class Connection {
   virtual Status ExecScript(std::string_view sql) = 0;
   // Number of rows changed by the last INSERT/UPDATE/DELETE.
   virtual int64_t Changes() = 0;
+  // Bulk load inside the caller's transaction: inserts `rows` (values in `columns` order)
+  // into `table`, skipping every row whose `unique_column` value already exists (or repeats
+  // within `rows`). Returns the number of rows inserted. SQLite steps one prepared statement
+  // per row; PostgreSQL streams the rows with COPY into a temporary staging table and
+  // inserts them with one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
+  virtual Result<int64_t> InsertNew(std::string_view table, const std::vector<std::string>& columns,
+                                    std::string_view unique_column, const std::vector<std::vector<Param>>& rows) = 0;
 };
 
 // url "sqlite:///abs/path.db" or "sqlite://rel.db" or "sqlite::memory:".

@@ -1,4 +1,6 @@
 // The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
+#include <algorithm>
+#include <map>
 #include <mutex>
 #include <sstream>
 
@@ -244,6 +246,15 @@ class SqlStore final : public Store {
         .status();
   }
 
+  Result<std::vector<std::string>> ListTargetPaths() override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT path FROM targets ORDER BY path", {}));
+    std::vector<std::string> out;
+    out.reserve(rows.size());
+    for (const auto& r : rows) out.push_back(S(r, 0));
+    return out;
+  }
+
   Result<TargetRecord> GetTarget(const std::string& path) override {
     std::lock_guard<std::mutex> l(mu_);
     PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT path, product, version, length, sha256, published_at, scan_verdict, "
@@ -389,28 +400,54 @@ class SqlStore final : public Store {
   }
 
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override {
+    static const std::vector<std::string> kColumns = {
+        "started_at", "ended_at",    "node",        "user_id",      "username",       "org_id",
+        "target_path", "sha256",     "range_header", "bytes_sent",  "outcome",        "remote_addr",
+        "user_agent", "source",      "http_status", "unknown_user", "unknown_target", "import_key"};
     std::lock_guard<std::mutex> l(mu_);
-    ImportResult res;
-    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
-    for (const auto& d : rows) {
-      auto r = c_->Query(
-          "INSERT INTO downloads (started_at, ended_at, node, user_id, username, org_id, target_path, sha256, "
-          "range_header, bytes_sent, outcome, remote_addr, user_agent, source, http_status, unknown_user, "
-          "unknown_target, import_key) VALUES (?, ?, ?, (SELECT id FROM users WHERE username = ?), ?, "
-          "(SELECT org_id FROM users WHERE username = ?), ?, ?, ?, ?, ?, ?, ?, 'imported', ?, ?, ?, ?) "
-          "ON CONFLICT (import_key) DO NOTHING",
-          {d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr), d.node, d.username, d.username, d.username,
-           d.target_path, d.sha256, d.range, static_cast<int64_t>(d.bytes_sent),
-           std::string(DownloadOutcomeName(d.outcome)), d.remote_addr, d.user_agent, int64_t{d.http_status},
-           int64_t{d.unknown_user}, int64_t{d.unknown_target}, d.import_key});
-      if (!r.ok()) {
-        (void)c_->ExecScript("ROLLBACK");
-        return r.status();
+    // Users are resolved once per distinct name in the batch, not per row.
+    std::map<std::string, std::pair<int64_t, int64_t>, std::less<>> users;  // name -> (id, org)
+    {
+      std::vector<std::string> names;
+      for (const auto& d : rows)
+        if (!d.username.empty() && users.try_emplace(d.username, 0, 0).second) names.push_back(d.username);
+      for (size_t i = 0; i < names.size(); i += 500) {
+        std::string sql = "SELECT username, id, org_id FROM users WHERE username IN (";
+        std::vector<Param> p;
+        for (size_t k = i; k < std::min(names.size(), i + 500); ++k) {
+          sql += k == i ? "?" : ", ?";
+          p.push_back(names[k]);
+        }
+        PG_ASSIGN_OR_RETURN(Rows found, c_->Query(sql + ")", p));
+        for (const auto& r : found) users[S(r, 0)] = {I(r, 1), I(r, 2)};
       }
-      if (c_->Changes() > 0) ++res.inserted;
-      else ++res.duplicates;
     }
-    PG_RETURN_IF_ERROR(c_->ExecScript("COMMIT"));
+    ImportResult res;
+    std::vector<std::vector<Param>> values;
+    values.reserve(rows.size());
+    for (const auto& d : rows) {
+      if (d.import_key.empty()) return InvalidArgument("an imported download needs its import key");
+      auto u = users.find(d.username);
+      bool known = u != users.end() && u->second.first != 0;
+      res.unknown_users += !known;
+      auto text = [](const std::string& v) { return Param(sql::TextRef{v}); };
+      values.push_back({d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr), text(d.node),
+                        known ? Param(u->second.first) : Param(nullptr), text(d.username),
+                        known ? Param(u->second.second) : Param(nullptr), text(d.target_path), text(d.sha256),
+                        text(d.range), static_cast<int64_t>(d.bytes_sent),
+                        Param(sql::TextRef{DownloadOutcomeName(d.outcome)}), text(d.remote_addr), text(d.user_agent),
+                        Param(sql::TextRef{"imported"}), int64_t{d.http_status}, int64_t{!known},
+                        int64_t{d.unknown_target}, text(d.import_key)});
+    }
+    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+    auto inserted = c_->InsertNew("downloads", kColumns, "import_key", values);
+    Status st = inserted.ok() ? c_->ExecScript("COMMIT") : inserted.status();
+    if (!st.ok()) {
+      (void)c_->ExecScript("ROLLBACK");
+      return st;
+    }
+    res.inserted = static_cast<size_t>(*inserted);
+    res.duplicates = rows.size() - res.inserted;
     return res;
   }
 

@@ -122,6 +122,7 @@ struct DownloadQuery {
 struct ImportResult {
   size_t inserted = 0;
   size_t duplicates = 0;
+  size_t unknown_users = 0;  // rows (inserted or not) whose username is no user of the store
 };
 
 struct Incident {
@@ -184,6 +185,7 @@ class Store {
   // --- Targets and nodes ------------------------------------------------------------
   virtual Status UpsertTarget(const TargetRecord& t) = 0;
   virtual Result<TargetRecord> GetTarget(const std::string& path) = 0;
+  virtual Result<std::vector<std::string>> ListTargetPaths() = 0;  // every published target, sorted
   virtual Status MarkTargetInfected(const std::string& path, const std::string& detail) = 0;
   virtual Status UpsertNode(const NodeRecord& n) = 0;
   virtual Result<std::vector<NodeRecord>> ListNodes() = 0;
@@ -198,7 +200,11 @@ class Store {
   virtual Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) = 0;
   virtual Status FinishDownloads(const std::vector<DownloadFinish>& finishes) = 0;
   virtual Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) = 0;
-  // Imported rows (source = imported); a row whose import_key exists is skipped.
+  // Bulk load of download rows recorded elsewhere (access-log import): every row carries
+  // its import_key, and a row whose key exists already (or repeats within `rows`) is
+  // skipped. Users are resolved by name: an unknown name keeps no organisation and the row
+  // is flagged unknown_user whatever the caller set; unknown_target is kept as given. Rows
+  // are stored with source "imported". One transaction: all rows or none.
   virtual Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) = 0;
 
   // --- Incidents and notifications --------------------------------------------------

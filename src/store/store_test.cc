@@ -205,6 +205,42 @@ TEST_P(StoreTest, ImportDedupesByKeyAndFlagsUnknowns) {
   EXPECT_EQ((*got)[2].source, "imported");
 }
 
+TEST_P(StoreTest, BulkImportKeepsAwkwardTextAndDedupesWithinABatch) {
+  AddOrg("acme");
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
+  std::vector<Download> rows;
+  for (int i = 0; i < 150; ++i) {  // more rows than one multi-row statement holds
+    Download d;
+    d.started_at = 5000 + i;
+    d.ended_at = 5000 + i;
+    d.node = N("bulk");
+    d.username = N("alice");
+    d.target_path = "office/setup " + std::to_string(i) + ".exe";
+    d.user_agent = i == 7 ? "tab\there\nnewline\\backslash \\N \xC3\xA9" : "curl/8";
+    d.outcome = DownloadOutcome::kComplete;
+    d.bytes_sent = 1;
+    d.import_key = N("bulk-") + std::to_string(i % 100);  // rows 100..149 repeat keys 0..49
+    rows.push_back(d);
+  }
+  auto r = store_->ImportDownloads(rows);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->inserted, 100u);
+  EXPECT_EQ(r->duplicates, 50u);
+  EXPECT_EQ(r->unknown_users, 0u);
+  DownloadQuery q;
+  q.node = N("bulk");
+  auto got = store_->QueryDownloads(q);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 100u);
+  EXPECT_EQ((*got)[7].user_agent, "tab\there\nnewline\\backslash \\N \xC3\xA9");
+  EXPECT_EQ((*got)[7].org_name, N("acme"));
+  // A row without its key is refused and the whole batch with it.
+  rows[0].import_key = N("fresh");
+  rows[1].import_key.clear();
+  EXPECT_EQ(store_->ImportDownloads(rows).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(store_->QueryDownloads(q)->size(), 100u);
+}
+
 TEST_P(StoreTest, IncidentsNotificationsAndAcks) {
   int64_t acme = AddOrg("acme");
   Incident inc{0, N("mirror-2"), 100, 200, "file infector", 250, {"office/a", "office/b"}};
