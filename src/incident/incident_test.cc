@@ -126,6 +126,32 @@ TEST(Scope, ADownloadStillStreamingWhenTheWindowOpensCounts) {
   EXPECT_EQ(ComputeScope(*store, {"n1", 9, 1}).status().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
+  // The node recorded the download before its first byte, then died (kill -9, power):
+  // no end was ever written. It may have delivered everything, so it is in scope.
+  std::string dir;
+  auto store = FreshStore(&dir);
+  ASSERT_TRUE(store->AddOrganisation({0, "Acme", "gold"}).ok());
+  ASSERT_TRUE(store->AddUser("Acme", "a", "h").ok());
+  auto u = store->GetUser("a");
+  auto ids = store->BeginDownloads({{3'000'000, "n1", u->id, u->org_id, "p/f", "x"},
+                                    {4'000'000, "n1", u->id, u->org_id, "p/g", "y"},
+                                    {4'500'000, "n1", u->id, u->org_id, "p/h", "z"}});
+  ASSERT_TRUE(ids.ok());
+  // p/g finished normally; p/h was refused before any byte (aborted, 0 bytes): not received.
+  ASSERT_TRUE(store->FinishDownloads({{(*ids)[1], 5'000'000, 10, DownloadOutcome::kComplete},
+                                      {(*ids)[2], 4'600'000, 0, DownloadOutcome::kAborted}})
+                  .ok());
+  auto sc = ComputeScope(*store, {"n1", 2'000'000, 9'000'000});
+  ASSERT_TRUE(sc.ok());
+  EXPECT_EQ(sc->downloads, 2u);
+  EXPECT_EQ(sc->unfinished, 1u);
+  EXPECT_EQ(sc->Totals(), "2 downloads of 2 files by 1 users in 1 organisations (1 never recorded as finished: the node "
+                          "stopped mid-transfer; count it as received)");
+  EXPECT_NE(RenderCsv(*sc).find(",in_progress\n"), std::string::npos);
+  EXPECT_NE(RenderTable(*sc).find("unfinished"), std::string::npos);
+}
+
 TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {
   std::string dir;
   auto store = FreshStore(&dir);

@@ -9,8 +9,12 @@
 namespace patchgate::incident {
 
 std::string Scope::Totals() const {
-  return std::to_string(downloads) + " downloads of " + std::to_string(files) + " files by " + std::to_string(users) +
-         " users in " + std::to_string(orgs.size()) + " organisations";
+  std::string t = std::to_string(downloads) + " downloads of " + std::to_string(files) + " files by " +
+                  std::to_string(users) + " users in " + std::to_string(orgs.size()) + " organisations";
+  if (unfinished)
+    t += " (" + std::to_string(unfinished) +
+         " never recorded as finished: the node stopped mid-transfer; count it as received)";
+  return t;
 }
 
 Result<ScopeQuery> QueryForIncident(Store& store, int64_t id) {
@@ -58,6 +62,7 @@ Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
     }
     files.insert(d.target_path);
     users.insert(org + "\n" + d.username);
+    s.unfinished += d.outcome == DownloadOutcome::kInProgress;
     g.downloads.push_back(std::move(d));
   }
   for (auto& [name, g] : grouped) {
@@ -121,8 +126,9 @@ std::string RenderTable(const Scope& s) {
         user = d.username;
         out += "  " + user + "\n";
       }
-      std::snprintf(buf, sizeof buf, "    %-20s  %-40s  %s  %s\n", T(d.started_at).c_str(), d.target_path.c_str(),
-                    d.sha256.c_str(), d.source.c_str());
+      std::snprintf(buf, sizeof buf, "    %-20s  %-40s  %s  %s%s\n", T(d.started_at).c_str(), d.target_path.c_str(),
+                    d.sha256.c_str(), d.source.c_str(),
+                    d.outcome == DownloadOutcome::kInProgress ? "  unfinished" : "");
       out += buf;
     }
   }
@@ -131,12 +137,14 @@ std::string RenderTable(const Scope& s) {
 }
 
 std::string RenderCsv(const Scope& s) {
-  std::string out = "organisation,tier,account_manager,account_manager_email,user,file,time,sha256,node,bytes,source\n";
+  std::string out =
+      "organisation,tier,account_manager,account_manager_email,user,file,time,sha256,node,bytes,source,outcome\n";
   for (const auto& g : s.orgs)
     for (const auto& d : g.downloads)
       out += Csv(g.name) + "," + g.tier + "," + Csv(g.account_manager) + "," + Csv(g.account_manager_email) + "," +
              Csv(d.username) + "," + Csv(d.target_path) + "," + T(d.started_at) + "," + d.sha256 + "," + Csv(d.node) +
-             "," + std::to_string(d.bytes_sent) + "," + d.source + "\n";
+             "," + std::to_string(d.bytes_sent) + "," + d.source + "," + std::string(DownloadOutcomeName(d.outcome)) +
+             "\n";
   return out;
 }
 
@@ -147,8 +155,8 @@ std::string RenderJson(const Scope& s) {
   j["to"] = T(s.query.to);
   if (s.query.incident_id) j["incident"] = s.query.incident_id;
   j["targets"] = s.query.targets;
-  j["totals"] = {{"downloads", s.downloads}, {"files", s.files}, {"users", s.users}, {"organisations", s.orgs.size()},
-                 {"text", s.Totals()}};
+  j["totals"] = {{"downloads", s.downloads}, {"files", s.files},           {"users", s.users},
+                 {"organisations", s.orgs.size()}, {"unfinished", s.unfinished}, {"text", s.Totals()}};
   j["organisations"] = nlohmann::ordered_json::array();
   for (const auto& g : s.orgs) {
     nlohmann::ordered_json o = {{"name", g.name}, {"tier", g.tier}, {"account_manager", g.account_manager},
@@ -157,6 +165,7 @@ std::string RenderJson(const Scope& s) {
     for (const auto& d : g.downloads)
       o["downloads"].push_back({{"user", d.username}, {"file", d.target_path}, {"time", T(d.started_at)},
                                 {"sha256", d.sha256}, {"node", d.node}, {"bytes", d.bytes_sent}, {"source", d.source},
+                                {"outcome", DownloadOutcomeName(d.outcome)},
                                 {"unknown_user", d.unknown_user}, {"unknown_target", d.unknown_target}});
     j["organisations"].push_back(std::move(o));
   }

@@ -1,6 +1,6 @@
 // Incident scope: exactly who received what, when and from which node. Computes the
 // successful downloads served by a node in a window (a download still streaming when the
-// window opens counts), optionally limited to some targets, grouped organisation -> users
+// window opens counts, and so does one whose end the node never recorded), optionally limited to some targets, grouped organisation -> users
 // -> files, and renders it as a table, CSV, JSON or a self-contained HTML report.
 #pragma once
 
@@ -32,7 +32,9 @@ struct Scope {
   ScopeQuery query;
   std::vector<OrgScope> orgs;  // by name; downloads by unknown users under "(unknown user)"
   size_t downloads = 0, files = 0, users = 0;
-  std::string Totals() const;  // "N downloads of M files by U users in K organisations"
+  size_t unfinished = 0;  // served records never finished: the node stopped mid-transfer
+  // "N downloads of M files by U users in K organisations", plus a note on unfinished ones.
+  std::string Totals() const;
 };
 
 Result<Scope> ComputeScope(Store& store, const ScopeQuery& q);

@@ -387,7 +387,8 @@ class SqlStore final : public Store {
       sql += ")";
     }
     if (q.successful_only)
-      sql += " AND ((d.source = 'served' AND d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0) OR "
+      sql += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
+             "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
              "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
     sql += " ORDER BY d.started_at, d.id";
     if (q.limit) sql += " LIMIT " + std::to_string(q.limit);

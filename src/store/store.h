@@ -115,7 +115,9 @@ struct DownloadQuery {
   std::optional<std::string> org, user, node;
   std::optional<int64_t> since, until;  // window [since, until]: a download overlapping it matches
   std::vector<std::string> targets;     // empty: all
-  bool successful_only = false;         // complete/partial (bytes > 0); imported 2xx
+  // Received, or possibly received: served rows that ended with bytes sent, served rows
+  // never finished (in_progress: the node stopped mid-transfer), imported 2xx lines.
+  bool successful_only = false;
   size_t limit = 0;                     // 0: no limit
 };
 
