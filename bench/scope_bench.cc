@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return std::fprintf(stderr, "usage: scope_bench STORE_URL [DOWNLOADS] [LOG_LINES]\n"), 2;
   long long n = argc > 2 ? std::atoll(argv[2]) : 10'000'000;
   long long lines = argc > 3 ? std::atoll(argv[3]) : 1'000'000;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   auto store = Store::Open(argv[1]);
   if (!store.ok()) return std::fprintf(stderr, "%s\n", store.status().ToString().c_str()), 1;
   Store& s = **store;
@@ -66,14 +67,16 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(3);
   std::string node_prefix = "bench-node-" + tag + "-";
   // The audit trail is generated through the bulk path (Store::ImportDownloads), 50,000
-  // rows per transaction; rows look like served downloads of five seconds each.
+  // rows per transaction, spread over 30 days and 20 nodes; each lasts five seconds.
   auto start = std::chrono::steady_clock::now();
   std::vector<Download> batch;
-  long long in_window = 0;
-  for (long long i = 0; i < n; ++i) {
+  long long in_window = 0, made = 0;
+  for (long long i = 0; made < n; ++i) {
     Download d;
     int node = static_cast<int>(rng() % 20);
-    d.started_at = t0 + static_cast<int64_t>(rng() % static_cast<uint64_t>(30 * day));
+    // The trail grows in time order, as a real one does (nodes interleaved).
+    d.started_at = t0 + static_cast<int64_t>(static_cast<double>(i) / static_cast<double>(n) * 30 * day) +
+                   static_cast<int64_t>(rng() % 1'000'000);
     d.ended_at = d.started_at + 5'000'000;
     d.node = node_prefix + std::to_string(node);
     d.username = users[rng() % users.size()].username;
@@ -82,13 +85,16 @@ int main(int argc, char** argv) {
     d.bytes_sent = 1000;
     d.outcome = DownloadOutcome::kComplete;
     d.http_status = 200;
-    d.import_key = "gen-" + tag + "-" + std::to_string(i);
+    char key[64];
+    std::snprintf(key, sizeof key, "gen-%s-%012lld", tag.c_str(), i);  // ascending, like real keys
+    d.import_key = key;
     // ~170 in the window on node 7: keep the window sparse like the incident.
     bool in = node == 7 && d.started_at >= t0 + 10 * day && d.started_at < t0 + 11 * day;
     if (in && in_window >= 170) continue;
     in_window += in;
     batch.push_back(std::move(d));
-    if (batch.size() == 50000 || i + 1 == n) {
+    ++made;
+    if (batch.size() == 50000 || made == n) {
       auto r = s.ImportDownloads(batch);
       if (!r.ok()) return std::fprintf(stderr, "%s\n", r.status().ToString().c_str()), 1;
       batch.clear();

@@ -147,6 +147,42 @@ TEST_P(StoreTest, DownloadAuditAndWindowQueries) {
   EXPECT_EQ(store_->QueryDownloads(q)->size(), 4u);
 }
 
+TEST_P(StoreTest, LargeAuditBatchesKeepEachIdWithItsRecord) {
+  AddOrg("acme");
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
+  auto alice = store_->GetUser(N("alice"));
+  std::vector<DownloadStart> starts;
+  for (int i = 0; i < 2500; ++i) {  // more rows than one statement takes on PostgreSQL
+    DownloadStart s;
+    s.started_at = 10'000 + i;
+    s.node = N("big");
+    s.user_id = alice->id;
+    s.target_path = "p/" + std::to_string(i);
+    s.user_agent = i == 3 ? "tab\tand 'quote' \\ \xC3\xA9" : "ua";
+    starts.push_back(s);
+  }
+  auto ids = store_->BeginDownloads(starts);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_EQ(ids->size(), starts.size());
+  std::vector<DownloadFinish> fin;
+  for (size_t i = 0; i < ids->size(); ++i)
+    fin.push_back({(*ids)[i], 20'000 + static_cast<int64_t>(i), 1 + i, DownloadOutcome::kComplete});
+  ASSERT_TRUE(store_->FinishDownloads(fin).ok());
+  DownloadQuery q;
+  q.node = N("big");
+  auto rows = store_->QueryDownloads(q);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), starts.size());
+  for (size_t i = 0; i < rows->size(); ++i) {  // ordered by started_at = the i-th start
+    EXPECT_EQ((*rows)[i].id, (*ids)[i]);
+    EXPECT_EQ((*rows)[i].target_path, "p/" + std::to_string(i));
+    EXPECT_EQ((*rows)[i].bytes_sent, 1 + i);
+    EXPECT_EQ((*rows)[i].ended_at, 20'000 + static_cast<int64_t>(i));
+    EXPECT_EQ((*rows)[i].org_name, N("acme"));
+  }
+  EXPECT_EQ((*rows)[3].user_agent, "tab\tand 'quote' \\ \xC3\xA9");
+}
+
 TEST_P(StoreTest, ConcurrentBeginsAllLand) {
   AddOrg("acme");
   ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
