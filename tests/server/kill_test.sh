@@ -9,7 +9,12 @@ export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
 pg="$build/src/cli/patchgate"
 work=$(mktemp -d /tmp/pg-servekill.XXXXXX)
 server=
-cleanup() { [[ -n "$server" ]] && kill -9 "$server" 2>/dev/null; pkill -P $$ curl 2>/dev/null || true; rm -rf "$work"; }
+clients=()  # the curl processes this script started, by id
+cleanup() {
+  [[ -n "$server" ]] && kill -9 "$server" 2>/dev/null
+  for c in "${clients[@]}"; do kill "$c" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 export PATCHGATE_PASSPHRASE=kill-test PATCHGATE_STORE="sqlite://$work/store.db"
 "$pg" init "$work/repo" >/dev/null
@@ -31,6 +36,7 @@ n=24
 for i in $(seq $n); do
   curl -s -o "$work/dl-$i" --limit-rate 2M -H "Authorization: Bearer $token" \
     "http://127.0.0.1:$port/targets/office/$sha.big.bin" &
+  clients+=($!)
 done
 sleep 1.5
 kill -9 "$server"
@@ -49,6 +55,7 @@ echo "clients that received bytes before kill -9: $received; download records: $
 for i in $(seq 4); do
   curl -s -o "$work/drain-$i" --limit-rate 16M -H "Authorization: Bearer $token" \
     "http://127.0.0.1:$port/targets/office/$sha.big.bin" &
+  clients+=($!)
 done
 sleep 0.2
 kill -TERM "$server"
