@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "crypto/hash.h"
+#include "scan/signature_version.h"
 
 namespace {
 
@@ -46,44 +47,19 @@ void OnVirus(int, const char* name, void* ctx) {
   if (ctx && name) static_cast<Detections*>(ctx)->names.emplace_back(name);
 }
 
-// A stable identity of the signature set: every database file's name and content hash.
-std::string DbVersion(const std::string& dir, std::string* daily) {
-  std::vector<std::string> names;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    ::closedir(d);
-  }
-  std::sort(names.begin(), names.end());
-  std::string all;
-  for (const auto& n : names) {
-    auto digest = patchgate::Sha256File(dir + "/" + n);
-    all += n + ":" + (digest.ok() ? digest->sha256 : "?") + "\n";
-    if ((n == "daily.cvd" || n == "daily.cld") && daily->empty()) {
-      if (cl_cvd* cvd = cl_cvdhead((dir + "/" + n).c_str())) {
-        *daily = "daily-" + std::to_string(cvd->version);
-        cl_cvdfree(cvd);
-      }
-    }
-  }
-  std::string id = patchgate::Sha256Hex(all).substr(0, 16);
-  return daily->empty() ? "sigs-" + id : *daily + "-" + id;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string db_dir;
+  std::string db_dir, db_version;
   long long max_file = 512LL * 1024 * 1024;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--db" && i + 1 < argc) db_dir = argv[++i];
     else if (a == "--max-file-size" && i + 1 < argc) max_file = std::atoll(argv[++i]);
+    else if (a == "--db-version" && i + 1 < argc) db_version = argv[++i];  // computed once by the parent
   }
   if (db_dir.empty()) {
-    Reply({{"ready", false}, {"error", "usage: patchgate-scan-worker --db DIR [--max-file-size BYTES]"}});
+    Reply({{"ready", false}, {"error", "usage: patchgate-scan-worker --db DIR [--max-file-size BYTES] [--db-version ID]"}});
     return 2;
   }
   cl_error_t rc = cl_init(CL_INIT_DEFAULT);
@@ -131,8 +107,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   cl_engine_set_clcb_virus_found(engine, OnVirus);
-  std::string daily;
-  std::string db_version = DbVersion(db_dir, &daily);
+  if (db_version.empty()) db_version = patchgate::scan::SignatureSetVersion(db_dir);
   Reply({{"ready", true}, {"engine_version", cl_retver()}, {"db_version", db_version}, {"signatures", sigs}});
 
   cl_scan_options opts{};

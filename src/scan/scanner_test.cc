@@ -11,6 +11,7 @@
 
 #include "core/fs.h"
 #include "scan/gate.h"
+#include "scan/signature_version.h"
 
 namespace patchgate::scan {
 namespace {
@@ -49,6 +50,27 @@ class ScannerTest : public ::testing::Test {
 
   std::string dir_;
 };
+
+TEST_F(ScannerTest, SignatureSetVersionFollowsEveryFileAndTheDailyVersion) {
+  Write("sigs/a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Test.A\n");
+  std::string v1 = SignatureSetVersion(dir_ + "/sigs");
+  EXPECT_EQ(v1.rfind("sigs-", 0), 0u) << v1;
+  EXPECT_EQ(SignatureSetVersion(dir_ + "/sigs"), v1);  // stable
+  Write("sigs/a.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Test.B\n");
+  std::string v2 = SignatureSetVersion(dir_ + "/sigs");
+  EXPECT_NE(v2, v1);  // one changed byte is a new signature set
+  std::string header = "ClamAV-VDB:23 Nov 2026 07-55 +0000:27480:2071523:90:abc:def:raynman:1700000000";
+  header.resize(512, ' ');
+  Write("sigs/daily.cvd", header + "rest of the database");
+  std::string v3 = SignatureSetVersion(dir_ + "/sigs");
+  EXPECT_EQ(v3.rfind("daily-27480-", 0), 0u) << v3;
+  Write("sigs/daily.cvd", std::string(512, 'x'));  // not a CVD header: no daily version claimed
+  EXPECT_EQ(SignatureSetVersion(dir_ + "/sigs").rfind("sigs-", 0), 0u);
+  // The workers report the version the parent computed once.
+  auto scanner = Make();
+  ASSERT_TRUE(scanner);
+  EXPECT_EQ(scanner->info().db_version, SignatureSetVersion(kSigs));
+}
 
 TEST_F(ScannerTest, CleanFilesAreCleanAndHashed) {
   auto s = Make();

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/fs.h"
 #include "scan/scanner.h"
+#include "scan/signature_version.h"
 
 namespace patchgate::scan {
 
@@ -56,7 +57,8 @@ class Worker {
  public:
   ~Worker() { Kill(); }
 
-  Status Start(const ScanOptions& o, const std::string& path, EngineInfo* info) {
+  // Spawn, then AwaitReady: workers load their engines in parallel.
+  Status Spawn(const ScanOptions& o, const std::string& path, const std::string& db_version) {
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return Internal("pipe failed");
     std::string max = std::to_string(o.max_file_size);
@@ -66,7 +68,7 @@ class Worker {
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::execl(path.c_str(), path.c_str(), "--db", o.signatures_dir.c_str(), "--max-file-size", max.c_str(),
-              static_cast<char*>(nullptr));
+              "--db-version", db_version.c_str(), static_cast<char*>(nullptr));
       std::string msg = "{\"ready\":false,\"error\":\"cannot run " + path + "\"}\n";
       (void)!::write(1, msg.data(), msg.size());
       _exit(127);
@@ -75,6 +77,10 @@ class Worker {
     ::close(out[1]);
     to_ = in[1];
     from_ = out[0];
+    return Status::OK();
+  }
+
+  Status AwaitReady(EngineInfo* info) {
     auto hello = ReadLine(120);
     if (!hello.ok()) return Status(ErrorCode::kScanFailed, "the scan worker did not start: " + hello.status().message());
     json j = json::parse(*hello, nullptr, false);
@@ -84,6 +90,11 @@ class Worker {
     info->db_version = j.value("db_version", "");
     info->signatures = j.value("signatures", 0u);
     return Status::OK();
+  }
+
+  Status Start(const ScanOptions& o, const std::string& path, const std::string& db_version, EngineInfo* info) {
+    PG_RETURN_IF_ERROR(Spawn(o, path, db_version));
+    return AwaitReady(info);
   }
 
   bool alive() const { return pid_ > 0; }
@@ -165,11 +176,13 @@ class WorkerScanner final : public Scanner {
                                                 "' does not exist: pass --signatures DIR (the freshclam database directory)");
     if (::access(o_.worker_path.c_str(), X_OK) != 0)
       return Status(ErrorCode::kScanFailed, "scan worker " + o_.worker_path + " is missing: build patchgate-scan-worker");
+    db_version_ = SignatureSetVersion(o_.signatures_dir);  // once, not once per worker
     workers_.resize(static_cast<size_t>(o_.jobs));
     for (auto& w : workers_) {
       w = std::make_unique<Worker>();
-      PG_RETURN_IF_ERROR(w->Start(o_, o_.worker_path, &info_));
+      PG_RETURN_IF_ERROR(w->Spawn(o_, o_.worker_path, db_version_));
     }
+    for (auto& w : workers_) PG_RETURN_IF_ERROR(w->AwaitReady(&info_));
     return Status::OK();
   }
 
@@ -209,7 +222,7 @@ class WorkerScanner final : public Scanner {
     auto& w = workers_[wi];
     if (!w->alive()) {
       EngineInfo ignored;
-      Status st = w->Start(o_, o_.worker_path, &ignored);
+      Status st = w->Start(o_, o_.worker_path, db_version_, &ignored);
       if (!st.ok()) {
         r.error = "scanner restart failed: " + st.message();
         return r;
@@ -265,6 +278,7 @@ class WorkerScanner final : public Scanner {
 
   ScanOptions o_;
   EngineInfo info_;
+  std::string db_version_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 
