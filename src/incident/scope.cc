@@ -58,6 +58,8 @@ Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
         g.account_manager_email = it->second->account_manager_email;
         g.phone = it->second->account_manager_phone;
         g.contacts = it->second->security_contacts;
+        g.org_id = it->second->id;
+        g.webhook_url = it->second->webhook_url;
       }
     }
     files.insert(d.target_path);

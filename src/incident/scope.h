@@ -22,8 +22,10 @@ struct ScopeQuery {
 };
 
 struct OrgScope {
+  int64_t org_id = 0;  // 0: the "(unknown user)" group, no organisation behind it
   std::string name, tier, account_manager, account_manager_email, phone;
   std::vector<std::string> contacts;
+  std::string webhook_url;
   std::vector<Download> downloads;  // ordered by user, then time
   size_t users = 0, files = 0;
 };

@@ -151,19 +151,20 @@ Result<NotifyReport> NotifyIncident(Store& store, int64_t incident_id, Transport
   if (o.from.empty() && !o.dry_run) return InvalidArgument("give the sender address (--from)");
   PG_ASSIGN_OR_RETURN(incident::ScopeQuery q, incident::QueryForIncident(store, incident_id));
   PG_ASSIGN_OR_RETURN(incident::Scope scope, incident::ComputeScope(store, q));
-  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
-  std::map<std::string, Organisation> by_name;
-  for (auto& org : orgs) by_name[org.name] = org;
   NotifyReport rep;
   for (const auto& g : scope.orgs) {
-    auto oit = by_name.find(g.name);
-    if (oit == by_name.end()) {
+    if (g.org_id == 0) {
       rep.log.push_back(g.name + ": " + std::to_string(g.downloads.size()) +
                         " download(s) by unknown users; no organisation to notify (see the scope report)");
       continue;
     }
     ++rep.organisations;
-    const Organisation& org = oit->second;
+    Organisation org;  // as the scope looked it up
+    org.id = g.org_id;
+    org.name = g.name;
+    org.security_contacts = g.contacts;
+    org.account_manager_email = g.account_manager_email;
+    org.webhook_url = g.webhook_url;
     std::vector<std::pair<std::string, std::string>> channels;
     if (!org.security_contacts.empty() || !org.account_manager_email.empty()) channels.emplace_back("smtp", "");
     if (!org.webhook_url.empty()) channels.emplace_back("webhook", org.webhook_url);
