@@ -61,6 +61,17 @@ Result<std::string> PercentDecode(std::string_view s) {
   return out;
 }
 
+bool IsPlainText(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) return false;
+    size_t n = c < 0x80 ? 1 : Utf8SequenceLength(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 std::string PercentDecodeLenient(std::string_view s) {
   std::string out;
   out.reserve(s.size());

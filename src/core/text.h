@@ -16,6 +16,9 @@ size_t Utf8SequenceLength(std::string_view s, size_t i);
 
 bool IsValidUtf8(std::string_view s);
 
+// Valid UTF-8 without control bytes (C0 or DEL): text that any store and terminal can keep.
+bool IsPlainText(std::string_view s);
+
 // 0-15 for a hex digit (either case), -1 otherwise.
 int HexDigitValue(char c);
 

@@ -24,6 +24,14 @@ TEST(Utf8, RefusesMalformedText) {
   EXPECT_EQ(Utf8SequenceLength("ab", 2), 0u);     // past the end
 }
 
+TEST(PlainText, RefusesControlBytesAndMalformedUtf8) {
+  EXPECT_TRUE(IsPlainText("Gr\xC3\xBC\xC3\x9F setup.exe"));
+  EXPECT_FALSE(IsPlainText(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsPlainText("a\tb"));
+  EXPECT_FALSE(IsPlainText("a\x7f"));
+  EXPECT_FALSE(IsPlainText("a\xFF"));
+}
+
 TEST(PercentDecode, DecodesPairsAndKeepsStrayPercents) {
   EXPECT_EQ(PercentDecodeLenient("%41b%2f"), "Ab/");
   EXPECT_EQ(PercentDecodeLenient("100%"), "100%");

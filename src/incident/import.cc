@@ -1,6 +1,7 @@
 #include "incident/import.h"
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <cstring>
 #include <cstdio>
@@ -25,12 +26,6 @@ bool IsHex64(std::string_view s) {
   for (char c : s)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
-}
-
-bool IsPlainText(std::string_view s) {
-  for (char c : s)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
-  return IsValidUtf8(s);
 }
 
 // Reads lines of at most kMaxLine bytes from a file through one large buffer; a longer
@@ -102,7 +97,9 @@ class Occurrences {
       for (auto it = counts_.begin(); it != counts_.end();)
         it = it->second.time_us < newest_ - kHorizon ? counts_.erase(it) : std::next(it);
     }
-    Key k{std::stoull(std::string(hash.substr(0, 16)), nullptr, 16), std::stoull(std::string(hash.substr(16, 16)), nullptr, 16)};
+    Key k{0, 0};
+    std::from_chars(hash.data(), hash.data() + 16, k.first, 16);
+    std::from_chars(hash.data() + 16, hash.data() + 32, k.second, 16);
     auto& e = counts_[k];
     e.time_us = time_us;
     return ++e.count;

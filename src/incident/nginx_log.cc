@@ -74,13 +74,8 @@ Result<int64_t> ParseNginxTime(std::string_view t) {
 
 Result<LogRecord> ParseCombinedLine(std::string_view line) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  for (size_t i = 0; i < line.size();) {  // nginx escapes control bytes and non-ASCII itself
-    unsigned char c = static_cast<unsigned char>(line[i]);
-    if (c < 0x20 || c == 0x7f) return Corrupt("control byte in the line");
-    size_t n = c < 0x80 ? 1 : Utf8SequenceLength(line, i);
-    if (n == 0) return Corrupt("not UTF-8 text");
-    i += n;
-  }
+  // nginx escapes control bytes and non-ASCII bytes itself.
+  if (!IsPlainText(line)) return Corrupt("control byte or invalid UTF-8 in the line");
   LogRecord r;
   size_t sp = line.find(' ');
   if (sp == std::string_view::npos || sp == 0) return Corrupt("no remote address");

@@ -22,6 +22,18 @@ struct TextRef {
 };
 using Param = std::variant<std::nullptr_t, int64_t, std::string, TextRef>;
 
+// `tuple` repeated `n` times, comma-separated: the VALUES list of a multi-row statement,
+// e.g. RepeatTuple("(?, ?)", 3) == "(?, ?), (?, ?), (?, ?)".
+inline std::string RepeatTuple(std::string_view tuple, size_t n) {
+  std::string out;
+  out.reserve(n * (tuple.size() + 2));
+  for (size_t i = 0; i < n; ++i) {
+    if (i) out += ", ";
+    out += tuple;
+  }
+  return out;
+}
+
 // The text of a string or TextRef parameter.
 inline std::string_view TextOf(const Param& p) {
   if (const auto* r = std::get_if<TextRef>(&p)) return r->text;

@@ -568,12 +568,11 @@ class SqlStore final : public Store {
           "INSERT INTO downloads (id, started_at, node, user_id, username, org_id, target_path, sha256, range_header, "
           "outcome, remote_addr, user_agent, source) SELECT v.id, v.started_at, v.node, u.id, u.username, u.org_id, "
           "v.target_path, v.sha256, v.range_header, 'in_progress', v.remote_addr, v.user_agent, 'served' FROM (VALUES ";
+      sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::text, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text)", n);
       std::vector<Param> p;
       p.reserve(n * 9);
       for (size_t i = first; i < first + n; ++i) {
         const DownloadStart& s = starts[i];
-        sql += i == first ? "" : ", ";
-        sql += "(?::bigint, ?::bigint, ?::text, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text)";
         p.insert(p.end(), {ids[i], s.started_at, sql::TextRef{s.node}, s.user_id, sql::TextRef{s.target_path},
                            sql::TextRef{s.sha256}, sql::TextRef{s.range}, sql::TextRef{s.remote_addr},
                            sql::TextRef{s.user_agent}});
@@ -600,11 +599,11 @@ class SqlStore final : public Store {
       size_t n = std::min(kRowsPerStatement, finishes.size() - first);
       std::string sql = "UPDATE downloads AS d SET ended_at = v.ended_at, bytes_sent = v.bytes_sent, outcome = "
                         "v.outcome FROM (VALUES ";
+      sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text)", n);
       std::vector<Param> p;
       p.reserve(n * 4);
       for (size_t i = first; i < first + n; ++i) {
         const DownloadFinish& f = finishes[i];
-        sql += i == first ? "(?::bigint, ?::bigint, ?::bigint, ?::text)" : ", (?::bigint, ?::bigint, ?::bigint, ?::text)";
         p.insert(p.end(), {f.id, f.ended_at, static_cast<int64_t>(f.bytes_sent),
                            sql::TextRef{DownloadOutcomeName(f.outcome)}});
       }

@@ -59,23 +59,19 @@ class SqliteConnection : public Connection {
                             std::string_view unique_column, const std::vector<std::vector<Param>>& rows) override {
     // Several rows per statement: one VDBE program run for up to kRowsPerStatement rows.
     constexpr size_t kRowsPerStatement = 64;
-    auto statement = [&](size_t n) {
-      std::string sql = "INSERT INTO " + std::string(table) + " (";
-      std::string marks = "(";
-      for (size_t i = 0; i < columns.size(); ++i) {
-        sql += (i ? ", " : "") + columns[i];
-        marks += i ? ", ?" : "?";
-      }
-      marks += ")";
-      sql += ") VALUES ";
-      for (size_t r = 0; r < n; ++r) sql += (r ? ", " : "") + marks;
-      return sql + " ON CONFLICT (" + std::string(unique_column) + ") DO NOTHING";
-    };
+    std::string head = "INSERT INTO " + std::string(table) + " (", tuple = "(";
+    for (size_t i = 0; i < columns.size(); ++i) {
+      head += (i ? ", " : "") + columns[i];
+      tuple += i ? ", ?" : "?";
+    }
+    head += ") VALUES ";
+    tuple += ")";
+    const std::string tail = " ON CONFLICT (" + std::string(unique_column) + ") DO NOTHING";
+    const std::string full = head + RepeatTuple(tuple, kRowsPerStatement) + tail;  // built once, not per chunk
     int64_t inserted = 0;
-    std::vector<Param> params;
     for (size_t first = 0; first < rows.size(); first += kRowsPerStatement) {
       size_t n = std::min(kRowsPerStatement, rows.size() - first);
-      PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(statement(n)));
+      PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(n == kRowsPerStatement ? full : head + RepeatTuple(tuple, n) + tail));
       int idx = 1;
       for (size_t r = first; r < first + n; ++r) {
         if (rows[r].size() != columns.size()) return InvalidArgument("bulk insert row has the wrong number of values");
