@@ -22,7 +22,8 @@ int ReportError(const Status& s) {
     case ErrorCode::kScanFailed: return kExitScanError;
     case ErrorCode::kUnavailable:
     case ErrorCode::kUnauthorized: return kExitUnavailable;
-    case ErrorCode::kConflict: return kExitConflict;
+    case ErrorCode::kConflict:
+    case ErrorCode::kAlreadyExists: return kExitConflict;
     default: return kExitFailure;
   }
 }

@@ -27,7 +27,7 @@ bool IsBidiFormatting(char32_t cp) {
 
 std::string Quoted(std::string_view name) { return "'" + EscapeForTerminal(name) + "'"; }
 
-Status ValidateDisplayName(std::string_view name, std::string_view what, size_t cap) {
+Status ValidateDisplayName(std::string_view name, std::string_view what, size_t cap, bool single_word) {
   std::string kind(what);
   if (name.empty()) return InvalidArgument(kind + " name is empty: give a name such as 'Example Ltd'");
   if (name.size() > cap)
@@ -47,6 +47,10 @@ Status ValidateDisplayName(std::string_view name, std::string_view what, size_t 
       return InvalidArgument(kind + " name " + Quoted(name) +
                              " contains a bidirectional formatting character, which reorders how it is shown: "
                              "remove it");
+    if (single_word && (IsUnicodeSpace(cp) || cp == ':'))
+      return InvalidArgument(kind + " name " + Quoted(name) +
+                             " contains whitespace or ':': a user name is one word (it appears in access logs and "
+                             "in HTTP basic credentials as user:token), e.g. alice or alice.smith");
     if (i == 0) first = cp;
     last = cp;
     i += n;
@@ -79,9 +83,9 @@ Status ValidateProductName(std::string_view name) {
 bool IsValidProductName(std::string_view name) { return ValidateProductName(name).ok(); }
 
 Status ValidateOrganisationName(std::string_view name) {
-  return ValidateDisplayName(name, "organisation", kMaxOrganisationNameBytes);
+  return ValidateDisplayName(name, "organisation", kMaxOrganisationNameBytes, false);
 }
 
-Status ValidateUserName(std::string_view name) { return ValidateDisplayName(name, "user", kMaxUserNameBytes); }
+Status ValidateUserName(std::string_view name) { return ValidateDisplayName(name, "user", kMaxUserNameBytes, true); }
 
 }  // namespace patchgate

@@ -29,6 +29,8 @@ bool IsValidProductName(std::string_view name);
 // leading or trailing whitespace; not empty; at most the byte cap above.
 // kInvalidArgument (or kTooLarge over the cap) otherwise.
 Status ValidateOrganisationName(std::string_view name);
+// The same, and one word: no whitespace and no ':' anywhere (a user name appears in access
+// logs as $remote_user and in HTTP basic credentials "user:token").
 Status ValidateUserName(std::string_view name);
 
 }  // namespace patchgate

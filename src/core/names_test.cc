@@ -34,10 +34,16 @@ TEST(ProductName, MessageSaysWhatToDoAndCarriesNoRawBytes) {
 
 TEST(DisplayName, AcceptsOrdinaryNamesInAnyScript) {
   for (const char* ok : {"Example Ltd", "M\xC3\xBCller & S\xC3\xB6hne GmbH", "\xE6\x9D\xB1\xE4\xBA\xAC", "a",
-                         "O'Brien (IT)", "\xF0\x9F\x94\x92 vault"}) {
+                         "O'Brien (IT)", "\xF0\x9F\x94\x92 vault", "Acme: EMEA"})
     EXPECT_TRUE(ValidateOrganisationName(ok).ok()) << ok;
+  for (const char* ok : {"alice", "alice.smith@example.com", "j\xC3\xBCrgen", "\xE6\x9D\xB1", "u-1_2"})
     EXPECT_TRUE(ValidateUserName(ok).ok()) << ok;
-  }
+}
+
+TEST(DisplayName, UserNamesAreOneWordWithoutColon) {
+  for (const char* bad : {"alice smith", "alice:x", "a\xC2\xA0" "b", "a\xE3\x80\x80" "b"})
+    EXPECT_EQ(ValidateUserName(bad).code(), ErrorCode::kInvalidArgument) << bad;
+  EXPECT_TRUE(ValidateOrganisationName("alice smith").ok());
 }
 
 TEST(DisplayName, RefusesControlsInvalidUtf8AndEdgeSpaces) {

@@ -123,6 +123,10 @@ char32_t DecodeUtf8At(std::string_view s, size_t i, size_t n) {
   }
 }
 
+bool IsStorableText(std::string_view s) {
+  return s.find('\0') == std::string_view::npos && IsValidUtf8(s);
+}
+
 std::string EscapeInvalidUtf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());

@@ -19,6 +19,9 @@ bool IsValidUtf8(std::string_view s);
 // Valid UTF-8 without control bytes (C0 or DEL): text that any store and terminal can keep.
 bool IsPlainText(std::string_view s);
 
+// Valid UTF-8 without NUL: text that both SQLite and PostgreSQL store as it is.
+bool IsStorableText(std::string_view s);
+
 // Valid UTF-8 from any bytes: each byte that does not start a valid sequence (and each NUL,
 // which PostgreSQL text cannot hold) becomes the four characters "\xHH". Valid input is
 // returned unchanged. This is how text from outside is stored.

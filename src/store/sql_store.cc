@@ -1,10 +1,13 @@
 // The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <sstream>
 
 #include "core/clock.h"
+#include "core/names.h"
+#include "core/text.h"
 #include "store/migrations.h"
 #include "store/sql.h"
 #include "store/store.h"
@@ -103,6 +106,40 @@ Download DownloadFromRow(const Row& r) {
   return d;
 }
 
+// Plain text (valid UTF-8, no control character) of at most `cap` bytes, or why not.
+Status CheckContactField(const std::string& value, const char* what, size_t cap) {
+  if (value.size() > cap)
+    return TooLarge(std::string(what) + " is " + std::to_string(value.size()) + " bytes; the limit is " +
+                    std::to_string(cap) + ": shorten it");
+  if (!IsPlainText(value))
+    return InvalidArgument(std::string(what) + " '" + EscapeForTerminal(value) +
+                           "' is not plain text (invalid UTF-8 or a control character): retype it");
+  return Status::OK();
+}
+
+Status CheckOrganisation(const Organisation& o) {
+  PG_RETURN_IF_ERROR(ValidateOrganisationName(o.name));
+  PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_name, "the account manager's name", kMaxContactFieldBytes));
+  PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_email, "the account manager's e-mail", kMaxContactFieldBytes));
+  PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_phone, "the phone number", kMaxContactFieldBytes));
+  PG_RETURN_IF_ERROR(CheckContactField(o.webhook_url, "the webhook URL", kMaxWebhookUrlBytes));
+  if (o.security_contacts.size() > kMaxSecurityContacts)
+    return TooLarge("at most " + std::to_string(kMaxSecurityContacts) + " security contacts per organisation");
+  for (const auto& c : o.security_contacts) {
+    PG_RETURN_IF_ERROR(CheckContactField(c, "the security contact", kMaxContactFieldBytes));
+    if (c.find(',') != std::string::npos)
+      return InvalidArgument("the security contact '" + EscapeForTerminal(c) + "' contains ',': give one address per --contact");
+  }
+  return Status::OK();
+}
+
+// `v` as a parameter that is storable and within `cap`: `v` itself when it already is (no
+// copy), else its escaped, cut copy kept alive in `keep`.
+sql::Param StorableParam(std::string_view v, size_t cap, std::deque<std::string>& keep) {
+  if (v.size() <= cap && IsStorableText(v)) return sql::TextRef{v};
+  return sql::TextRef{keep.emplace_back(StorableText(v, cap))};
+}
+
 // A download never lasts longer than this; bounds the index range of window queries.
 constexpr int64_t kMaxDownloadMicros = int64_t{24} * 3600 * 1'000'000;
 
@@ -136,7 +173,7 @@ class SqlStore final : public Store {
 
   // --- organisations ---------------------------------------------------------------
   Result<int64_t> AddOrganisation(const Organisation& o) override {
-    if (o.name.empty()) return InvalidArgument("an organisation needs a name");
+    PG_RETURN_IF_ERROR(CheckOrganisation(o));
     if (o.tier != "premier" && o.tier != "gold" && o.tier != "standard")
       return InvalidArgument("tier must be premier, gold or standard (got '" + o.tier + "')");
     std::lock_guard<std::mutex> l(mu_);
@@ -146,7 +183,8 @@ class SqlStore final : public Store {
         {o.name, o.tier, o.account_manager_name, o.account_manager_email, o.account_manager_phone,
          Join(o.security_contacts, ','), o.webhook_url, SystemClock::Get().NowMicros()});
     if (!r.ok()) {
-      if (r.status().code() == ErrorCode::kAlreadyExists) return AlreadyExists("organisation " + o.name + " already exists");
+      if (r.status().code() == ErrorCode::kAlreadyExists)
+        return AlreadyExists("organisation " + o.name + " already exists (see `patchgate org list`)");
       return r.status();
     }
     return I((*r)[0], 0);
@@ -168,14 +206,14 @@ class SqlStore final : public Store {
   }
 
   Result<int64_t> AddUser(const std::string& org, const std::string& username, const std::string& token_hash) override {
-    if (username.empty() || username.size() > 128 || username.find_first_of(" :\t\r\n") != std::string::npos)
-      return InvalidArgument("user name must be 1-128 characters without spaces or ':'");
+    PG_RETURN_IF_ERROR(ValidateUserName(username));
     PG_ASSIGN_OR_RETURN(Organisation o, GetOrganisation(org));
     std::lock_guard<std::mutex> l(mu_);
     auto r = c_->Query("INSERT INTO users (org_id, username, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
                        {o.id, username, token_hash, SystemClock::Get().NowMicros()});
     if (!r.ok()) {
-      if (r.status().code() == ErrorCode::kAlreadyExists) return AlreadyExists("user " + username + " already exists");
+      if (r.status().code() == ErrorCode::kAlreadyExists)
+        return AlreadyExists("user " + username + " already exists: choose another name, or revoke it first");
       return r.status();
     }
     return I((*r)[0], 0);
@@ -209,7 +247,7 @@ class SqlStore final : public Store {
   }
 
   Status Grant(const std::string& org, const std::string& product) override {
-    if (product.empty()) return InvalidArgument("name a product to grant");
+    PG_RETURN_IF_ERROR(ValidateProductName(product).WithContext("cannot grant: this product can never be published"));
     PG_ASSIGN_OR_RETURN(Organisation o, GetOrganisation(org));
     std::lock_guard<std::mutex> l(mu_);
     return c_->Query("INSERT INTO entitlements (org_id, product) VALUES (?, ?) ON CONFLICT DO NOTHING", {o.id, product})
@@ -312,7 +350,14 @@ class SqlStore final : public Store {
   }
 
   // --- downloads -------------------------------------------------------------------
-  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) override {
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& in) override {
+    // Text from the network, stored escaped and capped; a copy only when some record needs it.
+    std::vector<DownloadStart> capped;
+    if (!std::all_of(in.begin(), in.end(), FitsStore)) {
+      capped = in;
+      for (auto& s : capped) CapForStore(s);
+    }
+    const std::vector<DownloadStart>& starts = capped.empty() ? in : capped;
     std::lock_guard<std::mutex> l(mu_);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     auto ids = c_->engine() == "postgresql" ? InsertStartsBatched(starts) : InsertStartsOneByOne(starts);
@@ -405,6 +450,7 @@ class SqlStore final : public Store {
       }
     }
     ImportResult res;
+    std::deque<std::string> keep;  // escaped or cut copies of the few values that need it
     std::vector<std::vector<Param>> values;
     values.reserve(rows.size());
     for (const auto& d : rows) {
@@ -412,14 +458,16 @@ class SqlStore final : public Store {
       auto u = users.find(d.username);
       bool known = u != users.end() && u->second.first != 0;
       res.unknown_users += !known;
-      auto text = [](const std::string& v) { return Param(sql::TextRef{v}); };
-      values.push_back({d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr), text(d.node),
-                        known ? Param(u->second.first) : Param(nullptr), text(d.username),
-                        known ? Param(u->second.second) : Param(nullptr), text(d.target_path), text(d.sha256),
-                        text(d.range), static_cast<int64_t>(d.bytes_sent),
-                        Param(sql::TextRef{DownloadOutcomeName(d.outcome)}), text(d.remote_addr), text(d.user_agent),
+      auto text = [&keep](const std::string& v, size_t cap) { return StorableParam(v, cap, keep); };
+      values.push_back({d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr),
+                        text(d.node, kMaxStoredNodeNameBytes), known ? Param(u->second.first) : Param(nullptr),
+                        text(d.username, kMaxStoredUsernameBytes), known ? Param(u->second.second) : Param(nullptr),
+                        text(d.target_path, kMaxStoredTargetPathBytes), text(d.sha256, kMaxStoredHashBytes),
+                        text(d.range, kMaxStoredRangeBytes), static_cast<int64_t>(d.bytes_sent),
+                        Param(sql::TextRef{DownloadOutcomeName(d.outcome)}),
+                        text(d.remote_addr, kMaxStoredRemoteAddrBytes), text(d.user_agent, kMaxStoredUserAgentBytes),
                         Param(sql::TextRef{"imported"}), int64_t{d.http_status}, int64_t{!known},
-                        int64_t{d.unknown_target}, text(d.import_key)});
+                        int64_t{d.unknown_target}, Param(sql::TextRef{d.import_key})});
     }
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     auto inserted = c_->InsertNew("downloads", kColumns, "import_key", values);
@@ -529,6 +577,22 @@ class SqlStore final : public Store {
   }
 
  private:
+  // Whether the text of a served download record is storable and within its caps.
+  static bool FitsStore(const DownloadStart& s) {
+    auto fits = [](const std::string& v, size_t cap) { return v.size() <= cap && IsStorableText(v); };
+    return fits(s.node, kMaxStoredNodeNameBytes) && fits(s.target_path, kMaxStoredTargetPathBytes) &&
+           fits(s.sha256, kMaxStoredHashBytes) && fits(s.range, kMaxStoredRangeBytes) &&
+           fits(s.remote_addr, kMaxStoredRemoteAddrBytes) && fits(s.user_agent, kMaxStoredUserAgentBytes);
+  }
+  static void CapForStore(DownloadStart& s) {
+    s.node = StorableText(s.node, kMaxStoredNodeNameBytes);
+    s.target_path = StorableText(s.target_path, kMaxStoredTargetPathBytes);
+    s.sha256 = StorableText(s.sha256, kMaxStoredHashBytes);
+    s.range = StorableText(s.range, kMaxStoredRangeBytes);
+    s.remote_addr = StorableText(s.remote_addr, kMaxStoredRemoteAddrBytes);
+    s.user_agent = StorableText(s.user_agent, kMaxStoredUserAgentBytes);
+  }
+
   // --- audit writes, inside the caller's transaction --------------------------------
   // SQLite runs in-process, so one statement per row costs nothing extra. On PostgreSQL
   // every statement is a network round trip: a batch takes one for its ids and one per
@@ -651,7 +715,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url) {
   } else {
     return InvalidArgument("unknown store URL '" + url + "': use sqlite:///path/to.db or postgresql://user@host/db");
   }
-  auto store = std::make_unique<SqlStore>(std::move(conn));
+  auto store = std::make_unique<SqlStore>(sql::WithStorableText(std::move(conn)));
   PG_RETURN_IF_ERROR(store->Migrate());
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -22,6 +22,22 @@
 
 namespace patchgate {
 
+// Text rules of the store. Every text value written is valid UTF-8: bytes that are not are
+// stored escaped ("\xHH" per byte, see EscapeInvalidUtf8), so PostgreSQL never sees them and
+// every reader gets text it can print, dump as JSON or put in a CSV cell. Text recorded from
+// the network or from imported logs is cut to these caps at a character boundary; names and
+// fields an administrator types are refused (kInvalidArgument / kTooLarge) instead.
+inline constexpr size_t kMaxStoredUserAgentBytes = 512;
+inline constexpr size_t kMaxStoredRangeBytes = 256;
+inline constexpr size_t kMaxStoredRemoteAddrBytes = 128;
+inline constexpr size_t kMaxStoredTargetPathBytes = 2048;
+inline constexpr size_t kMaxStoredUsernameBytes = 256;  // imported logs may name anything
+inline constexpr size_t kMaxStoredNodeNameBytes = 256;
+inline constexpr size_t kMaxStoredHashBytes = 128;
+inline constexpr size_t kMaxContactFieldBytes = 254;    // account manager name/e-mail, contacts, phone
+inline constexpr size_t kMaxSecurityContacts = 32;
+inline constexpr size_t kMaxWebhookUrlBytes = 2048;
+
 struct Organisation {
   int64_t id = 0;
   std::string name;
@@ -170,16 +186,21 @@ class Store {
   virtual std::string engine() const = 0;  // "sqlite" | "postgresql"
 
   // --- Organisations, users, entitlements -------------------------------------------
-  virtual Result<int64_t> AddOrganisation(const Organisation& org) = 0;  // kAlreadyExists
+  // The name must pass ValidateOrganisationName (core/names.h); the other fields are plain
+  // text under kMaxContactFieldBytes / kMaxWebhookUrlBytes. kAlreadyExists for a taken name.
+  virtual Result<int64_t> AddOrganisation(const Organisation& org) = 0;
   virtual Result<Organisation> GetOrganisation(const std::string& name) = 0;
   virtual Result<std::vector<Organisation>> ListOrganisations() = 0;
-  // token_hash = hex SHA-256 of the token; the token itself is never stored.
+  // token_hash = hex SHA-256 of the token; the token itself is never stored. The user name
+  // must pass ValidateUserName (core/names.h).
   virtual Result<int64_t> AddUser(const std::string& org, const std::string& username,
                                   const std::string& token_hash) = 0;
   virtual Status RevokeUser(const std::string& username) = 0;
   // kUnauthorized when no user has this hash or the user is revoked.
   virtual Result<User> AuthenticateTokenHash(const std::string& token_hash) = 0;
   virtual Result<User> GetUser(const std::string& username) = 0;
+  // The product must pass ValidateProductName (core/names.h): a name that can never be
+  // published is refused.
   virtual Status Grant(const std::string& org, const std::string& product) = 0;
   virtual Result<bool> IsEntitled(int64_t org_id, const std::string& product) = 0;
   virtual Result<std::vector<std::string>> EntitledOrganisations(const std::string& product) = 0;
