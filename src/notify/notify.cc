@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/json_output.h"
 #include "core/log.h"
 #include "crypto/hash.h"
 
@@ -204,7 +205,7 @@ Result<NotifyReport> NotifyIncident(Store& store, int64_t incident_id, Transport
           for (const auto& d : g.downloads)
             body["downloads"].push_back({{"file", d.target_path}, {"time", T(d.started_at)}, {"user", d.username},
                                          {"sha256", d.sha256}, {"node", d.node}});
-          std::string text = body.dump();
+          std::string text = JsonText(body, -1);
           st = t.PostWebhook(url, text, HmacSha256Hex(o.webhook_secret, text));
         }
         if (st.ok()) break;

@@ -32,6 +32,13 @@ Result<DownloadOutcome> ParseDownloadOutcome(std::string_view n) {
   return Corrupt("unknown download outcome '" + std::string(n) + "'");
 }
 
+std::string_view DisplayOutcome(const Download& d, int64_t now_micros) {
+  if (d.outcome == DownloadOutcome::kInProgress && !d.ended_at && d.source == "served" &&
+      now_micros - d.started_at < kCompletingWindowMicros)
+    return "completing";
+  return DownloadOutcomeName(d.outcome);
+}
+
 namespace {
 
 using sql::Param;

@@ -97,6 +97,15 @@ enum class DownloadOutcome { kInProgress, kComplete, kPartial, kAborted };
 std::string_view DownloadOutcomeName(DownloadOutcome o);  // in_progress|complete|partial|aborted
 Result<DownloadOutcome> ParseDownloadOutcome(std::string_view name);
 
+// How `patchgate downloads` shows a record's outcome: the recorded one, except that a record
+// still in_progress that started less than kCompletingWindowMicros before `now_micros` is
+// "completing": it is still streaming, or it has finished and the server has not yet written
+// its completion (completions are written in batches, --audit-finish-ms). Older in_progress
+// records stay "in_progress": the node stopped mid-transfer or the download is still running.
+inline constexpr int64_t kCompletingWindowMicros = int64_t{60} * 1'000'000;
+struct Download;
+std::string_view DisplayOutcome(const Download& d, int64_t now_micros);
+
 struct DownloadFinish {
   int64_t id = 0;
   int64_t ended_at = 0;
