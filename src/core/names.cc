@@ -31,7 +31,7 @@ Status ValidateDisplayName(std::string_view name, std::string_view what, size_t 
   std::string kind(what);
   if (name.empty()) return InvalidArgument(kind + " name is empty: give a name such as 'Example Ltd'");
   if (name.size() > cap)
-    return TooLarge(kind + " name is " + std::to_string(name.size()) + " bytes; the limit is " + std::to_string(cap) +
+    return InvalidArgument(kind + " name is " + std::to_string(name.size()) + " bytes; the limit is " + std::to_string(cap) +
                     " bytes: use a shorter name");
   char32_t first = 0, last = 0;
   for (size_t i = 0; i < name.size();) {

@@ -27,7 +27,7 @@ bool IsValidProductName(std::string_view name);
 
 // Valid UTF-8; no C0 control, DEL, C1 control or bidirectional formatting character; no
 // leading or trailing whitespace; not empty; at most the byte cap above.
-// kInvalidArgument (or kTooLarge over the cap) otherwise.
+// kInvalidArgument otherwise (the message names the rule, and the cap when it is exceeded).
 Status ValidateOrganisationName(std::string_view name);
 // The same, and one word: no whitespace and no ':' anywhere (a user name appears in access
 // logs as $remote_user and in HTTP basic credentials "user:token").

@@ -75,9 +75,9 @@ TEST(DisplayName, RefusesControlsInvalidUtf8AndEdgeSpaces) {
 
 TEST(DisplayName, NamedByteCaps) {
   EXPECT_TRUE(ValidateOrganisationName(std::string(kMaxOrganisationNameBytes, 'o')).ok());
-  EXPECT_EQ(ValidateOrganisationName(std::string(kMaxOrganisationNameBytes + 1, 'o')).code(), ErrorCode::kTooLarge);
+  EXPECT_EQ(ValidateOrganisationName(std::string(kMaxOrganisationNameBytes + 1, 'o')).code(), ErrorCode::kInvalidArgument);
   EXPECT_TRUE(ValidateUserName(std::string(kMaxUserNameBytes, 'u')).ok());
-  EXPECT_EQ(ValidateUserName(std::string(kMaxUserNameBytes + 1, 'u')).code(), ErrorCode::kTooLarge);
+  EXPECT_EQ(ValidateUserName(std::string(kMaxUserNameBytes + 1, 'u')).code(), ErrorCode::kInvalidArgument);
   Status st = ValidateUserName(std::string(kMaxUserNameBytes + 1, 'u'));
   EXPECT_NE(st.message().find("limit is 100 bytes"), std::string::npos) << st.message();
 }

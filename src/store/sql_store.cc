@@ -116,7 +116,7 @@ Download DownloadFromRow(const Row& r) {
 // Plain text (valid UTF-8, no control character) of at most `cap` bytes, or why not.
 Status CheckContactField(const std::string& value, const char* what, size_t cap) {
   if (value.size() > cap)
-    return TooLarge(std::string(what) + " is " + std::to_string(value.size()) + " bytes; the limit is " +
+    return InvalidArgument(std::string(what) + " is " + std::to_string(value.size()) + " bytes; the limit is " +
                     std::to_string(cap) + ": shorten it");
   if (!IsPlainText(value))
     return InvalidArgument(std::string(what) + " '" + EscapeForTerminal(value) +
@@ -131,7 +131,7 @@ Status CheckOrganisation(const Organisation& o) {
   PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_phone, "the phone number", kMaxContactFieldBytes));
   PG_RETURN_IF_ERROR(CheckContactField(o.webhook_url, "the webhook URL", kMaxWebhookUrlBytes));
   if (o.security_contacts.size() > kMaxSecurityContacts)
-    return TooLarge("at most " + std::to_string(kMaxSecurityContacts) + " security contacts per organisation");
+    return InvalidArgument("at most " + std::to_string(kMaxSecurityContacts) + " security contacts per organisation");
   for (const auto& c : o.security_contacts) {
     PG_RETURN_IF_ERROR(CheckContactField(c, "the security contact", kMaxContactFieldBytes));
     if (c.find(',') != std::string::npos)

@@ -26,7 +26,7 @@ namespace patchgate {
 // stored escaped ("\xHH" per byte, see EscapeInvalidUtf8), so PostgreSQL never sees them and
 // every reader gets text it can print, dump as JSON or put in a CSV cell. Text recorded from
 // the network or from imported logs is cut to these caps at a character boundary; names and
-// fields an administrator types are refused (kInvalidArgument / kTooLarge) instead.
+// fields an administrator types are refused (kInvalidArgument) instead.
 inline constexpr size_t kMaxStoredUserAgentBytes = 512;
 inline constexpr size_t kMaxStoredRangeBytes = 256;
 inline constexpr size_t kMaxStoredRemoteAddrBytes = 128;
