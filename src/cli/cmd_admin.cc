@@ -1,4 +1,4 @@
-// `patchgate org | user | grant | downloads | nodes`: the administrative store commands.
+// `patchgate org | user | grant | downloads` (`nodes` is in cmd_node.cc): the administrative store commands.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -152,27 +152,6 @@ int DownloadsCmd(AdminFlags& f) {
   });
 }
 
-int NodesCmd(AdminFlags& f) {
-  return WithStore(f.store, [&](Store& s) {
-    auto nodes = s.ListNodes();
-    if (!nodes.ok()) return ReportError(nodes.status());
-    if (f.json) {
-      nlohmann::json arr = nlohmann::json::array();
-      for (const auto& n : *nodes)
-        arr.push_back({{"name", n.name}, {"role", n.role}, {"upstream", n.upstream},
-                       {"last_heartbeat", n.last_heartbeat ? FormatRfc3339Micros(n.last_heartbeat) : ""},
-                       {"state", n.state}, {"compliance", nlohmann::json::parse(n.compliance_json, nullptr, false)}});
-      std::printf("%s\n", arr.dump(2).c_str());
-      return kExitOk;
-    }
-    std::printf("%-16s %-7s %-16s %-27s %s\n", "NODE", "ROLE", "UPSTREAM", "LAST HEARTBEAT", "STATE");
-    for (const auto& n : *nodes)
-      std::printf("%-16s %-7s %-16s %-27s %s\n", n.name.c_str(), n.role.c_str(), n.upstream.c_str(),
-                  n.last_heartbeat ? FormatRfc3339Micros(n.last_heartbeat).c_str() : "never", n.state.c_str());
-    return kExitOk;
-  });
-}
-
 }  // namespace
 
 void RegisterAdminCommands(CLI::App& app, Context& ctx) {
@@ -223,11 +202,6 @@ void RegisterAdminCommands(CLI::App& app, Context& ctx) {
   dl->add_flag("--json", f->json, "JSON output");
   AddStoreFlag(dl, &f->store);
   dl->final_callback([f, &ctx] { ctx.exit_code = DownloadsCmd(*f); });
-
-  auto* nodes = app.add_subcommand("nodes", "Serving nodes and their compliance state");
-  nodes->add_flag("--json", f->json, "JSON output");
-  AddStoreFlag(nodes, &f->store);
-  nodes->final_callback([f, &ctx] { ctx.exit_code = NodesCmd(*f); });
 }
 
 }  // namespace patchgate::cli

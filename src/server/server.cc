@@ -509,6 +509,7 @@ class ServerImpl final : public Server {
       case Area::kHealth: return Send(c, 200, "ok\n", *keep, {}, head_only);
       case Area::kMetrics: {
         std::string body = metrics_.Render();
+        if (o_.chain.extra_metrics) body += o_.chain.extra_metrics();
         metrics_.CountStatus(200);
         return c.WriteAll(Head(200, {{"Content-Type", "text/plain; version=0.0.4"}}, body.size(), *keep) +
                           (head_only ? "" : body));
@@ -520,6 +521,18 @@ class ServerImpl final : public Server {
     }
     // Authentication.
     auto user = Authenticate(req);
+    if (!user.ok() && user.status().code() == ErrorCode::kUnauthorized && o_.chain.authenticate_node) {
+      // Not a customer: perhaps a downstream node of the chain pulling a sync.
+      auto node = AuthenticateNode(req);
+      if (node.ok()) {
+        if (path->area == Area::kMetadata) return ServeMetadata(c, path->rel, *keep, head_only, &*node);
+        return ServeTarget(c, req, path->rel, User{}, remote, keep, head_only, &*node);
+      }
+      if (node.status().code() == ErrorCode::kUnavailable)
+        return Send(c, 503, "the store is unavailable; try again later\n", false);
+    }
+    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load())
+      return Send(c, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
     if (!user.ok()) {
       if (user.status().code() == ErrorCode::kUnavailable)
         return Send(c, 503, "the audit store is unavailable; try again later\n", false);
@@ -558,6 +571,24 @@ class ServerImpl final : public Server {
     return u;
   }
 
+  Result<std::string> AuthenticateNode(const RequestHead& req) {
+    auto h = req.Header("authorization");
+    if (!h || h->size() <= 7 || strncasecmp(h->data(), "Bearer ", 7) != 0) return Unauthorized("no bearer token");
+    std::string_view token = h->substr(7);
+    if (token.empty() || token.size() > 512) return Unauthorized("malformed token");
+    return o_.chain.authenticate_node(Sha256Hex(token));
+  }
+
+  void RecordSync(const std::string* node, const std::string& what, uint64_t bytes) {
+    if (node && o_.chain.record_sync) o_.chain.record_sync(*node, what, bytes);
+  }
+
+  void CheckGeneration() {
+    if (!o_.chain.content_generation) return;
+    uint64_t g = o_.chain.content_generation->load();
+    if (g != seen_generation_.exchange(g)) catalogue_.Expire();
+  }
+
   bool HandleAck(Conn& c, const std::string& token, bool keep, bool head_only) {
     Status st = store_->Acknowledge(Sha256Hex(token), SystemClock::Get().NowMicros());
     if (st.code() == ErrorCode::kNotFound) return Send(c, 404, "not found\n", keep, {}, head_only);
@@ -570,7 +601,7 @@ class ServerImpl final : public Server {
                       (head_only ? "" : body));
   }
 
-  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only) {
+  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only, const std::string* node = nullptr) {
     std::string file = o_.repo_dir + "/metadata/" + name;
     int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
     struct stat st {};
@@ -588,20 +619,22 @@ class ServerImpl final : public Server {
       uint64_t sent = c.SendFile(fd, 0, len);
       metrics_.bytes_sent += sent;
       ok = sent == len;
+      RecordSync(node, "metadata/" + name, sent);
     }
     ::close(fd);
     return ok;
   }
 
   bool ServeTarget(Conn& c, const RequestHead& req, const std::string& rel, const User& user,
-                   const std::string& remote, bool* keep, bool head_only) {
+                   const std::string& remote, bool* keep, bool head_only, const std::string* node = nullptr) {
+    CheckGeneration();
     Status cs = catalogue_.Refresh();
     if (!cs.ok()) log::Warn("catalogue reload failed; serving the last good one", {{"error", cs.ToString()}});
     auto entry = catalogue_.Find(rel);
     if (!entry) return Send(c, 404, "not found\n", *keep, {}, head_only);
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
-    bool is_entitled = false;
-    if (!entitlement_cache_.Get(ekey, &is_entitled)) {
+    bool is_entitled = node != nullptr;  // a node of the chain mirrors every product
+    if (!is_entitled && !entitlement_cache_.Get(ekey, &is_entitled)) {
       auto entitled = reads_->IsEntitled(user.org_id, entry->product);
       if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
@@ -656,6 +689,15 @@ class ServerImpl final : public Server {
       metrics_.CountStatus(status);
       return c.WriteAll(Head(status, headers, body_len, *keep));
     }
+    if (node) {
+      // A sync, not a customer download: no audit record; reported to the chain instead.
+      metrics_.CountStatus(status);
+      uint64_t sent = 0;
+      if (c.Write(Head(status, headers, body_len, *keep), body_len > 0)) sent = c.SendFile(fd, first, body_len);
+      metrics_.bytes_sent += sent;
+      RecordSync(node, "targets/" + rel, sent);
+      return sent == body_len;
+    }
     // The record is durable before the first byte.
     DownloadStart start;
     start.started_at = SystemClock::Get().NowMicros();
@@ -696,6 +738,7 @@ class ServerImpl final : public Server {
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> seen_generation_{0};
   std::mutex mu_;
   std::condition_variable drained_;
   int active_ = 0;
