@@ -1,4 +1,4 @@
-// `patchgate org | user | grant | downloads | nodes`: the administrative store commands.
+// `patchgate org | user | grant | downloads` (`nodes` is in cmd_node.cc): the administrative store commands.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -175,35 +175,6 @@ int DownloadsCmd(AdminFlags& f) {
   });
 }
 
-// A node's compliance document as JSON; kept as a string when it is not JSON (never a
-// "<discarded>" that no reader parses).
-nlohmann::json ComplianceJson(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded()) return text;
-  return j;
-}
-
-int NodesCmd(AdminFlags& f) {
-  return WithStore(f.store, [&](Store& s) {
-    auto nodes = s.ListNodes();
-    if (!nodes.ok()) return ReportError(nodes.status());
-    if (f.json) {
-      nlohmann::json arr = nlohmann::json::array();
-      for (const auto& n : *nodes)
-        arr.push_back({{"name", n.name}, {"role", n.role}, {"upstream", n.upstream},
-                       {"last_heartbeat", n.last_heartbeat ? FormatRfc3339Micros(n.last_heartbeat) : ""},
-                       {"state", n.state}, {"compliance", ComplianceJson(n.compliance_json)}});
-      std::printf("%s\n", JsonText(arr).c_str());
-      return kExitOk;
-    }
-    std::printf("%-16s %-7s %-16s %-27s %s\n", "NODE", "ROLE", "UPSTREAM", "LAST HEARTBEAT", "STATE");
-    for (const auto& n : *nodes)
-      std::printf("%-16s %-7s %-16s %-27s %s\n", Term(n.name).c_str(), Term(n.role).c_str(), Term(n.upstream).c_str(),
-                  n.last_heartbeat ? FormatRfc3339Micros(n.last_heartbeat).c_str() : "never", Term(n.state).c_str());
-    return kExitOk;
-  });
-}
-
 }  // namespace
 
 void RegisterAdminCommands(CLI::App& app, Context& ctx) {
@@ -254,11 +225,6 @@ void RegisterAdminCommands(CLI::App& app, Context& ctx) {
   dl->add_flag("--json", f->json, "JSON output");
   AddStoreFlag(dl, &f->store);
   dl->final_callback([f, &ctx] { ctx.exit_code = DownloadsCmd(*f); });
-
-  auto* nodes = app.add_subcommand("nodes", "Serving nodes and their compliance state");
-  nodes->add_flag("--json", f->json, "JSON output");
-  AddStoreFlag(nodes, &f->store);
-  nodes->final_callback([f, &ctx] { ctx.exit_code = NodesCmd(*f); });
 }
 
 }  // namespace patchgate::cli

@@ -1,6 +1,7 @@
 // `patchgate incident | import-log | notify`: incident response.
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
@@ -67,6 +68,17 @@ int List(IncidentFlags& f) {
   return WithStore(f.store, [&](Store& s) {
     auto all = s.ListIncidents();
     if (!all.ok()) return ReportError(all.status());
+    if (f.json) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& i : *all)
+        arr.push_back({{"id", i.id}, {"node", i.node}, {"window_start", FormatRfc3339Micros(i.window_start)},
+                       {"window_end", FormatRfc3339Micros(i.window_end)}, {"window_start_us", i.window_start},
+                       {"window_end_us", i.window_end}, {"cause", i.cause},
+                       {"detected_at", FormatRfc3339Micros(i.detected_at)}, {"detected_at_us", i.detected_at},
+                       {"files", i.targets}});
+      std::printf("%s\n", arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      return kExitOk;
+    }
     std::printf("%-5s %-12s %-22s %-22s %s\n", "ID", "NODE", "FROM", "TO", "CAUSE");
     for (const auto& i : *all)
       std::printf("%-5lld %-12s %-22s %-22s %s\n", static_cast<long long>(i.id), EscapeForTerminal(i.node).c_str(),
@@ -252,6 +264,7 @@ void RegisterIncidentCommands(CLI::App& app, Context& ctx) {
   AddStoreFlag(open, &f->store);
   open->final_callback([f, &ctx] { ctx.exit_code = Open(*f); });
   auto* list = inc->add_subcommand("list", "List incidents");
+  list->add_flag("--json", f->json, "JSON output (times as RFC 3339 and as microseconds)");
   AddStoreFlag(list, &f->store);
   list->final_callback([f, &ctx] { ctx.exit_code = List(*f); });
   auto* show = inc->add_subcommand("show", "Show an incident");

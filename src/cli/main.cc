@@ -9,7 +9,7 @@ namespace {
 
 constexpr Registrar kAreas[] = {
     RegisterRepoCommands, RegisterScanCommands, RegisterAdminCommands,
-    RegisterServeCommands, RegisterIncidentCommands,
+    RegisterServeCommands, RegisterIncidentCommands, RegisterNodeCommands, RegisterMirrorCommands,
 };
 
 }  // namespace

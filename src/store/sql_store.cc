@@ -1,5 +1,6 @@
 // The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
 #include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -518,16 +519,90 @@ class SqlStore final : public Store {
 
   Result<Notification> EnsureNotification(int64_t incident_id, int64_t org_id, const std::string& channel,
                                           const std::string& recipients, const std::string& ack_token_hash) override {
+    return Ensure("incident:" + std::to_string(incident_id), incident_id, org_id, channel, recipients, ack_token_hash);
+  }
+
+  Result<Notification> EnsureSubjectNotification(const std::string& subject, int64_t org_id, const std::string& channel,
+                                                 const std::string& recipients, const std::string& ack_token_hash) override {
+    if (subject.rfind("incident:", 0) == 0)
+      return InvalidArgument("incident notifications go through EnsureNotification");
+    return Ensure(subject, 0, org_id, channel, recipients, ack_token_hash);
+  }
+
+  Result<std::vector<Notification>> ListSubjectNotifications(const std::string& prefix) override {
     std::lock_guard<std::mutex> l(mu_);
-    PG_RETURN_IF_ERROR(c_->Query("INSERT INTO notifications (incident_id, org_id, channel, recipients, ack_token_hash) "
-                                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id, org_id, channel) DO NOTHING",
-                                 {incident_id, org_id, channel, recipients, ack_token_hash})
-                           .status());
+    // Prefix match without LIKE wildcards: the subject's first characters equal the prefix.
     PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string(kNotificationSelect) +
-                                                 " WHERE n.incident_id = ? AND n.org_id = ? AND n.channel = ?",
-                                             {incident_id, org_id, channel}));
-    if (rows.empty()) return Internal("notification row vanished");
-    return NotificationFromRow(rows[0]);
+                                                 " WHERE substr(n.subject, 1, ?) = ? ORDER BY o.name, n.subject, n.channel",
+                                             {static_cast<int64_t>(prefix.size()), prefix}));
+    std::vector<Notification> out;
+    for (const auto& r : rows) out.push_back(NotificationFromRow(r));
+    return out;
+  }
+
+  Result<bool> ClaimNotification(int64_t id, int64_t now, int64_t until) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("UPDATE notifications SET claimed_until = ? WHERE id = ? AND state <> 'sent' AND "
+                                 "claimed_until < ?", {until, id, now}).status());
+    return c_->Changes() == 1;
+  }
+
+  // --- advisories ------------------------------------------------------------------
+  Result<std::string> CreateAdvisory(const AdvisoryRow& a, int year) override {
+    std::string prefix = "PG-" + std::to_string(year) + "-";
+    std::lock_guard<std::mutex> l(mu_);
+    for (int attempt = 0; attempt < 8; ++attempt) {
+      PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT COUNT(*) FROM advisories WHERE substr(id, 1, ?) = ?",
+                                               {static_cast<int64_t>(prefix.size()), prefix}));
+      char num[16];
+      std::snprintf(num, sizeof num, "%04lld", static_cast<long long>(I(rows[0], 0) + 1 + attempt));
+      std::string id = prefix + num;
+      auto r = c_->Query("INSERT INTO advisories (id, product, state, tlp, publish_at, version, data, created_at) "
+                         "VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                         {id, a.product, a.state, a.tlp, a.publish_at ? Param(*a.publish_at) : Param(nullptr), a.data,
+                          a.created_at});
+      if (r.ok()) return id;
+      if (r.status().code() != ErrorCode::kAlreadyExists) return r.status();
+    }
+    return Status(ErrorCode::kConflict, "could not allocate an advisory id; try again");
+  }
+
+  Result<AdvisoryRow> GetAdvisory(const std::string& id) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string(kAdvisorySelect) + " WHERE id = ?", {id}));
+    if (rows.empty()) return NotFound("no advisory " + id + " (see `patchgate advisory list`)");
+    return AdvisoryFromRow(rows[0]);
+  }
+
+  Result<std::vector<AdvisoryRow>> ListAdvisories() override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string(kAdvisorySelect) + " ORDER BY id", {}));
+    std::vector<AdvisoryRow> out;
+    for (const auto& r : rows) out.push_back(AdvisoryFromRow(r));
+    return out;
+  }
+
+  Status UpdateAdvisory(const AdvisoryRow& a) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("UPDATE advisories SET product = ?, state = ?, tlp = ?, publish_at = ?, data = ?, "
+                                 "version = version + 1 WHERE id = ? AND version = ?",
+                                 {a.product, a.state, a.tlp, a.publish_at ? Param(*a.publish_at) : Param(nullptr), a.data,
+                                  a.id, a.version})
+                           .status());
+    if (c_->Changes() == 0) return Status(ErrorCode::kConflict, "advisory " + a.id + " changed meanwhile; read it again");
+    return Status::OK();
+  }
+
+  Result<std::vector<std::string>> OrganisationsThatDownloaded(const std::string& product) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(
+        "SELECT DISTINCT o.name FROM downloads d JOIN organisations o ON o.id = d.org_id JOIN targets t ON "
+        "t.path = d.target_path WHERE t.product = ? AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
+        "d.bytes_sent > 0)) OR (d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300)) "
+        "ORDER BY o.name", {product}));
+    std::vector<std::string> out;
+    for (const auto& r : rows) out.push_back(S(r, 0));
+    return out;
   }
 
   Status ResetAckToken(int64_t id, const std::string& hash) override {
@@ -542,7 +617,7 @@ class SqlStore final : public Store {
     if (sent)
       return c_->Query("UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?, last_error = '' "
                        "WHERE id = ?", {at, id}).status();
-    return c_->Query("UPDATE notifications SET state = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ? "
+    return c_->Query("UPDATE notifications SET state = 'failed', claimed_until = 0, attempts = attempts + 1, last_error = ? WHERE id = ? "
                      "AND state <> 'sent'", {error, id}).status();
   }
 
@@ -684,9 +759,29 @@ class SqlStore final : public Store {
     return Status::OK();
   }
 
+  Result<Notification> Ensure(const std::string& subject, int64_t incident_id, int64_t org_id, const std::string& channel,
+                              const std::string& recipients, const std::string& ack_token_hash) {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->Query("INSERT INTO notifications (subject, incident_id, org_id, channel, recipients, "
+                                 "ack_token_hash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (subject, org_id, channel) DO NOTHING",
+                                 {subject, incident_id ? Param(incident_id) : Param(nullptr), org_id, channel, recipients,
+                                  ack_token_hash})
+                           .status());
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(std::string(kNotificationSelect) +
+                                                 " WHERE n.subject = ? AND n.org_id = ? AND n.channel = ?",
+                                             {subject, org_id, channel}));
+    if (rows.empty()) return Internal("notification row vanished");
+    return NotificationFromRow(rows[0]);
+  }
+
   static constexpr char kNotificationSelect[] =
-      "SELECT n.id, n.incident_id, n.org_id, o.name, n.channel, n.recipients, n.state, n.attempts, n.last_error, "
-      "n.sent_at, n.acked_at FROM notifications n JOIN organisations o ON o.id = n.org_id";
+      "SELECT n.id, COALESCE(n.incident_id, 0), n.org_id, o.name, n.channel, n.recipients, n.state, n.attempts, "
+      "n.last_error, n.sent_at, n.acked_at, n.subject FROM notifications n JOIN organisations o ON o.id = n.org_id";
+  static constexpr char kAdvisorySelect[] =
+      "SELECT id, product, state, tlp, publish_at, version, data, created_at FROM advisories";
+  static AdvisoryRow AdvisoryFromRow(const Row& r) {
+    return AdvisoryRow{S(r, 0), S(r, 1), S(r, 2), S(r, 3), OI(r, 4), I(r, 5), S(r, 6), I(r, 7)};
+  }
 
   static Incident IncidentFromRow(const Row& r) {
     return Incident{I(r, 0), S(r, 1), I(r, 2), I(r, 3), S(r, 4), I(r, 5), Split(S(r, 6), '\n')};
@@ -704,6 +799,7 @@ class SqlStore final : public Store {
     n.last_error = S(r, 8);
     n.sent_at = OI(r, 9);
     n.acked_at = OI(r, 10);
+    n.subject = S(r, 11);
     return n;
   }
 

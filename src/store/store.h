@@ -164,7 +164,8 @@ struct Incident {
 
 struct Notification {
   int64_t id = 0;
-  int64_t incident_id = 0;
+  std::string subject;      // "incident:<id>" | "advisory:<ID>:<step>"
+  int64_t incident_id = 0;  // 0 unless the subject is an incident
   int64_t org_id = 0;
   std::string org_name;
   std::string channel;     // smtp | webhook
@@ -174,6 +175,19 @@ struct Notification {
   std::string last_error;
   std::optional<int64_t> sent_at;
   std::optional<int64_t> acked_at;
+};
+
+// An advisory as stored: the columns the provider and the due-step runner select on, and
+// the model itself as JSON (owned by src/advisory).
+struct AdvisoryRow {
+  std::string id;       // PG-YYYY-NNNN
+  std::string product;
+  std::string state;    // draft | scheduled | published
+  std::string tlp;      // RED | AMBER | GREEN | WHITE
+  std::optional<int64_t> publish_at;
+  int64_t version = 0;  // row version; UpdateAdvisory compares and bumps it
+  std::string data;     // JSON
+  int64_t created_at = 0;
 };
 
 struct ScanVerdict {
@@ -258,6 +272,28 @@ class Store {
   // Records the acknowledgement once. kNotFound for an unknown token; OK (no change)
   // when already acknowledged.
   virtual Status Acknowledge(const std::string& ack_token_hash, int64_t at) = 0;
+
+  // Notifications about any subject ("incident:<id>", "advisory:<ID>:<step>"): as above.
+  virtual Result<Notification> EnsureSubjectNotification(const std::string& subject, int64_t org_id,
+                                                         const std::string& channel,
+                                                         const std::string& recipients,
+                                                         const std::string& ack_token_hash) = 0;
+  // Every notification whose subject starts with `subject_prefix`, by organisation name.
+  virtual Result<std::vector<Notification>> ListSubjectNotifications(const std::string& subject_prefix) = 0;
+  // Takes the sending lease of a notification not yet sent whose lease expired (before
+  // `now`), until `until`. Returns false when it is sent or another sender holds it.
+  virtual Result<bool> ClaimNotification(int64_t notification_id, int64_t now, int64_t until) = 0;
+
+  // --- Advisories -------------------------------------------------------------------
+  // Inserts with the next free id PG-<year>-NNNN (row.id is ignored); returns the id.
+  virtual Result<std::string> CreateAdvisory(const AdvisoryRow& row, int year) = 0;
+  virtual Result<AdvisoryRow> GetAdvisory(const std::string& id) = 0;  // kNotFound
+  virtual Result<std::vector<AdvisoryRow>> ListAdvisories() = 0;       // by id
+  // Writes row if its version is still row.version (then version + 1); kConflict when
+  // someone else wrote in between (re-read and retry).
+  virtual Status UpdateAdvisory(const AdvisoryRow& row) = 0;
+  // Organisations with a received (or possibly received) download of a target of `product`.
+  virtual Result<std::vector<std::string>> OrganisationsThatDownloaded(const std::string& product) = 0;
 
   // --- Scan-verdict cache -----------------------------------------------------------
   virtual Result<std::optional<ScanVerdict>> GetScanVerdict(const std::string& sha256,
