@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/clock.h"
 
@@ -38,63 +40,135 @@ Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
   dq.until = q.to;
   dq.targets = q.targets;
   dq.successful_only = true;
+  dq.scope_columns = true;  // what the scope reports, straight from the scope index
   PG_ASSIGN_OR_RETURN(std::vector<Download> rows, store.QueryDownloads(dq));
-  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
-  std::map<std::string, const Organisation*> by_name;
-  for (const auto& o : orgs) by_name[o.name] = &o;
-
   Scope s;
   s.query = q;
-  std::map<std::string, OrgScope> grouped;
-  std::set<std::string> files, users;
-  for (auto& d : rows) {
-    std::string org = d.org_name.empty() ? "(unknown user)" : d.org_name;
-    OrgScope& g = grouped[org];
-    if (g.name.empty()) {
-      g.name = org;
-      if (auto it = by_name.find(org); it != by_name.end()) {
-        g.tier = it->second->tier;
-        g.account_manager = it->second->account_manager_name;
-        g.account_manager_email = it->second->account_manager_email;
-        g.phone = it->second->account_manager_phone;
-        g.contacts = it->second->security_contacts;
-        g.org_id = it->second->id;
-        g.webhook_url = it->second->webhook_url;
-      }
+  if (rows.empty()) return s;
+  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
+  std::unordered_map<std::string_view, const Organisation*> by_name;
+  by_name.reserve(orgs.size());
+  for (const auto& o : orgs) by_name.emplace(o.name, &o);
+
+  // One sort of row indexes by (organisation, user, file, time, id), then one pass that
+  // cuts it into organisations and counts users and files.
+  static constexpr std::string_view kUnknown = "(unknown user)";
+  auto org_of = [&](const Download& d) { return d.org_name.empty() ? kUnknown : std::string_view(d.org_name); };
+  std::vector<uint32_t> order(rows.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    const Download& a = rows[x];
+    const Download& b = rows[y];
+    if (int c = org_of(a).compare(org_of(b))) return c < 0;
+    if (int c = a.username.compare(b.username)) return c < 0;
+    if (int c = a.target_path.compare(b.target_path)) return c < 0;
+    return std::tie(a.started_at, a.id) < std::tie(b.started_at, b.id);
+  });
+  std::unordered_set<std::string_view> all_files, org_files;
+  all_files.reserve(rows.size());
+  for (size_t i = 0; i < order.size();) {
+    std::string_view org = org_of(rows[order[i]]);
+    OrgScope g;
+    g.name = std::string(org);
+    if (auto it = by_name.find(org); it != by_name.end()) {
+      const Organisation& o = *it->second;
+      g.tier = o.tier;
+      g.account_manager = o.account_manager_name;
+      g.account_manager_email = o.account_manager_email;
+      g.phone = o.account_manager_phone;
+      g.contacts = o.security_contacts;
+      g.org_id = o.id;
+      g.webhook_url = o.webhook_url;
     }
-    files.insert(d.target_path);
-    users.insert(org + "\n" + d.username);
-    s.unfinished += d.outcome == DownloadOutcome::kInProgress;
-    g.downloads.push_back(std::move(d));
-  }
-  for (auto& [name, g] : grouped) {
-    std::stable_sort(g.downloads.begin(), g.downloads.end(), [](const Download& a, const Download& b) {
-      return std::tie(a.username, a.target_path, a.started_at) < std::tie(b.username, b.target_path, b.started_at);
-    });
-    std::set<std::string> gu, gf;
-    for (const auto& d : g.downloads) {
-      gu.insert(d.username);
-      gf.insert(d.target_path);
+    org_files.clear();
+    size_t j = i;
+    for (; j < order.size() && org_of(rows[order[j]]) == org; ++j) {
+      const Download& d = rows[order[j]];
+      if (j == i || d.username != rows[order[j - 1]].username) ++g.users;
+      org_files.insert(d.target_path);
+      all_files.insert(d.target_path);
+      s.unfinished += d.outcome == DownloadOutcome::kInProgress;
     }
-    g.users = gu.size();
-    g.files = gf.size();
+    g.files = org_files.size();
+    g.downloads.reserve(j - i);
+    for (size_t k = i; k < j; ++k) g.downloads.push_back(std::move(rows[order[k]]));
+    s.users += g.users;
     s.downloads += g.downloads.size();
     s.orgs.push_back(std::move(g));
+    i = j;
   }
-  s.files = files.size();
-  s.users = users.size();
+  s.files = all_files.size();
   return s;
 }
 
 namespace {
 
-std::string T(int64_t us) { return FormatRfc3339(us / 1'000'000); }
+// "YYYY-MM-DDTHH:MM:SSZ" for a time in microseconds, without gmtime/snprintf (the table
+// and CSV print one per row). Days to civil date after H. Hinnant's public-domain method.
+void AppendTime(std::string& out, int64_t us) {
+  int64_t secs = us / 1'000'000;
+  if (us % 1'000'000 < 0) --secs;
+  int64_t days = secs / 86400, rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    --days;
+  }
+  days += 719468;
+  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t year = yoe + era * 400 + (month <= 2);
+  if (year < 0 || year > 9999) {
+    out += FormatRfc3339(secs);
+    return;
+  }
+  char b[20];
+  auto two = [&](int pos, int64_t v) {
+    b[pos] = static_cast<char>('0' + v / 10);
+    b[pos + 1] = static_cast<char>('0' + v % 10);
+  };
+  two(0, year / 100);
+  two(2, year % 100);
+  b[4] = '-';
+  two(5, month);
+  b[7] = '-';
+  two(8, day);
+  b[10] = 'T';
+  two(11, rem / 3600);
+  b[13] = ':';
+  two(14, rem / 60 % 60);
+  b[16] = ':';
+  two(17, rem % 60);
+  out.append(b, 19);
+  out += 'Z';
+}
 
-std::string Csv(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
+std::string T(int64_t us) {
+  std::string s;
+  AppendTime(s, us);
+  return s;
+}
+
+// Appends `s` left-aligned in a column `width` bytes wide (longer text is not cut).
+void Pad(std::string& out, std::string_view s, size_t width) {
+  out += s;
+  if (s.size() < width) out.append(width - s.size(), ' ');
+}
+
+void AppendCsv(std::string& out, std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+    out += s;
+    return;
+  }
+  out += '"';
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
 }
 
 std::string Html(const std::string& s) {
@@ -116,22 +190,32 @@ std::string Html(const std::string& s) {
 
 std::string RenderTable(const Scope& s) {
   std::string out = "Incident scope: node " + s.query.node + ", " + T(s.query.from) + " to " + T(s.query.to) + "\n";
-  char buf[512];
+  size_t rows = 0;
+  for (const auto& g : s.orgs) rows += g.downloads.size();
+  out.reserve(out.size() + rows * 160 + s.orgs.size() * 128 + 256);
   for (const auto& g : s.orgs) {
-    std::snprintf(buf, sizeof buf, "\n%s [%s] account manager: %s %s %s\n", g.name.c_str(), g.tier.c_str(),
-                  g.account_manager.c_str(), g.account_manager_email.empty() ? "" : ("<" + g.account_manager_email + ">").c_str(),
-                  g.phone.c_str());
-    out += buf;
-    std::string user;
+    out += "\n" + g.name + " [" + g.tier + "] account manager: " + g.account_manager + " " +
+           (g.account_manager_email.empty() ? "" : "<" + g.account_manager_email + ">") + " " + g.phone + "\n";
+    const std::string* user = nullptr;
     for (const auto& d : g.downloads) {
-      if (d.username != user) {
-        user = d.username;
-        out += "  " + user + "\n";
+      if (!user || d.username != *user) {
+        user = &d.username;
+        out += "  ";
+        out += d.username;
+        out += '\n';
       }
-      std::snprintf(buf, sizeof buf, "    %-20s  %-40s  %s  %s%s\n", T(d.started_at).c_str(), d.target_path.c_str(),
-                    d.sha256.c_str(), d.source.c_str(),
-                    d.outcome == DownloadOutcome::kInProgress ? "  unfinished" : "");
-      out += buf;
+      out += "    ";
+      size_t at = out.size();
+      AppendTime(out, d.started_at);
+      out.append(at + 20 > out.size() ? at + 20 - out.size() : 0, ' ');
+      out += "  ";
+      Pad(out, d.target_path, 40);
+      out += "  ";
+      out += d.sha256;
+      out += "  ";
+      out += d.source;
+      if (d.outcome == DownloadOutcome::kInProgress) out += "  unfinished";
+      out += '\n';
     }
   }
   out += "\n" + s.Totals() + "\n";
@@ -141,12 +225,40 @@ std::string RenderTable(const Scope& s) {
 std::string RenderCsv(const Scope& s) {
   std::string out =
       "organisation,tier,account_manager,account_manager_email,user,file,time,sha256,node,bytes,source,outcome\n";
-  for (const auto& g : s.orgs)
-    for (const auto& d : g.downloads)
-      out += Csv(g.name) + "," + g.tier + "," + Csv(g.account_manager) + "," + Csv(g.account_manager_email) + "," +
-             Csv(d.username) + "," + Csv(d.target_path) + "," + T(d.started_at) + "," + d.sha256 + "," + Csv(d.node) +
-             "," + std::to_string(d.bytes_sent) + "," + d.source + "," + std::string(DownloadOutcomeName(d.outcome)) +
-             "\n";
+  size_t rows = 0;
+  for (const auto& g : s.orgs) rows += g.downloads.size();
+  out.reserve(out.size() + rows * 200);
+  for (const auto& g : s.orgs) {
+    // The organisation's four cells are the same on each of its rows: encoded once.
+    std::string prefix;
+    AppendCsv(prefix, g.name);
+    prefix += ',';
+    AppendCsv(prefix, g.tier);
+    prefix += ',';
+    AppendCsv(prefix, g.account_manager);
+    prefix += ',';
+    AppendCsv(prefix, g.account_manager_email);
+    prefix += ',';
+    for (const auto& d : g.downloads) {
+      out += prefix;
+      AppendCsv(out, d.username);
+      out += ',';
+      AppendCsv(out, d.target_path);
+      out += ',';
+      AppendTime(out, d.started_at);
+      out += ',';
+      AppendCsv(out, d.sha256);
+      out += ',';
+      AppendCsv(out, d.node);
+      out += ',';
+      out += std::to_string(d.bytes_sent);
+      out += ',';
+      AppendCsv(out, d.source);
+      out += ',';
+      out += DownloadOutcomeName(d.outcome);
+      out += '\n';
+    }
+  }
   return out;
 }
 
