@@ -30,7 +30,7 @@ trap cleanup EXIT
 fail() { echo "BENCH FAILED: $*" >&2; exit 1; }
 
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "peers: $(clamscan --version | cut -d/ -f1) (clamscan), $(clamd --version | cut -d/ -f1) (clamd), $(clamdscan --version | cut -d/ -f1) (clamdscan); patchgate's worker links libclamav $(pkg-config --modversion libclamav)"
+echo "peers: $(clamscan --version | cut -d/ -f1) (clamscan), $(clamd --version | cut -d/ -f1) (clamd), $(clamdscan --version 2>/dev/null | cut -d/ -f1) (clamdscan); patchgate's worker links libclamav $(pkg-config --modversion libclamav)"
 echo "parallelism: $jobs for every side"
 
 # Signatures: the test set plus generated MD5 hash signatures (hash:size:name).
