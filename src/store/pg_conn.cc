@@ -71,6 +71,38 @@ class PgConnection : public Connection {
     return Collect(r);
   }
 
+  Status QueryEach(std::string_view sql, const std::vector<Param>& params,
+                   const std::function<void(const RowView&)>& fn) override {
+    PG_RETURN_IF_ERROR(Connect());
+    std::string q = Numbered(sql);
+    std::vector<std::string> storage(params.size());
+    std::vector<const char*> values(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (std::holds_alternative<std::nullptr_t>(params[i])) {
+        values[i] = nullptr;
+        continue;
+      }
+      if (auto* v = std::get_if<int64_t>(&params[i])) storage[i] = std::to_string(*v);
+      else storage[i] = std::string(TextOf(params[i]));
+      values[i] = storage[i].c_str();
+    }
+    PGresult* r = PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
+                               nullptr, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) return Collect(r).status();
+    int n = PQntuples(r), m = PQnfields(r);
+    RowView row;
+    for (int i = 0; i < n; ++i) {
+      row.assign(static_cast<size_t>(m), std::nullopt);
+      for (int c = 0; c < m; ++c)
+        if (!PQgetisnull(r, i, c))
+          row[static_cast<size_t>(c)] = std::string_view(PQgetvalue(r, i, c), static_cast<size_t>(PQgetlength(r, i, c)));
+      fn(row);
+    }
+    PQclear(r);
+    return Status::OK();
+  }
+
   Status ExecScript(std::string_view sql) override {
     PG_RETURN_IF_ERROR(Connect());
     PGresult* r = PQexec(conn_, std::string(sql).c_str());

@@ -1,5 +1,6 @@
 // The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -86,29 +87,38 @@ constexpr char kScopeSelect[] =
     "d.target_path, d.sha256, '', d.bytes_sent, d.outcome, '', '', d.source, d.http_status, d.unknown_user, "
     "d.unknown_target, '' FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
 
-Download DownloadFromRow(const Row& r) {
+std::string_view SV(const sql::RowView& r, size_t i) { return r[i].value_or(std::string_view()); }
+int64_t IV(const sql::RowView& r, size_t i) {
+  int64_t v = 0;
+  if (r[i]) std::from_chars(r[i]->data(), r[i]->data() + r[i]->size(), v);
+  return v;
+}
+
+// DownloadFromRow for a row seen in place: each text copied once, straight into the record.
+Download DownloadFromView(const sql::RowView& r) {
   Download d;
-  d.id = I(r, 0);
-  d.started_at = I(r, 1);
-  d.ended_at = OI(r, 2);
-  d.node = S(r, 3);
-  d.username = S(r, 4);
-  d.org_name = S(r, 5);
-  d.org_tier = S(r, 6);
-  d.target_path = S(r, 7);
-  d.sha256 = S(r, 8);
-  d.range = S(r, 9);
-  d.bytes_sent = static_cast<uint64_t>(I(r, 10));
-  d.outcome = ParseDownloadOutcome(S(r, 11)).value_or(DownloadOutcome::kInProgress);
-  d.remote_addr = S(r, 12);
-  d.user_agent = S(r, 13);
-  d.source = S(r, 14);
-  d.http_status = static_cast<int>(I(r, 15));
-  d.unknown_user = I(r, 16) != 0;
-  d.unknown_target = I(r, 17) != 0;
-  d.import_key = S(r, 18);
+  d.id = IV(r, 0);
+  d.started_at = IV(r, 1);
+  if (r[2]) d.ended_at = IV(r, 2);
+  d.node = SV(r, 3);
+  d.username = SV(r, 4);
+  d.org_name = SV(r, 5);
+  d.org_tier = SV(r, 6);
+  d.target_path = SV(r, 7);
+  d.sha256 = SV(r, 8);
+  d.range = SV(r, 9);
+  d.bytes_sent = static_cast<uint64_t>(IV(r, 10));
+  d.outcome = ParseDownloadOutcome(SV(r, 11)).value_or(DownloadOutcome::kInProgress);
+  d.remote_addr = SV(r, 12);
+  d.user_agent = SV(r, 13);
+  d.source = SV(r, 14);
+  d.http_status = static_cast<int>(IV(r, 15));
+  d.unknown_user = IV(r, 16) != 0;
+  d.unknown_target = IV(r, 17) != 0;
+  d.import_key = SV(r, 18);
   return d;
 }
+
 
 // A download never lasts longer than this; bounds the index range of window queries.
 constexpr int64_t kMaxDownloadMicros = int64_t{24} * 3600 * 1'000'000;
@@ -416,11 +426,9 @@ class SqlStore final : public Store {
   Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
     std::vector<Param> p;
     std::string sql = DownloadsSql(q, &p);
-    std::lock_guard<std::mutex> l(mu_);
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(sql, p));
     std::vector<Download> out;
-    out.reserve(rows.size());
-    for (const auto& r : rows) out.push_back(DownloadFromRow(r));
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(DownloadFromView(r)); }));
     return out;
   }
 
