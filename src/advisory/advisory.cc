@@ -312,4 +312,33 @@ Result<std::vector<Organisation>> ResolveAudience(Store& store, const Audience& 
   return out;
 }
 
+Result<std::vector<CallEntry>> CallList(Store& store, const Advisory& a, int64_t cutoff) {
+  if (!a.schedule) return InvalidArgument(a.id + " has no audience yet (`patchgate advisory schedule`)");
+  PG_ASSIGN_OR_RETURN(Audience aud, ParseAudience(a.schedule->audience));
+  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, ResolveAudience(store, aud));
+  PG_ASSIGN_OR_RETURN(std::vector<Notification> ns, store.ListSubjectNotifications("advisory:" + a.id + ":"));
+  struct Seen {
+    bool acked = false;
+    std::optional<int64_t> first_sent;
+  };
+  std::map<int64_t, Seen> seen;
+  for (const auto& n : ns) {
+    if (n.subject.size() >= 8 && n.subject.compare(n.subject.size() - 8, 8, ":publish") == 0) continue;
+    Seen& x = seen[n.org_id];
+    x.acked |= n.acked_at.has_value();
+    if (n.sent_at && (!x.first_sent || *n.sent_at < *x.first_sent)) x.first_sent = n.sent_at;
+  }
+  auto rank = [](const std::string& t) { return t == "premier" ? 0 : t == "gold" ? 1 : 2; };
+  std::stable_sort(orgs.begin(), orgs.end(), [&](const Organisation& x, const Organisation& y) {
+    return rank(x.tier) != rank(y.tier) ? rank(x.tier) < rank(y.tier) : x.name < y.name;
+  });
+  std::vector<CallEntry> out;
+  for (auto& o : orgs) {
+    const Seen& x = seen[o.id];
+    if (x.acked || (x.first_sent && *x.first_sent > cutoff)) continue;
+    out.push_back({std::move(o), x.first_sent});
+  }
+  return out;
+}
+
 }  // namespace patchgate::advisory

@@ -113,6 +113,15 @@ Status SetSchedule(Store& store, const std::string& id, const Schedule& s, const
 // The organisations of an audience now (name-sorted).
 Result<std::vector<Organisation>> ResolveAudience(Store& store, const Audience& audience);
 
+// The audience organisations to phone: no acknowledgement of any embargoed notice of
+// this advisory, and notified before `cutoff` (micros) or not at all. Premier first, then
+// gold, then standard; by name within a tier.
+struct CallEntry {
+  Organisation org;
+  std::optional<int64_t> first_notified;
+};
+Result<std::vector<CallEntry>> CallList(Store& store, const Advisory& a, int64_t cutoff);
+
 // Caps on text from the command line.
 inline constexpr size_t kMaxTitle = 512;
 inline constexpr size_t kMaxText = 64 * 1024;

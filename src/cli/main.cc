@@ -8,7 +8,7 @@ namespace {
 
 constexpr Registrar kAreas[] = {
     RegisterRepoCommands, RegisterScanCommands, RegisterAdminCommands,
-    RegisterServeCommands, RegisterIncidentCommands,
+    RegisterServeCommands, RegisterIncidentCommands, RegisterAdvisoryCommands,
 };
 
 }  // namespace

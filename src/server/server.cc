@@ -500,6 +500,17 @@ class ServerImpl final : public Server {
       Send(c, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
       return false;
     }
+    if (o_.extra_route && req.target.rfind("/.well-known/", 0) == 0) {
+      int64_t org = 0;
+      if (req.Header("authorization")) {
+        auto u = Authenticate(req);
+        if (u.ok()) org = u->org_id;
+      }
+      if (auto r = o_.extra_route(req.method, req.target, org)) {
+        metrics_.CountStatus(r->status);
+        return c.WriteAll(Head(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body));
+      }
+    }
     auto path = NormalizeTarget(req.target);
     if (!path.ok()) {
       int status = path.status().code() == ErrorCode::kNotFound ? 404 : 400;
