@@ -6,6 +6,8 @@
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/clock.h"
+#include "core/csv.h"
+#include "core/text.h"
 #include "incident/import.h"
 #include "incident/scope.h"
 #include "notify/notify.h"
@@ -79,9 +81,9 @@ int List(IncidentFlags& f) {
     }
     std::printf("%-5s %-12s %-22s %-22s %s\n", "ID", "NODE", "FROM", "TO", "CAUSE");
     for (const auto& i : *all)
-      std::printf("%-5lld %-12s %-22s %-22s %s\n", static_cast<long long>(i.id), i.node.c_str(),
+      std::printf("%-5lld %-12s %-22s %-22s %s\n", static_cast<long long>(i.id), EscapeForTerminal(i.node).c_str(),
                   FormatRfc3339(i.window_start / 1'000'000).c_str(), FormatRfc3339(i.window_end / 1'000'000).c_str(),
-                  i.cause.c_str());
+                  EscapeForTerminal(i.cause).c_str());
     return kExitOk;
   });
 }
@@ -93,11 +95,12 @@ int Show(IncidentFlags& f) {
     auto i = s.GetIncident(*id);
     if (!i.ok()) return ReportError(i.status());
     std::printf("incident %lld\n  node:     %s\n  window:   %s to %s\n  cause:    %s\n  detected: %s\n",
-                static_cast<long long>(i->id), i->node.c_str(), FormatRfc3339(i->window_start / 1'000'000).c_str(),
-                FormatRfc3339(i->window_end / 1'000'000).c_str(), i->cause.c_str(),
+                static_cast<long long>(i->id), EscapeForTerminal(i->node).c_str(),
+                FormatRfc3339(i->window_start / 1'000'000).c_str(), FormatRfc3339(i->window_end / 1'000'000).c_str(),
+                EscapeForTerminal(i->cause).c_str(),
                 FormatRfc3339(i->detected_at / 1'000'000).c_str());
     std::printf("  files:    %s\n", i->targets.empty() ? "(every file served by the node)" : "");
-    for (const auto& t : i->targets) std::printf("            %s\n", t.c_str());
+    for (const auto& t : i->targets) std::printf("            %s\n", EscapeForTerminal(t).c_str());
     return kExitOk;
   });
 }
@@ -150,9 +153,9 @@ int ImportLog(IncidentFlags& f) {
       }
       std::printf("%s: %zu lines, %zu downloads imported, %zu already imported, %zu not downloads, %zu unparseable; "
                   "flagged: %zu unknown users, %zu unknown paths\n",
-                  file.c_str(), r->lines, r->imported, r->duplicates, r->skipped, r->unparseable, r->unknown_users,
+                  EscapeForTerminal(file).c_str(), r->lines, r->imported, r->duplicates, r->skipped, r->unparseable, r->unknown_users,
                   r->unknown_targets);
-      for (const auto& [line, why] : r->bad_lines) std::printf("  line %zu: %s\n", line, why.c_str());
+      for (const auto& [line, why] : r->bad_lines) std::printf("  line %zu: %s\n", line, EscapeForTerminal(why).c_str());
       if (r->unparseable > r->bad_lines.size())
         std::printf("  ... and %zu more unparseable lines\n", r->unparseable - r->bad_lines.size());
     }
@@ -177,7 +180,7 @@ int NotifyCmd(IncidentFlags& f) {
     auto transport = notify::NewCurlTransport(f.smtp);
     auto r = notify::NotifyIncident(s, *id, *transport, o, SystemClock::Get());
     if (!r.ok()) return ReportError(r.status());
-    for (const auto& l : r->log) std::printf("%s\n", l.c_str());
+    for (const auto& l : r->log) std::printf("%s\n", EscapeForTerminal(l).c_str());
     std::printf("%zu organisations: %zu sent now, %zu sent before, %zu failed\n", r->organisations, r->sent,
                 r->already_sent, r->failed);
     return r->failed ? kExitUnavailable : kExitOk;
@@ -194,8 +197,9 @@ int StatusCmd(IncidentFlags& f) {
     std::printf("%-24s %-8s %-7s %-8s %-22s %-22s %s\n", "ORGANISATION", "CHANNEL", "STATE", "ATTEMPTS", "SENT",
                 "ACKNOWLEDGED", "LAST ERROR");
     for (const auto& n : *ns)
-      std::printf("%-24s %-8s %-7s %-8d %-22s %-22s %s\n", n.org_name.c_str(), n.channel.c_str(), n.state.c_str(),
-                  n.attempts, t(n.sent_at).c_str(), t(n.acked_at).c_str(), n.last_error.c_str());
+      std::printf("%-24s %-8s %-7s %-8d %-22s %-22s %s\n", EscapeForTerminal(n.org_name).c_str(), n.channel.c_str(),
+                  n.state.c_str(), n.attempts, t(n.sent_at).c_str(), t(n.acked_at).c_str(),
+                  EscapeForTerminal(n.last_error).c_str());
     return kExitOk;
   });
 }
@@ -215,7 +219,11 @@ int CallList(IncidentFlags& f) {
     int64_t cutoff = SystemClock::Get().NowMicros() - *older;
     if (!f.csv) std::printf("Organisations to call (no acknowledgement, notified before %s or not at all):\n",
                             FormatRfc3339(cutoff / 1'000'000).c_str());
-    if (f.csv) std::printf("organisation,account_manager,account_manager_email,phone,contacts,affected_downloads,notified_at\n");
+    std::string csv;
+    CsvWriter w(&csv);
+    if (f.csv)
+      w.Row({"organisation", "account_manager", "account_manager_email", "phone", "contacts", "affected_downloads",
+             "notified_at"});
     for (const auto& g : scope->orgs) {
       bool acked = false;
       std::optional<int64_t> first_sent;
@@ -229,13 +237,14 @@ int CallList(IncidentFlags& f) {
       for (const auto& c : g.contacts) contacts += (contacts.empty() ? "" : "; ") + c;
       std::string sent = first_sent ? FormatRfc3339(*first_sent / 1'000'000) : "never";
       if (f.csv)
-        std::printf("%s,%s,%s,%s,%s,%zu,%s\n", CsvField(g.name).c_str(), CsvField(g.account_manager).c_str(),
-                    CsvField(g.account_manager_email).c_str(), CsvField(g.phone).c_str(), CsvField(contacts).c_str(),
-                    g.downloads.size(), sent.c_str());
+        w.Text(g.name).Text(g.account_manager).Text(g.account_manager_email).Text(g.phone).Text(contacts)
+            .Number(uint64_t{g.downloads.size()}).Text(sent).EndRow();
       else
-        std::printf("  %-24s %-20s %-16s %3zu downloads  notified %s\n", g.name.c_str(), g.account_manager.c_str(),
-                    g.phone.c_str(), g.downloads.size(), sent.c_str());
+        std::printf("  %-24s %-20s %-16s %3zu downloads  notified %s\n", EscapeForTerminal(g.name).c_str(),
+                    EscapeForTerminal(g.account_manager).c_str(), EscapeForTerminal(g.phone).c_str(),
+                    g.downloads.size(), sent.c_str());
     }
+    std::fputs(csv.c_str(), stdout);
     return kExitOk;
   });
 }

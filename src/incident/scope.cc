@@ -5,6 +5,9 @@
 #include <set>
 
 #include "core/clock.h"
+#include "core/csv.h"
+#include "core/json_output.h"
+#include "core/text.h"
 
 namespace patchgate::incident {
 
@@ -90,15 +93,11 @@ namespace {
 
 std::string T(int64_t us) { return FormatRfc3339(us / 1'000'000); }
 
-std::string Csv(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string o = "\"";
-  for (char c : s) o += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return o + "\"";
-}
+// Text from the store as a terminal may print it (no escape sequences).
+std::string Tm(const std::string& s) { return EscapeForTerminal(s); }
 
-std::string Html(const std::string& s) {
-  std::string o;
+std::string Html(const std::string& raw) {
+  std::string s = EscapeInvalidUtf8(raw), o;  // the report declares UTF-8: make it so
   for (char c : s) {
     switch (c) {
       case '&': o += "&amp;"; break;
@@ -115,21 +114,22 @@ std::string Html(const std::string& s) {
 }  // namespace
 
 std::string RenderTable(const Scope& s) {
-  std::string out = "Incident scope: node " + s.query.node + ", " + T(s.query.from) + " to " + T(s.query.to) + "\n";
+  std::string out = "Incident scope: node " + Tm(s.query.node) + ", " + T(s.query.from) + " to " + T(s.query.to) + "\n";
   char buf[512];
   for (const auto& g : s.orgs) {
-    std::snprintf(buf, sizeof buf, "\n%s [%s] account manager: %s %s %s\n", g.name.c_str(), g.tier.c_str(),
-                  g.account_manager.c_str(), g.account_manager_email.empty() ? "" : ("<" + g.account_manager_email + ">").c_str(),
-                  g.phone.c_str());
+    std::snprintf(buf, sizeof buf, "\n%s [%s] account manager: %s %s %s\n", Tm(g.name).c_str(), Tm(g.tier).c_str(),
+                  Tm(g.account_manager).c_str(),
+                  g.account_manager_email.empty() ? "" : ("<" + Tm(g.account_manager_email) + ">").c_str(),
+                  Tm(g.phone).c_str());
     out += buf;
     std::string user;
     for (const auto& d : g.downloads) {
       if (d.username != user) {
         user = d.username;
-        out += "  " + user + "\n";
+        out += "  " + Tm(user) + "\n";
       }
-      std::snprintf(buf, sizeof buf, "    %-20s  %-40s  %s  %s%s\n", T(d.started_at).c_str(), d.target_path.c_str(),
-                    d.sha256.c_str(), d.source.c_str(),
+      std::snprintf(buf, sizeof buf, "    %-20s  %-40s  %s  %s%s\n", T(d.started_at).c_str(), Tm(d.target_path).c_str(),
+                    Tm(d.sha256).c_str(), Tm(d.source).c_str(),
                     d.outcome == DownloadOutcome::kInProgress ? "  unfinished" : "");
       out += buf;
     }
@@ -139,14 +139,16 @@ std::string RenderTable(const Scope& s) {
 }
 
 std::string RenderCsv(const Scope& s) {
-  std::string out =
-      "organisation,tier,account_manager,account_manager_email,user,file,time,sha256,node,bytes,source,outcome\n";
+  std::string out;
+  CsvWriter w(&out);
+  w.Row({"organisation", "tier", "account_manager", "account_manager_email", "user", "file", "time", "sha256", "node",
+         "bytes", "source", "outcome"});
   for (const auto& g : s.orgs)
-    for (const auto& d : g.downloads)
-      out += Csv(g.name) + "," + g.tier + "," + Csv(g.account_manager) + "," + Csv(g.account_manager_email) + "," +
-             Csv(d.username) + "," + Csv(d.target_path) + "," + T(d.started_at) + "," + d.sha256 + "," + Csv(d.node) +
-             "," + std::to_string(d.bytes_sent) + "," + d.source + "," + std::string(DownloadOutcomeName(d.outcome)) +
-             "\n";
+    for (const auto& d : g.downloads) {
+      w.Text(g.name).Text(g.tier).Text(g.account_manager).Text(g.account_manager_email).Text(d.username);
+      w.Text(d.target_path).Text(T(d.started_at)).Text(d.sha256).Text(d.node).Number(uint64_t{d.bytes_sent});
+      w.Text(d.source).Text(DownloadOutcomeName(d.outcome)).EndRow();
+    }
   return out;
 }
 
@@ -171,7 +173,7 @@ std::string RenderJson(const Scope& s) {
                                 {"unknown_user", d.unknown_user}, {"unknown_target", d.unknown_target}});
     j["organisations"].push_back(std::move(o));
   }
-  return j.dump(2) + "\n";
+  return JsonText(j) + "\n";
 }
 
 std::string RenderHtml(const Scope& s) {
