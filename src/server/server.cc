@@ -49,7 +49,8 @@ class Conn {
   // more_follows: more body bytes come next, so the data may wait to leave in the same TCP
   // segment (MSG_MORE) instead of a packet of its own. False when the peer took nothing
   // for the send timeout (a client that does not read is dropped then) or on error.
-  virtual bool Write(std::string_view data, bool more_follows) = 0;
+  // `written` (if given) counts the bytes the kernel took, also when it returns false.
+  virtual bool Write(std::string_view data, bool more_follows, uint64_t* written = nullptr) = 0;
   bool WriteAll(std::string_view data) { return Write(data, false); }
   // Sends [offset, offset+len) of `file_fd` without looking at the bytes (only for files
   // the kernel verifies on read: fs-verity); returns bytes sent (short on error).
@@ -84,7 +85,7 @@ class PlainConn : public Conn {
       return r;
     }
   }
-  bool Write(std::string_view d, bool more_follows) override {
+  bool Write(std::string_view d, bool more_follows, uint64_t* written) override {
     int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more_follows ? MSG_MORE : 0);
     while (!d.empty()) {
       ssize_t w = ::send(fd_, d.data(), d.size(), flags);
@@ -95,6 +96,7 @@ class PlainConn : public Conn {
       }
       if (w <= 0) return false;
       d.remove_prefix(static_cast<size_t>(w));
+      if (written) *written += static_cast<uint64_t>(w);
     }
     return true;
   }
@@ -145,7 +147,7 @@ class TlsConn : public Conn {
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) errno = EAGAIN;
     return -1;
   }
-  bool Write(std::string_view d, bool /*more_follows*/) override {
+  bool Write(std::string_view d, bool /*more_follows*/, uint64_t* written) override {
     while (!d.empty()) {
       int w = SSL_write(ssl_, d.data(), static_cast<int>(std::min<size_t>(d.size(), 1 << 30)));
       if (w <= 0) {
@@ -153,6 +155,7 @@ class TlsConn : public Conn {
         return false;
       }
       d.remove_prefix(static_cast<size_t>(w));
+      if (written) *written += static_cast<uint64_t>(w);
     }
     return true;
   }
@@ -318,7 +321,7 @@ class ServerImpl final : public Server {
   Status Start() override {
     sockaddr_in addr{};
     if (!ParseListen(o_.listen, &addr)) return InvalidArgument("--listen must be IPv4:PORT, e.g. 127.0.0.1:8443");
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
@@ -335,14 +338,22 @@ class ServerImpl final : public Server {
   int port() const override { return port_; }
 
   void Run() override {
-    while (!stopping_) {
-      pollfd p{listen_fd_, POLLIN, 0};
-      int r = ::poll(&p, 1, 200);
-      if (r <= 0) continue;
+    for (;;) {
+      bool stop = stopping_;
+      if (!stop) {
+        pollfd p{listen_fd_, POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0) continue;
+      }
       sockaddr_in peer{};
       socklen_t plen = sizeof peer;
+      // Once stopping, what the kernel already accepted (the backlog) is still served;
+      // then the listening socket closes.
+      // (The listening socket is non-blocking; accepted ones are blocking.)
       int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
-      if (fd < 0) continue;
+      if (fd < 0) {
+        if (stop) break;
+        continue;
+      }
       {
         std::lock_guard<std::mutex> l(mu_);
         if (active_ >= o_.max_connections) {
@@ -363,8 +374,7 @@ class ServerImpl final : public Server {
         drained_.notify_all();
       }).detach();
     }
-    // Drain. New connections are refused at once: the listening socket closes now (a
-    // connection still queued in its backlog is reset, never left hanging).
+    // Drain. New connections are refused at once: the listening socket closes now.
     ::close(listen_fd_);
     listen_fd_ = -1;
     // In-flight responses may finish within drain_seconds; idle keep-alive connections
@@ -431,7 +441,7 @@ class ServerImpl final : public Server {
       for (;;) {
         out = ParseRequestHead(buf, o_.limits);
         if (out.head || out.error) break;
-        if (stopping_ && buf.empty()) return;  // draining: idle connections close
+        if (stopping_ && buf.empty() && !first) return;  // draining: idle keep-alive connections close
         if (std::chrono::steady_clock::now() - start > std::chrono::seconds(limit)) {
           if (!buf.empty()) {
             Send(*conn, 408, "request head not received in time\n", false);
@@ -517,6 +527,16 @@ class ServerImpl final : public Server {
     return ServeTarget(c, req, path->rel, *user, remote, keep, head_only);
   }
 
+  // A look-up that finds the store unavailable is asked once more: a connection that died
+  // while idle (the database restarted) is only found out by its next statement, and the
+  // store reconnects on the one after.
+  template <typename F>
+  static auto AskOnceMore(F ask) {
+    auto r = ask();
+    if (!r.ok() && r.status().code() == ErrorCode::kUnavailable) r = ask();
+    return r;
+  }
+
   Result<User> Authenticate(const RequestHead& req) {
     auto h = req.Header("authorization");
     if (!h) return Unauthorized("no credentials");
@@ -526,7 +546,7 @@ class ServerImpl final : public Server {
     std::string hash = Sha256Hex(cred.token);
     User u;
     if (!auth_cache_.Get(hash, &u)) {
-      PG_ASSIGN_OR_RETURN(u, reads_->AuthenticateTokenHash(hash));
+      PG_ASSIGN_OR_RETURN(u, AskOnceMore([&] { return reads_->AuthenticateTokenHash(hash); }));
       auth_cache_.Put(hash, u);
     }
     if (!cred.basic_user.empty() && !ConstantTimeEquals(cred.basic_user, u.username))
@@ -598,7 +618,7 @@ class ServerImpl final : public Server {
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
     bool is_entitled = false;
     if (!entitlement_cache_.Get(ekey, &is_entitled)) {
-      auto entitled = reads_->IsEntitled(user.org_id, entry->product);
+      auto entitled = AskOnceMore([&] { return reads_->IsEntitled(user.org_id, entry->product); });
       if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
       entitlement_cache_.Put(ekey, is_entitled);
@@ -693,8 +713,7 @@ class ServerImpl final : public Server {
       // Each chunk is checked before any of its bytes leave; a chunk that no longer
       // matches cuts the download there.
       while (!slice.empty()) {
-        if (!c.Write(slice, sent + slice.size() < body_len)) break;
-        sent += slice.size();
+        if (!c.Write(slice, sent + slice.size() < body_len, &sent)) break;
         if (reader.done()) break;
         auto s = reader.Next();
         if (!s.ok()) {
