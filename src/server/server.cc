@@ -504,13 +504,28 @@ class ServerImpl final : public Server {
       Send(c, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
       return false;
     }
+    if (o_.extra_route && req.target.rfind("/.well-known/", 0) == 0) {
+      int64_t org = 0;
+      if (req.Header("authorization")) {
+        auto u = Authenticate(req);
+        if (u.ok()) org = u->org_id;
+      }
+      if (auto r = o_.extra_route(req.method, req.target, org)) {
+        metrics_.CountStatus(r->status);
+        return c.WriteAll(Head(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
+      }
+    }
     if (!path.ok()) {
       int status = path.status().code() == ErrorCode::kNotFound ? 404 : 400;
       return Send(c, status, status == 404 ? "not found\n" : "bad request path\n", *keep && status == 404, {}, head_only);
     }
     switch (path->area) {
       case Area::kHealth: return Send(c, 200, "ok\n", *keep, {}, head_only);
-      case Area::kMetrics: return Send(c, 200, metrics_.Render(), *keep, {}, head_only, "text/plain; version=0.0.4");
+      case Area::kMetrics: {
+        std::string body = metrics_.Render();
+        if (o_.chain.extra_metrics) body += o_.chain.extra_metrics();
+        return Send(c, 200, body, *keep, {}, head_only, "text/plain; version=0.0.4");
+      }
       case Area::kAck: return HandleAck(c, path->rel, *keep, /*confirm=*/false, head_only);
       case Area::kMetadata:
       case Area::kTargets: break;
@@ -518,6 +533,18 @@ class ServerImpl final : public Server {
     }
     // Authentication.
     auto user = Authenticate(req);
+    if (!user.ok() && user.status().code() == ErrorCode::kUnauthorized && o_.chain.authenticate_node) {
+      // Not a customer: perhaps a downstream node of the chain pulling a sync.
+      auto node = AuthenticateNode(req);
+      if (node.ok()) {
+        if (path->area == Area::kMetadata) return ServeMetadata(c, path->rel, *keep, head_only, &*node);
+        return ServeTarget(c, req, path->rel, User{}, remote, keep, head_only, &*node);
+      }
+      if (node.status().code() == ErrorCode::kUnavailable)
+        return Send(c, 503, "the store is unavailable; try again later\n", false);
+    }
+    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load())
+      return Send(c, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
     if (!user.ok()) {
       if (user.status().code() == ErrorCode::kUnavailable)
         return Send(c, 503, "the audit store is unavailable; try again later\n", false);
@@ -554,6 +581,24 @@ class ServerImpl final : public Server {
     return u;
   }
 
+  Result<std::string> AuthenticateNode(const RequestHead& req) {
+    auto h = req.Header("authorization");
+    if (!h || h->size() <= 7 || strncasecmp(h->data(), "Bearer ", 7) != 0) return Unauthorized("no bearer token");
+    std::string_view token = h->substr(7);
+    if (token.empty() || token.size() > 512) return Unauthorized("malformed token");
+    return o_.chain.authenticate_node(Sha256Hex(token));
+  }
+
+  void RecordSync(const std::string* node, const std::string& what, uint64_t bytes) {
+    if (node && o_.chain.record_sync) o_.chain.record_sync(*node, what, bytes);
+  }
+
+  void CheckGeneration() {
+    if (!o_.chain.content_generation) return;
+    uint64_t g = o_.chain.content_generation->load();
+    if (g != seen_generation_.exchange(g)) catalogue_.Expire();
+  }
+
   // GET/HEAD /ack/<token> only shows a page whose button POSTs back (mail link scanners
   // fetch links, and must not acknowledge); the POST records the acknowledgement.
   bool HandleAck(Conn& c, const std::string& token, bool keep, bool confirm, bool head_only) {
@@ -576,7 +621,7 @@ class ServerImpl final : public Server {
     return Send(c, 200, body, keep, {{"Cache-Control", "no-store"}}, false, "text/html; charset=utf-8");
   }
 
-  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only) {
+  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only, const std::string* node = nullptr) {
     int fd = OpenBeneath(repo_fd_, "metadata/" + name);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -595,6 +640,7 @@ class ServerImpl final : public Server {
       uint64_t sent = c.SendFile(fd, 0, len);
       metrics_.bytes_sent += sent;
       ok = sent == len;
+      RecordSync(node, "metadata/" + name, sent);
     }
     ::close(fd);
     return ok && keep;
@@ -609,15 +655,38 @@ class ServerImpl final : public Server {
     if (!q.ok()) log::Error("could not record the quarantine", {{"target", entry.path}, {"error", q.ToString()}});
   }
 
+  // Sends body_len bytes from `first`: through sendfile when the kernel verifies the reads
+  // (fs-verity), otherwise chunk by chunk, each checked before any of its bytes leave; a
+  // chunk that no longer matches cuts the transfer there (*integrity_error says why).
+  // `slice` is the first chunk, already read and checked. Returns the bytes sent.
+  uint64_t SendChecked(Conn& c, int fd, uint64_t first, uint64_t body_len, bool kernel_verified,
+                       CheckedReader& reader, std::string_view slice, std::string* integrity_error) {
+    if (kernel_verified) return c.SendFile(fd, first, body_len);
+    uint64_t sent = 0;
+    while (!slice.empty()) {
+      // Counts what the kernel took, also of a slice cut short.
+      if (!c.Write(slice, sent + slice.size() < body_len, &sent)) break;
+      if (reader.done()) break;
+      auto s = reader.Next();
+      if (!s.ok()) {
+        *integrity_error = s.status().message();
+        break;
+      }
+      slice = *s;
+    }
+    return sent;
+  }
+
   bool ServeTarget(Conn& c, const RequestHead& req, const std::string& rel, const User& user,
-                   const std::string& remote, bool* keep, bool head_only) {
+                   const std::string& remote, bool* keep, bool head_only, const std::string* node = nullptr) {
+    CheckGeneration();
     Status cs = catalogue_.Refresh();
     if (!cs.ok()) log::Warn("catalogue reload failed; serving the last good one", {{"error", cs.ToString()}});
     auto entry = catalogue_.Find(rel);
     if (!entry) return Send(c, 404, "not found\n", *keep, {}, head_only);
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
-    bool is_entitled = false;
-    if (!entitlement_cache_.Get(ekey, &is_entitled)) {
+    bool is_entitled = node != nullptr;  // a node of the chain mirrors every product
+    if (!is_entitled && !entitlement_cache_.Get(ekey, &is_entitled)) {
       auto entitled = AskOnceMore([&] { return reads_->IsEntitled(user.org_id, entry->product); });
       if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
@@ -689,6 +758,23 @@ class ServerImpl final : public Server {
       }
       slice = *s;
     }
+    if (node) {
+      // A sync, not a customer download: no audit record; reported to the chain instead.
+      // The bytes are checked exactly as for a customer: a mirror never receives a changed byte.
+      metrics_.CountStatus(status);
+      std::string integrity_error;
+      uint64_t sent = 0;
+      if (c.Write(Head(status, headers, body_len, *keep), body_len > 0))
+        sent = SendChecked(c, fd, first, body_len, kernel_verified, reader, slice, &integrity_error);
+      metrics_.bytes_sent += sent;
+      if (!integrity_error.empty()) {
+        ++metrics_.integrity_aborts;
+        ++metrics_.verify_mismatches;
+        Quarantine(*entry, "changed on disk while being synced", integrity_error);
+      }
+      RecordSync(node, "targets/" + rel, sent);
+      return sent == body_len && *keep;
+    }
     // The record is durable before the first byte.
     DownloadStart start;
     start.started_at = SystemClock::Get().NowMicros();
@@ -706,23 +792,8 @@ class ServerImpl final : public Server {
     metrics_.CountStatus(status);
     uint64_t sent = 0;
     std::string integrity_error;
-    bool ok = c.Write(Head(status, headers, body_len, *keep), body_len > 0);
-    if (ok && kernel_verified) {
-      sent = c.SendFile(fd, first, body_len);
-    } else if (ok) {
-      // Each chunk is checked before any of its bytes leave; a chunk that no longer
-      // matches cuts the download there.
-      while (!slice.empty()) {
-        if (!c.Write(slice, sent + slice.size() < body_len, &sent)) break;
-        if (reader.done()) break;
-        auto s = reader.Next();
-        if (!s.ok()) {
-          integrity_error = s.status().message();
-          break;
-        }
-        slice = *s;
-      }
-    }
+    if (c.Write(Head(status, headers, body_len, *keep), body_len > 0))
+      sent = SendChecked(c, fd, first, body_len, kernel_verified, reader, slice, &integrity_error);
     metrics_.bytes_sent += sent;
     DownloadOutcome outcome = sent < body_len ? DownloadOutcome::kAborted
                                               : (ranged ? DownloadOutcome::kPartial : DownloadOutcome::kComplete);
@@ -757,6 +828,7 @@ class ServerImpl final : public Server {
   int repo_fd_ = -1;  // the served tree: every file is opened beneath it, links refused
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> seen_generation_{0};
   std::mutex mu_;
   std::condition_variable drained_;
   int active_ = 0;
