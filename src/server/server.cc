@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 
 #include <cerrno>
+#include <ctime>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -233,10 +234,29 @@ struct Response {
   std::string body;
 };
 
+// The current time as an IMF-fixdate (RFC 9110 §5.6.7), formatted at most once a second.
+std::string HttpDate() {
+  static std::mutex mu;
+  static time_t last = 0;
+  static std::string text;
+  time_t now = ::time(nullptr);
+  std::lock_guard<std::mutex> l(mu);
+  if (now != last) {
+    struct tm tm {};
+    gmtime_r(&now, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    text = buf;
+    last = now;
+  }
+  return text;
+}
+
 std::string Head(int status, const std::vector<std::pair<std::string, std::string>>& headers, uint64_t length,
                  bool keep_alive) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
   h += "Server: patchgate\r\n";
+  h += "Date: " + HttpDate() + "\r\n";
   for (const auto& [k, v] : headers) h += k + ": " + v + "\r\n";
   h += "Content-Length: " + std::to_string(length) + "\r\n";
   h += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
@@ -497,7 +517,8 @@ class ServerImpl final : public Server {
   // Returns false when the connection must close.
   bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool* keep) {
     bool head_only = req.method == "HEAD";
-    auto path = NormalizeTarget(req.target);
+    auto origin = OriginForm(req);
+    auto path = origin.ok() ? NormalizeTarget(*origin) : Result<NormalizedPath>(origin.status());
     if (req.method == "POST" && path.ok() && path->area == Area::kAck)
       return HandleAck(c, path->rel, *keep, /*confirm=*/true, false);
     if (req.method != "GET" && req.method != "HEAD") {
