@@ -5,6 +5,8 @@
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "core/log.h"
+#include "mirror/node_runtime.h"
 #include "server/server.h"
 
 namespace patchgate::cli {
@@ -14,6 +16,9 @@ namespace {
 struct ServeFlags {
   std::string store;
   server::ServerOptions o;
+  bool watch = false;
+  std::string signatures;
+  int verify_interval = 600;
 };
 
 int RunServe(ServeFlags& f) {
@@ -36,10 +41,34 @@ int RunServe(ServeFlags& f) {
     if (!r.ok()) return ReportError(r.status());
     reads = std::move(*r);
   }
+  // The node runtime: downstream mirrors authenticate here, heartbeat and compliance,
+  // optional integrity watch and scanner. It needs a store other processes can share.
+  mirror::NodeOptions no;
+  no.name = f.o.node_name;
+  no.role = "origin";
+  no.dir = f.o.repo_dir;
+  no.store_url = f.store;
+  no.tls = !f.o.tls_cert.empty();
+  no.watch = f.watch;
+  no.signatures_dir = f.signatures;
+  no.verify_interval_seconds = f.verify_interval;
+  std::unique_ptr<mirror::NodeRuntime> runtime;
+  if (auto rt = mirror::NodeRuntime::Create(no, store->get(), nullptr); rt.ok()) {
+    runtime = std::move(*rt);
+    f.o.chain = runtime->Hooks();
+  } else if (f.watch || !f.signatures.empty()) {
+    return ReportError(rt.status().WithContext("--watch/--signatures need the node registry"));
+  } else {
+    log::Warn("no node registry: mirrors cannot pull from this node", {{"error", rt.status().ToString()}});
+  }
   auto srv = server::Server::Create(f.o, store->get(), reads.get());
   if (!srv.ok()) return ReportError(srv.status());
   Status st = (*srv)->Start();
   if (!st.ok()) return ReportError(st);
+  if (runtime) {
+    st = runtime->Start();
+    if (!st.ok()) return ReportError(st);
+  }
   std::fprintf(stderr, "patchgate serve: listening on port %d (node %s)\n", (*srv)->port(), f.o.node_name.c_str());
   server::Server* s = srv->get();
   std::thread signals([s, set] {
@@ -49,6 +78,7 @@ int RunServe(ServeFlags& f) {
   });
   signals.detach();
   s->Run();
+  if (runtime) runtime->Stop();
   return kExitOk;
 }
 
@@ -73,6 +103,9 @@ void RegisterServeCommands(CLI::App& app, Context& ctx) {
   serve->add_option("--audit-finish-ms", f->o.audit_finish_ms,
                     "Batch download completions (end, bytes, outcome) this long; the drain writes them (0: at once)");
   serve->add_option("--drain-seconds", f->o.drain_seconds, "On SIGTERM, how long in-flight downloads may finish");
+  serve->add_flag("--watch", f->watch, "Integrity watch of the served tree (inotify plus a periodic full re-hash)");
+  serve->add_option("--signatures", f->signatures, "ClamAV signature directory: scan this node's tree (isolated worker)");
+  serve->add_option("--verify-interval", f->verify_interval, "Seconds between full re-hashes with --watch (default 600)");
   serve->final_callback([f, &ctx] { ctx.exit_code = RunServe(*f); });
 }
 

@@ -7,6 +7,9 @@
 #include <unordered_set>
 
 #include "core/clock.h"
+#include "core/csv.h"
+#include "core/json_output.h"
+#include "core/text.h"
 
 namespace patchgate::incident {
 
@@ -152,27 +155,32 @@ std::string T(int64_t us) {
   return s;
 }
 
-// Appends `s` left-aligned in a column `width` bytes wide (longer text is not cut).
-void Pad(std::string& out, std::string_view s, size_t width) {
+// Text from the store as a terminal may print it (no escape sequences). Printable ASCII,
+// the common case, is appended as it is, without a copy.
+void AppendTm(std::string& out, std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7f) {
+      out += EscapeForTerminal(s);
+      return;
+    }
   out += s;
-  if (s.size() < width) out.append(width - s.size(), ' ');
+}
+std::string Tm(std::string_view s) {
+  std::string out;
+  AppendTm(out, s);
+  return out;
 }
 
-void AppendCsv(std::string& out, std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
-    out += s;
-    return;
-  }
-  out += '"';
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
+// Appends `s` (terminal-safe) left-aligned in a column `width` bytes wide (longer text is
+// not cut).
+void Pad(std::string& out, std::string_view s, size_t width) {
+  size_t at = out.size();
+  AppendTm(out, s);
+  if (out.size() - at < width) out.append(width - (out.size() - at), ' ');
 }
 
-std::string Html(const std::string& s) {
-  std::string o;
+std::string Html(const std::string& raw) {
+  std::string s = EscapeInvalidUtf8(raw), o;  // the report declares UTF-8: make it so
   for (char c : s) {
     switch (c) {
       case '&': o += "&amp;"; break;
@@ -189,31 +197,29 @@ std::string Html(const std::string& s) {
 }  // namespace
 
 std::string RenderTable(const Scope& s) {
-  std::string out = "Incident scope: node " + s.query.node + ", " + T(s.query.from) + " to " + T(s.query.to) + "\n";
+  std::string out = "Incident scope: node " + Tm(s.query.node) + ", " + T(s.query.from) + " to " + T(s.query.to) + "\n";
   size_t rows = 0;
   for (const auto& g : s.orgs) rows += g.downloads.size();
   out.reserve(out.size() + rows * 160 + s.orgs.size() * 128 + 256);
   for (const auto& g : s.orgs) {
-    out += "\n" + g.name + " [" + g.tier + "] account manager: " + g.account_manager + " " +
-           (g.account_manager_email.empty() ? "" : "<" + g.account_manager_email + ">") + " " + g.phone + "\n";
+    out += "\n" + Tm(g.name) + " [" + Tm(g.tier) + "] account manager: " + Tm(g.account_manager) + " " +
+           (g.account_manager_email.empty() ? "" : "<" + Tm(g.account_manager_email) + ">") + " " + Tm(g.phone) + "\n";
     const std::string* user = nullptr;
     for (const auto& d : g.downloads) {
       if (!user || d.username != *user) {
         user = &d.username;
         out += "  ";
-        out += d.username;
+        AppendTm(out, d.username);
         out += '\n';
       }
       out += "    ";
-      size_t at = out.size();
-      AppendTime(out, d.started_at);
-      out.append(at + 20 > out.size() ? at + 20 - out.size() : 0, ' ');
+      Pad(out, T(d.started_at), 20);
       out += "  ";
       Pad(out, d.target_path, 40);
       out += "  ";
-      out += d.sha256;
+      AppendTm(out, d.sha256);
       out += "  ";
-      out += d.source;
+      AppendTm(out, d.source);
       if (d.outcome == DownloadOutcome::kInProgress) out += "  unfinished";
       out += '\n';
     }
@@ -223,39 +229,35 @@ std::string RenderTable(const Scope& s) {
 }
 
 std::string RenderCsv(const Scope& s) {
-  std::string out =
-      "organisation,tier,account_manager,account_manager_email,user,file,time,sha256,node,bytes,source,outcome\n";
+  // Every text cell goes through CsvCell (core/csv.h: quoted, neutralised against formula
+  // injection, valid UTF-8). An organisation's four cells are the same on each of its rows,
+  // so they are encoded once per organisation, not once per row.
+  std::string out;
+  CsvWriter(&out).Row({"organisation", "tier", "account_manager", "account_manager_email", "user", "file", "time",
+                       "sha256", "node", "bytes", "source", "outcome"});
   size_t rows = 0;
   for (const auto& g : s.orgs) rows += g.downloads.size();
   out.reserve(out.size() + rows * 200);
   for (const auto& g : s.orgs) {
-    // The organisation's four cells are the same on each of its rows: encoded once.
-    std::string prefix;
-    AppendCsv(prefix, g.name);
-    prefix += ',';
-    AppendCsv(prefix, g.tier);
-    prefix += ',';
-    AppendCsv(prefix, g.account_manager);
-    prefix += ',';
-    AppendCsv(prefix, g.account_manager_email);
-    prefix += ',';
+    const std::string prefix = CsvCell(g.name) + "," + CsvCell(g.tier) + "," + CsvCell(g.account_manager) + "," +
+                               CsvCell(g.account_manager_email) + ",";
     for (const auto& d : g.downloads) {
       out += prefix;
-      AppendCsv(out, d.username);
+      out += CsvCell(d.username);
       out += ',';
-      AppendCsv(out, d.target_path);
+      out += CsvCell(d.target_path);
       out += ',';
-      AppendTime(out, d.started_at);
+      out += CsvCell(T(d.started_at));
       out += ',';
-      AppendCsv(out, d.sha256);
+      out += CsvCell(d.sha256);
       out += ',';
-      AppendCsv(out, d.node);
+      out += CsvCell(d.node);
       out += ',';
       out += std::to_string(d.bytes_sent);
       out += ',';
-      AppendCsv(out, d.source);
+      out += CsvCell(d.source);
       out += ',';
-      out += DownloadOutcomeName(d.outcome);
+      out += CsvCell(DownloadOutcomeName(d.outcome));
       out += '\n';
     }
   }
@@ -283,7 +285,7 @@ std::string RenderJson(const Scope& s) {
                                 {"unknown_user", d.unknown_user}, {"unknown_target", d.unknown_target}});
     j["organisations"].push_back(std::move(o));
   }
-  return j.dump(2) + "\n";
+  return JsonText(j) + "\n";
 }
 
 std::string RenderHtml(const Scope& s) {

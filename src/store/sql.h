@@ -68,6 +68,12 @@ class Connection {
                                     std::string_view unique_column, const std::vector<std::vector<Param>>& rows) = 0;
 };
 
+// Wraps `conn` so that no text parameter that is not storable (invalid UTF-8, or NUL) ever
+// reaches the engine: such a parameter is bound as EscapeInvalidUtf8(text) ("\xHH" per bad
+// byte), in every statement and bulk load. Valid text passes through without a copy. This is
+// why one request's bytes can never make PostgreSQL reject a statement that carries others'.
+std::unique_ptr<Connection> WithStorableText(std::unique_ptr<Connection> conn);
+
 // url "sqlite:///abs/path.db" or "sqlite://rel.db" or "sqlite::memory:".
 Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& url);
 // url "postgresql://..." or "postgres://..." (libpq connection URI).

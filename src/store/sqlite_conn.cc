@@ -153,7 +153,12 @@ class SqliteConnection : public Connection {
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR || primary == SQLITE_FULL ||
         primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY || primary == SQLITE_PERM)
       return Unavailable("sqlite: " + msg);
-    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Corrupt("sqlite: " + msg);
+    // A file that is not a database is a store that cannot be used (exit 5), like one that
+    // cannot be opened: most often a wrong --store path.
+    if (primary == SQLITE_NOTADB)
+      return Unavailable("sqlite: " + msg + ": the store file is not an SQLite database; check --store or "
+                         "$PATCHGATE_STORE");
+    if (primary == SQLITE_CORRUPT) return Corrupt("sqlite: " + msg);
     return Internal("sqlite: " + msg);
   }
 
