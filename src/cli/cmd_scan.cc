@@ -44,8 +44,8 @@ void AddScanFlags(CLI::App* cmd, ScanFlags* f) {
   f->signatures = DefaultSignatures();
   cmd->add_option("--signatures", f->signatures,
                   "ClamAV signature directory (default $PATCHGATE_SIGNATURES or /var/lib/clamav)");
-  cmd->add_option("--max-file-size", f->max_file_size, "Largest artifact scanned (bytes); larger ones are refused");
-  cmd->add_option("--scan-jobs", f->jobs, "Parallel scan workers (default: cores)");
+  cmd->add_option("--max-file-size", f->max_file_size, "Largest artifact scanned (bytes); larger ones are refused. The ClamAV engine itself cannot scan files of 2 GiB or more");
+  cmd->add_option("--scan-jobs", f->jobs, "Scanning threads, sharing one engine in one isolated worker process (default: cores)");
   cmd->add_option("--scan-timeout", f->timeout, "Seconds one file may take");
 }
 
