@@ -58,9 +58,14 @@ class Updater {
   static std::string LocalName(const std::string& target_path);
 
  private:
+  // Roles at least this large are read without a DOM when they are canonical JSON.
+  static constexpr size_t kLazyRoleBytes = 256 * 1024;
   struct Loaded {
     tuf::Envelope env;
-    tuf::Targets targets;
+    tuf::Targets targets;  // common + delegations; targets too unless lazy
+    bool lazy = false;     // targets are looked up in env.signed_bytes
+    size_t targets_offset = 0, targets_size = 0;
+    Result<std::optional<tuf::TargetFile>> Find(const std::string& path) const;
   };
 
   Status LoadTrustedRoot();
