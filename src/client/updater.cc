@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "client/target_fetch.h"
 #include "crypto/hash.h"
 
 namespace patchgate::client {
@@ -21,18 +22,17 @@ std::string StripSlash(std::string s) {
   return s;
 }
 
-// Percent-encodes each path segment (keeping '/').
-std::string UrlPath(const std::string& path) {
-  std::string out;
-  size_t start = 0;
-  for (;;) {
-    size_t pos = path.find('/', start);
-    out += tuf::QuoteRoleName(path.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
-    if (pos == std::string::npos) break;
-    out += '/';
-    start = pos + 1;
-  }
-  return out;
+// True when `bytes` is exactly env.Serialize() (checked without building it: the
+// signature list and framing around the signed bytes).
+bool SerializesTo(const Envelope& env, const std::string& bytes) {
+  Envelope frame;
+  frame.signatures = env.signatures;
+  auto head = frame.Serialize();  // {"signatures":[...],"signed":}
+  if (!head.ok() || head->size() < 1) return false;
+  std::string_view prefix(head->data(), head->size() - 1);
+  return bytes.size() == prefix.size() + env.signed_bytes.size() + 1 &&
+         std::string_view(bytes).substr(0, prefix.size()) == prefix && bytes.back() == '}' &&
+         std::string_view(bytes).substr(prefix.size(), env.signed_bytes.size()) == env.signed_bytes;
 }
 
 bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
@@ -50,6 +50,25 @@ Result<std::optional<tuf::TargetFile>> Updater::Loaded::Find(const std::string& 
   auto it = targets.targets.find(path);
   if (it == targets.targets.end()) return std::optional<tuf::TargetFile>();
   return std::optional<tuf::TargetFile>(it->second);
+}
+
+Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All() const {
+  if (!lazy) return targets.targets;
+  std::string_view text(env.signed_bytes.data() + targets_offset, targets_size);
+  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(text, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
+  std::map<std::string, tuf::TargetFile> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    auto tf = tuf::ParseTargetFile(it.value());
+    if (!tf.ok()) return tf.status().WithContext("target " + it.key().substr(0, 128));
+    out.emplace_hint(out.end(), it.key(), std::move(*tf));
+  }
+  return out;
+}
+
+std::string Updater::Loaded::Raw() const {
+  if (!raw.empty()) return raw;
+  auto s = env.Serialize();
+  return s.ok() ? *s : std::string();
 }
 
 Updater::Updater(UpdaterOptions o, Fetcher* fetcher, const Clock& clock, FileSystem* fs)
@@ -89,7 +108,9 @@ Status Updater::LoadTrustedRoot() {
   }
   PG_ASSIGN_OR_RETURN(root_env_, Envelope::Parse(*bytes, tuf::kMaxRootBytes));
   PG_ASSIGN_OR_RETURN(root_, tuf::Root::FromSigned(root_env_.signed_json));
-  return tuf::VerifyThreshold(root_env_, root_.keys, root_.roles.at("root"), "trusted root");
+  PG_RETURN_IF_ERROR(tuf::VerifyThreshold(root_env_, root_.keys, root_.roles.at("root"), "trusted root"));
+  root_raw_ = std::move(*bytes);
+  return Status::OK();
 }
 
 // Loads the locally trusted timestamp/snapshot/targets; anything that no longer verifies
@@ -102,14 +123,20 @@ void Updater::LoadTrustedTopLevel() {
     auto env = Envelope::Parse(*b, tuf::kMaxTimestampBytes);
     if (env.ok() && tuf::VerifyThreshold(*env, root_.keys, root_.roles.at("timestamp"), "timestamp").ok()) {
       auto t = tuf::Timestamp::FromSigned(env->signed_json);
-      if (t.ok()) timestamp_ = std::move(*t);
+      if (t.ok()) {
+        timestamp_ = std::move(*t);
+        timestamp_raw_ = std::move(*b);
+      }
     }
   }
   if (auto b = ReadLocal("snapshot", tuf::kMaxSnapshotBytes); b.ok()) {
     auto env = Envelope::Parse(*b, tuf::kMaxSnapshotBytes);
     if (env.ok() && tuf::VerifyThreshold(*env, root_.keys, root_.roles.at("snapshot"), "snapshot").ok()) {
       auto s = tuf::Snapshot::FromSigned(env->signed_json);
-      if (s.ok()) snapshot_ = std::move(*s);
+      if (s.ok()) {
+        snapshot_ = std::move(*s);
+        snapshot_raw_ = std::move(*b);
+      }
     }
   }
 }
@@ -138,6 +165,7 @@ Status Updater::UpdateRoot() {
     root_env_ = std::move(env);
     root_ = std::move(fresh);
     PG_RETURN_IF_ERROR(Persist("root", *bytes));
+    root_raw_ = *bytes;
   }
   PG_RETURN_IF_ERROR(tuf::CheckNotExpired(root_.common, clock_, "root"));
   // Fast-forward recovery: new timestamp/snapshot keys invalidate what the old keys signed.
@@ -170,7 +198,9 @@ Status Updater::UpdateTimestamp() {
   }
   PG_RETURN_IF_ERROR(tuf::CheckNotExpired(fresh.common, clock_, "timestamp"));
   timestamp_ = std::move(fresh);
-  return Persist("timestamp", bytes);
+  PG_RETURN_IF_ERROR(Persist("timestamp", bytes));
+  timestamp_raw_ = std::move(bytes);
+  return Status::OK();
 }
 
 Status Updater::UpdateSnapshot() {
@@ -208,7 +238,9 @@ Status Updater::UpdateSnapshot() {
   }
   PG_RETURN_IF_ERROR(tuf::CheckNotExpired(fresh.common, clock_, "snapshot"));
   snapshot_ = std::move(fresh);
-  return Persist("snapshot", *bytes);
+  PG_RETURN_IF_ERROR(Persist("snapshot", *bytes));
+  snapshot_raw_ = std::move(*bytes);
+  return Status::OK();
 }
 
 Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
@@ -258,6 +290,7 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
                                                  std::to_string(meta.version) + ")");
     PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
     if (fetched) PG_RETURN_IF_ERROR(Persist(role, bytes));
+    if (!loaded.lazy || !SerializesTo(loaded.env, bytes)) loaded.raw = bytes;
     auto [it, _] = targets_.insert_or_assign(role, std::move(loaded));
     return &it->second;
   };
@@ -353,11 +386,10 @@ std::optional<std::string> Updater::FindCachedTarget(const TargetInfo& info) {
 
 Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
   if (auto cached = FindCachedTarget(info)) return *cached;
-  std::string remote = info.path;
+  std::string hash;
   if (root_.consistent_snapshot) {
     // TUF 5.7.3: the file is "<hash>.<name>" for one of the hashes the metadata lists.
     // sha256 when listed (what patchgate writes), else the first supported algorithm.
-    std::string hash;
     if (auto sha = info.file.hashes.find("sha256"); sha != info.file.hashes.end()) {
       hash = sha->second;
     } else {
@@ -370,60 +402,63 @@ Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
     if (hash.empty()) return Unsupported(info.path + " lists no hash algorithm this client supports");
     if (hash.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
       return Corrupt(info.path + ": a listed hash is not hexadecimal; cannot name the file to download");
-    remote = tuf::ConsistentTargetName(info.path, hash);
   }
   PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.target_dir));
   std::string final_path = JoinPath(o_.target_dir, LocalName(info.path));
-  std::string tmp = final_path + ".part." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IOError("cannot create " + tmp + ": " + std::strerror(errno));
-  std::map<std::string, Hasher> hashers;
-  for (const auto& [alg, _] : info.file.hashes) {
-    auto h = Hasher::Create(alg);
-    if (h.ok()) hashers.emplace(alg, std::move(*h));
-  }
-  if (hashers.empty()) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Unsupported(info.path + " lists no hash algorithm this client supports");
-  }
-  uint64_t received = 0;
-  Status st = fetcher_->Fetch(o_.target_base_url + "/" + UrlPath(remote), info.file.length,
-                              [&](std::string_view chunk) -> Status {
-                                received += chunk.size();
-                                for (auto& [alg, h] : hashers) h.Update(chunk);
-                                size_t off = 0;
-                                while (off < chunk.size()) {
-                                  ssize_t n = ::write(fd, chunk.data() + off, chunk.size() - off);
-                                  if (n < 0 && errno == EINTR) continue;
-                                  if (n < 0) return IOError("cannot write " + tmp + ": " + std::strerror(errno));
-                                  off += static_cast<size_t>(n);
-                                }
-                                return Status::OK();
-                              });
-  if (st.ok() && ::fsync(fd) != 0) st = IOError("cannot fsync " + tmp);
-  ::close(fd);
-  if (st.code() == ErrorCode::kTooLarge)
-    st = Status(ErrorCode::kLengthMismatch, info.path + ": the server sent more than the signed length of " +
-                                                std::to_string(info.file.length) + " bytes; download stopped and discarded");
-  if (st.ok() && received != info.file.length)
-    st = Status(ErrorCode::kLengthMismatch, info.path + ": received " + std::to_string(received) +
-                                                " bytes; the signed length is " + std::to_string(info.file.length));
-  if (st.ok()) {
-    for (auto& [alg, h] : hashers) {
-      if (!ConstantTimeEquals(h.FinalHex(), info.file.hashes.at(alg))) {
-        st = Status(ErrorCode::kHashMismatch, info.path + ": the downloaded bytes do not match the signed " + alg +
-                                                  " hash; discarded (nothing was installed)");
-        break;
-      }
-    }
-  }
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  PG_RETURN_IF_ERROR(fs_->Rename(tmp, final_path));
+  std::string url = o_.target_base_url + "/" + TargetUrlPath(info.path, hash, root_.consistent_snapshot);
+  PG_RETURN_IF_ERROR(FetchTargetTo(fetcher_, url, info.path, info.file, final_path, TargetFetchOptions{}));
   return final_path;
+}
+
+Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
+  if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
+  struct Visit {
+    std::string role;
+    std::map<std::string, PublicKey> keys;
+    tuf::RoleKeys role_keys;
+  };
+  std::vector<Visit> stack{{"targets", root_.keys, root_.roles.at("targets")}};
+  std::set<std::string> visited, seen_paths;
+  std::vector<TargetInfo> out;
+  while (!stack.empty()) {
+    Visit v = std::move(stack.back());
+    stack.pop_back();
+    if (!visited.insert(v.role).second) continue;
+    if (visited.size() > static_cast<size_t>(tuf::kMaxDelegationDepth) * 1024)
+      return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
+    PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
+    PG_ASSIGN_OR_RETURN(auto all, loaded->All());
+    for (const auto& [path, file] : all) {
+      // The first role in walk order that signs a path wins, as in GetTargetInfo.
+      if (seen_paths.insert(path).second) out.push_back(TargetInfo{path, file, v.role});
+    }
+    if (!loaded->targets.delegations) continue;
+    const tuf::Delegations& d = *loaded->targets.delegations;
+    std::vector<Visit> children;
+    if (d.succinct) {
+      for (int i = 0; i < d.succinct->NumBins(); ++i)
+        children.push_back({d.succinct->BinName(i), d.keys, d.succinct->keys});
+    }
+    for (const auto& r : d.roles) children.push_back({r.name, d.keys, r.keys});
+    for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
+  }
+  return out;
+}
+
+std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {
+  std::map<std::string, std::string> out;
+  if (!root_raw_.empty()) out[std::to_string(root_.common.version) + ".root.json"] = root_raw_;
+  if (timestamp_ && !timestamp_raw_.empty()) out["timestamp.json"] = timestamp_raw_;
+  if (snapshot_ && !snapshot_raw_.empty())
+    out[std::to_string(snapshot_->common.version) + ".snapshot.json"] = snapshot_raw_;
+  for (const auto& [role, loaded] : targets_)
+    out[tuf::VersionedMetadataName(loaded.targets.common.version, role)] = loaded.Raw();
+  return out;
+}
+
+std::optional<int64_t> Updater::TrustedSnapshotVersion() const {
+  if (!snapshot_) return std::nullopt;
+  return snapshot_->common.version;
 }
 
 }  // namespace patchgate::client

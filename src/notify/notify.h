@@ -1,6 +1,7 @@
 // Customer notification for an incident: one message per affected organisation, to its
 // security contacts with its account manager in copy, listing exactly that organisation's
-// affected downloads, with an acknowledgement link; and a signed JSON webhook for
+// affected downloads (the first kMaxListedInBody in the body, all of them in a CSV
+// attachment when there are more), with an acknowledgement link; and a signed JSON webhook for
 // organisations that configured one. Every send is recorded in the store; a run sends only
 // what is not yet sent (idempotent, resumable after a crash or an outage); transient
 // failures are retried with backoff within a run and reported.
@@ -15,27 +16,11 @@
 #include "core/clock.h"
 #include "core/status.h"
 #include "incident/scope.h"
+#include "notify/delivery.h"
+#include "notify/transport.h"
 #include "store/store.h"
 
 namespace patchgate::notify {
-
-struct Mail {
-  std::string from;
-  std::vector<std::string> to, cc;
-  std::string subject, body;
-};
-
-// The network seam: real implementations use libcurl (SMTP plain/STARTTLS/SMTPS with
-// auth from the URL; HTTPS/HTTP POST for webhooks).
-class Transport {
- public:
-  virtual ~Transport() = default;
-  virtual Status SendMail(const Mail& mail) = 0;
-  virtual Status PostWebhook(const std::string& url, const std::string& body, const std::string& signature) = 0;
-};
-// smtp_url: smtp://[user:pass@]host:port (STARTTLS when offered; add ?starttls=required to
-// insist) or smtps://[user:pass@]host:port.
-std::unique_ptr<Transport> NewCurlTransport(const std::string& smtp_url);
 
 struct NotifyOptions {
   std::string from;
@@ -44,6 +29,7 @@ struct NotifyOptions {
   bool dry_run = false;
   int max_attempts = 3;
   int backoff_ms = 500;
+  int parallel = 1;
 };
 
 struct NotifyReport {

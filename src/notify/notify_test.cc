@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <set>
 #include <map>
 #include <regex>
 #include <thread>
@@ -287,6 +289,53 @@ TEST_F(NotifyTest, DryRunSendsAndRecordsNothing) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->sent, 0u);
   EXPECT_TRUE(store_->ListNotifications(id_)->empty());
+}
+
+TEST(ComposeMail, LongListsGoIntoACsvAttachmentAndTheBodyStaysBounded) {
+  incident::Scope s;
+  s.query.node = "mirror-2";
+  s.query.incident_id = 7;
+  s.query.from = 1'700'000'000'000'000;
+  s.query.to = s.query.from + 3'600'000'000;
+  incident::OrgScope g;
+  g.org_id = 1;
+  g.name = "BigCorp";
+  g.contacts = {"sec@bigcorp.example"};
+  for (int i = 0; i < 5000; ++i) {
+    Download d;
+    d.target_path = "office/2.1/file-" + std::to_string(i) + ".msi";
+    d.username = i == 3 ? "=cmd|' /C calc'!A0" : "user" + std::to_string(i % 7);
+    d.sha256 = std::string(64, 'a');
+    d.node = "mirror-2";
+    d.started_at = s.query.from + i;
+    g.downloads.push_back(d);
+  }
+  Mail m = ComposeMail(s, g, "PSIRT <psirt@vendor.example>", "https://x.example/ack/abc");
+  EXPECT_LT(m.body.size(), kMaxBodyBytes);
+  EXPECT_NE(m.body.find("file-24.msi"), std::string::npos);
+  EXPECT_EQ(m.body.find("file-25.msi"), std::string::npos);
+  EXPECT_NE(m.body.find("4975 more"), std::string::npos);
+  ASSERT_EQ(m.attachments.size(), 1u);
+  const std::string& csv = m.attachments[0].data;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 5001);
+  EXPECT_NE(csv.find("file-4999.msi"), std::string::npos);
+  EXPECT_NE(csv.find(",'=cmd|' /C calc'!A0,"), std::string::npos);  // a formula is neutralised
+  std::string wire = RenderMessage(m, "Mon, 01 Jan 2024 00:00:00 +0000", "abc@patchgate");
+  EXPECT_NE(wire.find("Content-Type: multipart/mixed"), std::string::npos);
+  EXPECT_NE(wire.find("filename=\"downloads.csv\""), std::string::npos);
+  // A short list stays in the body, without attachment.
+  g.downloads.resize(3);
+  EXPECT_TRUE(ComposeMail(s, g, "p@x", "u").attachments.empty());
+}
+
+TEST(RenderMessage, HeaderValuesCannotInjectHeaders) {
+  Mail m;
+  m.from = "a@x.example";
+  m.to = {"b@x.example"};
+  m.subject = "hello\r\nBcc: evil@x.example";
+  m.body = "hi";
+  std::string wire = RenderMessage(m, "d", "id@x");
+  EXPECT_EQ(wire.find("\r\nBcc:"), std::string::npos);
 }
 
 }  // namespace

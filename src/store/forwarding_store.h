@@ -30,6 +30,7 @@ class ForwardingStore : public Store {
   Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) override { return target_->BeginDownloads(starts); }
   Status FinishDownloads(const std::vector<DownloadFinish>& finishes) override { return target_->FinishDownloads(finishes); }
   Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override { return target_->QueryDownloads(q); }
+  Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override { return target_->ExplainQueryDownloads(q); }
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override { return target_->ImportDownloads(rows); }
   Result<int64_t> CreateIncident(const Incident& incident) override { return target_->CreateIncident(incident); }
   Result<Incident> GetIncident(int64_t id) override { return target_->GetIncident(id); }
@@ -39,6 +40,14 @@ class ForwardingStore : public Store {
   Status RecordNotificationAttempt(int64_t notification_id, bool sent, const std::string& error, int64_t at) override { return target_->RecordNotificationAttempt(notification_id, sent, error, at); }
   Result<std::vector<Notification>> ListNotifications(int64_t incident_id) override { return target_->ListNotifications(incident_id); }
   Status Acknowledge(const std::string& ack_token_hash, int64_t at) override { return target_->Acknowledge(ack_token_hash, at); }
+  Result<Notification> EnsureSubjectNotification(const std::string& subject, int64_t org_id, const std::string& channel, const std::string& recipients, const std::string& ack_token_hash) override { return target_->EnsureSubjectNotification(subject, org_id, channel, recipients, ack_token_hash); }
+  Result<std::vector<Notification>> ListSubjectNotifications(const std::string& subject_prefix) override { return target_->ListSubjectNotifications(subject_prefix); }
+  Result<bool> ClaimNotification(int64_t notification_id, int64_t now, int64_t until) override { return target_->ClaimNotification(notification_id, now, until); }
+  Result<std::string> CreateAdvisory(const AdvisoryRow& row, int year) override { return target_->CreateAdvisory(row, year); }
+  Result<AdvisoryRow> GetAdvisory(const std::string& id) override { return target_->GetAdvisory(id); }
+  Result<std::vector<AdvisoryRow>> ListAdvisories() override { return target_->ListAdvisories(); }
+  Status UpdateAdvisory(const AdvisoryRow& row) override { return target_->UpdateAdvisory(row); }
+  Result<std::vector<std::string>> OrganisationsThatDownloaded(const std::string& product) override { return target_->OrganisationsThatDownloaded(product); }
   Result<std::optional<ScanVerdict>> GetScanVerdict(const std::string& sha256, const std::string& db_version) override { return target_->GetScanVerdict(sha256, db_version); }
   Status PutScanVerdict(const ScanVerdict& v) override { return target_->PutScanVerdict(v); }
 

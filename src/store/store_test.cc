@@ -332,6 +332,58 @@ TEST_P(StoreTest, TargetsNodesAndScanCache) {
   EXPECT_FALSE(store_->GetScanVerdict(N("sha"), "db2")->has_value());
 }
 
+TEST_P(StoreTest, SubjectNotificationsAreClaimedByOneSenderAtATime) {
+  int64_t org = AddOrg("claims");
+  std::string subject = "advisory:" + N("PG-1") + ":prenotice";
+  auto n = store_->EnsureSubjectNotification(subject, org, "smtp", "a@x.example", N("hash-claim"));
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(n->subject, subject);
+  EXPECT_EQ(n->incident_id, 0);
+  auto again = store_->EnsureSubjectNotification(subject, org, "smtp", "other", N("hash-other"));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->id, n->id);  // one row per subject, organisation and channel
+  EXPECT_TRUE(*store_->ClaimNotification(n->id, 100, 200));
+  EXPECT_FALSE(*store_->ClaimNotification(n->id, 150, 250));  // held by the first sender
+  EXPECT_TRUE(*store_->ClaimNotification(n->id, 201, 300));   // the lease expired
+  ASSERT_TRUE(store_->RecordNotificationAttempt(n->id, true, "", 210).ok());
+  EXPECT_FALSE(*store_->ClaimNotification(n->id, 10'000, 20'000));  // sent: never again
+  auto list = store_->ListSubjectNotifications("advisory:" + N("PG-1") + ":");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].state, "sent");
+  EXPECT_TRUE(store_->ListSubjectNotifications("advisory:" + N("PG-2") + ":")->empty());
+  EXPECT_EQ(store_->EnsureSubjectNotification("incident:1", org, "smtp", "", N("h3")).status().code(),
+            ErrorCode::kInvalidArgument);
+  ASSERT_TRUE(store_->Acknowledge(N("hash-claim"), 500).ok());
+  EXPECT_TRUE((*store_->ListSubjectNotifications(subject))[0].acked_at.has_value());
+}
+
+TEST_P(StoreTest, AdvisoriesGetSequentialIdsAndCompareAndSwapUpdates) {
+  AdvisoryRow a;
+  a.product = N("webserver");
+  a.state = "draft";
+  a.tlp = "AMBER";
+  a.data = "{}";
+  auto id1 = store_->CreateAdvisory(a, 2091);
+  auto id2 = store_->CreateAdvisory(a, 2091);
+  ASSERT_TRUE(id1.ok() && id2.ok()) << id1.status().ToString();
+  EXPECT_EQ(id1->substr(0, 8), "PG-2091-");
+  EXPECT_NE(*id1, *id2);
+  auto got = store_->GetAdvisory(*id1);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->version, 1);
+  AdvisoryRow b = *got;
+  b.state = "scheduled";
+  b.publish_at = 77;
+  ASSERT_TRUE(store_->UpdateAdvisory(b).ok());
+  EXPECT_EQ(store_->UpdateAdvisory(b).code(), ErrorCode::kConflict);  // stale version
+  got = store_->GetAdvisory(*id1);
+  EXPECT_EQ(got->state, "scheduled");
+  EXPECT_EQ(got->publish_at, 77);
+  EXPECT_EQ(got->version, 2);
+  EXPECT_EQ(store_->GetAdvisory("PG-0000-0000").status().code(), ErrorCode::kNotFound);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 

@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "crypto/hash.h"
+#include "core/names.h"
 #include "core/text.h"
 #include "tuf/metadata.h"
 #include "tuf/naming.h"
@@ -291,11 +291,6 @@ Status CopyFileAtomic(const std::string& src, const std::string& dst) {
   if (st.ok() && ::rename(tmp.c_str(), dst.c_str()) != 0) st = IOError("cannot rename " + tmp + ": " + std::strerror(errno));
   if (!st.ok()) ::unlink(tmp.c_str());
   return st;
-}
-
-bool ValidProductName(const std::string& p) {
-  static const std::regex re("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
-  return std::regex_match(p, re);
 }
 
 bool ValidFileName(const std::string& n) {
@@ -659,8 +654,8 @@ class ScopedRepoFs {
 Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std::vector<std::string>& files,
                                              const KeyAccess& access, const Clock& clock) {
   ScopedRepoFs seam(o.fs);
-  if (!ValidProductName(o.product))
-    return InvalidArgument("product name '" + o.product + "' is not valid: use letters, digits, '.', '_' and '-'");
+  // The one rule for product names (core/names.h), shared with `grant`.
+  if (Status st = ValidateProductName(o.product); !st.ok()) return st;
   if (files.empty()) return InvalidArgument("nothing to publish: name at least one FILE");
   PG_ASSIGN_OR_RETURN(Config cfg, LoadConfig(o.dir));
   PG_ASSIGN_OR_RETURN(RepoLock lock, RepoLock::Acquire(o.dir));
