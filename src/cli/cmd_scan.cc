@@ -13,6 +13,7 @@
 #include "core/text.h"
 #include "core/log.h"
 #include "scan/gate.h"
+#include "tuf/naming.h"
 
 namespace patchgate::cli {
 
@@ -147,9 +148,8 @@ int RunRescan(ScanFlags& f) {
     ++bad;
     // targets/<product>/<sha256>.<name> -> target path <product>/<name>
     std::string rel = r.path.substr(targets.size() + 1);
-    auto slash = rel.find_last_of('/');
-    std::string file = rel.substr(slash + 1);
-    std::string target = rel.substr(0, slash + 1) + (file.size() > 65 ? file.substr(65) : file);
+    auto parsed = tuf::ParseConsistentTargetName(rel);
+    std::string target = parsed ? parsed->target_path : rel;
     std::string dets;
     for (const auto& d : r.detections) dets += (dets.empty() ? "" : ", ") + d;
     if (r.verdict == scan::Verdict::kInfected) {
