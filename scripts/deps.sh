@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsqlite3-dev sqlite3 libpq-dev libboost1.81-dev libclamav-dev libgpgme-dev
   # real peers used by the tests and benchmarks
-  clamav clamav-testfiles postgresql-15 python3 python3-aiosmtpd nginx wrk zip unzip
+  clamav clamav-daemon clamdscan clamav-testfiles postgresql-15 python3 python3-aiosmtpd nginx wrk zip unzip
   chromium procps curl util-linux gnupg
 )
 
@@ -26,8 +26,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The Debian postgresql package may start a cluster of its own; the tests run their own
-# throwaway server and do not need it.
+# The Debian postgresql and clamav-daemon packages may start servers of their own; the tests
+# and benchmarks run their own throwaway ones (bench/scan_bench.sh starts clamd itself) and
+# do not need them.
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "deps: installing nodejs and npm"

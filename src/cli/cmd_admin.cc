@@ -1,4 +1,4 @@
-// `patchgate org | user | grant | downloads | nodes`: the administrative store commands.
+// `patchgate org | user | grant | downloads` (`nodes` is in cmd_node.cc): the administrative store commands.
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -6,6 +6,10 @@
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/clock.h"
+#include "core/csv.h"
+#include "core/json_output.h"
+#include "core/names.h"
+#include "core/text.h"
 #include "crypto/hash.h"
 
 namespace patchgate::cli {
@@ -20,7 +24,11 @@ struct AdminFlags {
   bool csv = false, json = false;
 };
 
+// Text from the store as it may be printed on a terminal: no escape sequence gets through.
+std::string Term(const std::string& s) { return EscapeForTerminal(s); }
+
 int OrgAdd(AdminFlags& f) {
+  if (Status st = ValidateOrganisationName(f.name); !st.ok()) return ReportError(st);
   Organisation o;
   o.name = f.name;
   o.tier = f.tier;
@@ -39,13 +47,13 @@ int OrgAdd(AdminFlags& f) {
   o.account_manager_phone = f.phone;
   for (const auto& c : f.contacts)
     if (c.find('@') == std::string::npos || c.find(',') != std::string::npos)
-      return ReportError(InvalidArgument("--contact '" + c + "' is not an e-mail address"));
+      return ReportError(InvalidArgument("--contact '" + Term(c) + "' is not an e-mail address"));
   o.security_contacts = f.contacts;
   o.webhook_url = f.webhook;
   return WithStore(f.store, [&](Store& s) {
     auto id = s.AddOrganisation(o);
     if (!id.ok()) return ReportError(id.status());
-    std::printf("added organisation %s (%s)\n", o.name.c_str(), o.tier.c_str());
+    std::printf("added organisation %s (%s)\n", Term(o.name).c_str(), o.tier.c_str());
     return kExitOk;
   });
 }
@@ -60,7 +68,7 @@ int OrgList(AdminFlags& f) {
         arr.push_back({{"name", o.name}, {"tier", o.tier}, {"account_manager", o.account_manager_name},
                        {"account_manager_email", o.account_manager_email}, {"phone", o.account_manager_phone},
                        {"contacts", o.security_contacts}, {"webhook", o.webhook_url}});
-      std::printf("%s\n", arr.dump(2).c_str());
+      std::printf("%s\n", JsonText(arr).c_str());
       return kExitOk;
     }
     std::printf("%-24s %-9s %-32s %s\n", "ORGANISATION", "TIER", "ACCOUNT MANAGER", "SECURITY CONTACTS");
@@ -68,19 +76,21 @@ int OrgList(AdminFlags& f) {
       std::string am = o.account_manager_name + (o.account_manager_email.empty() ? "" : " <" + o.account_manager_email + ">");
       std::string contacts;
       for (const auto& c : o.security_contacts) contacts += (contacts.empty() ? "" : ", ") + c;
-      std::printf("%-24s %-9s %-32s %s\n", o.name.c_str(), o.tier.c_str(), am.c_str(), contacts.c_str());
+      std::printf("%-24s %-9s %-32s %s\n", Term(o.name).c_str(), Term(o.tier).c_str(), Term(am).c_str(),
+                  Term(contacts).c_str());
     }
     return kExitOk;
   });
 }
 
 int UserAdd(AdminFlags& f) {
+  if (Status st = ValidateUserName(f.username); !st.ok()) return ReportError(st);
   return WithStore(f.store, [&](Store& s) {
     std::string token = "pgt_" + HexEncode(RandomBytes(24));
     auto id = s.AddUser(f.org, f.username, Sha256Hex(token));
     if (!id.ok()) return ReportError(id.status());
-    std::fprintf(stderr, "added user %s to %s; the token is shown once, store it now:\n", f.username.c_str(),
-                 f.org.c_str());
+    std::fprintf(stderr, "added user %s to %s; the token is shown once, store it now:\n", Term(f.username).c_str(),
+                 Term(f.org).c_str());
     std::printf("%s\n", token.c_str());
     return kExitOk;
   });
@@ -90,16 +100,18 @@ int UserRevoke(AdminFlags& f) {
   return WithStore(f.store, [&](Store& s) {
     Status st = s.RevokeUser(f.username);
     if (!st.ok()) return ReportError(st);
-    std::printf("revoked %s\n", f.username.c_str());
+    std::printf("revoked %s\n", Term(f.username).c_str());
     return kExitOk;
   });
 }
 
 int GrantCmd(AdminFlags& f) {
+  if (Status st = ValidateProductName(f.product); !st.ok())
+    return ReportError(st.WithContext("cannot grant: this product can never be published"));
   return WithStore(f.store, [&](Store& s) {
     Status st = s.Grant(f.org, f.product);
     if (!st.ok()) return ReportError(st);
-    std::printf("%s may download %s\n", f.org.c_str(), f.product.c_str());
+    std::printf("%s may download %s\n", Term(f.org).c_str(), f.product.c_str());
     return kExitOk;
   });
 }
@@ -120,55 +132,45 @@ int DownloadsCmd(AdminFlags& f) {
     auto rows = s.QueryDownloads(q);
     if (!rows.ok()) return ReportError(rows.status());
     auto t = [](const std::optional<int64_t>& v) { return v ? FormatRfc3339Micros(*v) : std::string(); };
+    const int64_t now = SystemClock::Get().NowMicros();
     if (f.json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const auto& d : *rows)
         arr.push_back({{"id", d.id}, {"started_at", FormatRfc3339Micros(d.started_at)}, {"ended_at", t(d.ended_at)},
                        {"node", d.node}, {"user", d.username}, {"organisation", d.org_name}, {"target", d.target_path},
                        {"sha256", d.sha256}, {"range", d.range}, {"bytes", d.bytes_sent},
-                       {"outcome", DownloadOutcomeName(d.outcome)}, {"remote_addr", d.remote_addr},
+                       {"outcome", DisplayOutcome(d, now)}, {"remote_addr", d.remote_addr},
                        {"user_agent", d.user_agent}, {"source", d.source}});
-      std::printf("%s\n", arr.dump(2).c_str());
+      std::printf("%s\n", JsonText(arr).c_str());
     } else if (f.csv) {
-      std::printf("id,started_at,ended_at,node,user,organisation,target,sha256,range,bytes,outcome,remote_addr,user_agent,source\n");
-      for (const auto& d : *rows)
-        std::printf("%lld,%s,%s,%s,%s,%s,%s,%s,%s,%llu,%s,%s,%s,%s\n", static_cast<long long>(d.id),
-                    FormatRfc3339Micros(d.started_at).c_str(), t(d.ended_at).c_str(), CsvField(d.node).c_str(),
-                    CsvField(d.username).c_str(), CsvField(d.org_name).c_str(), CsvField(d.target_path).c_str(),
-                    d.sha256.c_str(), CsvField(d.range).c_str(), static_cast<unsigned long long>(d.bytes_sent),
-                    std::string(DownloadOutcomeName(d.outcome)).c_str(), CsvField(d.remote_addr).c_str(),
-                    CsvField(d.user_agent).c_str(), d.source.c_str());
+      std::string out;
+      CsvWriter w(&out);
+      w.Row({"id", "started_at", "ended_at", "node", "user", "organisation", "target", "sha256", "range", "bytes",
+             "outcome", "remote_addr", "user_agent", "source"});
+      for (const auto& d : *rows) {
+        w.Number(d.id).Text(FormatRfc3339Micros(d.started_at)).Text(t(d.ended_at)).Text(d.node).Text(d.username);
+        w.Text(d.org_name).Text(d.target_path).Text(d.sha256).Text(d.range).Number(uint64_t{d.bytes_sent});
+        w.Text(DisplayOutcome(d, now)).Text(d.remote_addr).Text(d.user_agent).Text(d.source).EndRow();
+      }
+      std::fputs(out.c_str(), stdout);
     } else {
       std::printf("%-27s %-10s %-12s %-16s %-32s %10s %-11s %s\n", "STARTED", "NODE", "USER", "ORGANISATION", "TARGET",
                   "BYTES", "OUTCOME", "SHA256");
-      for (const auto& d : *rows)
-        std::printf("%-27s %-10s %-12s %-16s %-32s %10llu %-11s %.16s…\n", FormatRfc3339Micros(d.started_at).c_str(),
-                    d.node.c_str(), d.username.c_str(), d.org_name.c_str(), d.target_path.c_str(),
-                    static_cast<unsigned long long>(d.bytes_sent), std::string(DownloadOutcomeName(d.outcome)).c_str(),
-                    d.sha256.c_str());
+      size_t completing = 0;
+      for (const auto& d : *rows) {
+        std::string_view outcome = DisplayOutcome(d, now);
+        completing += outcome == "completing";
+        std::string bytes = outcome == "completing" ? "-" : std::to_string(d.bytes_sent);
+        std::printf("%-27s %-10s %-12s %-16s %-32s %10s %-11s %.16s…\n", FormatRfc3339Micros(d.started_at).c_str(),
+                    Term(d.node).c_str(), Term(d.username).c_str(), Term(d.org_name).c_str(),
+                    Term(d.target_path).c_str(), bytes.c_str(), std::string(outcome).c_str(), Term(d.sha256).c_str());
+      }
       std::printf("%zu download(s)\n", rows->size());
+      if (completing)
+        std::printf("%zu completing: started under %lld s ago and not recorded as finished yet (still streaming, or "
+                    "finished and its record is being written); run again for the final outcome\n",
+                    completing, static_cast<long long>(kCompletingWindowMicros / 1'000'000));
     }
-    return kExitOk;
-  });
-}
-
-int NodesCmd(AdminFlags& f) {
-  return WithStore(f.store, [&](Store& s) {
-    auto nodes = s.ListNodes();
-    if (!nodes.ok()) return ReportError(nodes.status());
-    if (f.json) {
-      nlohmann::json arr = nlohmann::json::array();
-      for (const auto& n : *nodes)
-        arr.push_back({{"name", n.name}, {"role", n.role}, {"upstream", n.upstream},
-                       {"last_heartbeat", n.last_heartbeat ? FormatRfc3339Micros(n.last_heartbeat) : ""},
-                       {"state", n.state}, {"compliance", nlohmann::json::parse(n.compliance_json, nullptr, false)}});
-      std::printf("%s\n", arr.dump(2).c_str());
-      return kExitOk;
-    }
-    std::printf("%-16s %-7s %-16s %-27s %s\n", "NODE", "ROLE", "UPSTREAM", "LAST HEARTBEAT", "STATE");
-    for (const auto& n : *nodes)
-      std::printf("%-16s %-7s %-16s %-27s %s\n", n.name.c_str(), n.role.c_str(), n.upstream.c_str(),
-                  n.last_heartbeat ? FormatRfc3339Micros(n.last_heartbeat).c_str() : "never", n.state.c_str());
     return kExitOk;
   });
 }
@@ -223,11 +225,6 @@ void RegisterAdminCommands(CLI::App& app, Context& ctx) {
   dl->add_flag("--json", f->json, "JSON output");
   AddStoreFlag(dl, &f->store);
   dl->final_callback([f, &ctx] { ctx.exit_code = DownloadsCmd(*f); });
-
-  auto* nodes = app.add_subcommand("nodes", "Serving nodes and their compliance state");
-  nodes->add_flag("--json", f->json, "JSON output");
-  AddStoreFlag(nodes, &f->store);
-  nodes->final_callback([f, &ctx] { ctx.exit_code = NodesCmd(*f); });
 }
 
 }  // namespace patchgate::cli

@@ -1,10 +1,13 @@
 // `patchgate incident | import-log | notify`: incident response.
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/clock.h"
+#include "core/csv.h"
+#include "core/text.h"
 #include "incident/import.h"
 #include "incident/scope.h"
 #include "notify/notify.h"
@@ -65,11 +68,22 @@ int List(IncidentFlags& f) {
   return WithStore(f.store, [&](Store& s) {
     auto all = s.ListIncidents();
     if (!all.ok()) return ReportError(all.status());
+    if (f.json) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& i : *all)
+        arr.push_back({{"id", i.id}, {"node", i.node}, {"window_start", FormatRfc3339Micros(i.window_start)},
+                       {"window_end", FormatRfc3339Micros(i.window_end)}, {"window_start_us", i.window_start},
+                       {"window_end_us", i.window_end}, {"cause", i.cause},
+                       {"detected_at", FormatRfc3339Micros(i.detected_at)}, {"detected_at_us", i.detected_at},
+                       {"files", i.targets}});
+      std::printf("%s\n", arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      return kExitOk;
+    }
     std::printf("%-5s %-12s %-22s %-22s %s\n", "ID", "NODE", "FROM", "TO", "CAUSE");
     for (const auto& i : *all)
-      std::printf("%-5lld %-12s %-22s %-22s %s\n", static_cast<long long>(i.id), i.node.c_str(),
+      std::printf("%-5lld %-12s %-22s %-22s %s\n", static_cast<long long>(i.id), EscapeForTerminal(i.node).c_str(),
                   FormatRfc3339(i.window_start / 1'000'000).c_str(), FormatRfc3339(i.window_end / 1'000'000).c_str(),
-                  i.cause.c_str());
+                  EscapeForTerminal(i.cause).c_str());
     return kExitOk;
   });
 }
@@ -81,11 +95,12 @@ int Show(IncidentFlags& f) {
     auto i = s.GetIncident(*id);
     if (!i.ok()) return ReportError(i.status());
     std::printf("incident %lld\n  node:     %s\n  window:   %s to %s\n  cause:    %s\n  detected: %s\n",
-                static_cast<long long>(i->id), i->node.c_str(), FormatRfc3339(i->window_start / 1'000'000).c_str(),
-                FormatRfc3339(i->window_end / 1'000'000).c_str(), i->cause.c_str(),
+                static_cast<long long>(i->id), EscapeForTerminal(i->node).c_str(),
+                FormatRfc3339(i->window_start / 1'000'000).c_str(), FormatRfc3339(i->window_end / 1'000'000).c_str(),
+                EscapeForTerminal(i->cause).c_str(),
                 FormatRfc3339(i->detected_at / 1'000'000).c_str());
     std::printf("  files:    %s\n", i->targets.empty() ? "(every file served by the node)" : "");
-    for (const auto& t : i->targets) std::printf("            %s\n", t.c_str());
+    for (const auto& t : i->targets) std::printf("            %s\n", EscapeForTerminal(t).c_str());
     return kExitOk;
   });
 }
@@ -138,9 +153,9 @@ int ImportLog(IncidentFlags& f) {
       }
       std::printf("%s: %zu lines, %zu downloads imported, %zu already imported, %zu not downloads, %zu unparseable; "
                   "flagged: %zu unknown users, %zu unknown paths\n",
-                  file.c_str(), r->lines, r->imported, r->duplicates, r->skipped, r->unparseable, r->unknown_users,
+                  EscapeForTerminal(file).c_str(), r->lines, r->imported, r->duplicates, r->skipped, r->unparseable, r->unknown_users,
                   r->unknown_targets);
-      for (const auto& [line, why] : r->bad_lines) std::printf("  line %zu: %s\n", line, why.c_str());
+      for (const auto& [line, why] : r->bad_lines) std::printf("  line %zu: %s\n", line, EscapeForTerminal(why).c_str());
       if (r->unparseable > r->bad_lines.size())
         std::printf("  ... and %zu more unparseable lines\n", r->unparseable - r->bad_lines.size());
     }
@@ -165,7 +180,7 @@ int NotifyCmd(IncidentFlags& f) {
     auto transport = notify::NewCurlTransport(f.smtp);
     auto r = notify::NotifyIncident(s, *id, *transport, o, SystemClock::Get());
     if (!r.ok()) return ReportError(r.status());
-    for (const auto& l : r->log) std::printf("%s\n", l.c_str());
+    for (const auto& l : r->log) std::printf("%s\n", EscapeForTerminal(l).c_str());
     std::printf("%zu organisations: %zu sent now, %zu sent before, %zu failed\n", r->organisations, r->sent,
                 r->already_sent, r->failed);
     return r->failed ? kExitUnavailable : kExitOk;
@@ -182,8 +197,9 @@ int StatusCmd(IncidentFlags& f) {
     std::printf("%-24s %-8s %-7s %-8s %-22s %-22s %s\n", "ORGANISATION", "CHANNEL", "STATE", "ATTEMPTS", "SENT",
                 "ACKNOWLEDGED", "LAST ERROR");
     for (const auto& n : *ns)
-      std::printf("%-24s %-8s %-7s %-8d %-22s %-22s %s\n", n.org_name.c_str(), n.channel.c_str(), n.state.c_str(),
-                  n.attempts, t(n.sent_at).c_str(), t(n.acked_at).c_str(), n.last_error.c_str());
+      std::printf("%-24s %-8s %-7s %-8d %-22s %-22s %s\n", EscapeForTerminal(n.org_name).c_str(), n.channel.c_str(),
+                  n.state.c_str(), n.attempts, t(n.sent_at).c_str(), t(n.acked_at).c_str(),
+                  EscapeForTerminal(n.last_error).c_str());
     return kExitOk;
   });
 }
@@ -203,7 +219,11 @@ int CallList(IncidentFlags& f) {
     int64_t cutoff = SystemClock::Get().NowMicros() - *older;
     if (!f.csv) std::printf("Organisations to call (no acknowledgement, notified before %s or not at all):\n",
                             FormatRfc3339(cutoff / 1'000'000).c_str());
-    if (f.csv) std::printf("organisation,account_manager,account_manager_email,phone,contacts,affected_downloads,notified_at\n");
+    std::string csv;
+    CsvWriter w(&csv);
+    if (f.csv)
+      w.Row({"organisation", "account_manager", "account_manager_email", "phone", "contacts", "affected_downloads",
+             "notified_at"});
     for (const auto& g : scope->orgs) {
       bool acked = false;
       std::optional<int64_t> first_sent;
@@ -217,13 +237,14 @@ int CallList(IncidentFlags& f) {
       for (const auto& c : g.contacts) contacts += (contacts.empty() ? "" : "; ") + c;
       std::string sent = first_sent ? FormatRfc3339(*first_sent / 1'000'000) : "never";
       if (f.csv)
-        std::printf("%s,%s,%s,%s,%s,%zu,%s\n", CsvField(g.name).c_str(), CsvField(g.account_manager).c_str(),
-                    CsvField(g.account_manager_email).c_str(), CsvField(g.phone).c_str(), CsvField(contacts).c_str(),
-                    g.downloads.size(), sent.c_str());
+        w.Text(g.name).Text(g.account_manager).Text(g.account_manager_email).Text(g.phone).Text(contacts)
+            .Number(uint64_t{g.downloads.size()}).Text(sent).EndRow();
       else
-        std::printf("  %-24s %-20s %-16s %3zu downloads  notified %s\n", g.name.c_str(), g.account_manager.c_str(),
-                    g.phone.c_str(), g.downloads.size(), sent.c_str());
+        std::printf("  %-24s %-20s %-16s %3zu downloads  notified %s\n", EscapeForTerminal(g.name).c_str(),
+                    EscapeForTerminal(g.account_manager).c_str(), EscapeForTerminal(g.phone).c_str(),
+                    g.downloads.size(), sent.c_str());
     }
+    std::fputs(csv.c_str(), stdout);
     return kExitOk;
   });
 }
@@ -243,6 +264,7 @@ void RegisterIncidentCommands(CLI::App& app, Context& ctx) {
   AddStoreFlag(open, &f->store);
   open->final_callback([f, &ctx] { ctx.exit_code = Open(*f); });
   auto* list = inc->add_subcommand("list", "List incidents");
+  list->add_flag("--json", f->json, "JSON output (times as RFC 3339 and as microseconds)");
   AddStoreFlag(list, &f->store);
   list->final_callback([f, &ctx] { ctx.exit_code = List(*f); });
   auto* show = inc->add_subcommand("show", "Show an incident");

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "core/json_output.h"
 #include "core/log.h"
 #include "scan/gate.h"
 
@@ -102,7 +103,7 @@ int RunScan(ScanFlags& f) {
       out["files"].push_back({{"path", r.path}, {"verdict", scan::VerdictName(r.verdict)}, {"detections", r.detections},
                               {"sha256", r.sha256}, {"length", r.length}, {"cached", r.cached}, {"error", r.error}});
     for (const auto& [p, why] : exp.refused) out["refused"].push_back({{"path", p}, {"reason", why}});
-    std::printf("%s\n", out.dump(2).c_str());
+    std::printf("%s\n", JsonText(out).c_str());
   } else {
     std::printf("%-11s %-64s %s\n", "VERDICT", "SHA256", "FILE / DETECTIONS");
     size_t counts[4] = {0, 0, 0, 0};

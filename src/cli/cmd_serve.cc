@@ -10,6 +10,8 @@
 #include "advisory/runner.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "core/log.h"
+#include "mirror/node_runtime.h"
 #include "crypto/keys.h"
 #include "notify/transport.h"
 #include "server/server.h"
@@ -21,6 +23,9 @@ namespace {
 struct ServeFlags {
   std::string store;
   server::ServerOptions o;
+  bool watch = false;
+  std::string signatures;
+  int verify_interval = 600;
   // The CSAF provider and the advisory due-step runner (src/advisory).
   std::string csaf_base_url, publisher = "patchgate vendor", publisher_namespace = "https://vendor.example",
               contact = "mailto:psirt@vendor.example";
@@ -48,6 +53,26 @@ int RunServe(ServeFlags& f) {
     auto r = OpenStore(f.store);
     if (!r.ok()) return ReportError(r.status());
     reads = std::move(*r);
+  }
+  // The node runtime: downstream mirrors authenticate here, heartbeat and compliance,
+  // optional integrity watch and scanner. It needs a store other processes can share.
+  mirror::NodeOptions no;
+  no.name = f.o.node_name;
+  no.role = "origin";
+  no.dir = f.o.repo_dir;
+  no.store_url = f.store;
+  no.tls = !f.o.tls_cert.empty();
+  no.watch = f.watch;
+  no.signatures_dir = f.signatures;
+  no.verify_interval_seconds = f.verify_interval;
+  std::unique_ptr<mirror::NodeRuntime> runtime;
+  if (auto rt = mirror::NodeRuntime::Create(no, store->get(), nullptr); rt.ok()) {
+    runtime = std::move(*rt);
+    f.o.chain = runtime->Hooks();
+  } else if (f.watch || !f.signatures.empty()) {
+    return ReportError(rt.status().WithContext("--watch/--signatures need the node registry"));
+  } else {
+    log::Warn("no node registry: mirrors cannot pull from this node", {{"error", rt.status().ToString()}});
   }
   // The CSAF provider under /.well-known/ (embargo-aware), on the read connection.
   advisory::Publisher pub;
@@ -90,6 +115,10 @@ int RunServe(ServeFlags& f) {
   if (!srv.ok()) return ReportError(srv.status());
   Status st = (*srv)->Start();
   if (!st.ok()) return ReportError(st);
+  if (runtime) {
+    st = runtime->Start();
+    if (!st.ok()) return ReportError(st);
+  }
   std::fprintf(stderr, "patchgate serve: listening on port %d (node %s)\n", (*srv)->port(), f.o.node_name.c_str());
   server::Server* s = srv->get();
   std::thread signals([s, set] {
@@ -99,6 +128,7 @@ int RunServe(ServeFlags& f) {
   });
   signals.detach();
   s->Run();
+  if (runtime) runtime->Stop();
   if (due) due->Stop();
   return kExitOk;
 }
@@ -124,6 +154,9 @@ void RegisterServeCommands(CLI::App& app, Context& ctx) {
   serve->add_option("--audit-finish-ms", f->o.audit_finish_ms,
                     "Batch download completions (end, bytes, outcome) this long; the drain writes them (0: at once)");
   serve->add_option("--drain-seconds", f->o.drain_seconds, "On SIGTERM, how long in-flight downloads may finish");
+  serve->add_flag("--watch", f->watch, "Integrity watch of the served tree (inotify plus a periodic full re-hash)");
+  serve->add_option("--signatures", f->signatures, "ClamAV signature directory: scan this node's tree (isolated worker)");
+  serve->add_option("--verify-interval", f->verify_interval, "Seconds between full re-hashes with --watch (default 600)");
   serve->add_option("--csaf-base-url", f->csaf_base_url, "Public origin of the CSAF provider (default: http(s)://LISTEN)");
   serve->add_option("--publisher", f->publisher, "Publisher name in CSAF documents");
   serve->add_option("--publisher-namespace", f->publisher_namespace, "Publisher namespace URL in CSAF documents");

@@ -33,6 +33,8 @@ void RegisterScanCommands(CLI::App& app, Context& ctx);      // scan, rescan
 void RegisterAdminCommands(CLI::App& app, Context& ctx);     // org, user, grant, downloads, nodes
 void RegisterServeCommands(CLI::App& app, Context& ctx);     // serve
 void RegisterIncidentCommands(CLI::App& app, Context& ctx);  // incident, import-log, notify
+void RegisterNodeCommands(CLI::App& app, Context& ctx);      // node, nodes, policy
+void RegisterMirrorCommands(CLI::App& app, Context& ctx);    // mirror
 void RegisterAdvisoryCommands(CLI::App& app, Context& ctx);  // advisory, incident advisory (after incident)
 
 }  // namespace patchgate::cli

@@ -27,6 +27,7 @@ Result<tuf::KeyAccess> KeyFlags::Access(bool confirm) const {
 
 #include "cli/commands.h"
 #include "core/clock.h"
+#include "core/csv.h"
 
 namespace patchgate::cli {
 
@@ -60,14 +61,6 @@ Result<std::optional<int64_t>> ParseTimeFlag(const std::string& value, const cha
   return std::optional<int64_t>(*t);
 }
 
-std::string CsvField(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
-}
+std::string CsvField(const std::string& s) { return CsvCell(s); }
 
 }  // namespace patchgate::cli

@@ -46,7 +46,8 @@ int WithStore(const std::string& url, const std::function<int(Store&)>& fn);
 // Parses an optional RFC 3339 time flag into microseconds.
 Result<std::optional<int64_t>> ParseTimeFlag(const std::string& value, const char* flag);
 
-// CSV field quoting (RFC 4180).
+// One CSV cell: CsvCell of core/csv.h (quoted, formula-neutralised, valid UTF-8). New code
+// uses core/csv.h directly.
 std::string CsvField(const std::string& s);
 
 }  // namespace patchgate::cli

@@ -2,19 +2,31 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "core/text.h"
 
 namespace patchgate::cli {
 namespace {
 
 constexpr Registrar kAreas[] = {
     RegisterRepoCommands, RegisterScanCommands, RegisterAdminCommands,
-    RegisterServeCommands, RegisterIncidentCommands, RegisterAdvisoryCommands,
+    RegisterServeCommands, RegisterIncidentCommands, RegisterNodeCommands, RegisterMirrorCommands,
+    RegisterAdvisoryCommands,
 };
 
 }  // namespace
 
 int ReportError(const Status& s) {
-  std::fprintf(stderr, "patchgate: error: %s\n", s.ToString().c_str());
+  // Messages quote names and values from the command line and the store: escape what a
+  // terminal would execute, line by line.
+  std::string text = s.ToString(), safe;
+  for (size_t start = 0; start <= text.size();) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    safe += EscapeForTerminal(std::string_view(text).substr(start, nl - start));
+    if (nl < text.size()) safe += '\n';
+    start = nl + 1;
+  }
+  std::fprintf(stderr, "patchgate: error: %s\n", safe.c_str());
   switch (s.code()) {
     case ErrorCode::kOk: return kExitOk;
     case ErrorCode::kInvalidArgument: return kExitUsage;
@@ -22,7 +34,8 @@ int ReportError(const Status& s) {
     case ErrorCode::kScanFailed: return kExitScanError;
     case ErrorCode::kUnavailable:
     case ErrorCode::kUnauthorized: return kExitUnavailable;
-    case ErrorCode::kConflict: return kExitConflict;
+    case ErrorCode::kConflict:
+    case ErrorCode::kAlreadyExists: return kExitConflict;
     default: return kExitFailure;
   }
 }

@@ -16,6 +16,27 @@ Result<std::string> Fetcher::FetchAll(const std::string& url, uint64_t max_bytes
   return body;
 }
 
+Status Fetcher::FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink) {
+  if (offset != 0) return Unsupported("this fetcher cannot resume " + url);
+  return Fetch(url, max_bytes, sink);
+}
+
+Status MemoryFetcher::FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink) {
+  if (offset == 0) return Fetch(url, max_bytes, sink);
+  ++requests[url];
+  auto e = errors.find(url);
+  if (e != errors.end()) return e->second;
+  auto it = files.find(url);
+  if (it == files.end()) return NotFound("404 for " + url);
+  if (offset > it->second.size()) return Unsupported("range past the end of " + url);
+  std::string_view body = std::string_view(it->second).substr(offset);
+  if (body.size() > max_bytes) {
+    PG_RETURN_IF_ERROR(sink(body.substr(0, max_bytes)));
+    return TooLarge(url + " sent more than the maximum of " + std::to_string(max_bytes) + " bytes; stopped reading");
+  }
+  return sink(body);
+}
+
 Status MemoryFetcher::Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) {
   ++requests[url];
   auto e = errors.find(url);
@@ -49,6 +70,10 @@ class CurlFetcher : public Fetcher {
   }
 
   Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) override {
+    return FetchFrom(url, 0, max_bytes, sink);
+  }
+
+  Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink) override {
     if (!curl_) return Internal("libcurl could not be initialised");
     struct Ctx {
       const Sink* sink;
@@ -87,6 +112,7 @@ class CurlFetcher : public Fetcher {
     curl_easy_setopt(curl_, CURLOPT_LOW_SPEED_TIME, o_.low_speed_seconds);
     curl_easy_setopt(curl_, CURLOPT_USERAGENT, o_.user_agent.c_str());
     curl_easy_setopt(curl_, CURLOPT_ACCEPT_ENCODING, nullptr);  // no decompression bombs
+    if (offset > 0) curl_easy_setopt(curl_, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(offset));
     if (!o_.bearer_token.empty()) {
       if (!headers_) headers_ = curl_slist_append(nullptr, ("Authorization: Bearer " + o_.bearer_token).c_str());
       curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
@@ -95,6 +121,8 @@ class CurlFetcher : public Fetcher {
     long code = 0;
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &code);
     if (!ctx.error.ok()) return ctx.error;
+    if (offset > 0 && (rc == CURLE_RANGE_ERROR || (rc == CURLE_OK && code != 206)))
+      return Unsupported(url + ": the server did not resume at byte " + std::to_string(offset));
     if (ctx.too_large)
       return TooLarge(url + " sent more than the maximum of " + std::to_string(max_bytes) + " bytes; stopped reading");
     if (rc == CURLE_OPERATION_TIMEDOUT)

@@ -25,6 +25,11 @@ class Fetcher {
   // kUnauthorized (401), kTimeout (slow retrieval), kNetwork; or the sink's own error.
   virtual Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) = 0;
 
+  // Like Fetch, but asks for the body from byte `offset` on (HTTP Range) and streams only
+  // those bytes; max_bytes counts from offset. kUnsupported when the server ignores the
+  // range (the caller then starts over from 0). The default supports only offset 0.
+  virtual Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink);
+
   // Convenience: the whole body as a string.
   Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
 };
@@ -48,6 +53,7 @@ class MemoryFetcher : public Fetcher {
   std::map<std::string, Status> errors;      // url -> injected error
   std::map<std::string, int> requests;       // url -> number of requests
   Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) override;
+  Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink) override;
 };
 
 }  // namespace patchgate::client

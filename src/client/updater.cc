@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "client/target_fetch.h"
 #include "crypto/hash.h"
 
 namespace patchgate::client {
@@ -19,20 +20,6 @@ namespace {
 std::string StripSlash(std::string s) {
   while (!s.empty() && s.back() == '/') s.pop_back();
   return s;
-}
-
-// Percent-encodes each path segment (keeping '/').
-std::string UrlPath(const std::string& path) {
-  std::string out;
-  size_t start = 0;
-  for (;;) {
-    size_t pos = path.find('/', start);
-    out += tuf::QuoteRoleName(path.substr(start, pos == std::string::npos ? std::string::npos : pos - start));
-    if (pos == std::string::npos) break;
-    out += '/';
-    start = pos + 1;
-  }
-  return out;
 }
 
 bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
@@ -81,7 +68,9 @@ Status Updater::LoadTrustedRoot() {
   }
   PG_ASSIGN_OR_RETURN(root_env_, Envelope::Parse(*bytes, tuf::kMaxRootBytes));
   PG_ASSIGN_OR_RETURN(root_, tuf::Root::FromSigned(root_env_.signed_json));
-  return tuf::VerifyThreshold(root_env_, root_.keys, root_.roles.at("root"), "trusted root");
+  PG_RETURN_IF_ERROR(tuf::VerifyThreshold(root_env_, root_.keys, root_.roles.at("root"), "trusted root"));
+  root_raw_ = std::move(*bytes);
+  return Status::OK();
 }
 
 // Loads the locally trusted timestamp/snapshot/targets; anything that no longer verifies
@@ -94,14 +83,20 @@ void Updater::LoadTrustedTopLevel() {
     auto env = Envelope::Parse(*b, tuf::kMaxTimestampBytes);
     if (env.ok() && tuf::VerifyThreshold(*env, root_.keys, root_.roles.at("timestamp"), "timestamp").ok()) {
       auto t = tuf::Timestamp::FromSigned(env->signed_json);
-      if (t.ok()) timestamp_ = std::move(*t);
+      if (t.ok()) {
+        timestamp_ = std::move(*t);
+        timestamp_raw_ = std::move(*b);
+      }
     }
   }
   if (auto b = ReadLocal("snapshot", tuf::kMaxSnapshotBytes); b.ok()) {
     auto env = Envelope::Parse(*b, tuf::kMaxSnapshotBytes);
     if (env.ok() && tuf::VerifyThreshold(*env, root_.keys, root_.roles.at("snapshot"), "snapshot").ok()) {
       auto s = tuf::Snapshot::FromSigned(env->signed_json);
-      if (s.ok()) snapshot_ = std::move(*s);
+      if (s.ok()) {
+        snapshot_ = std::move(*s);
+        snapshot_raw_ = std::move(*b);
+      }
     }
   }
 }
@@ -129,6 +124,7 @@ Status Updater::UpdateRoot() {
     root_env_ = std::move(env);
     root_ = std::move(fresh);
     PG_RETURN_IF_ERROR(Persist("root", *bytes));
+    root_raw_ = *bytes;
   }
   PG_RETURN_IF_ERROR(tuf::CheckNotExpired(root_.common, clock_, "root"));
   // Fast-forward recovery: new timestamp/snapshot keys invalidate what the old keys signed.
@@ -161,7 +157,9 @@ Status Updater::UpdateTimestamp() {
   }
   PG_RETURN_IF_ERROR(tuf::CheckNotExpired(fresh.common, clock_, "timestamp"));
   timestamp_ = std::move(fresh);
-  return Persist("timestamp", bytes);
+  PG_RETURN_IF_ERROR(Persist("timestamp", bytes));
+  timestamp_raw_ = std::move(bytes);
+  return Status::OK();
 }
 
 Status Updater::UpdateSnapshot() {
@@ -198,7 +196,9 @@ Status Updater::UpdateSnapshot() {
   }
   PG_RETURN_IF_ERROR(tuf::CheckNotExpired(fresh.common, clock_, "snapshot"));
   snapshot_ = std::move(fresh);
-  return Persist("snapshot", *bytes);
+  PG_RETURN_IF_ERROR(Persist("snapshot", *bytes));
+  snapshot_raw_ = std::move(*bytes);
+  return Status::OK();
 }
 
 Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
@@ -222,7 +222,7 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
                                                  std::to_string(meta.version) + ")");
     PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
     if (fetched) PG_RETURN_IF_ERROR(Persist(role, bytes));
-    auto [it, _] = targets_.insert_or_assign(role, Loaded{std::move(env), std::move(t)});
+    auto [it, _] = targets_.insert_or_assign(role, Loaded{std::move(env), std::move(t), bytes});
     return &it->second;
   };
 
@@ -318,65 +318,64 @@ std::optional<std::string> Updater::FindCachedTarget(const TargetInfo& info) {
 Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
   if (auto cached = FindCachedTarget(info)) return *cached;
   auto sha = info.file.hashes.find("sha256");
-  std::string remote = info.path;
-  if (root_.consistent_snapshot) {
-    if (sha == info.file.hashes.end()) return Corrupt(info.path + " has no sha256 hash to download it by");
-    auto pos = info.path.find_last_of('/');
-    remote = pos == std::string::npos ? sha->second + "." + info.path
-                                      : info.path.substr(0, pos + 1) + sha->second + "." + info.path.substr(pos + 1);
-  }
+  if (root_.consistent_snapshot && sha == info.file.hashes.end())
+    return Corrupt(info.path + " has no sha256 hash to download it by");
   PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.target_dir));
   std::string final_path = JoinPath(o_.target_dir, LocalName(info.path));
-  std::string tmp = final_path + ".part." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IOError("cannot create " + tmp + ": " + std::strerror(errno));
-  std::map<std::string, Hasher> hashers;
-  for (const auto& [alg, _] : info.file.hashes) {
-    auto h = Hasher::Create(alg);
-    if (h.ok()) hashers.emplace(alg, std::move(*h));
-  }
-  if (hashers.empty()) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Unsupported(info.path + " lists no hash algorithm this client supports");
-  }
-  uint64_t received = 0;
-  Status st = fetcher_->Fetch(o_.target_base_url + "/" + UrlPath(remote), info.file.length,
-                              [&](std::string_view chunk) -> Status {
-                                received += chunk.size();
-                                for (auto& [alg, h] : hashers) h.Update(chunk);
-                                size_t off = 0;
-                                while (off < chunk.size()) {
-                                  ssize_t n = ::write(fd, chunk.data() + off, chunk.size() - off);
-                                  if (n < 0 && errno == EINTR) continue;
-                                  if (n < 0) return IOError("cannot write " + tmp + ": " + std::strerror(errno));
-                                  off += static_cast<size_t>(n);
-                                }
-                                return Status::OK();
-                              });
-  if (st.ok() && ::fsync(fd) != 0) st = IOError("cannot fsync " + tmp);
-  ::close(fd);
-  if (st.code() == ErrorCode::kTooLarge)
-    st = Status(ErrorCode::kLengthMismatch, info.path + ": the server sent more than the signed length of " +
-                                                std::to_string(info.file.length) + " bytes; download stopped and discarded");
-  if (st.ok() && received != info.file.length)
-    st = Status(ErrorCode::kLengthMismatch, info.path + ": received " + std::to_string(received) +
-                                                " bytes; the signed length is " + std::to_string(info.file.length));
-  if (st.ok()) {
-    for (auto& [alg, h] : hashers) {
-      if (!ConstantTimeEquals(h.FinalHex(), info.file.hashes.at(alg))) {
-        st = Status(ErrorCode::kHashMismatch, info.path + ": the downloaded bytes do not match the signed " + alg +
-                                                  " hash; discarded (nothing was installed)");
-        break;
-      }
-    }
-  }
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  PG_RETURN_IF_ERROR(fs_->Rename(tmp, final_path));
+  std::string url = o_.target_base_url + "/" +
+                    TargetUrlPath(info.path, sha == info.file.hashes.end() ? "" : sha->second, root_.consistent_snapshot);
+  PG_RETURN_IF_ERROR(FetchTargetTo(fetcher_, url, info.path, info.file, final_path, TargetFetchOptions{}));
   return final_path;
+}
+
+Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
+  if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
+  struct Visit {
+    std::string role;
+    std::map<std::string, PublicKey> keys;
+    tuf::RoleKeys role_keys;
+  };
+  std::vector<Visit> stack{{"targets", root_.keys, root_.roles.at("targets")}};
+  std::set<std::string> visited, seen_paths;
+  std::vector<TargetInfo> out;
+  while (!stack.empty()) {
+    Visit v = std::move(stack.back());
+    stack.pop_back();
+    if (!visited.insert(v.role).second) continue;
+    if (visited.size() > static_cast<size_t>(tuf::kMaxDelegationDepth) * 1024)
+      return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
+    PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
+    for (const auto& [path, file] : loaded->targets.targets) {
+      // The first role in walk order that signs a path wins, as in GetTargetInfo.
+      if (seen_paths.insert(path).second) out.push_back(TargetInfo{path, file, v.role});
+    }
+    if (!loaded->targets.delegations) continue;
+    const tuf::Delegations& d = *loaded->targets.delegations;
+    std::vector<Visit> children;
+    if (d.succinct) {
+      for (int i = 0; i < d.succinct->NumBins(); ++i)
+        children.push_back({d.succinct->BinName(i), d.keys, d.succinct->keys});
+    }
+    for (const auto& r : d.roles) children.push_back({r.name, d.keys, r.keys});
+    for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
+  }
+  return out;
+}
+
+std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {
+  std::map<std::string, std::string> out;
+  if (!root_raw_.empty()) out[std::to_string(root_.common.version) + ".root.json"] = root_raw_;
+  if (timestamp_ && !timestamp_raw_.empty()) out["timestamp.json"] = timestamp_raw_;
+  if (snapshot_ && !snapshot_raw_.empty())
+    out[std::to_string(snapshot_->common.version) + ".snapshot.json"] = snapshot_raw_;
+  for (const auto& [role, loaded] : targets_)
+    out[std::to_string(loaded.targets.common.version) + "." + tuf::QuoteRoleName(role) + ".json"] = loaded.raw;
+  return out;
+}
+
+std::optional<int64_t> Updater::TrustedSnapshotVersion() const {
+  if (!snapshot_) return std::nullopt;
+  return snapshot_->common.version;
 }
 
 }  // namespace patchgate::client

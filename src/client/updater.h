@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "client/fetcher.h"
 #include "core/clock.h"
@@ -57,10 +58,21 @@ class Updater {
   // The file name a target is stored under in target_dir.
   static std::string LocalName(const std::string& target_path);
 
+  // For a mirror: every target of every role reachable from the top-level targets (the
+  // whole delegation tree, hashed bins included), each role verified as in GetTargetInfo.
+  // A path signed by several roles is taken from the first in walk order.
+  Result<std::vector<TargetInfo>> ListAllTargets();
+  // The verified bytes of the trusted metadata, by the name a consistent-snapshot
+  // repository publishes them under: "<v>.root.json", "timestamp.json",
+  // "<v>.snapshot.json", "<v>.<quoted role>.json" (targets roles loaded so far).
+  std::map<std::string, std::string> TrustedMetadataFiles() const;
+  std::optional<int64_t> TrustedSnapshotVersion() const;
+
  private:
   struct Loaded {
     tuf::Envelope env;
     tuf::Targets targets;
+    std::string raw;  // the verified bytes
   };
 
   Status LoadTrustedRoot();
@@ -81,6 +93,7 @@ class Updater {
   FileSystem* fs_;
   bool refreshed_ = false;
 
+  std::string root_raw_, timestamp_raw_, snapshot_raw_;  // verified bytes of the trusted files
   tuf::Envelope root_env_;
   tuf::Root root_;
   std::optional<tuf::Timestamp> timestamp_;

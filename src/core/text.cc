@@ -89,4 +89,104 @@ std::string PercentDecodeLenient(std::string_view s) {
   return out;
 }
 
+namespace {
+
+void AppendHexByte(std::string& out, unsigned char c) {
+  static const char kHex[] = "0123456789ABCDEF";
+  out += "\\x";
+  out.push_back(kHex[c >> 4]);
+  out.push_back(kHex[c & 15]);
+}
+
+void AppendCodePoint(std::string& out, char32_t cp) {
+  static const char kHex[] = "0123456789ABCDEF";
+  out += "\\u{";
+  for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(cp >> shift) & 15]);
+  out += "}";
+}
+
+bool IsBidiControl(char32_t cp) {
+  return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E || cp == 0x200F ||
+         cp == 0x061C;
+}
+
+}  // namespace
+
+char32_t DecodeUtf8At(std::string_view s, size_t i, size_t n) {
+  auto b = [&](size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[i + k])); };
+  switch (n) {
+    case 1: return b(0);
+    case 2: return (b(0) & 0x1F) << 6 | (b(1) & 0x3F);
+    case 3: return (b(0) & 0x0F) << 12 | (b(1) & 0x3F) << 6 | (b(2) & 0x3F);
+    case 4: return (b(0) & 0x07) << 18 | (b(1) & 0x3F) << 12 | (b(2) & 0x3F) << 6 | (b(3) & 0x3F);
+    default: return 0xFFFD;
+  }
+}
+
+bool IsStorableText(std::string_view s) {
+  return s.find('\0') == std::string_view::npos && IsValidUtf8(s);
+}
+
+std::string EscapeInvalidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == 0) {
+      AppendHexByte(out, c);
+      ++i;
+      continue;
+    }
+    size_t n = c < 0x80 ? 1 : Utf8SequenceLength(s, i);
+    if (n == 0) {
+      AppendHexByte(out, c);
+      ++i;
+      continue;
+    }
+    out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
+std::string_view TruncateUtf8(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return s;
+  size_t end = max_bytes;
+  // Step back over continuation bytes to the start of the character the cut falls in.
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+  // s[end] now starts the character the cap falls in (or right after): it does not fit.
+  return s.substr(0, end);
+}
+
+std::string StorableText(std::string_view s, size_t max_bytes) {
+  std::string escaped = EscapeInvalidUtf8(s);
+  if (escaped.size() <= max_bytes) return escaped;
+  return std::string(TruncateUtf8(escaped, max_bytes));
+}
+
+std::string EscapeForTerminal(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7F) AppendHexByte(out, c);
+      else out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      AppendHexByte(out, c);
+      ++i;
+      continue;
+    }
+    char32_t cp = DecodeUtf8At(s, i, n);
+    if ((cp >= 0x80 && cp <= 0x9F) || IsBidiControl(cp)) AppendCodePoint(out, cp);
+    else out.append(s.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
 }  // namespace patchgate

@@ -44,5 +44,54 @@ TEST(PercentDecode, DecodesPairsAndKeepsStrayPercents) {
   EXPECT_EQ(PercentDecode("%zz").status().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST(EscapeInvalidUtf8, EscapesEachInvalidByteAndKeepsValidText) {
+  EXPECT_EQ(EscapeInvalidUtf8("Gr\xC3\xBC\xC3\x9F \xE2\x82\xAC"), "Gr\xC3\xBC\xC3\x9F \xE2\x82\xAC");
+  EXPECT_EQ(EscapeInvalidUtf8("a\xFF" "b"), "a\\xFFb");
+  EXPECT_EQ(EscapeInvalidUtf8("\xE2\x82"), "\\xE2\\x82");           // truncated euro sign
+  EXPECT_EQ(EscapeInvalidUtf8("\xC0\xAF"), "\\xC0\\xAF");           // overlong
+  EXPECT_EQ(EscapeInvalidUtf8("\xED\xA0\x80"), "\\xED\\xA0\\x80");  // surrogate
+  EXPECT_EQ(EscapeInvalidUtf8(std::string("a\0b", 3)), "a\\x00b");  // PostgreSQL text cannot hold NUL
+  EXPECT_EQ(EscapeInvalidUtf8("tab\tok"), "tab\tok");                // controls are valid UTF-8: kept
+  for (int b = 0; b < 256; ++b) {
+    std::string s = "x" + std::string(1, static_cast<char>(b)) + "\xE2\x82";
+    EXPECT_TRUE(IsValidUtf8(EscapeInvalidUtf8(s))) << b;
+  }
+}
+
+TEST(TruncateUtf8, NeverCutsThroughACharacter) {
+  const std::string euro = "\xE2\x82\xAC";
+  std::string s = "ab" + euro + "c";
+  EXPECT_EQ(TruncateUtf8(s, 100), s);
+  EXPECT_EQ(TruncateUtf8(s, 5), "ab" + euro);
+  EXPECT_EQ(TruncateUtf8(s, 4), "ab");
+  EXPECT_EQ(TruncateUtf8(s, 3), "ab");
+  EXPECT_EQ(TruncateUtf8(s, 2), "ab");
+  EXPECT_EQ(TruncateUtf8(s, 0), "");
+  std::string lock = "\xF0\x9F\x94\x92";
+  std::string many;
+  for (int i = 0; i < 100; ++i) many += lock;
+  for (size_t cap = 0; cap < 20; ++cap) {
+    auto t = TruncateUtf8(many, cap);
+    EXPECT_TRUE(IsValidUtf8(t)) << cap;
+    EXPECT_EQ(t.size(), cap / 4 * 4) << cap;
+  }
+}
+
+TEST(StorableText, EscapesThenCapsAtACharacterBoundary) {
+  EXPECT_EQ(StorableText("ab\xFF", 100), "ab\\xFF");
+  EXPECT_EQ(StorableText("ab\xFF", 4), "ab\\x");  // the escape is ASCII: any cut is a boundary
+  EXPECT_EQ(StorableText(std::string(255, 'a') + "\xE2\x82\xAC", 256), std::string(255, 'a'));
+  EXPECT_TRUE(IsValidUtf8(StorableText(std::string(255, 'a') + "\xE2\x82\xAC\xFF", 256)));
+}
+
+TEST(EscapeForTerminal, NoEscapeSequenceOrReorderingReachesTheTerminal) {
+  EXPECT_EQ(EscapeForTerminal("Example Ltd \xC3\xBC"), "Example Ltd \xC3\xBC");
+  EXPECT_EQ(EscapeForTerminal("\x1b[2Jx"), "\\x1B[2Jx");
+  EXPECT_EQ(EscapeForTerminal("a\r\nb\x7f"), "a\\x0D\\x0Ab\\x7F");
+  EXPECT_EQ(EscapeForTerminal("\xC2\x9B" "31m"), "\\u{009B}31m");  // C1 CSI
+  EXPECT_EQ(EscapeForTerminal("x\xE2\x80\xAEy"), "x\\u{202E}y");   // right-to-left override
+  EXPECT_EQ(EscapeForTerminal("\xFF"), "\\xFF");
+}
+
 }  // namespace
 }  // namespace patchgate

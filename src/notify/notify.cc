@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/json_output.h"
 #include "core/log.h"
 #include "crypto/hash.h"
 
@@ -89,7 +90,7 @@ Result<NotifyReport> NotifyIncident(Store& store, int64_t incident_id, Transport
       for (const auto& d : org->downloads)
         body["downloads"].push_back({{"file", d.target_path}, {"time", T(d.started_at)}, {"user", d.username},
                                      {"sha256", d.sha256}, {"node", d.node}});
-      return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return JsonText(body, -1);
     };
     out.push_back(std::move(m));
   }

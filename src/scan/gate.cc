@@ -8,6 +8,7 @@
 
 #include "core/clock.h"
 #include "core/fs.h"
+#include "core/json_output.h"
 #include "core/log.h"
 
 namespace patchgate::scan {
@@ -26,7 +27,7 @@ Result<std::string> Quarantine(const std::string& repo_dir, const FileResult& r,
                  {"verdict", std::string(VerdictName(r.verdict))}, {"detections", r.detections},
                  {"engine", engine.engine}, {"engine_version", engine.engine_version},
                  {"signature_version", engine.db_version}, {"time", FormatRfc3339(now)}};
-  PG_RETURN_IF_ERROR(fs.WriteFileAtomic(stem + ".json", report.dump(2) + "\n"));
+  PG_RETURN_IF_ERROR(fs.WriteFileAtomic(stem + ".json", JsonText(report) + "\n"));
   return stem + ".quarantined";
 }
 

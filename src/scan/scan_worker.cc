@@ -1,15 +1,25 @@
 // patchgate-scan-worker: the only patchgate process that loads libclamav. It loads and
-// compiles the signature databases once, then answers scan requests on stdin/stdout, one
-// JSON object per line. A crash inside a libclamav parser kills this process only; the
-// parent sees EOF, reports "error" (never "clean") and starts a fresh worker.
+// compiles the signature databases ONCE into one engine, which its --threads scanning
+// threads share (the engine is read-only after compilation, as in clamd). A crash inside a
+// libclamav parser kills this process only; the parent sees EOF, reports "error" (never
+// "clean") for every file in flight and starts a fresh worker.
 //
-// Protocol (parent -> worker, one line each):
-//   SCAN <path>        worker reads the file ONCE into memory and replies
-//                      {"sha256":..,"length":..} or {"verdict":"error","error":..}
-//   GO | SKIP          GO: scan the bytes already read and reply with the verdict;
-//                      SKIP: the parent had a cached verdict; nothing is scanned.
-// Startup reply: {"ready":true,"engine_version":..,"db_version":..,"signatures":N} or
-// {"ready":false,"error":..} (then exit 2).
+// Protocol: one line per request and per reply; every reply carries the request's id.
+//   SCAN <id> <hex path>  open the file once and hash it through a small buffer; reply
+//                         {"id":..,"sha256":..,"length":..}, or a final
+//                         {"id":..,"verdict":"error"|"unscannable","error":..}
+//   GO <id>               scan the descriptor opened by SCAN <id>; reply
+//                         {"id":..,"verdict":..,"detections":[..],"error":..}
+//   SKIP <id>             the parent had a cached verdict: close it; no reply.
+// The path is hex-encoded so that any file name (newlines, bytes that are not UTF-8)
+// travels intact. Startup reply: {"ready":true,"engine_version":..,"db_version":..,
+// "signatures":N} or {"ready":false,"error":..} (then exit 2).
+//
+// Memory: a file is never mapped whole. Small files (up to kMapWhole) are mapped once,
+// hashed and scanned from that one mapping; larger ones are hashed through a 1 MiB buffer
+// and scanned through libclamav's paged map of the descriptor, which keeps only a window
+// of the file in memory. Either way the file's identity (size, times, inode) is checked
+// after the scan: a file that changed while it was read is an error, not a verdict.
 #include <clamav.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -18,11 +28,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <iostream>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "crypto/hash.h"
@@ -32,11 +47,59 @@ namespace {
 
 using nlohmann::json;
 
+// libclamav's own ceiling: it cannot scan a file of 2 GiB or more, whatever the limits say.
+constexpr long long kEngineMaxFile = 2147483647LL;
+// Files up to this size are mapped whole (one pass serves hash and scan); larger ones are
+// read through a bounded window.
+constexpr long long kMapWhole = 8LL << 20;
+constexpr size_t kReadChunk = 1 << 20;
+
+std::mutex g_out_mu;
+
 void Reply(const json& j) {
   std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
   s += '\n';
-  std::fwrite(s.data(), 1, s.size(), stdout);
-  std::fflush(stdout);
+  std::lock_guard<std::mutex> l(g_out_mu);
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(1, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(0);  // the parent is gone
+    off += static_cast<size_t>(n);
+  }
+}
+
+bool HexDecode(const std::string& hex, std::string* out) {
+  if (hex.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int v = 0;
+    for (int k = 0; k < 2; ++k) {
+      char c = hex[i + static_cast<size_t>(k)];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) return false;
+      v = v * 16 + d;
+    }
+    out->push_back(static_cast<char>(v));
+  }
+  return true;
+}
+
+// Why a heuristic-only detection means "cannot vouch for it", in words.
+std::string Explain(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) {
+    std::string why;
+    if (n.find("MaxFileSize") != std::string::npos) why = "the file is larger than the engine's file-size limit";
+    else if (n.find("MaxScanSize") != std::string::npos)
+      why = "the scan stopped at the scan-size limit (4 x --max-file-size) before the end of the content";
+    else if (n.find("MaxRecursion") != std::string::npos) why = "archives nested deeper than the engine's limit (32)";
+    else if (n.find("MaxFiles") != std::string::npos) why = "an archive holds more files than the engine's limit";
+    else if (n.find("Encrypted") != std::string::npos) why = "encrypted content that the engine cannot read";
+    else why = "a scan limit was reached";
+    out += (out.empty() ? "" : "; ") + n + ": " + why;
+  }
+  return out + ", so the file cannot be vouched for";
 }
 
 struct Detections {
@@ -47,19 +110,242 @@ void OnVirus(int, const char* name, void* ctx) {
   if (ctx && name) static_cast<Detections*>(ctx)->names.emplace_back(name);
 }
 
+bool SameFile(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_dev == b.st_dev && a.st_size == b.st_size &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+// A file opened by SCAN and waiting for GO or SKIP.
+struct Opened {
+  int fd = -1;
+  struct stat st {};
+  std::string path;
+  const char* map = nullptr;  // the whole file, when it is small
+  size_t len = 0;
+  ~Opened() {
+    if (map) ::munmap(const_cast<char*>(map), len);
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+struct Task {
+  enum Kind { kScan, kGo } kind;
+  std::string id;
+  std::string path;  // for kScan
+};
+
+class Worker {
+ public:
+  Worker(cl_engine* engine, long long max_file) : engine_(engine), max_file_(max_file) {
+    opts_.general = CL_SCAN_GENERAL_ALLMATCHES | CL_SCAN_GENERAL_HEURISTICS;
+    opts_.parse = ~0u;  // every parser: archives, packers, documents, mail, images...
+    opts_.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX | CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE |
+                      CL_SCAN_HEURISTIC_BROKEN | CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
+  }
+
+  void Run(int threads) {
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i) pool.emplace_back([this] { Loop(); });
+    std::string line;
+    char buf[8192];
+    std::string in;
+    for (;;) {
+      ssize_t n = ::read(0, buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+      size_t start = 0;
+      for (size_t nl; (nl = in.find('\n', start)) != std::string::npos; start = nl + 1)
+        Dispatch(in.substr(start, nl - start));
+      in.erase(0, start);
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : pool) t.join();
+  }
+
+ private:
+  void Dispatch(const std::string& line) {
+    auto sp1 = line.find(' ');
+    std::string op = line.substr(0, sp1);
+    std::string rest = sp1 == std::string::npos ? "" : line.substr(sp1 + 1);
+    auto sp2 = rest.find(' ');
+    std::string id = rest.substr(0, sp2);
+    if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos) {
+      Reply({{"verdict", "error"}, {"error", "malformed request"}});
+      return;
+    }
+    if (op == "SKIP") {
+      std::lock_guard<std::mutex> l(mu_);
+      opened_.erase(id);
+      return;
+    }
+    Task t;
+    if (op == "SCAN" && sp2 != std::string::npos && HexDecode(rest.substr(sp2 + 1), &t.path)) t.kind = Task::kScan;
+    else if (op == "GO") t.kind = Task::kGo;
+    else {
+      Reply({{"id", id}, {"verdict", "error"}, {"error", "unknown request"}});
+      return;
+    }
+    t.id = id;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      queue_.push_back(std::move(t));
+    }
+    cv_.notify_one();
+  }
+
+  void Loop() {
+    std::vector<char> buf(kReadChunk);
+    for (;;) {
+      Task t;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return closed_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        t = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      if (t.kind == Task::kScan) Open(t, buf);
+      else Scan(t);
+    }
+  }
+
+  void Open(const Task& t, std::vector<char>& buf) {
+    auto f = std::make_unique<Opened>();
+    f->path = t.path;
+    f->fd = ::open(t.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (f->fd < 0 || ::fstat(f->fd, &f->st) != 0) {
+      Reply({{"id", t.id}, {"verdict", "error"}, {"error", "cannot read " + t.path + ": " + std::strerror(errno)}});
+      return;
+    }
+    if (!S_ISREG(f->st.st_mode)) {
+      Reply({{"id", t.id}, {"verdict", "error"}, {"error", t.path + " is not a regular file"}});
+      return;
+    }
+    long long size = f->st.st_size;
+    if (size > kEngineMaxFile) {
+      Reply({{"id", t.id}, {"verdict", "unscannable"},
+             {"error", t.path + " is " + std::to_string(size) +
+                           " bytes: the ClamAV engine cannot scan files of 2 GiB (2147483648 bytes) or more, so it "
+                           "cannot be vouched for; publish it in smaller parts"}});
+      return;
+    }
+    if (size > max_file_) {
+      Reply({{"id", t.id}, {"verdict", "unscannable"},
+             {"error", t.path + " is " + std::to_string(size) + " bytes, over the scan limit of " +
+                           std::to_string(max_file_) + " (--max-file-size)"}});
+      return;
+    }
+    f->len = static_cast<size_t>(size);
+    auto hasher = patchgate::Hasher::Create("sha256");
+    if (size > 0 && size <= kMapWhole) {
+      void* p = ::mmap(nullptr, f->len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, 0);
+      if (p == MAP_FAILED) {
+        Reply({{"id", t.id}, {"verdict", "error"}, {"error", "cannot map " + t.path + ": " + std::strerror(errno)}});
+        return;
+      }
+      f->map = static_cast<const char*>(p);
+      hasher->Update(f->map, f->len);
+    } else {
+      ::posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+      for (size_t off = 0; off < f->len;) {
+        ssize_t n = ::pread(f->fd, buf.data(), std::min(buf.size(), f->len - off), static_cast<off_t>(off));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          Reply({{"id", t.id}, {"verdict", "error"},
+                 {"error", "cannot read " + t.path + ": " + (n < 0 ? std::strerror(errno) : "it shrank while read")}});
+          return;
+        }
+        hasher->Update(buf.data(), static_cast<size_t>(n));
+        off += static_cast<size_t>(n);
+      }
+    }
+    json reply = {{"id", t.id}, {"sha256", hasher->FinalHex()}, {"length", f->len}};
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      opened_[t.id] = std::move(f);
+    }
+    Reply(reply);
+  }
+
+  void Scan(const Task& t) {
+    std::unique_ptr<Opened> f;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = opened_.find(t.id);
+      if (it != opened_.end()) {
+        f = std::move(it->second);
+        opened_.erase(it);
+      }
+    }
+    if (!f) {
+      Reply({{"id", t.id}, {"verdict", "error"}, {"error", "nothing to scan"}});
+      return;
+    }
+    Detections det;
+    const char* virname = nullptr;
+    unsigned long scanned = 0;
+    cl_error_t r;
+    if (f->map || f->len == 0) {
+      cl_fmap_t* map = cl_fmap_open_memory(f->map ? f->map : "", f->len);
+      r = cl_scanmap_callback(map, f->path.c_str(), &virname, &scanned, engine_, &opts_, &det);
+      cl_fmap_close(map);
+    } else {
+      r = cl_scandesc_callback(f->fd, f->path.c_str(), &virname, &scanned, engine_, &opts_, &det);
+    }
+    struct stat after {};
+    if (::fstat(f->fd, &after) != 0 || !SameFile(f->st, after)) {
+      Reply({{"id", t.id}, {"verdict", "error"},
+             {"error", f->path + " changed while it was being scanned: no verdict; scan it again"}});
+      return;
+    }
+    if (r == CL_VIRUS) {
+      if (det.names.empty() && virname) det.names.emplace_back(virname);
+      bool heuristic_only = std::all_of(det.names.begin(), det.names.end(), [](const std::string& n) {
+        return n.rfind("Heuristics.Limits", 0) == 0 || n.rfind("Heuristics.Encrypted", 0) == 0;
+      });
+      if (heuristic_only)
+        Reply({{"id", t.id}, {"verdict", "unscannable"}, {"detections", det.names}, {"error", Explain(det.names)}});
+      else
+        Reply({{"id", t.id}, {"verdict", "infected"}, {"detections", det.names}});
+    } else if (r == CL_CLEAN) {
+      Reply({{"id", t.id}, {"verdict", "clean"}});
+    } else {
+      Reply({{"id", t.id}, {"verdict", "error"}, {"error", std::string("libclamav: ") + cl_strerror(r)}});
+    }
+  }
+
+  cl_engine* engine_;
+  long long max_file_;
+  cl_scan_options opts_{};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Task> queue_;
+  bool closed_ = false;
+  std::map<std::string, std::unique_ptr<Opened>> opened_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string db_dir, db_version;
   long long max_file = 512LL * 1024 * 1024;
+  int threads = 1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--db" && i + 1 < argc) db_dir = argv[++i];
     else if (a == "--max-file-size" && i + 1 < argc) max_file = std::atoll(argv[++i]);
     else if (a == "--db-version" && i + 1 < argc) db_version = argv[++i];  // computed once by the parent
+    else if (a == "--threads" && i + 1 < argc) threads = std::clamp(std::atoi(argv[++i]), 1, 256);
   }
   if (db_dir.empty()) {
-    Reply({{"ready", false}, {"error", "usage: patchgate-scan-worker --db DIR [--max-file-size BYTES] [--db-version ID]"}});
+    Reply({{"ready", false},
+           {"error", "usage: patchgate-scan-worker --db DIR [--max-file-size BYTES] [--db-version ID] [--threads N]"}});
     return 2;
   }
   cl_error_t rc = cl_init(CL_INIT_DEFAULT);
@@ -95,10 +381,11 @@ int main(int argc, char** argv) {
                                            ": an empty signature directory cannot vouch for anything"}});
     return 2;
   }
-  // Limits raised to the largest artifact the repository accepts; what exceeds them is
-  // reported by the EXCEEDS_MAX heuristic, which blocks.
-  cl_engine_set_num(engine, CL_ENGINE_MAX_FILESIZE, max_file);
-  cl_engine_set_num(engine, CL_ENGINE_MAX_SCANSIZE, max_file * 4);
+  // Limits raised to the largest artifact the repository accepts (the engine itself stops
+  // below 2 GiB); what exceeds them is reported by the EXCEEDS_MAX heuristic, which blocks.
+  long long engine_max = std::min(max_file, kEngineMaxFile);
+  cl_engine_set_num(engine, CL_ENGINE_MAX_FILESIZE, engine_max);
+  cl_engine_set_num(engine, CL_ENGINE_MAX_SCANSIZE, engine_max * 4);
   cl_engine_set_num(engine, CL_ENGINE_MAX_RECURSION, 32);
   cl_engine_set_num(engine, CL_ENGINE_MAX_FILES, 100000);
   rc = cl_engine_compile(engine);
@@ -108,96 +395,10 @@ int main(int argc, char** argv) {
   }
   cl_engine_set_clcb_virus_found(engine, OnVirus);
   if (db_version.empty()) db_version = patchgate::scan::SignatureSetVersion(db_dir);
-  Reply({{"ready", true}, {"engine_version", cl_retver()}, {"db_version", db_version}, {"signatures", sigs}});
-
-  cl_scan_options opts{};
-  opts.general = CL_SCAN_GENERAL_ALLMATCHES | CL_SCAN_GENERAL_HEURISTICS;
-  opts.parse = ~0u;  // every parser: archives, packers, documents, mail, images...
-  opts.heuristic = CL_SCAN_HEURISTIC_EXCEEDS_MAX | CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE | CL_SCAN_HEURISTIC_BROKEN |
-                   CL_SCAN_HEURISTIC_ENCRYPTED_DOC;
-
-  std::string line;
-  std::string data;  // the bytes of the current file, read once
-  const char* map_base = nullptr;
-  size_t map_len = 0;
-  auto release = [&] {
-    if (map_base) ::munmap(const_cast<char*>(map_base), map_len);
-    map_base = nullptr;
-    map_len = 0;
-  };
-  bool have = false;
-  std::string current;
-  while (std::getline(std::cin, line)) {
-    if (line.rfind("SCAN ", 0) == 0) {
-      release();
-      have = false;
-      current = line.substr(5);
-      int fd = ::open(current.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      struct stat st {};
-      if (fd < 0 || ::fstat(fd, &st) != 0) {
-        Reply({{"verdict", "error"}, {"error", "cannot read " + current + ": " + std::strerror(errno)}});
-        if (fd >= 0) ::close(fd);
-        continue;
-      }
-      if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        Reply({{"verdict", "error"}, {"error", current + " is not a regular file"}});
-        continue;
-      }
-      if (st.st_size > max_file) {
-        ::close(fd);
-        Reply({{"verdict", "unscannable"}, {"error", current + " is " + std::to_string(st.st_size) +
-                                                       " bytes, over the scan limit of " + std::to_string(max_file)}});
-        continue;
-      }
-      map_len = static_cast<size_t>(st.st_size);
-      if (map_len > 0) {
-        void* p = ::mmap(nullptr, map_len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-        if (p == MAP_FAILED) {
-          ::close(fd);
-          map_len = 0;
-          Reply({{"verdict", "error"}, {"error", "cannot map " + current + ": " + std::strerror(errno)}});
-          continue;
-        }
-        map_base = static_cast<const char*>(p);
-      }
-      ::close(fd);
-      // The one read pass: the same mapped bytes are hashed now and scanned after GO.
-      std::string sha = patchgate::Sha256Hex(std::string_view(map_base ? map_base : "", map_len));
-      have = true;
-      Reply({{"sha256", sha}, {"length", map_len}});
-    } else if (line == "GO") {
-      if (!have) {
-        Reply({{"verdict", "error"}, {"error", "nothing to scan"}});
-        continue;
-      }
-      Detections det;
-      const char* virname = nullptr;
-      unsigned long scanned = 0;
-      cl_fmap_t* map = cl_fmap_open_memory(map_base ? map_base : "", map_len);
-      cl_error_t r = cl_scanmap_callback(map, current.c_str(), &virname, &scanned, engine, &opts, &det);
-      cl_fmap_close(map);
-      if (r == CL_VIRUS) {
-        if (det.names.empty() && virname) det.names.emplace_back(virname);
-        bool heuristic_only = std::all_of(det.names.begin(), det.names.end(), [](const std::string& n) {
-          return n.rfind("Heuristics.Limits", 0) == 0 || n.rfind("Heuristics.Encrypted", 0) == 0;
-        });
-        Reply({{"verdict", heuristic_only ? "unscannable" : "infected"}, {"detections", det.names}});
-      } else if (r == CL_CLEAN) {
-        Reply({{"verdict", "clean"}});
-      } else {
-        Reply({{"verdict", "error"}, {"error", std::string("libclamav: ") + cl_strerror(r)}});
-      }
-      release();
-      have = false;
-    } else if (line == "SKIP") {
-      release();
-      have = false;
-    } else {
-      Reply({{"verdict", "error"}, {"error", "unknown request"}});
-    }
-  }
-  release();
-  cl_engine_free(engine);
+  Reply({{"ready", true}, {"engine_version", cl_retver()}, {"db_version", db_version}, {"signatures", sigs},
+         {"threads", threads}});
+  Worker(engine, max_file).Run(threads);
+  // The engine is not freed: the process ends here and the kernel reclaims it at once
+  // (freeing a large compiled engine page by page takes longer than the scans).
   return 0;
 }

@@ -2,12 +2,15 @@
 #include "scan/scanner.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "core/fs.h"
 #include "scan/gate.h"
@@ -175,20 +178,105 @@ TEST_F(ScannerTest, SymlinkOutsideTheInputIsRefusedAndUnreadableIsError) {
   EXPECT_FALSE(r.error.empty());
 }
 
+// Bytes waiting in the worker's request pipe (its stdin), read through /proc.
+int PendingRequestBytes(int pid) {
+  int fd = ::open(("/proc/" + std::to_string(pid) + "/fd/0").c_str(), O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return -1;
+  int n = -1;
+  if (::ioctl(fd, FIONREAD, &n) != 0) n = -1;
+  ::close(fd);
+  return n;
+}
+
 TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
+  // Two scanning threads share one engine in one worker process.
   ScanOptions o;
-  o.jobs = 1;
+  o.jobs = 2;
   auto s = Make(o);
+  ASSERT_TRUE(s);
   auto pids = WorkerPidsForTest(*s);
   ASSERT_EQ(pids.size(), 1u);
-  ::kill(pids[0], SIGSEGV);  // what a libclamav parser crash looks like from here
+  std::vector<std::string> files = {Write("a.bin", "clean a"), Write("b.bin", "clean b")};
+  // Hold the worker still, let both requests reach it, then crash it as a libclamav parser
+  // crash would: both files are in flight when it dies.
+  ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  std::vector<FileResult> results;
+  std::thread scan([&] { results = *s->Scan(files); });
+  const int want = 2 * static_cast<int>(std::string("SCAN 1 \n").size() + 2 * files[0].size());
+  for (int i = 0; i < 1000 && PendingRequestBytes(pids[0]) < want; ++i) usleep(10000);
+  EXPECT_GE(PendingRequestBytes(pids[0]), want);
+  ::kill(pids[0], SIGSEGV);
+  ::kill(pids[0], SIGCONT);
+  scan.join();
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.verdict, Verdict::kError) << r.path;
+    EXPECT_NE(r.error.find("worker died"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("Segmentation"), std::string::npos) << r.error;
+  }
+  // A fresh process scans the next files; the crashed one is gone.
+  auto again = s->Scan(files);
+  for (const auto& r : *again) EXPECT_EQ(r.verdict, Verdict::kClean) << r.error;
+  auto fresh = WorkerPidsForTest(*s);
+  EXPECT_NE(fresh[0], pids[0]);
+  // A worker that dies while idle is replaced too, and its death costs no verdict.
+  ::kill(fresh[0], SIGKILL);
   usleep(100000);
-  auto r = One(*s, Write("clean.bin", "clean"));
-  EXPECT_EQ(r.verdict, Verdict::kError);
-  EXPECT_NE(r.error.find("worker"), std::string::npos) << r.error;
-  auto again = One(*s, dir_ + "/clean.bin");
-  EXPECT_EQ(again.verdict, Verdict::kClean) << again.error;
-  EXPECT_NE(WorkerPidsForTest(*s)[0], pids[0]);
+  EXPECT_EQ(One(*s, files[0]).verdict, Verdict::kClean);
+  EXPECT_NE(WorkerPidsForTest(*s)[0], fresh[0]);
+}
+
+TEST_F(ScannerTest, OneEngineIsSharedByTheScanningThreads) {
+  ScanOptions o;
+  o.jobs = 3;
+  auto s = Make(o);
+  ASSERT_TRUE(s);
+  auto pids = WorkerPidsForTest(*s);
+  ASSERT_EQ(pids.size(), 1u);  // one process, not one per job
+  std::vector<std::string> files;
+  for (int i = 0; i < 6; ++i) files.push_back(Write("f" + std::to_string(i), "clean " + std::to_string(i)));
+  for (const auto& r : *s->Scan(files)) EXPECT_EQ(r.verdict, Verdict::kClean) << r.error;
+  EXPECT_EQ(WorkerPidsForTest(*s), pids);
+  std::string status = *RealFileSystem::Get().ReadFile("/proc/" + std::to_string(pids[0]) + "/status", 1 << 16);
+  EXPECT_NE(status.find("Threads:\t4"), std::string::npos) << status;  // the request reader and 3 scanning threads
+}
+
+TEST_F(ScannerTest, FilesOverTwoGibibytesAreUnscannableWithAReason) {
+  // A sparse file: 3 GiB long, no disk blocks, never read (refused on its size).
+  std::string big = dir_ + "/big.iso";
+  int fd = ::open(big.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 3LL << 30), 0);
+  ::close(fd);
+  ScanOptions o;
+  o.max_file_size = 4000000000ull;
+  o.signatures_dir = kSigs;
+  o.worker_path = kWorker;
+  auto s = Make(o);
+  auto r = One(*s, big);
+  EXPECT_EQ(r.verdict, Verdict::kUnscannable);
+  EXPECT_NE(r.error.find("cannot scan files of 2 GiB"), std::string::npos) << r.error;
+  // Through the publish gate the reason reaches the user.
+  auto gate = MakePublishGate(o, dir_ + "/repo");
+  auto refused = gate({big});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("2 GiB"), std::string::npos) << refused.status().message();
+}
+
+TEST_F(ScannerTest, ALimitHeuristicAlwaysCarriesAReason) {
+  // Deeply nested zips exceed the recursion limit: unscannable, and the reason is given.
+  Write("d0", Elf());
+  std::string prev = "d0";
+  for (int i = 1; i <= 40; ++i) {
+    std::string z = "z" + std::to_string(i) + ".zip";
+    Zip(z, prev);
+    prev = z;
+  }
+  auto s = Make();
+  auto r = One(*s, dir_ + "/" + prev);
+  EXPECT_EQ(r.verdict, Verdict::kUnscannable) << r.error;
+  EXPECT_FALSE(r.error.empty());
+  EXPECT_NE(r.error.find("cannot be vouched for"), std::string::npos) << r.error;
 }
 
 TEST_F(ScannerTest, ParallelScanKeepsInputOrder) {

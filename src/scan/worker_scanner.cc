@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <optional>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -52,24 +56,110 @@ std::string DefaultWorkerPath() {
   return DirName(buf) + "/patchgate-scan-worker";
 }
 
-// One worker process and the pipes to it.
-class Worker {
- public:
-  ~Worker() { Kill(); }
+std::string HexPath(const std::string& path) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(path.size() * 2);
+  for (unsigned char c : path) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
 
-  // Spawn, then AwaitReady: workers load their engines in parallel.
-  Status Spawn(const ScanOptions& o, const std::string& path, const std::string& db_version) {
+// One patchgate-scan-worker process: one engine shared by its scanning threads. Requests
+// are lines tagged with an id; a reader thread hands each reply to the thread waiting for
+// that id. When the process dies, every request in flight fails (an "error" verdict).
+class WorkerProcess {
+ public:
+  ~WorkerProcess() {
+    Kill("");
+    if (reader_.joinable()) reader_.join();
+    if (to_ >= 0) ::close(to_);
+    if (from_ >= 0) ::close(from_);
+  }
+
+  // Starts the process and waits until its engine is loaded.
+  static Result<std::unique_ptr<WorkerProcess>> Start(const ScanOptions& o, const std::string& db_version,
+                                                      EngineInfo* info) {
+    auto p = std::unique_ptr<WorkerProcess>(new WorkerProcess());
+    PG_RETURN_IF_ERROR(p->Spawn(o, db_version));
+    PG_RETURN_IF_ERROR(p->AwaitReady(info));
+    p->reader_ = std::thread([raw = p.get()] { raw->ReadLoop(); });
+    return p;
+  }
+
+  int pid() const { return pid_; }
+  bool dead() {
+    std::lock_guard<std::mutex> l(mu_);
+    return dead_;
+  }
+
+  Status Send(const std::string& line) {
+    std::string l = line + "\n";
+    std::lock_guard<std::mutex> w(write_mu_);
+    size_t off = 0;
+    while (off < l.size()) {
+      ssize_t n = ::write(to_, l.data() + off, l.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status(ErrorCode::kScanFailed, "the scan worker is gone (" + Death() + ")");
+      off += static_cast<size_t>(n);
+    }
+    return Status::OK();
+  }
+
+  // Sends `line` (a request tagged `id`) and waits for the reply to it.
+  Result<json> Call(uint64_t id, const std::string& line, int timeout_seconds) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (dead_) return Status(ErrorCode::kScanFailed, "the scan worker died (" + death_ + ")");
+      waiting_[id];
+    }
+    Status st = Send(line);
+    std::unique_lock<std::mutex> l(mu_);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+    bool done = st.ok() && cv_.wait_until(l, deadline, [&] { return dead_ || waiting_[id].has_value(); });
+    std::optional<std::string> reply = std::move(waiting_[id]);
+    waiting_.erase(id);
+    if (reply) {
+      json j = json::parse(*reply, nullptr, false);
+      if (j.is_discarded()) return Status(ErrorCode::kScanFailed, "garbled reply from the scan worker");
+      return j;
+    }
+    if (dead_) return Status(ErrorCode::kScanFailed, "the scan worker died while scanning (" + death_ + ")");
+    if (!st.ok()) return st;
+    (void)done;
+    return Status(ErrorCode::kTimeout, "the scan did not finish within " + std::to_string(timeout_seconds) + " s");
+  }
+
+  // Stops the process at once; `why` is what every request in flight is told.
+  void Kill(const std::string& why) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!why.empty() && death_.empty()) death_ = why;
+    if (pid_ > 0 && !reaped_) ::kill(pid_, SIGKILL);
+  }
+
+ private:
+  WorkerProcess() = default;
+
+  Status Spawn(const ScanOptions& o, const std::string& db_version) {
     int in[2], out[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) return Internal("pipe failed");
-    std::string max = std::to_string(o.max_file_size);
+    if (::pipe2(in, O_CLOEXEC) != 0) return Internal("pipe failed");
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+      ::close(in[0]);
+      ::close(in[1]);
+      return Internal("pipe failed");
+    }
+    std::string max = std::to_string(o.max_file_size), threads = std::to_string(o.jobs);
     pid_ = ::fork();
     if (pid_ < 0) return Internal("fork failed");
     if (pid_ == 0) {
       ::dup2(in[0], 0);
       ::dup2(out[1], 1);
-      ::execl(path.c_str(), path.c_str(), "--db", o.signatures_dir.c_str(), "--max-file-size", max.c_str(),
-              "--db-version", db_version.c_str(), static_cast<char*>(nullptr));
-      std::string msg = "{\"ready\":false,\"error\":\"cannot run " + path + "\"}\n";
+      ::execl(o.worker_path.c_str(), o.worker_path.c_str(), "--db", o.signatures_dir.c_str(), "--max-file-size",
+              max.c_str(), "--db-version", db_version.c_str(), "--threads", threads.c_str(),
+              static_cast<char*>(nullptr));
+      std::string msg = "{\"ready\":false,\"error\":\"cannot run " + o.worker_path + "\"}\n";
       (void)!::write(1, msg.data(), msg.size());
       _exit(127);
     }
@@ -81,85 +171,96 @@ class Worker {
   }
 
   Status AwaitReady(EngineInfo* info) {
-    auto hello = ReadLine(120);
-    if (!hello.ok()) return Status(ErrorCode::kScanFailed, "the scan worker did not start: " + hello.status().message());
-    json j = json::parse(*hello, nullptr, false);
-    if (j.is_discarded() || !j.value("ready", false))
-      return Status(ErrorCode::kScanFailed, j.is_discarded() ? "the scan worker did not start" : j.value("error", "scan worker failed"));
-    info->engine_version = j.value("engine_version", "");
-    info->db_version = j.value("db_version", "");
-    info->signatures = j.value("signatures", 0u);
-    return Status::OK();
-  }
-
-  Status Start(const ScanOptions& o, const std::string& path, const std::string& db_version, EngineInfo* info) {
-    PG_RETURN_IF_ERROR(Spawn(o, path, db_version));
-    return AwaitReady(info);
-  }
-
-  bool alive() const { return pid_ > 0; }
-  int pid() const { return pid_; }
-
-  Status WriteLine(const std::string& s) {
-    std::string l = s + "\n";
-    size_t off = 0;
-    while (off < l.size()) {
-      ssize_t n = ::write(to_, l.data() + off, l.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status(ErrorCode::kScanFailed, "the scan worker is gone");
-      off += static_cast<size_t>(n);
-    }
-    return Status::OK();
-  }
-
-  Result<std::string> ReadLine(int timeout_seconds) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     for (;;) {
       auto nl = buf_.find('\n');
       if (nl != std::string::npos) {
-        std::string line = buf_.substr(0, nl);
+        std::string hello = buf_.substr(0, nl);
         buf_.erase(0, nl + 1);
-        return line;
+        json j = json::parse(hello, nullptr, false);
+        if (j.is_discarded() || !j.value("ready", false))
+          return Status(ErrorCode::kScanFailed,
+                        j.is_discarded() ? "the scan worker did not start" : j.value("error", "scan worker failed"));
+        info->engine_version = j.value("engine_version", "");
+        info->db_version = j.value("db_version", "");
+        info->signatures = j.value("signatures", 0u);
+        return Status::OK();
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-      if (left <= 0) return Status(ErrorCode::kTimeout, "the scan did not finish within " + std::to_string(timeout_seconds) + " s");
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return Status(ErrorCode::kScanFailed, "the scan worker did not start within 120 s");
       pollfd p{from_, POLLIN, 0};
-      int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-      if (r < 0 && errno == EINTR) continue;
+      int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
       if (r <= 0) continue;
       char tmp[4096];
       ssize_t n = ::read(from_, tmp, sizeof tmp);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status(ErrorCode::kScanFailed, "the scan worker died (" + ExitDescription() + ")");
+      if (n <= 0) {
+        Reap();
+        return Status(ErrorCode::kScanFailed, "the scan worker did not start (" + death_ + ")");
+      }
       buf_.append(tmp, static_cast<size_t>(n));
     }
   }
 
-  void Kill() {
-    if (to_ >= 0) ::close(to_);
-    if (from_ >= 0) ::close(from_);
-    to_ = from_ = -1;
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
+  void ReadLoop() {
+    char tmp[8192];
+    for (;;) {
+      size_t start = 0;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        for (size_t nl; (nl = buf_.find('\n', start)) != std::string::npos; start = nl + 1) {
+          std::string line = buf_.substr(start, nl - start);
+          // The id is the first field of every reply: {"id":"17",...}
+          json j = json::parse(line, nullptr, false);
+          if (j.is_discarded() || !j.contains("id") || !j["id"].is_string()) continue;
+          auto it = waiting_.find(std::stoull(j["id"].get<std::string>()));
+          if (it != waiting_.end()) it->second = std::move(line);
+        }
+        buf_.erase(0, start);
+      }
+      cv_.notify_all();
+      ssize_t n = ::read(from_, tmp, sizeof tmp);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      buf_.append(tmp, static_cast<size_t>(n));
     }
-    pid_ = -1;
-    buf_.clear();
+    Reap();
+    cv_.notify_all();
   }
 
- private:
-  std::string ExitDescription() {
+  // After EOF: collect the exit status and say how the process ended.
+  void Reap() {
     int status = 0;
-    if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      if (WIFSIGNALED(status)) return std::string("killed by signal ") + strsignal(WTERMSIG(status));
-      return "exit status " + std::to_string(WEXITSTATUS(status));
+    pid_t r = 0;
+    for (int i = 0; i < 100 && (r = ::waitpid(pid_, &status, WNOHANG)) == 0; ++i) ::usleep(10000);
+    if (r == 0) {  // closed its output but lives on: stop it
+      ::kill(pid_, SIGKILL);
+      r = ::waitpid(pid_, &status, 0);
     }
-    return "closed its output";
+    std::lock_guard<std::mutex> l(mu_);
+    reaped_ = true;
+    dead_ = true;
+    if (death_.empty()) {
+      if (r == pid_ && WIFSIGNALED(status)) death_ = std::string("killed by signal ") + strsignal(WTERMSIG(status));
+      else if (r == pid_) death_ = "exit status " + std::to_string(WEXITSTATUS(status));
+      else death_ = "closed its output";
+    }
+  }
+
+  std::string Death() {
+    std::lock_guard<std::mutex> l(mu_);
+    return death_.empty() ? "its input is closed" : death_;
   }
 
   int pid_ = -1, to_ = -1, from_ = -1;
+  std::mutex write_mu_;
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::map<uint64_t, std::optional<std::string>> waiting_;
   std::string buf_;
+  bool dead_ = false, reaped_ = false;
+  std::string death_;
+  std::thread reader_;
 };
 
 class WorkerScanner final : public Scanner {
@@ -177,12 +278,7 @@ class WorkerScanner final : public Scanner {
     if (::access(o_.worker_path.c_str(), X_OK) != 0)
       return Status(ErrorCode::kScanFailed, "scan worker " + o_.worker_path + " is missing: build patchgate-scan-worker");
     db_version_ = SignatureSetVersion(o_.signatures_dir);  // once, not once per worker
-    workers_.resize(static_cast<size_t>(o_.jobs));
-    for (auto& w : workers_) {
-      w = std::make_unique<Worker>();
-      PG_RETURN_IF_ERROR(w->Spawn(o_, o_.worker_path, db_version_));
-    }
-    for (auto& w : workers_) PG_RETURN_IF_ERROR(w->AwaitReady(&info_));
+    PG_ASSIGN_OR_RETURN(proc_, WorkerProcess::Start(o_, db_version_, &info_));
     return Status::OK();
   }
 
@@ -193,12 +289,13 @@ class WorkerScanner final : public Scanner {
     std::atomic<size_t> next{0}, done{0};
     std::atomic<uint64_t> bytes{0};
     std::vector<std::thread> threads;
-    for (size_t wi = 0; wi < workers_.size(); ++wi) {
-      threads.emplace_back([&, wi] {
+    // As many requests in flight as the worker has scanning threads.
+    for (int t = 0; t < o_.jobs; ++t) {
+      threads.emplace_back([&] {
         for (;;) {
           size_t i = next++;
           if (i >= files.size()) return;
-          results[i] = ScanOne(wi, files[i]);
+          results[i] = ScanOne(files[i]);
           bytes += results[i].length;
           ++done;
           if (o_.progress) o_.progress(done.load(), bytes.load());
@@ -210,37 +307,43 @@ class WorkerScanner final : public Scanner {
   }
 
   std::vector<int> Pids() {
-    std::vector<int> p;
-    for (auto& w : workers_) p.push_back(w->pid());
-    return p;
+    std::lock_guard<std::mutex> l(proc_mu_);
+    return {proc_ ? proc_->pid() : -1};
   }
 
  private:
-  FileResult ScanOne(size_t wi, const std::string& path) {
+  // The running worker, or a fresh one when the last one died.
+  Result<std::shared_ptr<WorkerProcess>> Process() {
+    std::lock_guard<std::mutex> l(proc_mu_);
+    if (!proc_ || proc_->dead()) {
+      proc_.reset();
+      EngineInfo ignored;
+      PG_ASSIGN_OR_RETURN(proc_, WorkerProcess::Start(o_, db_version_, &ignored));
+    }
+    return proc_;
+  }
+
+  FileResult ScanOne(const std::string& path) {
     FileResult r;
     r.path = path;
-    auto& w = workers_[wi];
-    if (!w->alive()) {
-      EngineInfo ignored;
-      Status st = w->Start(o_, o_.worker_path, db_version_, &ignored);
-      if (!st.ok()) {
-        r.error = "scanner restart failed: " + st.message();
-        return r;
-      }
+    auto proc = Process();
+    if (!proc.ok()) {
+      r.error = "scanner restart failed: " + proc.status().message();
+      return r;
     }
+    WorkerProcess& w = **proc;
     auto fail = [&](const Status& st) {
       r.verdict = Verdict::kError;
       r.error = st.message();
-      w->Kill();  // a fresh worker for the next file
+      if (st.code() == ErrorCode::kTimeout)  // a stuck engine cannot be interrupted: replace the process
+        w.Kill("stopped: " + path + " took longer than " + std::to_string(o_.timeout_seconds) + " s");
       return r;
     };
-    Status st = w->WriteLine("SCAN " + path);
-    if (!st.ok()) return fail(st);
-    auto first = w->ReadLine(o_.timeout_seconds);
+    const std::string id = std::to_string(next_id_++);
+    auto first = w.Call(std::stoull(id), "SCAN " + id + " " + HexPath(path), o_.timeout_seconds);
     if (!first.ok()) return fail(first.status());
-    json j = json::parse(*first, nullptr, false);
-    if (j.is_discarded()) return fail(Status(ErrorCode::kScanFailed, "garbled reply from the scan worker"));
-    if (j.contains("verdict")) {  // could not even read the file
+    const json& j = *first;
+    if (j.contains("verdict")) {  // could not even read the file, or it is too large
       r.verdict = ParseVerdict(j.value("verdict", "error"));
       r.error = j.value("error", "");
       return r;
@@ -250,21 +353,20 @@ class WorkerScanner final : public Scanner {
     if (o_.cache) {
       auto cached = o_.cache->GetScanVerdict(r.sha256, info_.db_version);
       if (cached.ok() && cached->has_value() && (*cached)->verdict == "clean") {
-        st = w->WriteLine("SKIP");
+        Status st = w.Send("SKIP " + id);
         if (!st.ok()) return fail(st);
         r.verdict = Verdict::kClean;
         r.cached = true;
         return r;
       }
     }
-    st = w->WriteLine("GO");
-    if (!st.ok()) return fail(st);
-    auto second = w->ReadLine(o_.timeout_seconds);
+    auto second = w.Call(std::stoull(id), "GO " + id, o_.timeout_seconds);
     if (!second.ok()) return fail(second.status());
-    json v = json::parse(*second, nullptr, false);
-    if (v.is_discarded()) return fail(Status(ErrorCode::kScanFailed, "garbled reply from the scan worker"));
+    const json& v = *second;
     r.verdict = ParseVerdict(v.value("verdict", "error"));
     r.error = v.value("error", "");
+    if (r.verdict != Verdict::kClean && r.verdict != Verdict::kInfected && r.error.empty())
+      r.error = "the engine gave no reason";  // never an empty reason
     if (v.contains("detections") && v["detections"].is_array())
       for (const auto& d : v["detections"]) r.detections.push_back(d.get<std::string>());
     if (o_.cache && (r.verdict == Verdict::kClean || r.verdict == Verdict::kInfected)) {
@@ -279,7 +381,9 @@ class WorkerScanner final : public Scanner {
   ScanOptions o_;
   EngineInfo info_;
   std::string db_version_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::mutex proc_mu_;
+  std::shared_ptr<WorkerProcess> proc_;
+  std::atomic<uint64_t> next_id_{1};
 };
 
 bool Under(const std::string& path, const std::vector<std::string>& roots) {

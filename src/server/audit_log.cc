@@ -103,6 +103,25 @@ void AuditLog::Run() {
       metrics_->ObserveAuditCommit(SystemClock::Get().NowMicros() - t0, begins.size());
       if (ids.ok()) {
         for (size_t i = 0; i < begins.size(); ++i) begins[i].done.set_value((*ids)[i]);
+      } else if (begins.size() > 1 && ids.status().code() != ErrorCode::kUnavailable) {
+        // Not an outage: something in one record was refused. One request's content must
+        // never fail another's audit write, so each record is tried alone; only the bad
+        // one is refused.
+        ++metrics_->audit_row_retries;
+        log::Warn("audit group commit refused; retrying its records one by one",
+                  {{"records", std::to_string(begins.size())}, {"error", ids.status().ToString()}});
+        for (size_t i = 0; i < begins.size(); ++i) {
+          auto& b = begins[i];
+          auto one = store_->BeginDownloads({starts[i]});
+          if (one.ok() && one->size() == 1) {
+            b.done.set_value((*one)[0]);
+          } else {
+            ++metrics_->audit_failures;
+            Status why = one.ok() ? Internal("the store returned no id for the record") : one.status();
+            log::Error("audit record refused; refusing that download", {{"error", why.ToString()}});
+            b.done.set_value(why);
+          }
+        }
       } else {
         metrics_->audit_failures += begins.size();
         log::Error("audit commit failed; refusing those downloads", {{"error", ids.status().ToString()}});

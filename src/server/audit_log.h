@@ -11,6 +11,9 @@
 // download that ended within the last `finish_delay` stays on the record as in_progress,
 // exactly as one cut off mid-transfer would.
 //
+// A group commit the store refuses for a reason other than an outage (kUnavailable) is
+// retried record by record, so a record the store cannot take fails only its own download.
+//
 // Thread-safe. The store is not owned and must outlive the log.
 #pragma once
 

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <thread>
 
@@ -33,6 +35,14 @@ class CountingStore : public ForwardingStore {
   }
   std::atomic<int> finish_commits{0}, fail_finishes{0};
   std::atomic<size_t> finish_records{0};
+};
+
+class UnavailableBegins : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>&) override {
+    return Unavailable("database is down (injected)");
+  }
 };
 
 class AuditLogTest : public ::testing::Test {
@@ -159,6 +169,71 @@ TEST_F(AuditLogTest, RefusedCompletionsAreRetriedAndDoNotHoldUpBegins) {
   EXPECT_EQ(counting_->finish_commits.load(), 4);
   EXPECT_EQ(Count(DownloadOutcome::kComplete), 1u);
   EXPECT_EQ(Count(DownloadOutcome::kInProgress), 1u);
+}
+
+// Refuses (as PostgreSQL refuses bytes that are not UTF-8) any batch holding a record whose
+// user agent is "poison"; holds the first commit until released so the others queue up.
+class PoisonStore : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
+    if (calls++ == 0) {
+      std::unique_lock<std::mutex> l(mu_);
+      cv_.wait(l, [&] { return released_; });
+    }
+    for (const auto& d : s)
+      if (d.user_agent == "poison") {
+        if (s.size() > 1) ++refused_batches;
+        return Internal("postgresql: invalid byte sequence for encoding \"UTF8\" (injected)");
+      }
+    return ForwardingStore::BeginDownloads(s);
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  std::atomic<int> calls{0}, refused_batches{0};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+};
+
+TEST_F(AuditLogTest, ARefusedRecordFailsOnlyItsOwnDownload) {
+  PoisonStore poison(store_.get());
+  AuditLog log(&poison, &metrics_, milliseconds(0));
+  std::thread holder([&] { EXPECT_TRUE(log.Begin(Start()).ok()); });
+  while (poison.calls == 0) std::this_thread::sleep_for(milliseconds(1));
+  // These queue behind the held commit and go together in the next one.
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0}, refused{0};
+  for (int i = 0; i < 6; ++i)
+    clients.emplace_back([&, i] {
+      DownloadStart s = Start();
+      s.user_agent = i == 3 ? "poison" : "curl";
+      auto id = log.Begin(s);
+      (id.ok() ? ok : refused)++;
+      if (i == 3) EXPECT_FALSE(id.ok());
+    });
+  std::this_thread::sleep_for(milliseconds(300));
+  poison.Release();
+  holder.join();
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 5);
+  EXPECT_EQ(refused.load(), 1);
+  EXPECT_GE(poison.refused_batches.load(), 1);  // the poisoned row really was in a group
+  EXPECT_EQ(Count(DownloadOutcome::kInProgress), 6u);
+  EXPECT_GE(metrics_.audit_row_retries.load(), 1u);
+}
+
+// An outage is not retried row by row (every row would fail the same way, slowly).
+TEST_F(AuditLogTest, AnOutageIsNotRetriedRowByRow) {
+  UnavailableBegins down(store_.get());
+  AuditLog log(&down, &metrics_, milliseconds(0));
+  EXPECT_EQ(log.Begin(Start()).status().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(metrics_.audit_row_retries.load(), 0u);
 }
 
 }  // namespace

@@ -50,6 +50,11 @@ std::shared_ptr<const tuf::CatalogueEntry> Catalogue::Find(const std::string& re
   return it == e->end() ? nullptr : it->second;
 }
 
+void Catalogue::Expire() {
+  std::lock_guard<std::mutex> l(mu_);
+  last_check_ms_ = 0;
+}
+
 size_t Catalogue::size() const {
   std::lock_guard<std::mutex> l(mu_);
   return entries_->size();

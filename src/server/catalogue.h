@@ -21,6 +21,8 @@ class Catalogue {
   // By the name under targets/ ("office/<sha256>.setup.exe").
   std::shared_ptr<const tuf::CatalogueEntry> Find(const std::string& rel) const;
   size_t size() const;
+  // The next Refresh() re-checks timestamp.json at once (a mirror switched snapshots).
+  void Expire();
 
  private:
   std::string dir_;

@@ -138,6 +138,18 @@ Status CheckSegments(const std::string& rel) {
 
 }  // namespace
 
+bool HasNoDotSegment(std::string_view rel) {
+  size_t start = 0;
+  for (;;) {
+    size_t slash = rel.find('/', start), enc = rel.find("%2F", start);
+    size_t end = std::min(slash, enc);
+    std::string_view seg = rel.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (seg == "." || seg == "..") return false;
+    if (end == std::string_view::npos) return true;
+    start = end + (end == slash ? 1 : 3);
+  }
+}
+
 Result<NormalizedPath> NormalizeTarget(std::string_view target) {
   std::string_view path = target.substr(0, target.find('?'));
   if (path.empty() || path.front() != '/') return InvalidArgument("request target must be an absolute path");

@@ -62,4 +62,9 @@ struct NormalizedPath {
 // is not under a known prefix. Query strings are ignored.
 Result<NormalizedPath> NormalizeTarget(std::string_view target);
 
+// The property NormalizeTarget guarantees of `rel`: no path segment (split at '/' and at a
+// metadata name's encoded "%2F") is "." or "..". A segment that only starts with dots
+// ("..r") is a legal file name.
+bool HasNoDotSegment(std::string_view rel);
+
 }  // namespace patchgate::server

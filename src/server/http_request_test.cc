@@ -80,5 +80,22 @@ TEST(NormalizeTarget, MapsKnownAreas) {
   EXPECT_FALSE(NormalizeTarget("/ack/a/b").ok());
 }
 
+// A name that merely starts with dots is a legal file name, not traversal (the fuzz
+// property once confused the two: #9 point 7).
+TEST(NormalizeTarget, DotPrefixedNamesAreNotTraversal) {
+  for (const char* ok : {"/targets/..r", "/targets/office/..r", "/targets/office/...", "/targets/..r/x", "/targets/.hidden",
+                         "/targets/a..b", "/metadata/..r.json"}) {
+    auto n = NormalizeTarget(ok);
+    EXPECT_TRUE(n.ok()) << ok;
+    EXPECT_TRUE(HasNoDotSegment(n->rel)) << ok;
+  }
+  EXPECT_EQ(NormalizeTarget("/targets/..r")->rel, "..r");
+  EXPECT_FALSE(HasNoDotSegment(".."));
+  EXPECT_FALSE(HasNoDotSegment("a/../b"));
+  EXPECT_FALSE(HasNoDotSegment("a/."));
+  EXPECT_FALSE(HasNoDotSegment("a%2F..%2Fb"));  // a metadata name's encoded separator
+  EXPECT_TRUE(HasNoDotSegment("..r/.x/a..%2F...b"));
+}
+
 }  // namespace
 }  // namespace patchgate::server

@@ -46,9 +46,17 @@ std::string Metrics::Render() const {
   out += "# HELP patchgate_verify_mismatch_total Files refused because they did not match the signed hash.\n"
          "# TYPE patchgate_verify_mismatch_total counter\n";
   line("patchgate_verify_mismatch_total %llu\n", u(verify_mismatches));
+  out += "# HELP patchgate_verified_files_total Files verified, by serve-time protection.\n"
+         "# TYPE patchgate_verified_files_total counter\n";
+  line("patchgate_verified_files_total{mode=\"fs-verity\"} %llu\n", u(files_fs_verity));
+  line("patchgate_verified_files_total{mode=\"chunk-digest\"} %llu\n", u(files_chunk_digests));
+  out += "# HELP patchgate_integrity_aborts_total Downloads cut because the file changed while being served.\n"
+         "# TYPE patchgate_integrity_aborts_total counter\n";
+  line("patchgate_integrity_aborts_total %llu\n", u(integrity_aborts));
   out += "# HELP patchgate_audit_records_total Download records committed.\n# TYPE patchgate_audit_records_total counter\n";
   line("patchgate_audit_records_total %llu\n", u(audit_records));
   line("patchgate_audit_failures_total %llu\n", u(audit_failures));
+  line("patchgate_audit_row_retries_total %llu\n", u(audit_row_retries));
   out += "# HELP patchgate_audit_commit_seconds Latency of one group commit.\n# TYPE patchgate_audit_commit_seconds histogram\n";
   uint64_t cum = 0;
   for (size_t i = 0; i < kBuckets.size(); ++i) {

@@ -15,6 +15,12 @@ struct Metrics {
   std::atomic<uint64_t> verify_cache_hits{0}, verify_cache_misses{0}, verify_mismatches{0};
   std::atomic<uint64_t> audit_commits{0}, audit_records{0}, audit_failures{0};
   std::atomic<uint64_t> connections_open{0};
+  // How each verified file is protected while it is served: kernel fs-verity reads, or
+  // per-chunk digests checked on the bytes read before they are sent (hash-while-send).
+  std::atomic<uint64_t> files_fs_verity{0}, files_chunk_digests{0};
+  // Downloads cut because the bytes read no longer matched the chunk digests.
+  std::atomic<uint64_t> integrity_aborts{0};
+  std::atomic<uint64_t> audit_row_retries{0};  // group commits retried row by row
   // Audit commit latency histogram (seconds): buckets and running sum in microseconds.
   static constexpr std::array<double, 9> kBuckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5};
   std::array<std::atomic<uint64_t>, kBuckets.size() + 1> audit_latency{};

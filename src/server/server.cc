@@ -12,19 +12,27 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/clock.h"
 #include "core/log.h"
 #include "crypto/hash.h"
 #include "server/audit_log.h"
+#include "server/audit_text.h"
+#include "server/auth_header.h"
 #include "server/catalogue.h"
 #include "server/metrics.h"
+#include "server/range.h"
+#include "server/verified_file.h"
 
 namespace patchgate::server {
 
@@ -34,20 +42,36 @@ namespace {
 
 class Conn {
  public:
-  explicit Conn(int fd) : fd_(fd) {}
+  Conn(int fd, int send_timeout_seconds) : fd_(fd), send_timeout_ms_(send_timeout_seconds * 1000) {}
   virtual ~Conn() { ::close(fd_); }
   // Like read(2): >0 bytes, 0 on EOF, -1 on error or timeout (errno EAGAIN).
   virtual ssize_t Read(char* buf, size_t n) = 0;
-  // more_follows: a SendFile() of at least one byte comes next, so the data may wait to
-  // leave in the same TCP segment as the body (MSG_MORE) instead of a packet of its own.
+  // more_follows: more body bytes come next, so the data may wait to leave in the same TCP
+  // segment (MSG_MORE) instead of a packet of its own. False when the peer took nothing
+  // for the send timeout (a client that does not read is dropped then) or on error.
   virtual bool Write(std::string_view data, bool more_follows) = 0;
   bool WriteAll(std::string_view data) { return Write(data, false); }
-  // Sends [offset, offset+len) of `file_fd`; returns bytes sent (short on error).
+  // Sends [offset, offset+len) of `file_fd` without looking at the bytes (only for files
+  // the kernel verifies on read: fs-verity); returns bytes sent (short on error).
   virtual uint64_t SendFile(int file_fd, uint64_t offset, uint64_t len) = 0;
+  // Closes after a response that said "Connection: close": stops sending, then reads and
+  // discards what the client still sends (briefly), so a pipelined request left unread
+  // does not turn the close into a reset that could destroy the response in flight.
+  virtual void LingeringClose() {}
   int fd() const { return fd_; }
 
  protected:
+  // Waits until the socket is writable; false after send_timeout without progress.
+  bool WaitWritable() {
+    pollfd p{fd_, POLLOUT, 0};
+    for (;;) {
+      int r = ::poll(&p, 1, send_timeout_ms_ > 0 ? send_timeout_ms_ : -1);
+      if (r < 0 && errno == EINTR) continue;
+      return r > 0 && !(p.revents & (POLLERR | POLLNVAL));
+    }
+  }
   int fd_;
+  int send_timeout_ms_;
 };
 
 class PlainConn : public Conn {
@@ -61,10 +85,14 @@ class PlainConn : public Conn {
     }
   }
   bool Write(std::string_view d, bool more_follows) override {
-    int flags = MSG_NOSIGNAL | (more_follows ? MSG_MORE : 0);
+    int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more_follows ? MSG_MORE : 0);
     while (!d.empty()) {
       ssize_t w = ::send(fd_, d.data(), d.size(), flags);
       if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!WaitWritable()) return false;  // nothing taken for send_timeout: drop the client
+        continue;
+      }
       if (w <= 0) return false;
       d.remove_prefix(static_cast<size_t>(w));
     }
@@ -74,19 +102,36 @@ class PlainConn : public Conn {
     uint64_t sent = 0;
     off_t off = static_cast<off_t>(offset);
     while (sent < len) {
-      size_t chunk = static_cast<size_t>(std::min<uint64_t>(len - sent, 1 << 30));
+      size_t chunk = static_cast<size_t>(std::min<uint64_t>(len - sent, 1 << 20));
       ssize_t w = ::sendfile(fd_, file_fd, &off, chunk);
       if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!WaitWritable()) break;
+        continue;
+      }
       if (w <= 0) break;
       sent += static_cast<uint64_t>(w);
     }
     return sent;
   }
+  void LingeringClose() override {
+    ::shutdown(fd_, SHUT_WR);
+    char sink[4096];
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    size_t total = 0;
+    while (std::chrono::steady_clock::now() < until && total < (256u << 10)) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      ssize_t r = ::recv(fd_, sink, sizeof sink, MSG_DONTWAIT);
+      if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR))) break;
+      if (r > 0) total += static_cast<size_t>(r);
+    }
+  }
 };
 
 class TlsConn : public Conn {
  public:
-  TlsConn(int fd, SSL* ssl) : Conn(fd), ssl_(ssl) {}
+  TlsConn(int fd, SSL* ssl, int send_timeout_seconds) : Conn(fd, send_timeout_seconds), ssl_(ssl) {}
   ~TlsConn() override {
     SSL_shutdown(ssl_);
     SSL_free(ssl_);
@@ -127,63 +172,6 @@ class TlsConn : public Conn {
 
  private:
   SSL* ssl_;
-};
-
-// ---- serve-time verification cache ------------------------------------------------
-
-struct FileKey {
-  dev_t dev;
-  ino_t ino;
-  off_t size;
-  int64_t mtime_ns, ctime_ns;
-  bool operator<(const FileKey& o) const {
-    return std::tie(dev, ino, size, mtime_ns, ctime_ns) < std::tie(o.dev, o.ino, o.size, o.mtime_ns, o.ctime_ns);
-  }
-  bool operator==(const FileKey& o) const { return !(*this < o) && !(o < *this); }
-};
-
-FileKey KeyOf(const struct stat& st) {
-  return {st.st_dev, st.st_ino, st.st_size, int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
-          int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
-}
-
-class VerifyCache {
- public:
-  // The sha256 of the file behind `fd` as of `key`, hashed through that fd on a miss.
-  Result<std::string> Sha256(int fd, const FileKey& key, Metrics* m) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      auto it = cache_.find(key);
-      if (it != cache_.end()) {
-        ++m->verify_cache_hits;
-        return it->second;
-      }
-    }
-    ++m->verify_cache_misses;
-    auto h = Hasher::Create("sha256");
-    std::string buf(1 << 20, '\0');
-    off_t off = 0;
-    for (;;) {
-      ssize_t r = ::pread(fd, buf.data(), buf.size(), off);
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0) return IOError(std::string("cannot read target: ") + std::strerror(errno));
-      if (r == 0) break;
-      h->Update(std::string_view(buf.data(), static_cast<size_t>(r)));
-      off += r;
-    }
-    std::string digest = h->FinalHex();
-    struct stat after {};
-    if (::fstat(fd, &after) != 0 || !(KeyOf(after) == key))
-      return Unavailable("target changed while it was being verified");
-    std::lock_guard<std::mutex> l(mu_);
-    if (cache_.size() > 100000) cache_.clear();
-    cache_[key] = digest;
-    return digest;
-  }
-
- private:
-  std::mutex mu_;
-  std::map<FileKey, std::string> cache_;
 };
 
 // A small map whose entries expire after a fixed time. Thread-safe.
@@ -253,52 +241,6 @@ std::string Head(int status, const std::vector<std::pair<std::string, std::strin
   return h;
 }
 
-// Single byte range. Returns false for "serve the whole file" (absent, malformed or
-// several ranges: ignored per RFC 9110), sets unsatisfiable for 416.
-bool ParseRange(std::string_view v, uint64_t len, uint64_t* first, uint64_t* last, bool* unsatisfiable) {
-  *unsatisfiable = false;
-  if (v.substr(0, 6) != "bytes=") return false;
-  v.remove_prefix(6);
-  if (v.find(',') != std::string_view::npos) return false;
-  size_t dash = v.find('-');
-  if (dash == std::string_view::npos) return false;
-  auto num = [](std::string_view s, uint64_t* out) {
-    if (s.empty() || s.size() > 19) return false;
-    uint64_t x = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return false;
-      x = x * 10 + static_cast<uint64_t>(c - '0');
-    }
-    *out = x;
-    return true;
-  };
-  std::string_view a = v.substr(0, dash), b = v.substr(dash + 1);
-  uint64_t x = 0, y = 0;
-  if (a.empty()) {  // suffix: last y bytes
-    if (!num(b, &y)) return false;
-    if (y == 0 || len == 0) {
-      *unsatisfiable = true;
-      return true;
-    }
-    *first = y >= len ? 0 : len - y;
-    *last = len - 1;
-    return true;
-  }
-  if (!num(a, &x)) return false;
-  if (!b.empty()) {
-    if (!num(b, &y) || y < x) return false;
-  } else {
-    y = UINT64_MAX;
-  }
-  if (x >= len) {
-    *unsatisfiable = true;
-    return true;
-  }
-  *first = x;
-  *last = std::min(y, len - 1);
-  return true;
-}
-
 bool ParseListen(const std::string& listen, sockaddr_in* addr) {
   auto colon = listen.rfind(':');
   if (colon == std::string::npos) return false;
@@ -314,25 +256,34 @@ bool ParseListen(const std::string& listen, sockaddr_in* addr) {
   return true;
 }
 
-std::string Base64Decode(std::string_view in) {
-  static const std::string kChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int val = 0, bits = -8;
-  for (char c : in) {
-    if (c == '=') break;
-    auto p = kChars.find(c);
-    if (p == std::string::npos) return "";
-    val = (val << 6) + static_cast<int>(p);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((val >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 // ---- the server ------------------------------------------------------------------------
+
+// Opens `rel` (relative, no "..") beneath the directory `dir_fd` without following any
+// symbolic link (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): a link planted in the
+// served tree (metadata/tk.json -> ../keys/timestamp.key.json) is never served.
+int OpenBeneath(int dir_fd, const std::string& rel) {
+  open_how how{};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int fd = static_cast<int>(::syscall(SYS_openat2, dir_fd, rel.c_str(), &how, sizeof how));
+  if (fd >= 0 || errno != ENOSYS) return fd;
+  // Kernels before 5.6: refuse a link anywhere on the (short, already normalised) path.
+  std::string sofar;
+  size_t start = 0;
+  for (;;) {
+    size_t slash = rel.find('/', start);
+    sofar = rel.substr(0, slash);
+    struct stat st {};
+    if (::fstatat(dir_fd, sofar.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -1;
+    if (S_ISLNK(st.st_mode)) {
+      errno = ELOOP;
+      return -1;
+    }
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return ::openat(dir_fd, rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+}
 
 class ServerImpl final : public Server {
  public:
@@ -342,6 +293,7 @@ class ServerImpl final : public Server {
         auth_cache_(o_.auth_cache_ms), entitlement_cache_(o_.auth_cache_ms) {}
   ~ServerImpl() override {
     if (listen_fd_ >= 0) ::close(listen_fd_);
+    if (repo_fd_ >= 0) ::close(repo_fd_);
     if (ssl_ctx_) SSL_CTX_free(ssl_ctx_);
   }
 
@@ -358,6 +310,8 @@ class ServerImpl final : public Server {
         return InvalidArgument(std::string("cannot use the TLS certificate/key: ") + buf);
       }
     }
+    repo_fd_ = ::open(o_.repo_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (repo_fd_ < 0) return InvalidArgument("cannot open the repository directory " + o_.repo_dir + ": " + std::strerror(errno));
     return catalogue_.Refresh();
   }
 
@@ -396,11 +350,12 @@ class ServerImpl final : public Server {
           continue;
         }
         ++active_;
+        conn_fds_.insert(fd);
       }
       char ip[INET_ADDRSTRLEN] = "";
       inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
       ++metrics_.connections_open;
-      std::thread([this, fd, addr = std::string(ip)] {
+      std::thread([this, fd, addr = CaptureText(ip, kMaxRemoteAddrBytes)] {
         Serve(fd, addr);
         --metrics_.connections_open;
         std::lock_guard<std::mutex> l(mu_);
@@ -408,9 +363,21 @@ class ServerImpl final : public Server {
         drained_.notify_all();
       }).detach();
     }
-    // Drain: in-flight responses finish; idle keep-alive connections close at their next read.
+    // Drain. New connections are refused at once: the listening socket closes now (a
+    // connection still queued in its backlog is reset, never left hanging).
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+    // In-flight responses may finish within drain_seconds; idle keep-alive connections
+    // close at their next read.
     std::unique_lock<std::mutex> l(mu_);
-    drained_.wait_for(l, std::chrono::seconds(o_.drain_seconds), [&] { return active_ == 0; });
+    bool drained = drained_.wait_for(l, std::chrono::seconds(o_.drain_seconds), [&] { return active_ == 0; });
+    if (!drained) {
+      // Cut what is left: their sends fail, and each completes its record with the bytes
+      // really sent and outcome aborted before its thread ends.
+      log::Warn("drain time is up; cutting the downloads still in flight", {{"connections", std::to_string(active_)}});
+      for (int fd : conn_fds_) ::shutdown(fd, SHUT_RDWR);
+      drained_.wait_for(l, std::chrono::seconds(10), [&] { return active_ == 0; });
+    }
     l.unlock();
     if (!audit_.Flush()) log::Error("some download records could not be completed before the drain ended", {});
     log::Info("stopped", {{"node", o_.node_name}});
@@ -438,14 +405,21 @@ class ServerImpl final : public Server {
       if (SSL_accept(ssl) != 1) {
         ERR_clear_error();
         SSL_free(ssl);
+        Forget(fd);
         ::close(fd);
         return;
       }
       SetTimeouts(fd, 1);
-      conn = std::make_unique<TlsConn>(fd, ssl);
+      conn = std::make_unique<TlsConn>(fd, ssl, o_.send_timeout_seconds);
     } else {
-      conn = std::make_unique<PlainConn>(fd);
+      conn = std::make_unique<PlainConn>(fd, o_.send_timeout_seconds);
     }
+    // Declared after conn, so it runs first: the drain never shuts down a reused fd.
+    struct Forgetter {
+      ServerImpl* s;
+      int fd;
+      ~Forgetter() { s->Forget(fd); }
+    } forget{this, fd};
     std::string buf;
     char chunk[16384];
     bool first = true;
@@ -459,7 +433,10 @@ class ServerImpl final : public Server {
         if (out.head || out.error) break;
         if (stopping_ && buf.empty()) return;  // draining: idle connections close
         if (std::chrono::steady_clock::now() - start > std::chrono::seconds(limit)) {
-          if (!buf.empty()) Send(*conn, 408, "request head not received in time\n", false);
+          if (!buf.empty()) {
+            Send(*conn, 408, "request head not received in time\n", false);
+            conn->LingeringClose();
+          }
           return;
         }
         ssize_t n = conn->Read(chunk, sizeof chunk);
@@ -474,28 +451,45 @@ class ServerImpl final : public Server {
       first = false;
       if (out.error) {
         Send(*conn, out.error->http_status, out.error->reason + "\n", false);
+        conn->LingeringClose();
         return;
       }
       bool keep = out.head->KeepAlive() && !stopping_;
-      bool ok = Handle(*conn, *out.head, remote, &keep);
+      // Handle() answers "may this connection go on": false after any response that said
+      // "Connection: close" (then nothing more is read from it, pipelined or not).
+      bool go_on = Handle(*conn, *out.head, remote, &keep);
       buf.erase(0, out.head->head_length);
-      if (!ok || !keep) return;
+      if (!go_on || !keep) {
+        conn->LingeringClose();
+        return;
+      }
     }
   }
 
+  void Forget(int fd) {
+    std::lock_guard<std::mutex> l(mu_);
+    conn_fds_.erase(fd);
+  }
+
+  // Writes a whole small response. Returns whether the connection may go on: false if the
+  // write failed or the response said "Connection: close".
   bool Send(Conn& c, int status, const std::string& body, bool keep,
-            std::vector<std::pair<std::string, std::string>> headers = {}, bool head_only = false) {
+            std::vector<std::pair<std::string, std::string>> headers = {}, bool head_only = false,
+            const char* content_type = "text/plain; charset=utf-8") {
     metrics_.CountStatus(status);
-    headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    headers.emplace_back("Content-Type", content_type);
     if (status == 401) headers.emplace_back("WWW-Authenticate", "Bearer realm=\"patchgate\"");
     std::string h = Head(status, headers, body.size(), keep);
     if (!head_only) h += body;
-    return c.WriteAll(h);
+    return c.WriteAll(h) && keep;
   }
 
   // Returns false when the connection must close.
   bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool* keep) {
     bool head_only = req.method == "HEAD";
+    auto path = NormalizeTarget(req.target);
+    if (req.method == "POST" && path.ok() && path->area == Area::kAck)
+      return HandleAck(c, path->rel, *keep, /*confirm=*/true, false);
     if (req.method != "GET" && req.method != "HEAD") {
       Send(c, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
       return false;
@@ -508,10 +502,9 @@ class ServerImpl final : public Server {
       }
       if (auto r = o_.extra_route(req.method, req.target, org)) {
         metrics_.CountStatus(r->status);
-        return c.WriteAll(Head(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body));
+        return c.WriteAll(Head(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
       }
     }
-    auto path = NormalizeTarget(req.target);
     if (!path.ok()) {
       int status = path.status().code() == ErrorCode::kNotFound ? 404 : 400;
       return Send(c, status, status == 404 ? "not found\n" : "bad request path\n", *keep && status == 404, {}, head_only);
@@ -520,17 +513,28 @@ class ServerImpl final : public Server {
       case Area::kHealth: return Send(c, 200, "ok\n", *keep, {}, head_only);
       case Area::kMetrics: {
         std::string body = metrics_.Render();
-        metrics_.CountStatus(200);
-        return c.WriteAll(Head(200, {{"Content-Type", "text/plain; version=0.0.4"}}, body.size(), *keep) +
-                          (head_only ? "" : body));
+        if (o_.chain.extra_metrics) body += o_.chain.extra_metrics();
+        return Send(c, 200, body, *keep, {}, head_only, "text/plain; version=0.0.4");
       }
-      case Area::kAck: return HandleAck(c, path->rel, *keep, head_only);
+      case Area::kAck: return HandleAck(c, path->rel, *keep, /*confirm=*/false, head_only);
       case Area::kMetadata:
       case Area::kTargets: break;
       case Area::kOther: return Send(c, 404, "not found\n", *keep, {}, head_only);
     }
     // Authentication.
     auto user = Authenticate(req);
+    if (!user.ok() && user.status().code() == ErrorCode::kUnauthorized && o_.chain.authenticate_node) {
+      // Not a customer: perhaps a downstream node of the chain pulling a sync.
+      auto node = AuthenticateNode(req);
+      if (node.ok()) {
+        if (path->area == Area::kMetadata) return ServeMetadata(c, path->rel, *keep, head_only, &*node);
+        return ServeTarget(c, req, path->rel, User{}, remote, keep, head_only, &*node);
+      }
+      if (node.status().code() == ErrorCode::kUnavailable)
+        return Send(c, 503, "the store is unavailable; try again later\n", false);
+    }
+    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load())
+      return Send(c, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
     if (!user.ok()) {
       if (user.status().code() == ErrorCode::kUnavailable)
         return Send(c, 503, "the audit store is unavailable; try again later\n", false);
@@ -543,49 +547,66 @@ class ServerImpl final : public Server {
   Result<User> Authenticate(const RequestHead& req) {
     auto h = req.Header("authorization");
     if (!h) return Unauthorized("no credentials");
-    std::string_view v = *h;
-    std::string token, basic_user;
-    if (v.size() > 7 && strncasecmp(v.data(), "Bearer ", 7) == 0) {
-      token = std::string(v.substr(7));
-    } else if (v.size() > 6 && strncasecmp(v.data(), "Basic ", 6) == 0) {
-      std::string dec = Base64Decode(v.substr(6));
-      auto colon = dec.find(':');
-      if (colon == std::string::npos) return Unauthorized("malformed basic credentials");
-      basic_user = dec.substr(0, colon);
-      token = dec.substr(colon + 1);
-    } else {
-      return Unauthorized("unsupported authorization scheme");
-    }
-    if (token.empty() || token.size() > 512) return Unauthorized("malformed token");
-    // Only the SHA-256 of the token is stored; the lookup is by that hash, so no secret is
-    // ever compared byte by byte.
-    std::string hash = Sha256Hex(token);
+    PG_ASSIGN_OR_RETURN(Credentials cred, ParseAuthorization(*h));
+    // Only the SHA-256 of the token is stored; the lookup is by that whole hash, so no
+    // secret is ever compared byte by byte.
+    std::string hash = Sha256Hex(cred.token);
     User u;
     if (!auth_cache_.Get(hash, &u)) {
       PG_ASSIGN_OR_RETURN(u, reads_->AuthenticateTokenHash(hash));
       auth_cache_.Put(hash, u);
     }
-    if (!basic_user.empty() && !ConstantTimeEquals(basic_user, u.username)) return Unauthorized("user/token mismatch");
+    if (!cred.basic_user.empty() && !ConstantTimeEquals(cred.basic_user, u.username))
+      return Unauthorized("user/token mismatch");
     return u;
   }
 
-  bool HandleAck(Conn& c, const std::string& token, bool keep, bool head_only) {
+  Result<std::string> AuthenticateNode(const RequestHead& req) {
+    auto h = req.Header("authorization");
+    if (!h || h->size() <= 7 || strncasecmp(h->data(), "Bearer ", 7) != 0) return Unauthorized("no bearer token");
+    std::string_view token = h->substr(7);
+    if (token.empty() || token.size() > 512) return Unauthorized("malformed token");
+    return o_.chain.authenticate_node(Sha256Hex(token));
+  }
+
+  void RecordSync(const std::string* node, const std::string& what, uint64_t bytes) {
+    if (node && o_.chain.record_sync) o_.chain.record_sync(*node, what, bytes);
+  }
+
+  void CheckGeneration() {
+    if (!o_.chain.content_generation) return;
+    uint64_t g = o_.chain.content_generation->load();
+    if (g != seen_generation_.exchange(g)) catalogue_.Expire();
+  }
+
+  // GET/HEAD /ack/<token> only shows a page whose button POSTs back (mail link scanners
+  // fetch links, and must not acknowledge); the POST records the acknowledgement.
+  bool HandleAck(Conn& c, const std::string& token, bool keep, bool confirm, bool head_only) {
+    if (!confirm) {
+      std::string page =
+          "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
+          "<title>Acknowledge the security notice</title></head><body><h1>Acknowledge the security notice</h1>"
+          "<p>Press the button to confirm that your organisation has received this notice.</p>"
+          "<form method=\"post\" action=\"/ack/" + token + "\"><button type=\"submit\">Confirm receipt</button></form>"
+          "</body></html>\n";
+      return Send(c, 200, page, keep, {{"Cache-Control", "no-store"}, {"Referrer-Policy", "no-referrer"}}, head_only,
+                  "text/html; charset=utf-8");
+    }
     Status st = store_->Acknowledge(Sha256Hex(token), SystemClock::Get().NowMicros());
-    if (st.code() == ErrorCode::kNotFound) return Send(c, 404, "not found\n", keep, {}, head_only);
+    if (st.code() == ErrorCode::kNotFound) return Send(c, 404, "not found\n", keep);
     if (!st.ok()) return Send(c, 503, "try again later\n", false);
     std::string body =
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Acknowledged</title></head><body>"
         "<h1>Thank you</h1><p>Your acknowledgement has been recorded.</p></body></html>\n";
-    metrics_.CountStatus(200);
-    return c.WriteAll(Head(200, {{"Content-Type", "text/html; charset=utf-8"}}, body.size(), keep) +
-                      (head_only ? "" : body));
+    return Send(c, 200, body, keep, {{"Cache-Control", "no-store"}}, false, "text/html; charset=utf-8");
   }
 
-  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only) {
-    std::string file = o_.repo_dir + "/metadata/" + name;
-    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only, const std::string* node = nullptr) {
+    int fd = OpenBeneath(repo_fd_, "metadata/" + name);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      if (fd < 0 && errno == ELOOP)
+        log::Warn("refusing to serve a symbolic link in the repository", {{"file", "metadata/" + name}});
       if (fd >= 0) ::close(fd);
       return Send(c, 404, "not found\n", keep, {}, head_only);
     }
@@ -599,20 +620,53 @@ class ServerImpl final : public Server {
       uint64_t sent = c.SendFile(fd, 0, len);
       metrics_.bytes_sent += sent;
       ok = sent == len;
+      RecordSync(node, "metadata/" + name, sent);
     }
     ::close(fd);
-    return ok;
+    return ok && keep;
+  }
+
+  void Quarantine(const tuf::CatalogueEntry& entry, const std::string& actual, const std::string& why) {
+    log::Error("target does not match its signed hash; refusing to serve it",
+               {{"target", entry.path}, {"expected", entry.sha256}, {"actual", actual}, {"why", why},
+                {"node", o_.node_name}});
+    Status q = store_->QuarantineTargetOnNode(o_.node_name, entry.path, entry.sha256, actual,
+                                              SystemClock::Get().NowMicros());
+    if (!q.ok()) log::Error("could not record the quarantine", {{"target", entry.path}, {"error", q.ToString()}});
+  }
+
+  // Sends body_len bytes from `first`: through sendfile when the kernel verifies the reads
+  // (fs-verity), otherwise chunk by chunk, each checked before any of its bytes leave; a
+  // chunk that no longer matches cuts the transfer there (*integrity_error says why).
+  // `slice` is the first chunk, already read and checked. Returns the bytes sent.
+  uint64_t SendChecked(Conn& c, int fd, uint64_t first, uint64_t body_len, bool kernel_verified,
+                       CheckedReader& reader, std::string_view slice, std::string* integrity_error) {
+    if (kernel_verified) return c.SendFile(fd, first, body_len);
+    uint64_t sent = 0;
+    while (!slice.empty()) {
+      if (!c.Write(slice, sent + slice.size() < body_len)) break;
+      sent += slice.size();
+      if (reader.done()) break;
+      auto s = reader.Next();
+      if (!s.ok()) {
+        *integrity_error = s.status().message();
+        break;
+      }
+      slice = *s;
+    }
+    return sent;
   }
 
   bool ServeTarget(Conn& c, const RequestHead& req, const std::string& rel, const User& user,
-                   const std::string& remote, bool* keep, bool head_only) {
+                   const std::string& remote, bool* keep, bool head_only, const std::string* node = nullptr) {
+    CheckGeneration();
     Status cs = catalogue_.Refresh();
     if (!cs.ok()) log::Warn("catalogue reload failed; serving the last good one", {{"error", cs.ToString()}});
     auto entry = catalogue_.Find(rel);
     if (!entry) return Send(c, 404, "not found\n", *keep, {}, head_only);
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
-    bool is_entitled = false;
-    if (!entitlement_cache_.Get(ekey, &is_entitled)) {
+    bool is_entitled = node != nullptr;  // a node of the chain mirrors every product
+    if (!is_entitled && !entitlement_cache_.Get(ekey, &is_entitled)) {
       auto entitled = reads_->IsEntitled(user.org_id, entry->product);
       if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
@@ -620,41 +674,44 @@ class ServerImpl final : public Server {
     }
     if (!is_entitled) return Send(c, 403, "your organisation is not entitled to " + entry->product + "\n", *keep, {}, head_only);
 
-    int fd = ::open(entry->file.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = OpenBeneath(repo_fd_, "targets/" + rel);
     struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0) {
+    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      log::Error(fd < 0 && errno == ELOOP ? "published target is a symbolic link; not served"
+                                          : "published target missing on disk",
+                 {{"target", entry->path}, {"file", "targets/" + rel}});
       if (fd >= 0) ::close(fd);
-      log::Error("published target missing on disk", {{"target", entry->path}, {"file", entry->file}});
       return Send(c, 503, "this file is temporarily unavailable\n", *keep, {}, head_only);
     }
     struct FdCloser {
       int fd;
       ~FdCloser() { ::close(fd); }
     } closer{fd};
-    auto digest = verify_.Sha256(fd, KeyOf(st), &metrics_);
-    if (!digest.ok() || !ConstantTimeEquals(*digest, entry->sha256) ||
-        static_cast<uint64_t>(st.st_size) != entry->length) {
+    auto v = verify_.Verify(fd, st, &metrics_);
+    if (!v.ok() || !ConstantTimeEquals((*v)->sha256, entry->sha256) || (*v)->length != entry->length) {
       ++metrics_.verify_mismatches;
-      std::string actual = digest.ok() ? *digest : "unreadable";
-      log::Error("target does not match its signed hash; refusing to serve it",
-                 {{"target", entry->path}, {"expected", entry->sha256}, {"actual", actual}, {"node", o_.node_name}});
-      (void)store_->QuarantineTargetOnNode(o_.node_name, entry->path, entry->sha256, actual,
-                                           SystemClock::Get().NowMicros());
+      Quarantine(*entry, v.ok() ? (*v)->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());
       return Send(c, 503, "this file failed integrity verification and is not served\n", false);
     }
+    std::shared_ptr<const FileVerification> verified = *v;
 
     uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
-    bool unsatisfiable = false, ranged = false;
+    bool ranged = false;
     std::string range_header;
     if (auto r = req.Header("range")) {
-      range_header = std::string(r->substr(0, 200));
-      ranged = ParseRange(*r, len, &first, &last, &unsatisfiable);
+      range_header = CaptureText(*r, kMaxRangeBytes);
+      ByteRange br = ParseRange(*r, len);
+      if (br.kind == ByteRange::Kind::kUnsatisfiable)
+        return Send(c, 416, "range not satisfiable\n", *keep, {{"Content-Range", "bytes */" + std::to_string(len)}}, head_only);
+      if (br.kind == ByteRange::Kind::kRange) {
+        ranged = true;
+        first = br.first;
+        last = br.last;
+      }
     }
     std::string etag = "\"" + entry->sha256 + "\"";
     if (auto inm = req.Header("if-none-match"); inm && *inm == etag)
       return Send(c, 304, "", *keep, {{"ETag", etag}}, true);
-    if (ranged && unsatisfiable)
-      return Send(c, 416, "range not satisfiable\n", *keep, {{"Content-Range", "bytes */" + std::to_string(len)}}, head_only);
     uint64_t body_len = (len == 0) ? 0 : last - first + 1;
     int status = ranged ? 206 : 200;
     std::vector<std::pair<std::string, std::string>> headers = {
@@ -665,7 +722,38 @@ class ServerImpl final : public Server {
                                                 std::to_string(len));
     if (head_only) {
       metrics_.CountStatus(status);
-      return c.WriteAll(Head(status, headers, body_len, *keep));
+      return c.WriteAll(Head(status, headers, body_len, *keep)) && *keep;
+    }
+    // Hash-while-send: the first chunk is read and checked before anything is recorded or
+    // sent, so a file changed since its verification is refused whole (503, quarantined).
+    const bool kernel_verified = verified->mode == ServeMode::kFsVerity;
+    CheckedReader reader(fd, verified, first, last);
+    std::string_view slice;
+    if (!kernel_verified && body_len > 0) {
+      auto s = reader.Next();
+      if (!s.ok()) {
+        ++metrics_.verify_mismatches;
+        Quarantine(*entry, "changed on disk after verification", s.status().message());
+        return Send(c, 503, "this file failed integrity verification and is not served\n", false);
+      }
+      slice = *s;
+    }
+    if (node) {
+      // A sync, not a customer download: no audit record; reported to the chain instead.
+      // The bytes are checked exactly as for a customer: a mirror never receives a changed byte.
+      metrics_.CountStatus(status);
+      std::string integrity_error;
+      uint64_t sent = 0;
+      if (c.Write(Head(status, headers, body_len, *keep), body_len > 0))
+        sent = SendChecked(c, fd, first, body_len, kernel_verified, reader, slice, &integrity_error);
+      metrics_.bytes_sent += sent;
+      if (!integrity_error.empty()) {
+        ++metrics_.integrity_aborts;
+        ++metrics_.verify_mismatches;
+        Quarantine(*entry, "changed on disk while being synced", integrity_error);
+      }
+      RecordSync(node, "targets/" + rel, sent);
+      return sent == body_len && *keep;
     }
     // The record is durable before the first byte.
     DownloadStart start;
@@ -677,21 +765,33 @@ class ServerImpl final : public Server {
     start.sha256 = entry->sha256;
     start.range = range_header;
     start.remote_addr = remote;
-    if (auto ua = req.Header("user-agent")) start.user_agent = std::string(ua->substr(0, 256));
+    if (auto ua = req.Header("user-agent")) start.user_agent = CaptureText(*ua, kMaxUserAgentBytes);
     auto id = audit_.Begin(start);
     if (!id.ok()) return Send(c, 503, "the audit store is unavailable; nothing was served\n", false);
 
     metrics_.CountStatus(status);
     uint64_t sent = 0;
-    if (c.Write(Head(status, headers, body_len, *keep), body_len > 0)) sent = c.SendFile(fd, first, body_len);
+    std::string integrity_error;
+    if (c.Write(Head(status, headers, body_len, *keep), body_len > 0))
+      sent = SendChecked(c, fd, first, body_len, kernel_verified, reader, slice, &integrity_error);
     metrics_.bytes_sent += sent;
     DownloadOutcome outcome = sent < body_len ? DownloadOutcome::kAborted
                                               : (ranged ? DownloadOutcome::kPartial : DownloadOutcome::kComplete);
     if (outcome == DownloadOutcome::kComplete) ++metrics_.downloads_complete;
     else if (outcome == DownloadOutcome::kPartial) ++metrics_.downloads_partial;
     else ++metrics_.downloads_aborted;
+    if (!integrity_error.empty()) {
+      // Cut mid-stream: the record says aborted with the bytes really sent (all of them
+      // verified), and the file is quarantined on this node.
+      ++metrics_.integrity_aborts;
+      ++metrics_.verify_mismatches;
+      log::Error("download cut: the file changed while it was being served",
+                 {{"target", entry->path}, {"download", std::to_string(*id)}, {"bytes_sent", std::to_string(sent)},
+                  {"reason", integrity_error}});
+      Quarantine(*entry, "changed on disk while being served", integrity_error);
+    }
     audit_.Finish({*id, SystemClock::Get().NowMicros(), sent, outcome});
-    return sent == body_len;
+    return sent == body_len && *keep;
   }
 
   ServerOptions o_;
@@ -705,11 +805,14 @@ class ServerImpl final : public Server {
   TtlCache<bool> entitlement_cache_;
   SSL_CTX* ssl_ctx_ = nullptr;
   int listen_fd_ = -1;
+  int repo_fd_ = -1;  // the served tree: every file is opened beneath it, links refused
   int port_ = 0;
   std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> seen_generation_{0};
   std::mutex mu_;
   std::condition_variable drained_;
   int active_ = 0;
+  std::set<int> conn_fds_;  // open connections, so the drain can cut them
 };
 
 }  // namespace

@@ -28,6 +28,28 @@
 
 namespace patchgate::server {
 
+// Hooks a node of a chain sets (src/mirror); a plain `patchgate serve` may leave them all
+// empty. Everything they point to must outlive the server; callbacks may run on any
+// connection thread at once.
+struct ChainHooks {
+  // A bearer token that is no user's may be a downstream node's. Given the token's hex
+  // SHA-256: the node's name; kUnauthorized if no node owns it (or it is revoked),
+  // kUnavailable if the store is down (answered 503). A node may read every metadata file
+  // and every target (verified before sending, like any target); its pulls are reported
+  // to record_sync and never written as customer downloads.
+  std::function<Result<std::string>(const std::string& token_hash)> authenticate_node;
+  // One call per file sent to a node: "metadata/<name>" or "targets/<name>", body bytes.
+  std::function<void(const std::string& node, const std::string& what, uint64_t bytes)> record_sync;
+  // While *fenced is true, customer requests for metadata/ and targets/ answer 503 (a node
+  // fenced off by the compliance policy). Nodes still pull, /healthz and /metrics answer.
+  const std::atomic<bool>* fenced = nullptr;
+  // A mirror bumps this after switching to a new snapshot: the catalogue is re-checked at
+  // the next request instead of after its usual 500 ms.
+  const std::atomic<uint64_t>* content_generation = nullptr;
+  // Prometheus text appended to /metrics (the fleet's compliance states).
+  std::function<std::string()> extra_metrics;
+};
+
 struct ServerOptions {
   std::string repo_dir;
   std::string listen = "127.0.0.1:8443";  // host:port; port 0 picks a free one
@@ -45,6 +67,7 @@ struct ServerOptions {
   // How long a download's completion (end time, bytes, outcome) may wait to be written
   // together with others. Begins are never delayed. 0: on the audit thread's next turn.
   int audit_finish_ms = 100;
+  ChainHooks chain;
   // Extra routes served by another module (the CSAF provider of src/advisory, wired in
   // src/cli/cmd_serve.cc). Asked first for every GET or HEAD whose path starts with
   // "/.well-known/", with the raw request target and the requester's organisation id when

@@ -3,6 +3,7 @@
 #include "server/server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -10,10 +11,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <set>
 #include <fstream>
 #include <mutex>
 #include <thread>
 
+#include "core/text.h"
 #include "crypto/hash.h"
 #include "store/forwarding_store.h"
 #include "tuf/repository.h"
@@ -98,6 +102,7 @@ class ServerTest : public ::testing::Test {
     o.drain_seconds = 5;
     o.auth_cache_ms = 0;  // revocations must show at once in these tests
     o.audit_finish_ms = audit_finish_ms_;
+    o.send_timeout_seconds = send_timeout_;
     auto s = Server::Create(o, store ? store : store_.get(), read_store_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(*s);
@@ -129,6 +134,7 @@ class ServerTest : public ::testing::Test {
 
   std::string dir_, office_bytes_, office_url_, mail_url_;
   int audit_finish_ms_ = 100;
+  int send_timeout_ = 30;
   Store* read_store_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Server> server_;
@@ -370,12 +376,323 @@ TEST_F(ServerTest, AcknowledgementLinks) {
   auto org = store_->GetOrganisation("Contoso");
   ASSERT_TRUE(store_->EnsureNotification(*id, org->id, "smtp", "a@b", Sha256Hex("ack-token-1")).ok());
   StartServer();
-  EXPECT_EQ(StatusOf(Get("/ack/ack-token-1", "")), 200);
-  EXPECT_EQ(StatusOf(Get("/ack/ack-token-1", "")), 200);  // idempotent
-  std::string r = Get("/ack/unknown-token", "");
+  auto post = [&](const std::string& token) {
+    Client c(server_->port());
+    c.Send("POST /ack/" + token + " HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return c.ReadAll();
+  };
+  EXPECT_EQ(StatusOf(post("ack-token-1")), 200);
+  EXPECT_EQ(StatusOf(post("ack-token-1")), 200);  // idempotent
+  std::string r = post("unknown-token");
   EXPECT_EQ(StatusOf(r), 404);
   EXPECT_EQ(BodyOf(r), "not found\n");
   EXPECT_TRUE((*store_->ListNotifications(*id))[0].acked_at.has_value());
+}
+
+// ---- #9: the trust holes ------------------------------------------------------------
+
+std::string TargetFile(const std::string& repo, const std::string& path) {
+  auto cat = tuf::LoadCatalogue(repo);
+  for (const auto& e : *cat)
+    if (e.path == path) return e.file;
+  return "";
+}
+
+// Overwrites bytes in place: same inode, same length (dd conv=notrunc).
+void PokeInPlace(const std::string& file, uint64_t at, std::string_view bytes) {
+  int fd = ::open(file.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(at)), static_cast<ssize_t>(bytes.size()));
+  ::close(fd);
+}
+
+// A client with a tiny receive window that reads slowly: the download stays in flight.
+class SlowReader {
+ public:
+  explicit SlowReader(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int small = 16 * 1024;
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    timeval tv{20, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  }
+  ~SlowReader() { ::close(fd_); }
+  void Send(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size())); }
+  // Reads until at least `n` bytes have arrived in total (or EOF).
+  bool ReadUntil(size_t n) {
+    char buf[8192];
+    while (got_.size() < n) {
+      ssize_t r = ::recv(fd_, buf, sizeof buf, 0);
+      if (r <= 0) return false;
+      got_.append(buf, static_cast<size_t>(r));
+    }
+    return true;
+  }
+  void ReadToEnd() { ReadUntil(SIZE_MAX); }
+  const std::string& got() const { return got_; }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_;
+  std::string got_;
+};
+
+class TamperTest : public ServerTest {
+ protected:
+  void PublishBig() {
+    big_ = std::string(16 << 20, '\0');
+    uint32_t x = 12345;
+    for (auto& c : big_) {
+      x = x * 1103515245 + 12345;
+      c = static_cast<char>(x >> 24);
+    }
+    std::ofstream(dir_ + "/big.bin", std::ios::binary) << big_;
+    tuf::KeyAccess access{"pw", false};
+    ASSERT_TRUE(tuf::Publish({dir_ + "/repo", "office", "2", false, nullptr}, {dir_ + "/big.bin"}, access,
+                             SystemClock::Get()).ok());
+    big_url_ = "/targets/" + tuf::ConsistentTargetName("office/big.bin", Sha256Hex(big_));
+    big_file_ = TargetFile(dir_ + "/repo", "office/big.bin");
+    ASSERT_FALSE(big_file_.empty());
+  }
+  // What a response's body holds that the original bytes from `from` do not.
+  static size_t ChangedBytes(const std::string& body, const std::string& original, size_t from) {
+    size_t changed = 0;
+    for (size_t i = 0; i < body.size(); ++i)
+      if (from + i >= original.size() || body[i] != original[from + i]) ++changed;
+    return changed;
+  }
+  std::string big_, big_url_, big_file_;
+};
+
+TEST_F(TamperTest, AFileChangedMidDownloadIsCutBeforeAnyChangedByte) {
+  PublishBig();
+  audit_finish_ms_ = 0;
+  StartServer();
+  for (const std::string range : {"", "Range: bytes=1000-16000000\r\n"}) {
+    SlowReader c(server_->port());
+    c.Send("GET " + big_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n" + range + "\r\n");
+    ASSERT_TRUE(c.ReadUntil(1 << 20));  // the download is streaming, far from the change below
+    std::string evil(64 * 1024, 'E');
+    PokeInPlace(big_file_, 12 << 20, evil);
+    c.ReadToEnd();
+    std::string head = c.got().substr(0, c.got().find("\r\n\r\n") + 4);
+    std::string body = c.got().substr(head.size());
+    EXPECT_EQ(StatusOf(head), range.empty() ? 200 : 206);
+    size_t from = range.empty() ? 0 : 1000;
+    EXPECT_EQ(ChangedBytes(body, big_, from), 0u) << "changed bytes reached the client";
+    EXPECT_LT(body.size(), (12u << 20) - from + 1) << "the download was not cut before the changed chunk";
+    EXPECT_GT(body.size(), 1u << 20);
+    PokeInPlace(big_file_, 12 << 20, std::string_view(big_).substr(12 << 20, evil.size()));  // restore
+  }
+  // Now the file is verified anew at its new ctime, and served whole again.
+  std::string r = Get(big_url_);
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), big_);
+  std::string m = Get("/metrics", "");
+  EXPECT_NE(m.find("patchgate_integrity_aborts_total 2"), std::string::npos) << m;
+  StopServer();
+  DownloadQuery q;
+  q.node = "test-node";
+  auto rows = store_->QueryDownloads(q);
+  ASSERT_TRUE(rows.ok());
+  int aborted = 0;
+  for (const auto& d : *rows) {
+    if (d.outcome != DownloadOutcome::kAborted) continue;
+    ++aborted;
+    EXPECT_GT(d.bytes_sent, 1u << 20);  // the bytes really sent, all of them verified
+    EXPECT_LE(d.bytes_sent, 12u << 20);  // nothing from the changed chunk on
+  }
+  EXPECT_EQ(aborted, 2);  // never "complete" with the signed hash
+  EXPECT_EQ(Records("complete"), 1u);
+}
+
+TEST_F(TamperTest, ARangeOnAChangedChunkGetsNoChangedByte) {
+  PublishBig();
+  StartServer();
+  ASSERT_EQ(StatusOf(Get(big_url_, "alice-token", "Range: bytes=0-99\r\n")), 206);  // verified and cached
+  PokeInPlace(big_file_, 5 << 20, "EVIL");
+  for (const std::string range : {"bytes=5242880-5242883", "bytes=5242000-5243000", "bytes=5000000-5100000"}) {
+    std::string r = Get(big_url_, "alice-token", "Range: " + range + "\r\n");
+    EXPECT_EQ(StatusOf(r), 503) << range;
+    EXPECT_EQ(r.find("EVIL"), std::string::npos) << range;
+    EXPECT_EQ(BodyOf(r).find(big_.substr(5000000, 64)), std::string::npos);
+  }
+  StopServer();
+  EXPECT_EQ(Records(), 1u);  // refused requests are not downloads
+}
+
+TEST_F(ServerTest, AfterA400ThatSaysCloseNothingMoreIsServed) {
+  StartServer();
+  Client c(server_->port());
+  c.Send("GET /targets/%00 HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+  std::string r = c.ReadAll();
+  EXPECT_EQ(StatusOf(r), 400);
+  EXPECT_NE(r.find("Connection: close"), std::string::npos);
+  EXPECT_EQ(r.find("HTTP/1.1", 5), std::string::npos) << "a pipelined request was served after the 400:\n" << r;
+}
+
+TEST_F(ServerTest, ANonReadingClientIsDroppedAtTheSendTimeout) {
+  send_timeout_ = 2;
+  audit_finish_ms_ = 0;
+  std::string big(32 << 20, 'x');
+  std::ofstream(dir_ + "/huge.bin", std::ios::binary) << big;
+  tuf::KeyAccess access{"pw", false};
+  ASSERT_TRUE(tuf::Publish({dir_ + "/repo", "office", "3", false, nullptr}, {dir_ + "/huge.bin"}, access,
+                           SystemClock::Get()).ok());
+  StartServer();
+  SlowReader c(server_->port());
+  c.Send("GET /targets/" + tuf::ConsistentTargetName("office/huge.bin", Sha256Hex(big)) +
+         " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n");
+  auto t0 = std::chrono::steady_clock::now();
+  // Never read. The server must give up about send_timeout after the window closed.
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (Get("/metrics", "").find("patchgate_downloads_total{outcome=\"aborted\"} 1") != std::string::npos) break;
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(12)) << "the stalled client was not dropped";
+  }
+  StopServer();
+  EXPECT_EQ(Records("aborted"), 1u);
+}
+
+TEST_F(ServerTest, AcknowledgementNeedsADeliberatePost) {
+  Incident inc{0, "n", 1, 2, "test", 3, {}};
+  auto id = store_->CreateIncident(inc);
+  auto org = store_->GetOrganisation("Contoso");
+  ASSERT_TRUE(store_->EnsureNotification(*id, org->id, "smtp", "a@b", Sha256Hex("ack-token-2")).ok());
+  StartServer();
+  auto acked = [&] { return (*store_->ListNotifications(*id))[0].acked_at.has_value(); };
+  // What a mail link scanner does: GET and HEAD. They show a page and record nothing.
+  std::string page = Get("/ack/ack-token-2", "");
+  EXPECT_EQ(StatusOf(page), 200);
+  EXPECT_NE(page.find("<form method=\"post\" action=\"/ack/ack-token-2\">"), std::string::npos);
+  Client h(server_->port());
+  h.Send("HEAD /ack/ack-token-2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(StatusOf(h.ReadAll()), 200);
+  EXPECT_FALSE(acked());
+  // The button.
+  Client p(server_->port());
+  p.Send("POST /ack/ack-token-2 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  std::string r = p.ReadAll();
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_NE(r.find("recorded"), std::string::npos);
+  EXPECT_TRUE(acked());
+  Client u(server_->port());
+  u.Send("POST /ack/unknown-token HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(StatusOf(u.ReadAll()), 404);
+  Client t(server_->port());
+  t.Send("POST " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n");
+  EXPECT_EQ(StatusOf(t.ReadAll()), 405);  // POST is for acknowledgements only
+}
+
+TEST_F(ServerTest, SymbolicLinksInTheServedTreeAreNeverFollowed) {
+  std::string md = dir_ + "/repo/metadata";
+  ASSERT_EQ(::symlink("../keys/timestamp.key.json", (md + "/tk.json").c_str()), 0);
+  ASSERT_EQ(::symlink("/etc/passwd", (md + "/pw.json").c_str()), 0);
+  // A published target replaced by a link to a file with the very same bytes.
+  std::string file = TargetFile(dir_ + "/repo", "office/setup.exe");
+  std::ofstream(dir_ + "/copy.exe", std::ios::binary) << office_bytes_;
+  ASSERT_EQ(::rename(file.c_str(), (file + ".moved").c_str()), 0);
+  ASSERT_EQ(::symlink((dir_ + "/copy.exe").c_str(), file.c_str()), 0);
+  StartServer();
+  for (const char* p : {"/metadata/tk.json", "/metadata/pw.json"}) {
+    std::string r = Get(p);
+    EXPECT_EQ(StatusOf(r), 404) << p;
+    EXPECT_EQ(r.find("keytype"), std::string::npos);
+    EXPECT_EQ(r.find("root:"), std::string::npos);
+  }
+  EXPECT_EQ(StatusOf(Get(office_url_)), 503);
+  EXPECT_EQ(StatusOf(Get("/metadata/timestamp.json")), 200);  // real files still are
+}
+
+TEST_F(ServerTest, ATokenWhoseHashDiffersLateIsRefused) {
+  // mallory's stored hash equals the hash of "mallory-token" except in its last digit.
+  std::string h = Sha256Hex("mallory-token");
+  h.back() = h.back() == '0' ? '1' : '0';
+  ASSERT_TRUE(store_->AddUser("Contoso", "mallory", h).ok());
+  std::string early = Sha256Hex("eve-token");
+  early[0] = early[0] == '0' ? '1' : '0';
+  ASSERT_TRUE(store_->AddUser("Contoso", "eve", early).ok());
+  StartServer();
+  EXPECT_EQ(StatusOf(Get(office_url_, "mallory-token")), 401);
+  EXPECT_EQ(StatusOf(Get(office_url_, "eve-token")), 401);
+  EXPECT_EQ(StatusOf(Get(office_url_, "alice-token")), 200);
+  StopServer();
+  EXPECT_EQ(Records(), 1u);
+}
+
+// BeginDownloads blocks until the test releases it.
+class HeldAudit : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
+    {
+      std::unique_lock<std::mutex> l(mu_);
+      held_ = true;
+      cv_.notify_all();
+      cv_.wait(l, [&] { return released_; });
+    }
+    return ForwardingStore::BeginDownloads(s);
+  }
+  void WaitHeld() {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false, released_ = false;
+};
+
+TEST_F(ServerTest, NoByteLeavesBeforeTheRecordIsDurable) {
+  HeldAudit held(store_.get());
+  StartServer(&held);
+  Client c(server_->port());
+  c.Send("GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
+  held.WaitHeld();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time for any early byte to arrive
+  char b;
+  ssize_t n = ::recv(c.fd(), &b, 1, MSG_DONTWAIT);
+  EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << "the client received bytes before the record was durable";
+  held.Release();
+  std::string r = c.ReadAll();
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), office_bytes_);
+  StopServer();  // before `held` goes
+}
+
+TEST_F(ServerTest, HostileHeaderBytesAreStoredAsValidUtf8) {
+  audit_finish_ms_ = 0;
+  StartServer();
+  std::string ua = "evil\xff\xfe agent \xe2\x82";  // not UTF-8, ends inside a character
+  std::string r = Get(office_url_, "alice-token", "User-Agent: " + ua + "\r\nRange: bytes=0-9\xc3\r\n");
+  EXPECT_EQ(StatusOf(r), 200);  // a malformed range is ignored
+  EXPECT_EQ(StatusOf(Get(office_url_, "alice-token", "User-Agent: " + std::string(254, 'b') + "\xe2\x82\xac\r\n")), 200);
+  StopServer();
+  DownloadQuery q;
+  q.node = "test-node";
+  auto rows = store_->QueryDownloads(q);
+  ASSERT_EQ(rows->size(), 2u);
+  std::set<std::string> uas;
+  for (const auto& d : *rows) {
+    EXPECT_TRUE(IsValidUtf8(d.user_agent));
+    EXPECT_TRUE(IsValidUtf8(d.range));
+    EXPECT_LE(d.user_agent.size(), 256u);
+    uas.insert(d.user_agent);
+    if (d.user_agent.rfind("evil", 0) == 0) EXPECT_EQ(d.range, "bytes=0-9\\xC3");
+  }
+  EXPECT_TRUE(uas.count("evil\\xFF\\xFE agent \\xE2\\x82"));
+  EXPECT_TRUE(uas.count(std::string(253, 'b') + "..."));  // cut before the 3-byte character, not through it
 }
 
 }  // namespace

@@ -1,11 +1,15 @@
 // The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
 #include <algorithm>
 #include <cstdio>
+#include <deque>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <sstream>
 
 #include "core/clock.h"
+#include "core/names.h"
+#include "core/text.h"
 #include "store/migrations.h"
 #include "store/sql.h"
 #include "store/store.h"
@@ -28,6 +32,13 @@ Result<DownloadOutcome> ParseDownloadOutcome(std::string_view n) {
   if (n == "partial") return DownloadOutcome::kPartial;
   if (n == "aborted") return DownloadOutcome::kAborted;
   return Corrupt("unknown download outcome '" + std::string(n) + "'");
+}
+
+std::string_view DisplayOutcome(const Download& d, int64_t now_micros) {
+  if (d.outcome == DownloadOutcome::kInProgress && !d.ended_at && d.source == "served" &&
+      now_micros - d.started_at < kCompletingWindowMicros)
+    return "completing";
+  return DownloadOutcomeName(d.outcome);
 }
 
 namespace {
@@ -80,28 +91,77 @@ constexpr char kDownloadSelect[] =
     "d.http_status, d.unknown_user, d.unknown_target, COALESCE(d.import_key, '') "
     "FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
 
-Download DownloadFromRow(const Row& r) {
+// The same row shape with only what incident scope reports; on SQLite every column comes
+// from the scope index (migration 0006), so the table itself is not read.
+constexpr char kScopeSelect[] =
+    "SELECT d.id, d.started_at, d.ended_at, d.node, d.username, COALESCE(o.name, ''), COALESCE(o.tier, ''), "
+    "d.target_path, d.sha256, '', d.bytes_sent, d.outcome, '', '', d.source, d.http_status, d.unknown_user, "
+    "d.unknown_target, '' FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
+
+std::string_view SV(const sql::RowView& r, size_t i) { return r[i].value_or(std::string_view()); }
+int64_t IV(const sql::RowView& r, size_t i) {
+  int64_t v = 0;
+  if (r[i]) std::from_chars(r[i]->data(), r[i]->data() + r[i]->size(), v);
+  return v;
+}
+
+// DownloadFromRow for a row seen in place: each text copied once, straight into the record.
+Download DownloadFromView(const sql::RowView& r) {
   Download d;
-  d.id = I(r, 0);
-  d.started_at = I(r, 1);
-  d.ended_at = OI(r, 2);
-  d.node = S(r, 3);
-  d.username = S(r, 4);
-  d.org_name = S(r, 5);
-  d.org_tier = S(r, 6);
-  d.target_path = S(r, 7);
-  d.sha256 = S(r, 8);
-  d.range = S(r, 9);
-  d.bytes_sent = static_cast<uint64_t>(I(r, 10));
-  d.outcome = ParseDownloadOutcome(S(r, 11)).value_or(DownloadOutcome::kInProgress);
-  d.remote_addr = S(r, 12);
-  d.user_agent = S(r, 13);
-  d.source = S(r, 14);
-  d.http_status = static_cast<int>(I(r, 15));
-  d.unknown_user = I(r, 16) != 0;
-  d.unknown_target = I(r, 17) != 0;
-  d.import_key = S(r, 18);
+  d.id = IV(r, 0);
+  d.started_at = IV(r, 1);
+  if (r[2]) d.ended_at = IV(r, 2);
+  d.node = SV(r, 3);
+  d.username = SV(r, 4);
+  d.org_name = SV(r, 5);
+  d.org_tier = SV(r, 6);
+  d.target_path = SV(r, 7);
+  d.sha256 = SV(r, 8);
+  d.range = SV(r, 9);
+  d.bytes_sent = static_cast<uint64_t>(IV(r, 10));
+  d.outcome = ParseDownloadOutcome(SV(r, 11)).value_or(DownloadOutcome::kInProgress);
+  d.remote_addr = SV(r, 12);
+  d.user_agent = SV(r, 13);
+  d.source = SV(r, 14);
+  d.http_status = static_cast<int>(IV(r, 15));
+  d.unknown_user = IV(r, 16) != 0;
+  d.unknown_target = IV(r, 17) != 0;
+  d.import_key = SV(r, 18);
   return d;
+}
+
+// Plain text (valid UTF-8, no control character) of at most `cap` bytes, or why not.
+Status CheckContactField(const std::string& value, const char* what, size_t cap) {
+  if (value.size() > cap)
+    return InvalidArgument(std::string(what) + " is " + std::to_string(value.size()) + " bytes; the limit is " +
+                    std::to_string(cap) + ": shorten it");
+  if (!IsPlainText(value))
+    return InvalidArgument(std::string(what) + " '" + EscapeForTerminal(value) +
+                           "' is not plain text (invalid UTF-8 or a control character): retype it");
+  return Status::OK();
+}
+
+Status CheckOrganisation(const Organisation& o) {
+  PG_RETURN_IF_ERROR(ValidateOrganisationName(o.name));
+  PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_name, "the account manager's name", kMaxContactFieldBytes));
+  PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_email, "the account manager's e-mail", kMaxContactFieldBytes));
+  PG_RETURN_IF_ERROR(CheckContactField(o.account_manager_phone, "the phone number", kMaxContactFieldBytes));
+  PG_RETURN_IF_ERROR(CheckContactField(o.webhook_url, "the webhook URL", kMaxWebhookUrlBytes));
+  if (o.security_contacts.size() > kMaxSecurityContacts)
+    return InvalidArgument("at most " + std::to_string(kMaxSecurityContacts) + " security contacts per organisation");
+  for (const auto& c : o.security_contacts) {
+    PG_RETURN_IF_ERROR(CheckContactField(c, "the security contact", kMaxContactFieldBytes));
+    if (c.find(',') != std::string::npos)
+      return InvalidArgument("the security contact '" + EscapeForTerminal(c) + "' contains ',': give one address per --contact");
+  }
+  return Status::OK();
+}
+
+// `v` as a parameter that is storable and within `cap`: `v` itself when it already is (no
+// copy), else its escaped, cut copy kept alive in `keep`.
+sql::Param StorableParam(std::string_view v, size_t cap, std::deque<std::string>& keep) {
+  if (v.size() <= cap && IsStorableText(v)) return sql::TextRef{v};
+  return sql::TextRef{keep.emplace_back(StorableText(v, cap))};
 }
 
 // A download never lasts longer than this; bounds the index range of window queries.
@@ -115,13 +175,20 @@ class SqlStore final : public Store {
 
   Status Migrate() {
     std::lock_guard<std::mutex> l(mu_);
-    PG_RETURN_IF_ERROR(c_->ExecScript("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT COALESCE(MAX(version), 0) FROM schema_version", {}));
-    int64_t current = rows.empty() ? 0 : I(rows[0], 0);
+    // Up to date (every open but the first): one query, no DDL, no write.
+    auto rows = c_->Query("SELECT MAX(version) FROM schema_version", {});
+    if (!rows.ok()) {
+      if (rows.status().code() == ErrorCode::kUnavailable) return rows.status();
+      PG_RETURN_IF_ERROR(c_->ExecScript("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+      rows = c_->Query("SELECT MAX(version) FROM schema_version", {});
+      if (!rows.ok()) return rows.status();
+    }
+    int64_t current = rows->empty() ? 0 : I((*rows)[0], 0);
+    if (!store::Migrations().empty() && current >= store::Migrations().back().version) return Status::OK();
     const char* id = c_->engine() == "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
     for (const auto& m : store::Migrations()) {
       if (m.version <= current) continue;
-      std::string text(m.sql);
+      std::string text = ForEngine(m.sql, c_->engine());
       for (size_t p; (p = text.find("{ID}")) != std::string::npos;) text.replace(p, 4, id);
       PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
       Status st = c_->ExecScript(text);
@@ -135,9 +202,32 @@ class SqlStore final : public Store {
     return Status::OK();
   }
 
+  // A migration is portable SQL, except for sections that start with a line
+  // "-- engine: sqlite" or "-- engine: postgresql" (until the next such line, or
+  // "-- engine: all"), which only that engine runs.
+  static std::string ForEngine(std::string_view sql, const std::string& engine) {
+    std::string out;
+    bool keep = true;
+    size_t start = 0;
+    while (start < sql.size()) {
+      size_t nl = sql.find('\n', start);
+      std::string_view line = sql.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start + 1);
+      start = nl == std::string_view::npos ? sql.size() : nl + 1;
+      constexpr std::string_view kMark = "-- engine: ";
+      if (line.substr(0, kMark.size()) == kMark) {
+        std::string_view which = line.substr(kMark.size());
+        while (!which.empty() && (which.back() == '\n' || which.back() == '\r' || which.back() == ' ')) which.remove_suffix(1);
+        keep = which == "all" || which == engine;
+        continue;
+      }
+      if (keep) out += line;
+    }
+    return out;
+  }
+
   // --- organisations ---------------------------------------------------------------
   Result<int64_t> AddOrganisation(const Organisation& o) override {
-    if (o.name.empty()) return InvalidArgument("an organisation needs a name");
+    PG_RETURN_IF_ERROR(CheckOrganisation(o));
     if (o.tier != "premier" && o.tier != "gold" && o.tier != "standard")
       return InvalidArgument("tier must be premier, gold or standard (got '" + o.tier + "')");
     std::lock_guard<std::mutex> l(mu_);
@@ -147,7 +237,8 @@ class SqlStore final : public Store {
         {o.name, o.tier, o.account_manager_name, o.account_manager_email, o.account_manager_phone,
          Join(o.security_contacts, ','), o.webhook_url, SystemClock::Get().NowMicros()});
     if (!r.ok()) {
-      if (r.status().code() == ErrorCode::kAlreadyExists) return AlreadyExists("organisation " + o.name + " already exists");
+      if (r.status().code() == ErrorCode::kAlreadyExists)
+        return AlreadyExists("organisation " + o.name + " already exists (see `patchgate org list`)");
       return r.status();
     }
     return I((*r)[0], 0);
@@ -169,14 +260,14 @@ class SqlStore final : public Store {
   }
 
   Result<int64_t> AddUser(const std::string& org, const std::string& username, const std::string& token_hash) override {
-    if (username.empty() || username.size() > 128 || username.find_first_of(" :\t\r\n") != std::string::npos)
-      return InvalidArgument("user name must be 1-128 characters without spaces or ':'");
+    PG_RETURN_IF_ERROR(ValidateUserName(username));
     PG_ASSIGN_OR_RETURN(Organisation o, GetOrganisation(org));
     std::lock_guard<std::mutex> l(mu_);
     auto r = c_->Query("INSERT INTO users (org_id, username, token_hash, created_at) VALUES (?, ?, ?, ?) RETURNING id",
                        {o.id, username, token_hash, SystemClock::Get().NowMicros()});
     if (!r.ok()) {
-      if (r.status().code() == ErrorCode::kAlreadyExists) return AlreadyExists("user " + username + " already exists");
+      if (r.status().code() == ErrorCode::kAlreadyExists)
+        return AlreadyExists("user " + username + " already exists: choose another name, or revoke it first");
       return r.status();
     }
     return I((*r)[0], 0);
@@ -210,7 +301,7 @@ class SqlStore final : public Store {
   }
 
   Status Grant(const std::string& org, const std::string& product) override {
-    if (product.empty()) return InvalidArgument("name a product to grant");
+    PG_RETURN_IF_ERROR(ValidateProductName(product).WithContext("cannot grant: this product can never be published"));
     PG_ASSIGN_OR_RETURN(Organisation o, GetOrganisation(org));
     std::lock_guard<std::mutex> l(mu_);
     return c_->Query("INSERT INTO entitlements (org_id, product) VALUES (?, ?) ON CONFLICT DO NOTHING", {o.id, product})
@@ -313,7 +404,14 @@ class SqlStore final : public Store {
   }
 
   // --- downloads -------------------------------------------------------------------
-  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) override {
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& in) override {
+    // Text from the network, stored escaped and capped; a copy only when some record needs it.
+    std::vector<DownloadStart> capped;
+    if (!std::all_of(in.begin(), in.end(), FitsStore)) {
+      capped = in;
+      for (auto& s : capped) CapForStore(s);
+    }
+    const std::vector<DownloadStart>& starts = capped.empty() ? in : capped;
     std::lock_guard<std::mutex> l(mu_);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     auto ids = c_->engine() == "postgresql" ? InsertStartsBatched(starts) : InsertStartsOneByOne(starts);
@@ -334,37 +432,37 @@ class SqlStore final : public Store {
     return st;
   }
 
-  Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
-    std::string sql = std::string(kDownloadSelect) + " WHERE 1 = 1";
-    std::vector<Param> p;
+  // The SELECT behind QueryDownloads and its parameters.
+  static std::string DownloadsSql(const DownloadQuery& q, std::vector<Param>* p) {
+    std::string sql = std::string(q.scope_columns ? kScopeSelect : kDownloadSelect) + " WHERE 1 = 1";
     if (q.node) {
       sql += " AND d.node = ?";
-      p.push_back(*q.node);
+      p->push_back(*q.node);
     }
     if (q.user) {
       sql += " AND d.username = ?";
-      p.push_back(*q.user);
+      p->push_back(*q.user);
     }
     if (q.org) {
       sql += " AND o.name = ?";
-      p.push_back(*q.org);
+      p->push_back(*q.org);
     }
     if (q.until) {
       sql += " AND d.started_at <= ?";
-      p.push_back(*q.until);
+      p->push_back(*q.until);
     }
     if (q.since) {
       // Overlap: still streaming when the window opened counts. The lower bound on
       // started_at keeps the (node, started_at) index range small.
       sql += " AND d.started_at >= ? AND (d.ended_at IS NULL OR d.ended_at >= ?)";
-      p.push_back(*q.since - kMaxDownloadMicros);
-      p.push_back(*q.since);
+      p->push_back(*q.since - kMaxDownloadMicros);
+      p->push_back(*q.since);
     }
     if (!q.targets.empty()) {
       sql += " AND d.target_path IN (";
       for (size_t i = 0; i < q.targets.size(); ++i) {
         sql += i ? ", ?" : "?";
-        p.push_back(q.targets[i]);
+        p->push_back(q.targets[i]);
       }
       sql += ")";
     }
@@ -372,14 +470,29 @@ class SqlStore final : public Store {
       sql += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
              "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
              "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
-    sql += " ORDER BY d.started_at, d.id";
+    if (!q.scope_columns) sql += " ORDER BY d.started_at, d.id";
     if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
-    std::lock_guard<std::mutex> l(mu_);
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(sql, p));
+    return sql;
+  }
+
+  Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
+    std::vector<Param> p;
+    std::string sql = DownloadsSql(q, &p);
     std::vector<Download> out;
-    out.reserve(rows.size());
-    for (const auto& r : rows) out.push_back(DownloadFromRow(r));
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(DownloadFromView(r)); }));
     return out;
+  }
+
+  Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override {
+    std::vector<Param> p;
+    std::string sql = DownloadsSql(q, &p);
+    bool sqlite = c_->engine() == "sqlite";
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query((sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN ") + sql, p));
+    std::string plan;
+    for (const auto& r : rows) plan += (sqlite ? S(r, r.size() - 1) : S(r, 0)) + "\n";
+    return plan;
   }
 
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override {
@@ -406,6 +519,7 @@ class SqlStore final : public Store {
       }
     }
     ImportResult res;
+    std::deque<std::string> keep;  // escaped or cut copies of the few values that need it
     std::vector<std::vector<Param>> values;
     values.reserve(rows.size());
     for (const auto& d : rows) {
@@ -413,14 +527,16 @@ class SqlStore final : public Store {
       auto u = users.find(d.username);
       bool known = u != users.end() && u->second.first != 0;
       res.unknown_users += !known;
-      auto text = [](const std::string& v) { return Param(sql::TextRef{v}); };
-      values.push_back({d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr), text(d.node),
-                        known ? Param(u->second.first) : Param(nullptr), text(d.username),
-                        known ? Param(u->second.second) : Param(nullptr), text(d.target_path), text(d.sha256),
-                        text(d.range), static_cast<int64_t>(d.bytes_sent),
-                        Param(sql::TextRef{DownloadOutcomeName(d.outcome)}), text(d.remote_addr), text(d.user_agent),
+      auto text = [&keep](const std::string& v, size_t cap) { return StorableParam(v, cap, keep); };
+      values.push_back({d.started_at, d.ended_at ? Param(*d.ended_at) : Param(nullptr),
+                        text(d.node, kMaxStoredNodeNameBytes), known ? Param(u->second.first) : Param(nullptr),
+                        text(d.username, kMaxStoredUsernameBytes), known ? Param(u->second.second) : Param(nullptr),
+                        text(d.target_path, kMaxStoredTargetPathBytes), text(d.sha256, kMaxStoredHashBytes),
+                        text(d.range, kMaxStoredRangeBytes), static_cast<int64_t>(d.bytes_sent),
+                        Param(sql::TextRef{DownloadOutcomeName(d.outcome)}),
+                        text(d.remote_addr, kMaxStoredRemoteAddrBytes), text(d.user_agent, kMaxStoredUserAgentBytes),
                         Param(sql::TextRef{"imported"}), int64_t{d.http_status}, int64_t{!known},
-                        int64_t{d.unknown_target}, text(d.import_key)});
+                        int64_t{d.unknown_target}, Param(sql::TextRef{d.import_key})});
     }
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     auto inserted = c_->InsertNew("downloads", kColumns, "import_key", values);
@@ -604,6 +720,22 @@ class SqlStore final : public Store {
   }
 
  private:
+  // Whether the text of a served download record is storable and within its caps.
+  static bool FitsStore(const DownloadStart& s) {
+    auto fits = [](const std::string& v, size_t cap) { return v.size() <= cap && IsStorableText(v); };
+    return fits(s.node, kMaxStoredNodeNameBytes) && fits(s.target_path, kMaxStoredTargetPathBytes) &&
+           fits(s.sha256, kMaxStoredHashBytes) && fits(s.range, kMaxStoredRangeBytes) &&
+           fits(s.remote_addr, kMaxStoredRemoteAddrBytes) && fits(s.user_agent, kMaxStoredUserAgentBytes);
+  }
+  static void CapForStore(DownloadStart& s) {
+    s.node = StorableText(s.node, kMaxStoredNodeNameBytes);
+    s.target_path = StorableText(s.target_path, kMaxStoredTargetPathBytes);
+    s.sha256 = StorableText(s.sha256, kMaxStoredHashBytes);
+    s.range = StorableText(s.range, kMaxStoredRangeBytes);
+    s.remote_addr = StorableText(s.remote_addr, kMaxStoredRemoteAddrBytes);
+    s.user_agent = StorableText(s.user_agent, kMaxStoredUserAgentBytes);
+  }
+
   // --- audit writes, inside the caller's transaction --------------------------------
   // SQLite runs in-process, so one statement per row costs nothing extra. On PostgreSQL
   // every statement is a network round trip: a batch takes one for its ids and one per
@@ -747,7 +879,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& url) {
   } else {
     return InvalidArgument("unknown store URL '" + url + "': use sqlite:///path/to.db or postgresql://user@host/db");
   }
-  auto store = std::make_unique<SqlStore>(std::move(conn));
+  auto store = std::make_unique<SqlStore>(sql::WithStorableText(std::move(conn)));
   PG_RETURN_IF_ERROR(store->Migrate());
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -43,6 +43,32 @@ class SqliteConnection : public Connection {
     return rows;
   }
 
+  Status QueryEach(std::string_view sql, const std::vector<Param>& params,
+                   const std::function<void(const RowView&)>& fn) override {
+    PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(sql));
+    Bind(st, params);
+    RowView row;
+    for (;;) {
+      int rc = sqlite3_step(st);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        Status s = Err("step");
+        sqlite3_reset(st);
+        return s;
+      }
+      int n = sqlite3_column_count(st);
+      row.assign(static_cast<size_t>(n), std::nullopt);
+      for (int c = 0; c < n; ++c) {
+        if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
+        const unsigned char* t = sqlite3_column_text(st, c);
+        row[static_cast<size_t>(c)] = std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st, c)));
+      }
+      fn(row);
+    }
+    sqlite3_reset(st);
+    return Status::OK();
+  }
+
   Status ExecScript(std::string_view sql) override {
     char* msg = nullptr;
     if (sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
@@ -127,7 +153,12 @@ class SqliteConnection : public Connection {
     if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR || primary == SQLITE_FULL ||
         primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY || primary == SQLITE_PERM)
       return Unavailable("sqlite: " + msg);
-    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return Corrupt("sqlite: " + msg);
+    // A file that is not a database is a store that cannot be used (exit 5), like one that
+    // cannot be opened: most often a wrong --store path.
+    if (primary == SQLITE_NOTADB)
+      return Unavailable("sqlite: " + msg + ": the store file is not an SQLite database; check --store or "
+                         "$PATCHGATE_STORE");
+    if (primary == SQLITE_CORRUPT) return Corrupt("sqlite: " + msg);
     return Internal("sqlite: " + msg);
   }
 

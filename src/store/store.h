@@ -22,6 +22,22 @@
 
 namespace patchgate {
 
+// Text rules of the store. Every text value written is valid UTF-8: bytes that are not are
+// stored escaped ("\xHH" per byte, see EscapeInvalidUtf8), so PostgreSQL never sees them and
+// every reader gets text it can print, dump as JSON or put in a CSV cell. Text recorded from
+// the network or from imported logs is cut to these caps at a character boundary; names and
+// fields an administrator types are refused (kInvalidArgument) instead.
+inline constexpr size_t kMaxStoredUserAgentBytes = 512;
+inline constexpr size_t kMaxStoredRangeBytes = 256;
+inline constexpr size_t kMaxStoredRemoteAddrBytes = 128;
+inline constexpr size_t kMaxStoredTargetPathBytes = 2048;
+inline constexpr size_t kMaxStoredUsernameBytes = 256;  // imported logs may name anything
+inline constexpr size_t kMaxStoredNodeNameBytes = 256;
+inline constexpr size_t kMaxStoredHashBytes = 128;
+inline constexpr size_t kMaxContactFieldBytes = 254;    // account manager name/e-mail, contacts, phone
+inline constexpr size_t kMaxSecurityContacts = 32;
+inline constexpr size_t kMaxWebhookUrlBytes = 2048;
+
 struct Organisation {
   int64_t id = 0;
   std::string name;
@@ -81,6 +97,15 @@ enum class DownloadOutcome { kInProgress, kComplete, kPartial, kAborted };
 std::string_view DownloadOutcomeName(DownloadOutcome o);  // in_progress|complete|partial|aborted
 Result<DownloadOutcome> ParseDownloadOutcome(std::string_view name);
 
+// How `patchgate downloads` shows a record's outcome: the recorded one, except that a record
+// still in_progress that started less than kCompletingWindowMicros before `now_micros` is
+// "completing": it is still streaming, or it has finished and the server has not yet written
+// its completion (completions are written in batches, --audit-finish-ms). Older in_progress
+// records stay "in_progress": the node stopped mid-transfer or the download is still running.
+inline constexpr int64_t kCompletingWindowMicros = int64_t{60} * 1'000'000;
+struct Download;
+std::string_view DisplayOutcome(const Download& d, int64_t now_micros);
+
 struct DownloadFinish {
   int64_t id = 0;
   int64_t ended_at = 0;
@@ -119,6 +144,10 @@ struct DownloadQuery {
   // never finished (in_progress: the node stopped mid-transfer), imported 2xx lines.
   bool successful_only = false;
   size_t limit = 0;                     // 0: no limit
+  // Only the columns incident scope reports (range, remote address, user agent and import
+  // key come back empty), in no particular order: on SQLite the scope index answers this
+  // alone, without reading the table.
+  bool scope_columns = false;
 };
 
 struct ImportResult {
@@ -184,16 +213,21 @@ class Store {
   virtual std::string engine() const = 0;  // "sqlite" | "postgresql"
 
   // --- Organisations, users, entitlements -------------------------------------------
-  virtual Result<int64_t> AddOrganisation(const Organisation& org) = 0;  // kAlreadyExists
+  // The name must pass ValidateOrganisationName (core/names.h); the other fields are plain
+  // text under kMaxContactFieldBytes / kMaxWebhookUrlBytes. kAlreadyExists for a taken name.
+  virtual Result<int64_t> AddOrganisation(const Organisation& org) = 0;
   virtual Result<Organisation> GetOrganisation(const std::string& name) = 0;
   virtual Result<std::vector<Organisation>> ListOrganisations() = 0;
-  // token_hash = hex SHA-256 of the token; the token itself is never stored.
+  // token_hash = hex SHA-256 of the token; the token itself is never stored. The user name
+  // must pass ValidateUserName (core/names.h).
   virtual Result<int64_t> AddUser(const std::string& org, const std::string& username,
                                   const std::string& token_hash) = 0;
   virtual Status RevokeUser(const std::string& username) = 0;
   // kUnauthorized when no user has this hash or the user is revoked.
   virtual Result<User> AuthenticateTokenHash(const std::string& token_hash) = 0;
   virtual Result<User> GetUser(const std::string& username) = 0;
+  // The product must pass ValidateProductName (core/names.h): a name that can never be
+  // published is refused.
   virtual Status Grant(const std::string& org, const std::string& product) = 0;
   virtual Result<bool> IsEntitled(int64_t org_id, const std::string& product) = 0;
   virtual Result<std::vector<std::string>> EntitledOrganisations(const std::string& product) = 0;
@@ -216,6 +250,9 @@ class Store {
   virtual Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) = 0;
   virtual Status FinishDownloads(const std::vector<DownloadFinish>& finishes) = 0;
   virtual Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) = 0;
+  // The engine's plan for QueryDownloads(q) (EXPLAIN QUERY PLAN / EXPLAIN), one line per
+  // plan node: lets tests and operators check which index a query uses.
+  virtual Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) = 0;
   // Bulk load of download rows recorded elsewhere (access-log import): every row carries
   // its import_key, and a row whose key exists already (or repeats within `rows`) is
   // skipped. Users are resolved by name: an unknown name keeps no organisation and the row

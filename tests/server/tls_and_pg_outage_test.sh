@@ -55,7 +55,9 @@ if [[ -z "${PATCHGATE_TEST_PG_URL:-}" || -z "${PATCHGATE_TEST_PG_DIR:-}" ]]; the
   echo "SKIP: PostgreSQL outage (PATCHGATE_TEST_PG_URL / PATCHGATE_TEST_PG_DIR not set; scripts/test.sh sets them)"
 else
   setup "$PATCHGATE_TEST_PG_URL"
-  start --node-name pg-outage
+  # The database may hold other runs' records: this run's node name is its own.
+  node="pg-outage-$$-$RANDOM$RANDOM"
+  start --node-name "$node"
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$url_path")
   [[ $code == 200 ]] || { echo "FAIL: before the outage got $code"; exit 1; }
   bash "$here/../pg/pg.sh" stop "$PATCHGATE_TEST_PG_DIR"
@@ -66,7 +68,7 @@ else
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$url_path")
   [[ $code == 200 ]] || { echo "FAIL: after the outage got $code"; exit 1; }
   kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
-  n=$("$pg" downloads --node pg-outage --csv | tail -n +2 | wc -l)
+  n=$("$pg" downloads --node "$node" --csv | tail -n +2 | wc -l)
   [[ $n -eq 2 ]] || { echo "FAIL: $n records, want 2 (before and after the outage)"; exit 1; }
   echo "ok: PostgreSQL stopped -> 503, nothing served unrecorded; back -> served and recorded"; pass=$((pass + 1))
 fi

@@ -1,0 +1,35 @@
+// Downloading one target file to a chosen path: the one streaming, length-capped,
+// hash-while-reading download that both patchgate-client (Updater::DownloadTarget) and a
+// mirror's parallel sync use. Thread-compatible: one Fetcher per thread.
+#pragma once
+
+#include <string>
+
+#include "client/fetcher.h"
+#include "core/status.h"
+#include "tuf/metadata.h"
+
+namespace patchgate::client {
+
+struct TargetFetchOptions {
+  // Keep a partial download in "<dest>.part" across failures and continue it with an HTTP
+  // Range request next time (its bytes are re-hashed first). false: start from 0 and
+  // remove the partial file on failure.
+  bool resume = false;
+  // fsync the file before renaming it to dest. A mirror skips it and syncs its whole tree
+  // once before switching snapshots.
+  bool fsync = true;
+};
+
+// Fetches `url` into "<dest>.part", checks the signed length (stops reading past it:
+// kLengthMismatch) and every signed hash this build supports (kHashMismatch), then
+// renames it to `dest`. `what` names the target in errors. Nothing is left at `dest`
+// unless it matched.
+Status FetchTargetTo(Fetcher* fetcher, const std::string& url, const std::string& what, const tuf::TargetFile& file,
+                     const std::string& dest, const TargetFetchOptions& options);
+
+// The URL path of a target under targets/: the consistent-snapshot name
+// "<dir>/<sha256>.<base>" (or the path itself), each segment percent-encoded.
+std::string TargetUrlPath(const std::string& target_path, const std::string& sha256, bool consistent);
+
+}  // namespace patchgate::client

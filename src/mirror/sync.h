@@ -1,0 +1,108 @@
+// The mirror's sync engine: pulls a repository from its upstream (the origin or another
+// mirror) into DIR with the client's TUF workflow (client::Updater: root chain from the
+// trusted root, rollback, freeze and mix-and-match protection), then fetches every target
+// of the new snapshot that DIR does not hold, by hash, in parallel and resumable (partial
+// files kept under DIR/.patchgate/staging), checks length and hashes while streaming, and
+// only then switches: targets first, versioned metadata next, timestamp.json last, each
+// by rename. A customer never sees metadata whose targets are not present and verified.
+//
+// DIR keeps the repository's public layout (metadata/, targets/) so nginx or a CDN can
+// serve it too; the mirror's private state lives in DIR/.patchgate/ (trusted metadata,
+// staging, quarantine), which is never served. No signing key is ever fetched or held.
+//
+// Upstream serving tampered, rolled-back or mismatching data: SyncOnce() returns the
+// error, nothing of the bad pass is exposed, and DIR keeps the last good snapshot.
+// Threading: SyncOnce() and Restore() may be called from different threads; they are
+// serialised internally.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "core/clock.h"
+#include "core/status.h"
+
+namespace patchgate::mirror {
+
+struct SyncOptions {
+  std::string upstream;   // base URL of the upstream node, e.g. http://127.0.0.1:8443
+  std::string root_file;  // the trusted root to start the chain from (--root)
+  std::string data_dir;   // DIR
+  std::string node_token; // sent as Authorization: Bearer <token>
+  int parallel = 8;       // concurrent target downloads
+  int connect_timeout_seconds = 5;
+  int low_speed_seconds = 20;  // slow-retrieval defence per transfer
+};
+
+// What a file in DIR must hold: by the path relative to DIR ("targets/x/<sha>.y",
+// "metadata/3.snapshot.json").
+struct ExpectedFile {
+  std::string sha256;
+  uint64_t length = 0;
+  std::string target_path;  // the TUF target path ("x/y"), empty for metadata
+};
+
+struct SyncPass {
+  bool changed = false;  // a new snapshot was switched to
+  int64_t snapshot_version = 0;
+  int64_t upstream_snapshot_version = 0;
+  size_t targets_fetched = 0;
+  uint64_t bytes_fetched = 0;
+};
+
+class Syncer {
+ public:
+  explicit Syncer(SyncOptions options, const Clock& clock = SystemClock::Get());
+  ~Syncer();
+
+  // Prepares DIR (creating it and the trusted root from --root if needed) and loads what
+  // DIR serves already (a restarted mirror keeps serving its last good snapshot).
+  Status Open();
+
+  // One pass. Cheap when upstream's timestamp.json is unchanged (one small GET).
+  // An error means upstream is unreachable or served something that does not verify: the
+  // mirror keeps its last good snapshot and is stale until a pass succeeds.
+  Result<SyncPass> SyncOnce();
+
+  // Re-fetches one file of the served snapshot (metadata from the verified copy kept in
+  // memory; a target from upstream, by hash, verified) and puts it back in place.
+  Status Restore(const std::string& rel);
+
+  // The files DIR must hold for the served snapshot (a copy).
+  std::map<std::string, ExpectedFile> Expected() const;
+  // Called (under the sync's lock) just before a file is renamed into DIR, so the integrity
+  // watch knows it is an expected write.
+  void SetOnPlace(std::function<void(const std::string& rel, const ExpectedFile&)> f) { on_place_ = std::move(f); }
+
+  int64_t served_snapshot_version() const { return served_version_.load(); }
+  int64_t upstream_snapshot_version() const { return upstream_version_.load(); }
+  // Bumped at every switch (ServerOptions::chain.content_generation).
+  const std::atomic<uint64_t>* generation() const { return &generation_; }
+  std::string private_dir() const;
+
+ private:
+  Result<SyncPass> FullPass(const std::string& timestamp_bytes);
+  Status EnsureRootChain(const std::map<std::string, std::string>& files, int64_t root_version);
+  Status Place(const std::string& staged, const std::string& rel, const ExpectedFile& e);
+  Status WriteMetadata(const std::string& name, const std::string& bytes);
+  Status LoadServed();
+
+  SyncOptions o_;
+  const Clock& clock_;
+  mutable std::mutex mu_;
+  std::string last_timestamp_;  // bytes of the upstream timestamp.json last switched to
+  std::map<std::string, ExpectedFile> expected_;          // rel -> content, served snapshot
+  std::map<std::string, std::string> served_metadata_;    // metadata name -> verified bytes
+  std::function<void(const std::string&, const ExpectedFile&)> on_place_;
+  std::atomic<int64_t> served_version_{0}, upstream_version_{0};
+  std::atomic<uint64_t> generation_{0};
+  bool verified_existing_ = false;
+};
+
+}  // namespace patchgate::mirror

@@ -1,0 +1,125 @@
+#include "server/verified_file.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "crypto/hash.h"
+
+namespace patchgate::server {
+
+namespace {
+
+bool ReadFull(int fd, char* buf, size_t n, uint64_t off, size_t* got) {
+  *got = 0;
+  while (*got < n) {
+    ssize_t r = ::pread(fd, buf + *got, n - *got, static_cast<off_t>(off + *got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return false;
+    if (r == 0) break;
+    *got += static_cast<size_t>(r);
+  }
+  return true;
+}
+
+std::array<unsigned char, 32> ChunkDigest(std::string_view data) {
+  std::array<unsigned char, 32> d{};
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), d.data(), &len, EVP_sha256(), nullptr);
+  return d;
+}
+
+}  // namespace
+
+std::string_view ServeModeName(ServeMode m) { return m == ServeMode::kFsVerity ? "fs-verity" : "chunk-digest"; }
+
+bool HasFsVerity(int fd) {
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &stx) != 0) return false;
+#ifdef STATX_ATTR_VERITY
+  return (stx.stx_attributes_mask & STATX_ATTR_VERITY) && (stx.stx_attributes & STATX_ATTR_VERITY);
+#else
+  return false;
+#endif
+}
+
+VerifyCache::Key VerifyCache::KeyOf(const struct stat& st) {
+  return {st.st_dev, st.st_ino, st.st_size, int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+          int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
+}
+
+Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) {
+  Key key = KeyOf(st);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end()) {
+      ++m->verify_cache_hits;
+      return it->second;
+    }
+  }
+  ++m->verify_cache_misses;
+  auto v = std::make_shared<FileVerification>();
+  v->mode = HasFsVerity(fd) ? ServeMode::kFsVerity : ServeMode::kChunkDigests;
+  v->chunk_size = chunk_size_;
+  PG_ASSIGN_OR_RETURN(auto whole, Hasher::Create("sha256"));
+  std::string buf(chunk_size_, '\0');
+  uint64_t off = 0;
+  for (;;) {
+    size_t got = 0;
+    if (!ReadFull(fd, buf.data(), buf.size(), off, &got))
+      return IOError(std::string("cannot read target: ") + std::strerror(errno));
+    if (got == 0) break;
+    std::string_view chunk(buf.data(), got);
+    whole.Update(chunk);
+    if (v->mode == ServeMode::kChunkDigests) v->chunks.push_back(ChunkDigest(chunk));
+    off += got;
+    if (got < buf.size()) break;
+  }
+  v->sha256 = whole.FinalHex();
+  v->length = off;
+  struct stat after {};
+  if (::fstat(fd, &after) != 0 || KeyOf(after) < key || key < KeyOf(after) ||
+      off != static_cast<uint64_t>(st.st_size))
+    return Unavailable("target changed while it was being verified");
+  if (v->mode == ServeMode::kFsVerity) ++m->files_fs_verity;
+  else ++m->files_chunk_digests;
+  std::lock_guard<std::mutex> l(mu_);
+  if (cache_.size() > 100000) cache_.clear();
+  cache_[key] = v;
+  return std::shared_ptr<const FileVerification>(std::move(v));
+}
+
+CheckedReader::CheckedReader(int fd, std::shared_ptr<const FileVerification> v, uint64_t first, uint64_t last)
+    : fd_(fd), v_(std::move(v)), next_(first), end_(v_->length == 0 ? 0 : last + 1) {}
+
+Result<std::string_view> CheckedReader::Next() {
+  if (done()) return std::string_view();
+  const uint64_t cs = v_->chunk_size;
+  uint64_t index = next_ / cs;
+  uint64_t chunk_start = index * cs;
+  size_t chunk_len = static_cast<size_t>(std::min<uint64_t>(cs, v_->length - chunk_start));
+  buf_.resize(chunk_len);
+  size_t got = 0;
+  if (!ReadFull(fd_, buf_.data(), chunk_len, chunk_start, &got))
+    return IOError(std::string("cannot read target: ") + std::strerror(errno));
+  if (v_->mode == ServeMode::kChunkDigests) {
+    if (got != chunk_len || index >= v_->chunks.size() ||
+        ChunkDigest(std::string_view(buf_.data(), got)) != v_->chunks[index])
+      return Corrupt("chunk " + std::to_string(index) + " (bytes " + std::to_string(chunk_start) + "-" +
+                      std::to_string(chunk_start + chunk_len - 1) + ") no longer matches its verified digest");
+  } else if (got != chunk_len) {
+    return Corrupt("file shorter than when it was verified");
+  }
+  size_t from = static_cast<size_t>(next_ - chunk_start);
+  size_t to = static_cast<size_t>(std::min<uint64_t>(end_ - chunk_start, chunk_len));
+  next_ = chunk_start + to;
+  return std::string_view(buf_.data() + from, to - from);
+}
+
+}  // namespace patchgate::server

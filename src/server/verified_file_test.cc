@@ -1,0 +1,126 @@
+#include "server/verified_file.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "crypto/hash.h"
+
+namespace patchgate::server {
+namespace {
+
+class VerifiedFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/pgverifyXXXXXX";
+    dir_ = mkdtemp(tmpl);
+    for (size_t i = 0; i < 10 * 1000 + 7; ++i) bytes_ += static_cast<char>('a' + i % 23);
+    path_ = dir_ + "/f.bin";
+    std::ofstream(path_, std::ios::binary) << bytes_;
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd_, 0);
+  }
+  void TearDown() override {
+    ::close(fd_);
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    (void)std::system(cmd.c_str());
+  }
+  std::shared_ptr<const FileVerification> Verify(VerifyCache& cache) {
+    struct stat st {};
+    EXPECT_EQ(::fstat(fd_, &st), 0);
+    auto v = cache.Verify(fd_, st, &m_);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() ? *v : nullptr;
+  }
+  // Overwrites bytes in place (same length, same inode), like dd conv=notrunc.
+  void Poke(uint64_t at, std::string_view s) {
+    int w = ::open(path_.c_str(), O_WRONLY);
+    ASSERT_EQ(::pwrite(w, s.data(), s.size(), static_cast<off_t>(at)), static_cast<ssize_t>(s.size()));
+    ::close(w);
+  }
+  std::string ReadAll(CheckedReader& r, Status* error) {
+    std::string out;
+    while (!r.done()) {
+      auto s = r.Next();
+      if (!s.ok()) {
+        *error = s.status();
+        break;
+      }
+      out.append(*s);
+    }
+    return out;
+  }
+
+  std::string dir_, path_, bytes_;
+  int fd_ = -1;
+  Metrics m_;
+};
+
+TEST_F(VerifiedFileTest, DigestsWholeFileAndChunks) {
+  VerifyCache cache(1000);
+  auto v = Verify(cache);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->sha256, Sha256Hex(bytes_));
+  EXPECT_EQ(v->length, bytes_.size());
+  EXPECT_EQ(v->chunks.size(), 11u);  // 10 full chunks and one of 7 bytes
+  EXPECT_EQ(Verify(cache), v);       // cached
+  EXPECT_EQ(m_.verify_cache_hits.load(), 1u);
+}
+
+TEST_F(VerifiedFileTest, WholeAndRangedReadsReturnExactBytes) {
+  VerifyCache cache(1000);
+  auto v = Verify(cache);
+  for (auto [first, last] : std::vector<std::pair<uint64_t, uint64_t>>{
+           {0, bytes_.size() - 1}, {0, 0}, {999, 1000}, {1500, 1600}, {10000, 10006}, {3, 9999}}) {
+    CheckedReader r(fd_, v, first, last);
+    Status err;
+    EXPECT_EQ(ReadAll(r, &err), bytes_.substr(first, last - first + 1)) << first << "-" << last;
+    EXPECT_TRUE(err.ok());
+  }
+}
+
+TEST_F(VerifiedFileTest, ABytePokedAfterVerificationIsNeverReturned) {
+  VerifyCache cache(1000);
+  auto v = Verify(cache);
+  Poke(4321, "X");  // in chunk 4
+  CheckedReader whole(fd_, v, 0, bytes_.size() - 1);
+  Status err;
+  std::string got = ReadAll(whole, &err);
+  EXPECT_EQ(err.code(), ErrorCode::kCorrupt);
+  EXPECT_NE(err.message().find("chunk 4"), std::string::npos) << err.ToString();
+  EXPECT_EQ(got, bytes_.substr(0, 4000));  // the four intact chunks, nothing of the fifth
+  // A range inside the changed chunk, even one that avoids the changed byte itself.
+  CheckedReader ranged(fd_, v, 4400, 4500);
+  err = Status::OK();
+  EXPECT_EQ(ReadAll(ranged, &err), "");
+  EXPECT_EQ(err.code(), ErrorCode::kCorrupt);
+  // A range in an untouched chunk is still served.
+  CheckedReader other(fd_, v, 5000, 5099);
+  err = Status::OK();
+  EXPECT_EQ(ReadAll(other, &err), bytes_.substr(5000, 100));
+  EXPECT_TRUE(err.ok());
+}
+
+TEST_F(VerifiedFileTest, ATruncatedFileIsNeverPaddedOrServed) {
+  VerifyCache cache(1000);
+  auto v = Verify(cache);
+  ASSERT_EQ(::truncate(path_.c_str(), 9500), 0);
+  CheckedReader r(fd_, v, 9000, bytes_.size() - 1);
+  Status err;
+  EXPECT_EQ(ReadAll(r, &err), "");
+  EXPECT_EQ(err.code(), ErrorCode::kCorrupt);
+}
+
+TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {
+  // This test machine's filesystem may lack fs-verity: the file then uses chunk digests.
+  VerifyCache cache(1000);
+  auto v = Verify(cache);
+  EXPECT_EQ(v->mode, HasFsVerity(fd_) ? ServeMode::kFsVerity : ServeMode::kChunkDigests);
+  EXPECT_EQ(m_.files_chunk_digests.load() + m_.files_fs_verity.load(), 1u);
+}
+
+}  // namespace
+}  // namespace patchgate::server

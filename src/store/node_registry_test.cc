@@ -1,0 +1,107 @@
+// The node registry on both engines (PostgreSQL when PATCHGATE_TEST_PG_URL is set).
+#include "store/node_registry.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "core/clock.h"
+
+namespace patchgate {
+namespace {
+
+class NodeRegistryTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite") {
+      char tmpl[] = "/tmp/pgnodesXXXXXX";
+      url_ = std::string("sqlite://") + mkdtemp(tmpl) + "/store.db";
+    } else {
+      const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
+      if (!url) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against";
+      url_ = url;
+      prefix_ = "t" + std::to_string(SystemClock::Get().NowMicros()) + "-";
+    }
+    auto r = NodeRegistry::Open(url_);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    reg_ = std::move(*r);
+  }
+  std::string N(const std::string& n) { return prefix_ + n; }
+  std::string url_, prefix_;
+  std::unique_ptr<NodeRegistry> reg_;
+};
+
+TEST_P(NodeRegistryTest, TokenAuthenticatesUntilRevoked) {
+  ASSERT_TRUE(reg_->AddNode(N("m1"), "mirror", "http://127.0.0.1:1", N("hash-m1")).ok());
+  auto who = reg_->AuthenticateNodeTokenHash(N("hash-m1"));
+  ASSERT_TRUE(who.ok()) << who.status().ToString();
+  EXPECT_EQ(*who, N("m1"));
+  EXPECT_EQ(reg_->AuthenticateNodeTokenHash(N("other")).status().code(), ErrorCode::kUnauthorized);
+  EXPECT_EQ(reg_->AddNode(N("m1"), "mirror", "", N("hash-2")).code(), ErrorCode::kAlreadyExists);
+  ASSERT_TRUE(reg_->RevokeNode(N("m1")).ok());
+  EXPECT_EQ(reg_->AuthenticateNodeTokenHash(N("hash-m1")).status().code(), ErrorCode::kUnauthorized);
+  EXPECT_EQ(reg_->RevokeNode(N("nobody")).code(), ErrorCode::kNotFound);
+  EXPECT_EQ(reg_->AddNode("bad name", "mirror", "", "h").code(), ErrorCode::kInvalidArgument);
+  auto nodes = reg_->ListNodes();
+  ASSERT_TRUE(nodes.ok());
+  bool found = false;
+  for (const auto& n : *nodes)
+    if (n.name == N("m1")) {
+      found = true;
+      EXPECT_TRUE(n.revoked);
+      EXPECT_TRUE(n.has_token);
+      EXPECT_FALSE(n.heartbeat);
+    }
+  EXPECT_TRUE(found);
+}
+
+TEST_P(NodeRegistryTest, HeartbeatKeepsTheLatest) {
+  ASSERT_TRUE(reg_->EnsureNode(N("origin"), "origin", "").ok());
+  NodeHeartbeat h;
+  h.node = N("origin");
+  h.at = 100;
+  h.role = "origin";
+  h.snapshot_version = 7;
+  h.scanner_loaded = true;
+  h.signature_age_seconds = 3600;
+  ASSERT_TRUE(reg_->PutHeartbeat(h).ok());
+  h.at = 200;
+  h.watch_alive = true;
+  ASSERT_TRUE(reg_->PutHeartbeat(h).ok());
+  auto nodes = reg_->ListNodes();
+  ASSERT_TRUE(nodes.ok());
+  for (const auto& n : *nodes)
+    if (n.name == N("origin")) {
+      ASSERT_TRUE(n.heartbeat);
+      EXPECT_EQ(n.heartbeat->at, 200);
+      EXPECT_TRUE(n.heartbeat->watch_alive);
+      EXPECT_EQ(n.heartbeat->snapshot_version, 7);
+      EXPECT_EQ(n.heartbeat->signature_age_seconds, 3600);
+      return;
+    }
+  FAIL() << "origin not listed";
+}
+
+TEST_P(NodeRegistryTest, SyncsAndPolicy) {
+  ASSERT_TRUE(reg_->RecordSyncs({{N("m2"), "targets", 10, 3, 3000}, {N("m2"), "metadata/timestamp.json", 11, 1, 500}}).ok());
+  auto s = reg_->ListSyncs(N("m2"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(s->size(), 2u);
+  EXPECT_EQ((*s)[0].bytes, 3000);
+  ChainPolicy p;
+  p.require_scanner = true;
+  p.max_lag_seconds = 600;
+  p.fence = true;
+  ASSERT_TRUE(reg_->SetPolicy(p).ok());
+  auto got = reg_->GetPolicy();
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->require_scanner);
+  EXPECT_TRUE(got->fence);
+  EXPECT_EQ(got->max_lag_seconds, 600);
+  EXPECT_FALSE(got->require_watch);
+  ASSERT_TRUE(reg_->SetPolicy(ChainPolicy{}).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, NodeRegistryTest, ::testing::Values("sqlite", "postgresql"));
+
+}  // namespace
+}  // namespace patchgate

@@ -1,0 +1,67 @@
+// The Connection decorator that escapes every text parameter that is not storable.
+#include <deque>
+
+#include "core/text.h"
+#include "store/sql.h"
+
+namespace patchgate::sql {
+namespace {
+
+bool NeedsEscape(const Param& p) {
+  if (std::holds_alternative<std::nullptr_t>(p) || std::holds_alternative<int64_t>(p)) return false;
+  return !IsStorableText(TextOf(p));
+}
+
+// Replaces each text parameter that is not storable by its escaped copy, kept alive in `keep`.
+void EscapeRow(std::vector<Param>& row, std::deque<std::string>& keep) {
+  for (Param& p : row)
+    if (NeedsEscape(p)) p = TextRef{keep.emplace_back(EscapeInvalidUtf8(TextOf(p)))};
+}
+
+class StorableTextConnection final : public Connection {
+ public:
+  explicit StorableTextConnection(std::unique_ptr<Connection> inner) : inner_(std::move(inner)) {}
+
+  std::string engine() const override { return inner_->engine(); }
+
+  Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) override {
+    bool clean = true;
+    for (const Param& p : params) clean = clean && !NeedsEscape(p);
+    if (clean) return inner_->Query(sql, params);
+    std::deque<std::string> keep;
+    std::vector<Param> escaped = params;
+    EscapeRow(escaped, keep);
+    return inner_->Query(sql, escaped);
+  }
+
+  Status ExecScript(std::string_view sql) override { return inner_->ExecScript(sql); }
+  int64_t Changes() override { return inner_->Changes(); }
+
+  Result<int64_t> InsertNew(std::string_view table, const std::vector<std::string>& columns,
+                            std::string_view unique_column, const std::vector<std::vector<Param>>& rows) override {
+    size_t first_bad = rows.size();
+    for (size_t r = 0; r < rows.size() && first_bad == rows.size(); ++r)
+      for (const Param& p : rows[r])
+        if (NeedsEscape(p)) {
+          first_bad = r;
+          break;
+        }
+    if (first_bad == rows.size()) return inner_->InsertNew(table, columns, unique_column, rows);
+    // Rare: copy the rows (TextRef copies are views) and escape the few bad values.
+    std::deque<std::string> keep;
+    std::vector<std::vector<Param>> escaped = rows;
+    for (size_t r = first_bad; r < escaped.size(); ++r) EscapeRow(escaped[r], keep);
+    return inner_->InsertNew(table, columns, unique_column, escaped);
+  }
+
+ private:
+  std::unique_ptr<Connection> inner_;
+};
+
+}  // namespace
+
+std::unique_ptr<Connection> WithStorableText(std::unique_ptr<Connection> conn) {
+  return std::make_unique<StorableTextConnection>(std::move(conn));
+}
+
+}  // namespace patchgate::sql
