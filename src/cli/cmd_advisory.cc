@@ -97,6 +97,7 @@ Result<advisory::RunOptions> RunOptionsOf(const AdvisoryFlags& f, bool need_sign
   if (need_signing) {
     if (f.repo.empty()) return InvalidArgument("give --repo DIR: its keys/openpgp/ holds the signing key");
     o.gnupg_home = advisory::GnupgHomeOf(f.repo);
+    o.repo_dir = f.repo;
     PG_ASSIGN_OR_RETURN(o.passphrase, ObtainPassphrase(f.passphrase_file, "OpenPGP signing key passphrase: ", false));
   }
   return o;
@@ -139,7 +140,7 @@ int Workaround(AdvisoryFlags& f) {
 
 int Fix(AdvisoryFlags& f) {
   return WithStore(f.store, [&](Store& s) {
-    int rc = Done(advisory::SetFix(s, f.id, f.target, SystemClock::Get()), f.id + ": fix " + f.target + " recorded");
+    int rc = Done(advisory::SetFix(s, f.id, f.target, SystemClock::Get(), f.repo), f.id + ": fix " + f.target + " recorded");
     return rc ? rc : ReissueIfIssued(s, f);
   });
 }
@@ -186,11 +187,8 @@ int Show(AdvisoryFlags& f) {
         return kExitOk;
       }
       // Not issued yet: the draft as it stands.
-      std::vector<TargetRecord> targets;
-      auto paths = s.ListTargetPaths();
-      if (paths.ok())
-        for (const auto& p : *paths)
-          if (auto t = s.GetTarget(p); t.ok() && t->product == a->product) targets.push_back(*t);
+      auto all = advisory::ProductTargets(s, a->product, f.repo);
+      std::vector<TargetRecord> targets = all.ok() ? *all : std::vector<TargetRecord>{};
       std::printf("%s", advisory::RenderAdvisory(*a, targets, a->tlp, "draft", SystemClock::Get().NowMicros(), PublisherOf(f)).c_str());
       return kExitOk;
     }
@@ -413,6 +411,7 @@ void RegisterAdvisoryCommands(CLI::App& app, Context& ctx) {
   store(sh);
   id(sh);
   AddPublisherFlags(sh, f.get());
+  sh->add_option("--repo", f->repo, "Repository directory (the product tree from its signed targets)");
   sh->add_flag("--csaf", f->csaf, "Print the CSAF document (the issued one, else the draft)");
   sh->final_callback([f, &ctx] { ctx.exit_code = Show(*f); });
 
