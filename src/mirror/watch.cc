@@ -224,6 +224,20 @@ void Watch::Check(const std::string& rel, bool hash_always, std::vector<Violatio
     out->push_back(Violation{rel, "removed", "", k.last_good, k.e.target_path});
     return;
   }
+  if (d.ok()) {
+    // A legitimate new version (the origin publishing a new timestamp.json, a mirror's
+    // switch) is what `expected` now lists; anything else is a violation.
+    auto fresh = h_.expected();
+    auto f = fresh.find(rel);
+    if (f != fresh.end() && f->second.sha256 == d->sha256 && f->second.length == d->length) {
+      std::lock_guard<std::mutex> l2(mu_);
+      Known& nk = known_[rel];
+      nk.e = f->second;
+      nk.last_good = Now();
+      nk.ino = hs.st_ino, nk.size = hs.st_size, nk.mtime_ns = Ns(hs.st_mtim), nk.ctime_ns = Ns(hs.st_ctim);
+      return;
+    }
+  }
   out->push_back(Violation{rel, "changed", d.ok() ? d->sha256 : "unreadable", k.last_good, k.e.target_path});
 }
 

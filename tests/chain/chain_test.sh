@@ -86,7 +86,7 @@ run_suite() {
   ok "[$engine] node add prints a token once (only its hash stored), refuses duplicates and a mirror without upstream; nodes lists it stale"
 
   # --- origin -> mirror-1 -> mirror-2 ---------------------------------------------------
-  start_bg "$work/origin.log" "$pg" serve --repo repo --listen "127.0.0.1:$p0" --node-name origin
+  start_bg "$work/origin.log" "$pg" serve --repo repo --listen "127.0.0.1:$p0" --node-name origin --watch
   local origin=$last_pid
   wait_log "$work/origin.log" "listening"
   start_bg "$work/m1.log" "$pg" mirror --upstream "http://127.0.0.1:$p0" --root repo/metadata/1.root.json --data m1 \
@@ -280,6 +280,19 @@ assert n["mirror-1"]["heartbeat"]["watch_alive"] is False'
   if cmp -s repo/metadata/timestamp.json m2/metadata/timestamp.json; then fail "a revoked mirror still synced"; fi
   "$pg" nodes | grep "mirror-2" | grep -q "token revoked"
   ok "[$engine] a revoked node token is refused upstream (401): no more syncs, flagged in nodes"
+
+  # --- the origin's own watch: publishing is no incident; a changed file is ---------------
+  "$pg" incident list --json | python3 -c '
+import json,sys; o=[i for i in json.load(sys.stdin) if i["node"]=="origin"]
+assert not o, o'
+  local of
+  of=$(ls repo/targets/office/*.readme.txt)
+  printf 'tampered' >> "$of"
+  wait_log "$work/origin.log" "incident opened" 5
+  [[ ! -e $of ]] || fail "the origin kept serving a changed file"
+  sleep 5.5
+  "$pg" nodes | grep "^origin" | grep -q "quarantined" || { "$pg" nodes; fail "origin not shown quarantined"; }
+  ok "[$engine] origin --watch: several publishes opened no incident; a changed file is quarantined, an incident opened, nodes shows the origin quarantined"
 
   stop_pid "$m2"; stop_pid "$m1"; stop_pid "$origin"; stop_pid "$fake_pid"
   cd "$root_work"
