@@ -187,7 +187,7 @@ PY
   cp repo/metadata/timestamp.json "$work/ts.v1"
   head -c 20000 /dev/urandom > patch2.exe
   "$pg" publish repo --product office --insecure-plaintext-keys patch2.exe >/dev/null 2>&1
-  cp -r repo/metadata/. "$fake/metadata/"; cp -r repo/targets/. "$fake/targets/"
+  cp -r repo/targets/. "$fake/targets/"; cp -r repo/metadata/. "$fake/metadata/"
   for _ in $(seq 100); do cmp -s m3/metadata/timestamp.json repo/metadata/timestamp.json && break; sleep 0.05; done
   cmp -s m3/metadata/timestamp.json repo/metadata/timestamp.json || fail "mirror-3 did not follow a good upstream"
   good_ts=$(sha256sum < m3/metadata/timestamp.json)
@@ -200,10 +200,11 @@ PY
   # Tamper: a new publish whose target bytes are changed on the way.
   head -c 30000 /dev/urandom > patch3.exe
   "$pg" publish repo --product office --insecure-plaintext-keys patch3.exe >/dev/null 2>&1
-  cp -r repo/metadata/. "$fake/metadata/"; cp -r repo/targets/. "$fake/targets/"
+  cp -r repo/targets/. "$fake/targets/"
   local evil
   evil=$(ls "$fake"/targets/office/*.patch3.exe)
   printf 'X' | dd of="$evil" bs=1 seek=100 conv=notrunc 2>/dev/null
+  cp -r repo/metadata/. "$fake/metadata/"
   wait_log "$work/m3.log" "HashMismatch\|do not match the signed" 10
   sleep 0.5
   [[ $(sha256sum < m3/metadata/timestamp.json) == "$good_ts" ]] || fail "mirror-3 switched to a snapshot with a tampered target"

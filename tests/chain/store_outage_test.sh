@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 export PATCHGATE_SIGNATURES="$here/../data/signatures"
 unset PATCHGATE_PASSPHRASE PATCHGATE_NODE_TOKEN
-fail() { echo "FAIL: $*"; exit 1; }
+fail() { echo "FAIL: $*"; tail -n 5 "$work/m1.log"; tail -n 5 "$work/origin.log"; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_log() { for _ in $(seq 400); do grep -q "$2" "$1" && return; sleep 0.05; done; tail "$1"; fail "no '$2' in $1"; }
 cd "$work"
@@ -59,8 +59,13 @@ head -c 30000 /dev/urandom > tool2.exe  # the origin cannot publish into the sto
 bash "$here/../pg/pg.sh" restart-stopped "$PATCHGATE_TEST_PG_DIR"
 [[ $code == 503 ]] || fail "during the outage the mirror answered $code"
 if cmp -s during tool.exe; then fail "the mirror served a byte unrecorded"; fi
-sleep 1.5
-code=$(curl -s -o after -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
+# Each store connection learns of the restart on its next use (that request is refused, 503)
+# and reconnects: allow a few attempts.
+for _ in 1 2 3 4 5 6; do
+  sleep 0.5
+  code=$(curl -s -o after -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
+  [[ $code == 200 ]] && break
+done
 [[ $code == 200 ]] && cmp -s after tool.exe || fail "after the outage: $code"
 n=$("$pg" downloads --node mirror-1 --csv | tail -n +2 | wc -l)
 [[ $n -eq 2 ]] || fail "$n download records on mirror-1, want 2 (before and after)"
