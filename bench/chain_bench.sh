@@ -107,7 +107,7 @@ for i in 1 2 3 4 5; do
 done
 
 echo "== watch detection latency on mirror-2 (20 files changed one at a time)"
-ls m2/targets/catalogue/ | head -20 > victims.txt
+ls m2/targets/catalogue/ > all.txt; head -20 all.txt > victims.txt
 : > writes.txt
 while read -r f; do
   echo "targets/catalogue/$f $(date +%s%6N)" >> writes.txt
