@@ -1,22 +1,58 @@
 #!/usr/bin/env bash
-# Scan throughput (prints; not a test): a ~1 GB corpus (4 KiB–20 MiB: executables, text,
-# random data, a few zips); `patchgate scan` vs `clamscan --database=<same dir>` in one run;
-# then a rescan with the verdict cache and unchanged signatures.
-# Usage: bench/scan_bench.sh [BUILD_DIR] [CORPUS_MB]
+# Scan throughput and memory, like for like (prints; not a test):
+#   bench/scan_bench.sh [BUILD_DIR] [CORPUS_MB=1000] [JOBS=cores] [HASH_SIGS=500000]
+# One corpus (4 KiB-20 MiB: executables, text, random data, a few zips, and one EICAR file),
+# one signature directory (the project's test signatures plus HASH_SIGS generated MD5
+# hash signatures, since the official databases cannot be downloaded here), the same
+# parallelism JOBS for everyone:
+#   1. `patchgate scan --scan-jobs JOBS`: one worker process, one engine, JOBS threads;
+#   2. JOBS clamscan processes, each given its share of the same files (balanced by size);
+#   3. clamd started here on a local socket with MaxThreads JOBS and the same signature
+#      directory, driven by `clamdscan --multiscan` (its engine loaded before timing);
+#   4. patchgate's rescan with its verdict cache vs its own uncached scan.
+# Every command's exit status and output are checked: each must report exactly the one
+# EICAR file as infected and every other file as clean, or the bench aborts. Peak total
+# RSS of each side's processes is sampled every 20 ms from /proc.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 mb=${2:-1000}
+jobs=${3:-$(nproc)}
+nsigs=${4:-500000}
 pg="$build/src/cli/patchgate"
-sigs="$root/tests/data/signatures"
 work=$(mktemp -d /tmp/pg-scanbench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+clamd_pid=
+cleanup() {
+  [[ -n "$clamd_pid" ]] && kill "$clamd_pid" 2>/dev/null && wait "$clamd_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { echo "BENCH FAILED: $*" >&2; exit 1; }
+
+echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "peers: $(clamscan --version | cut -d/ -f1) (clamscan), $(clamd --version | cut -d/ -f1) (clamd), $(clamdscan --version 2>/dev/null | cut -d/ -f1) (clamdscan); patchgate's worker links libclamav $(pkg-config --modversion libclamav)"
+echo "parallelism: $jobs for every side"
+
+# Signatures: the test set plus generated MD5 hash signatures (hash:size:name).
+mkdir -p "$work/sigs"
+cp "$root"/tests/data/signatures/* "$work/sigs/"
+python3 - "$work/sigs/generated.hdb" "$nsigs" <<'PY'
+import random, sys
+r = random.Random(5)
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write(f"{r.getrandbits(128):032x}:{r.randrange(1000, 50_000_000)}:Bench.Generated.Hash{i}\n")
+PY
+echo "signatures: $(ls "$work/sigs" | wc -l) files, $nsigs generated hash signatures + the test set ($(du -sh "$work/sigs" | cut -f1))"
+
 python3 - "$work/corpus" "$mb" <<'PY'
 import os, random, shutil, sys, glob, zipfile
 d, target = sys.argv[1], int(sys.argv[2]) * 1000 * 1000
 os.makedirs(d); r = random.Random(11)
-elves = [p for p in glob.glob("/usr/bin/*") if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) > 4096][:400]
+elves = [p for p in sorted(glob.glob("/usr/bin/*")) if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) > 4096][:400]
 words = open("/usr/share/dict/words").read().split() if os.path.exists("/usr/share/dict/words") else ["patch", "update", "vendor", "release", "security", "fix"]
+with open(f"{d}/eicar.com", "w") as f:
+    f.write("X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 total = i = 0
 while total < target:
     kind = i % 4
@@ -39,13 +75,151 @@ while total < target:
         with open(p + ".bin", "wb") as f: f.write(r.randbytes(size))
         p += ".bin"
     total += os.path.getsize(p); i += 1
-print(f"corpus: {i} files, {total/1e6:.0f} MB")
+print(f"corpus: {i + 1} files (one of them EICAR), {total/1e6:.0f} MB")
 PY
+nfiles=$(find "$work/corpus" -type f | wc -l)
 sync
-t() { local s=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; echo "$(date +%s.%N) - $s" | bc; }
-ours=$(t "$pg" scan "$work/corpus" --signatures "$sigs")
-theirs=$(t clamscan --database="$sigs" -r --no-summary "$work/corpus")
-echo "patchgate scan: ${ours}s   clamscan: ${theirs}s   speed-up: $(python3 -c "print(f'{$theirs/$ours:.2f}x')")"
-t "$pg" scan "$work/corpus" --signatures "$sigs" --store "sqlite://$work/cache.db" >/dev/null
-cached=$(t "$pg" scan "$work/corpus" --signatures "$sigs" --store "sqlite://$work/cache.db")
-echo "rescan with unchanged signatures (verdict cache): ${cached}s   vs clamscan: $(python3 -c "print(f'{$theirs/$cached:.1f}x')") faster"
+
+# run.py OUT -- CMD...: runs CMD, samples the summed RSS of CMD's process tree (plus the
+# pids in $EXTRA_PIDS and their children) every 20 ms; writes "rc seconds peak_mb" to OUT.
+cat >"$work/run.py" <<'PY'
+import os, subprocess, sys, time
+out, cmd = sys.argv[1], sys.argv[3:]
+extra = [int(p) for p in os.environ.get("EXTRA_PIDS", "").split()]
+def children():
+    kids = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f: ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(p))
+            except OSError: pass
+    return kids
+def rss(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"): return int(line.split()[1])
+    except OSError: pass
+    return 0
+def tree_rss(roots):
+    kids, seen, todo, total = children(), set(), list(roots), 0
+    while todo:
+        p = todo.pop()
+        if p in seen: continue
+        seen.add(p); total += rss(p); todo += kids.get(p, [])
+    return total
+t = time.perf_counter()
+proc = subprocess.Popen(cmd, stdout=open(out + ".stdout", "w"), stderr=open(out + ".stderr", "w"))
+peak = 0
+while proc.poll() is None:
+    peak = max(peak, tree_rss([proc.pid] + extra))
+    time.sleep(0.02)
+secs = time.perf_counter() - t
+open(out, "w").write(f"{proc.returncode} {secs:.3f} {peak / 1024:.0f}\n")
+PY
+run() { local name=$1; shift; python3 "$work/run.py" "$work/$name" -- "$@"; read -r rc secs peak <"$work/$name"; }
+
+# 1. patchgate: one worker process, one shared engine, $jobs threads.
+run ours "$pg" scan "$work/corpus" --signatures "$work/sigs" --scan-jobs "$jobs" --json
+((rc == 3)) || fail "patchgate scan exited $rc (3 = infected expected): $(tail -3 "$work/ours.stderr")"
+python3 - "$work/ours.stdout" "$nfiles" <<'PY' || fail "patchgate scan output"
+import json, sys
+d = json.load(open(sys.argv[1])); files = d["files"]
+bad = [f for f in files if f["verdict"] not in ("clean", "infected")]
+inf = [f["path"] for f in files if f["verdict"] == "infected"]
+assert len(files) == int(sys.argv[2]), f"{len(files)} files scanned"
+assert not bad and inf and all(p.endswith("/eicar.com") for p in inf) and len(inf) == 1, (bad[:3], inf)
+PY
+ours_s=$secs ours_mb=$peak
+run ours_start "$pg" scan "$work/corpus/eicar.com" --signatures "$work/sigs" --scan-jobs "$jobs"
+((rc == 3)) || fail "patchgate scan of one file exited $rc"
+start_s=$secs
+echo
+echo "patchgate scan, $jobs threads sharing one engine: ${ours_s} s for $nfiles files, peak RSS of its processes ${ours_mb} MB"
+echo "  (includes starting the worker and loading the signatures: ${start_s} s for a one-file scan)"
+
+# 2. $jobs clamscan processes, each with its share of the files (greedy by size).
+python3 - "$work/corpus" "$jobs" "$work/list" <<'PY'
+import os, sys
+d, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+files = sorted((os.path.getsize(os.path.join(d, f)), os.path.join(d, f)) for f in os.listdir(d))[::-1]
+loads, lists = [0] * n, [[] for _ in range(n)]
+for size, p in files:
+    i = loads.index(min(loads)); loads[i] += size; lists[i].append(p)
+for i, l in enumerate(lists): open(f"{out}{i}", "w").write("\n".join(l) + "\n")
+PY
+cat >"$work/clamscans.sh" <<EOF
+#!/usr/bin/env bash
+pids=()
+for i in \$(seq 0 $((jobs - 1))); do
+  clamscan --database="$work/sigs" --no-summary --allmatch --alert-encrypted=yes --alert-exceeds-max=yes \
+    --alert-broken=yes --max-filesize=512M --max-scansize=2048M -f "$work/list\$i" >"$work/clamscan\$i.out" 2>&1 &
+  pids+=(\$!)
+done
+rc=0
+for p in "\${pids[@]}"; do wait \$p; r=\$?; ((r > rc)) && rc=\$r; done
+exit \$rc
+EOF
+run theirs bash "$work/clamscans.sh"
+((rc == 1)) || fail "clamscan exited $rc (1 = a virus found expected): $(tail -3 "$work"/clamscan*.out)"
+found=$(cat "$work"/clamscan*.out | grep -c ' FOUND$' || true)
+okc=$(cat "$work"/clamscan*.out | grep -c ': OK$' || true)
+((okc == nfiles - 1)) && grep -q 'eicar.com: .* FOUND$' "$work"/clamscan*.out || fail "clamscan reported $okc OK and $found FOUND lines for $nfiles files"
+theirs_s=$secs theirs_mb=$peak
+echo "$jobs clamscan processes on the same files: ${theirs_s} s, peak RSS of the $jobs processes ${theirs_mb} MB (each loads its own engine)"
+
+# 3. clamd with $jobs threads, same signatures, on a local socket; clamdscan --multiscan.
+cat >"$work/clamd.conf" <<EOF
+LocalSocket $work/clamd.sock
+DatabaseDirectory $work/sigs
+TemporaryDirectory $work
+LogFile $work/clamd.log
+PidFile $work/clamd.pid
+Foreground yes
+MaxThreads $jobs
+MaxFileSize 512M
+MaxScanSize 2048M
+AlertEncrypted yes
+AlertExceedsMax yes
+AlertBrokenExecutables yes
+SelfCheck 0
+EOF
+[[ $(id -u) -eq 0 ]] && echo "User root" >>"$work/clamd.conf"
+clamd -c "$work/clamd.conf" >"$work/clamd.out" 2>&1 &
+clamd_pid=$!
+for _ in $(seq 1 600); do
+  [[ -S "$work/clamd.sock" ]] && clamdscan -c "$work/clamd.conf" --ping 1 >/dev/null 2>&1 && break
+  kill -0 "$clamd_pid" 2>/dev/null || fail "clamd did not start: $(tail -5 "$work/clamd.out" "$work/clamd.log")"
+  sleep 0.2
+done
+clamdscan -c "$work/clamd.conf" --ping 1 >/dev/null || fail "clamd does not answer on $work/clamd.sock"
+idle_mb=$(( $(awk '/VmRSS/ {print $2}' /proc/$clamd_pid/status) / 1024 ))
+EXTRA_PIDS=$clamd_pid run clamd clamdscan -c "$work/clamd.conf" --multiscan --no-summary --allmatch "$work/corpus"
+((rc == 1)) || fail "clamdscan exited $rc (1 = a virus found expected): $(tail -3 "$work/clamd.stdout" "$work/clamd.stderr")"
+found=$(grep -c ' FOUND$' "$work/clamd.stdout" || true)
+((found >= 1)) && grep -q 'eicar.com: .* FOUND$' "$work/clamd.stdout" && ! grep -v 'eicar.com' "$work/clamd.stdout" | grep -q 'FOUND$\|ERROR$' \
+  || fail "clamdscan output: $(grep -v ': OK$' "$work/clamd.stdout" | head -5)"
+clamd_s=$secs clamd_mb=$peak
+echo "clamd ($jobs threads, engine already loaded: ${idle_mb} MB idle) + clamdscan --multiscan: ${clamd_s} s, peak RSS of clamd and clamdscan ${clamd_mb} MB"
+kill "$clamd_pid" && wait "$clamd_pid" 2>/dev/null || true
+clamd_pid=
+
+# 4. Rescan with the verdict cache (same files, same signatures).
+run fill "$pg" scan "$work/corpus" --signatures "$work/sigs" --scan-jobs "$jobs" --store "sqlite://$work/cache.db"
+((rc == 3)) || fail "patchgate scan with a store exited $rc"
+uncached_s=$secs
+run cached "$pg" scan "$work/corpus" --signatures "$work/sigs" --scan-jobs "$jobs" --store "sqlite://$work/cache.db"
+((rc == 3)) || fail "patchgate cached rescan exited $rc"
+n_cached=$(grep -c '(cached verdict)' "$work/cached.stdout" || true)
+((n_cached == nfiles - 1)) || fail "the rescan took $n_cached verdicts from the cache, expected $((nfiles - 1)) (all but the infected one)"
+cached_s=$secs
+
+r() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+echo
+echo "== same files, same signatures, parallelism $jobs"
+echo "patchgate vs $jobs clamscan processes: $(r "$theirs_s" "$ours_s")x faster (${ours_s} s vs ${theirs_s} s; both include loading the engine)"
+echo "patchgate vs clamd + clamdscan --multiscan: $(r "$clamd_s" "$ours_s")x faster (${ours_s} s vs ${clamd_s} s; clamd's engine was loaded before timing, patchgate's load is inside its time)"
+echo "patchgate without its start-up (whole run minus a one-file scan) vs clamd: $(r "$clamd_s" "$(python3 -c "print($ours_s - $start_s)")")x"
+echo "peak RSS: patchgate ${ours_mb} MB vs clamd + clamdscan ${clamd_mb} MB ($(r "$ours_mb" "$clamd_mb")x clamd's) vs $jobs clamscan ${theirs_mb} MB"
+echo "cached rescan vs patchgate's own uncached scan (same files, same signatures): ${cached_s} s vs ${uncached_s} s, $(r "$uncached_s" "$cached_s")x (the cache skips the engine; it hashes every file)"

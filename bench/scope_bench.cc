@@ -1,13 +1,22 @@
-// Incident-scope latency over a large audit trail, and access-log import speed.
-// Usage: scope_bench STORE_URL [DOWNLOADS=10000000] [LOG_LINES=1000000]
-// Generates DOWNLOADS served records spread over 30 days and 20 nodes (a one-day window on
-// one node holds ~170 of them), times `incident scope` for that node and window, then
-// imports LOG_LINES nginx lines and reports lines/s. Prints figures.
+// Incident scope over a large audit trail, and access-log import speed. Three modes:
+//   scope_bench generate STORE_URL [DOWNLOADS=10000000] [DAYS=30]
+//       generates DOWNLOADS served records in time order over DAYS days and 20 nodes and
+//       prints two windows, one per line: "seed|busy NODE FROM TO EXPECTED_ROWS". The seed
+//       window (node 7, one day) is thinned to 170 downloads, the incident's size; the busy
+//       window is an ordinary node-day (DOWNLOADS / (20 x DAYS) downloads).
+//   scope_bench floor STORE_URL NODE FROM TO EXPECTED_ROWS
+//       the floor: the bare index query (Store::QueryDownloads, which the scope runs) timed
+//       inside one process with the store already open; checks the row count; median of 7.
+//   scope_bench import STORE_URL [LOG_LINES=1000000]
+//       imports LOG_LINES nginx lines twice (every line a download; one in ten) and
+//       reports lines/s.
+// Every failure exits non-zero: the shell script around it aborts.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <cstring>
 #include <random>
 
 #include "core/clock.h"
@@ -44,38 +53,42 @@ void WriteLog(const std::string& file, long long lines, int every, const std::ve
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc < 2) return std::fprintf(stderr, "usage: scope_bench STORE_URL [DOWNLOADS] [LOG_LINES]\n"), 2;
-  long long n = argc > 2 ? std::atoll(argv[2]) : 10'000'000;
-  long long lines = argc > 3 ? std::atoll(argv[3]) : 1'000'000;
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  auto store = Store::Open(argv[1]);
-  if (!store.ok()) return std::fprintf(stderr, "%s\n", store.status().ToString().c_str()), 1;
-  Store& s = **store;
-  std::string tag = std::to_string(SystemClock::Get().NowMicros() % 1000000);
+std::vector<User> MakeUsers(Store& s, const std::string& tag) {
   std::vector<User> users;
   for (int o = 0; o < 200; ++o) {
     std::string org = "bench-org-" + tag + "-" + std::to_string(o);
-    (void)s.AddOrganisation({0, org, "gold"});
+    (void)s.AddOrganisation({0, org, "gold", "AM " + std::to_string(o % 17), "am" + std::to_string(o % 17) + "@vendor.example",
+                             "+44 20 7946 0" + std::to_string(100 + o % 17), {"security@org" + std::to_string(o) + ".example"}});
     std::string u = "bench-u-" + tag + "-" + std::to_string(o);
     (void)s.AddUser(org, u, Sha256Hex(u));
     users.push_back(*s.GetUser(u));
   }
+  return users;
+}
+
+int Fail(const Status& st) {
+  std::fprintf(stderr, "scope_bench: %s\n", st.ToString().c_str());
+  return 1;
+}
+
+int Generate(Store& s, long long n, int days) {
+  std::string tag = std::to_string(SystemClock::Get().NowMicros() % 1000000);
+  std::vector<User> users = MakeUsers(s, tag);
   const int64_t t0 = 1'790'000'000LL * 1'000'000, day = 86'400LL * 1'000'000;
+  const int seed_day = days > 10 ? 10 : days / 2, busy_day = days > 12 ? 12 : days - 1;
   std::mt19937_64 rng(3);
   std::string node_prefix = "bench-node-" + tag + "-";
-  // The audit trail is generated through the bulk path (Store::ImportDownloads), 50,000
-  // rows per transaction, spread over 30 days and 20 nodes; each lasts five seconds.
+  // Through the bulk path (Store::ImportDownloads), 50,000 rows per transaction; each
+  // download lasts five seconds; nodes interleaved in time order, as a real trail grows.
   auto start = std::chrono::steady_clock::now();
   std::vector<Download> batch;
-  long long in_window = 0, made = 0;
+  long long in_seed = 0, in_busy = 0, made = 0;
+  const int64_t seed_from = t0 + seed_day * day, seed_to = seed_from + day;
+  const int64_t busy_from = t0 + busy_day * day, busy_to = busy_from + day;
   for (long long i = 0; made < n; ++i) {
     Download d;
     int node = static_cast<int>(rng() % 20);
-    // The trail grows in time order, as a real one does (nodes interleaved).
-    d.started_at = t0 + static_cast<int64_t>(static_cast<double>(i) / static_cast<double>(n) * 30 * day) +
+    d.started_at = t0 + static_cast<int64_t>(static_cast<double>(i) / static_cast<double>(n) * days * day) +
                    static_cast<int64_t>(rng() % 1'000'000);
     d.ended_at = d.started_at + 5'000'000;
     d.node = node_prefix + std::to_string(node);
@@ -85,39 +98,64 @@ int main(int argc, char** argv) {
     d.bytes_sent = 1000;
     d.outcome = DownloadOutcome::kComplete;
     d.http_status = 200;
+    d.remote_addr = "198.51.100." + std::to_string(rng() % 250);
+    d.user_agent = "patchgate-client/1.0";
     char key[64];
     std::snprintf(key, sizeof key, "gen-%s-%012lld", tag.c_str(), i);  // ascending, like real keys
     d.import_key = key;
-    // ~170 in the window on node 7: keep the window sparse like the incident.
-    bool in = node == 7 && d.started_at >= t0 + 10 * day && d.started_at < t0 + 11 * day;
-    if (in && in_window >= 170) continue;
-    in_window += in;
+    // The window overlap rule counts a download that ends inside the window too.
+    auto overlaps = [&](int64_t from, int64_t to) { return d.started_at <= to && *d.ended_at >= from; };
+    bool seed = node == 7 && overlaps(seed_from, seed_to);
+    if (seed && in_seed >= 170) continue;  // keep the incident's window sparse
+    in_seed += seed;
+    in_busy += node == 3 && overlaps(busy_from, busy_to);
     batch.push_back(std::move(d));
     ++made;
     if (batch.size() == 50000 || made == n) {
       auto r = s.ImportDownloads(batch);
-      if (!r.ok()) return std::fprintf(stderr, "%s\n", r.status().ToString().c_str()), 1;
+      if (!r.ok()) return Fail(r.status());
       batch.clear();
     }
   }
   double gen = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%s: generated %lld download records in %.1f s (%.0f records/s)\n", s.engine().c_str(), n, gen, n / gen);
-  incident::ScopeQuery q{node_prefix + "7", t0 + 10 * day, t0 + 11 * day};
+  std::fprintf(stderr, "%s: generated %lld download records in %.1f s (%.0f records/s)\n", s.engine().c_str(), n, gen,
+               n / gen);
+  std::printf("seed %s7 %s %s %lld\n", node_prefix.c_str(), FormatRfc3339(seed_from / 1'000'000).c_str(),
+              FormatRfc3339(seed_to / 1'000'000).c_str(), in_seed);
+  std::printf("busy %s3 %s %s %lld\n", node_prefix.c_str(), FormatRfc3339(busy_from / 1'000'000).c_str(),
+              FormatRfc3339(busy_to / 1'000'000).c_str(), in_busy);
+  return 0;
+}
+
+int Floor(Store& s, const std::string& node, const std::string& from, const std::string& to, size_t expected) {
+  auto a = ParseRfc3339Micros(from), b = ParseRfc3339Micros(to);
+  if (!a.ok() || !b.ok()) return Fail(InvalidArgument("FROM and TO are RFC 3339 times"));
+  DownloadQuery q;
+  q.node = node;
+  q.since = *a;
+  q.until = *b;
+  q.successful_only = true;
+  q.scope_columns = true;  // exactly the query ComputeScope runs
   std::vector<double> ms;
-  size_t found = 0;
   for (int r = 0; r < 7; ++r) {
-    auto a = std::chrono::steady_clock::now();
-    auto sc = incident::ComputeScope(s, q);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-    if (!sc.ok()) return std::fprintf(stderr, "%s\n", sc.status().ToString().c_str()), 1;
-    found = sc->downloads;
+    auto t = std::chrono::steady_clock::now();
+    auto rows = s.QueryDownloads(q);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count());
+    if (!rows.ok()) return Fail(rows.status());
+    if (rows->size() != expected)
+      return Fail(Internal("the query found " + std::to_string(rows->size()) + " rows, expected " +
+                           std::to_string(expected)));
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("%s: incident scope over %lld downloads: %zu in scope, median %.1f ms (min %.1f ms)\n", s.engine().c_str(), n,
-              found, ms[ms.size() / 2], ms[0]);
-  // Access-log import speed: a log where every line is a download (the worst case for the
-  // store), and one shaped like a patch server's traffic, where clients poll metadata and
-  // one line in ten is a download.
+  std::printf("%.2f %.2f\n", ms[ms.size() / 2], ms[0]);  // median, min (ms)
+  return 0;
+}
+
+int Import(Store& s, long long lines) {
+  std::string tag = std::to_string(SystemClock::Get().NowMicros() % 1000000);
+  std::vector<User> users = MakeUsers(s, tag);
+  // An all-download log (the worst case for the store) and one shaped like a patch
+  // server's traffic, where clients poll metadata and one line in ten is a download.
   for (int every : {1, 10}) {
     std::string file = "/tmp/scope-bench-" + tag + "-" + std::to_string(every) + ".log";
     WriteLog(file, lines, every, users);
@@ -125,10 +163,30 @@ int main(int argc, char** argv) {
     auto rep = incident::ImportNginxLog(s, file, {"bench-legacy-" + tag + "-" + std::to_string(every)});
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
     std::remove(file.c_str());
-    if (!rep.ok()) return std::fprintf(stderr, "%s\n", rep.status().ToString().c_str()), 1;
+    if (!rep.ok()) return Fail(rep.status());
+    if (rep->lines != static_cast<size_t>(lines)) return Fail(Internal("import read fewer lines than written"));
     std::printf("%s: import-log, %s: %zu lines in %.2f s: %.0f lines/s (%zu downloads imported, %.0f rows/s)\n",
                 s.engine().c_str(), every == 1 ? "every line a download" : "1 line in 10 a download", rep->lines, secs,
                 rep->lines / secs, rep->imported, rep->imported / secs);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (argc < 3 || (mode != "generate" && mode != "floor" && mode != "import") || (mode == "floor" && argc != 7))
+    return std::fprintf(stderr,
+                        "usage: scope_bench generate STORE_URL [DOWNLOADS] [DAYS]\n"
+                        "       scope_bench floor STORE_URL NODE FROM TO EXPECTED_ROWS\n"
+                        "       scope_bench import STORE_URL [LOG_LINES]\n"),
+           2;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  auto store = Store::Open(argv[2]);
+  if (!store.ok()) return Fail(store.status());
+  if (mode == "generate")
+    return Generate(**store, argc > 3 ? std::atoll(argv[3]) : 10'000'000, argc > 4 ? std::atoi(argv[4]) : 30);
+  if (mode == "floor") return Floor(**store, argv[3], argv[4], argv[5], std::strtoull(argv[6], nullptr, 10));
+  return Import(**store, argc > 3 ? std::atoll(argv[3]) : 1'000'000);
 }

@@ -35,5 +35,6 @@ void RegisterServeCommands(CLI::App& app, Context& ctx);     // serve
 void RegisterIncidentCommands(CLI::App& app, Context& ctx);  // incident, import-log, notify
 void RegisterNodeCommands(CLI::App& app, Context& ctx);      // node, nodes, policy
 void RegisterMirrorCommands(CLI::App& app, Context& ctx);    // mirror
+void RegisterAdvisoryCommands(CLI::App& app, Context& ctx);  // advisory, incident advisory (after incident)
 
 }  // namespace patchgate::cli

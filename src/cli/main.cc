@@ -10,6 +10,7 @@ namespace {
 constexpr Registrar kAreas[] = {
     RegisterRepoCommands, RegisterScanCommands, RegisterAdminCommands,
     RegisterServeCommands, RegisterIncidentCommands, RegisterNodeCommands, RegisterMirrorCommands,
+    RegisterAdvisoryCommands,
 };
 
 }  // namespace

@@ -255,5 +255,89 @@ TEST(Import, AStoreOutageMidwayLosesNothingAndARerunCompletesIt) {
   EXPECT_EQ(rerun->duplicates, 10u);
 }
 
+// Runs `sql` with psql against the test server (statistics and settings the store API does
+// not expose).
+bool Psql(const std::string& url, const std::string& sql) {
+  std::string cmd = "psql '" + url + "' -qAtc \"" + sql + "\" >/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// The scope query's plan, on a trail large enough for the planner to care: SQLite answers
+// it from the covering scope index alone; PostgreSQL uses the (node, started_at, ended_at)
+// index and never a parallel plan, even when the server is set up to favour one.
+TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
+  std::vector<std::string> urls;
+  char tmpl[] = "/tmp/pgplanXXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  urls.push_back("sqlite://" + dir + "/store.db");
+  const char* pg = std::getenv("PATCHGATE_TEST_PG_URL");
+  if (pg && *pg) urls.push_back(pg);
+  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
+  std::string pg_db;
+  if (pg && *pg) {
+    std::string u = pg;
+    pg_db = u.substr(u.find_last_of('/') + 1);
+    pg_db = pg_db.substr(0, pg_db.find('?'));
+  }
+  struct Cleanup {
+    std::string dir, url, db;
+    ~Cleanup() {
+      if (!db.empty()) Psql(url, "ALTER DATABASE \\\"" + db + "\\\" RESET ALL");
+      std::system(("rm -rf '" + dir + "'").c_str());
+    }
+  } cleanup{dir, pg ? pg : "", pg_db};
+  const std::string tag = "plan" + std::to_string(SystemClock::Get().NowMicros());
+  const int64_t t0 = 1'790'000'000LL * 1'000'000, day = 86'400LL * 1'000'000;
+  for (const auto& url : urls) {
+    SCOPED_TRACE(url);
+    bool postgres = url.rfind("postgres", 0) == 0;
+    if (postgres) {
+      // A server configured to launch parallel workers at the slightest excuse.
+      ASSERT_TRUE(Psql(url, "ALTER DATABASE \\\"" + pg_db + "\\\" SET max_parallel_workers_per_gather = 4; "
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET parallel_setup_cost = 0; "
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET parallel_tuple_cost = 0; "
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_index_scan_size = 0; "
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_table_scan_size = 0"));
+    }
+    auto store = Store::Open(url);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    std::vector<Download> rows;
+    for (int i = 0; i < 40'000; ++i) {
+      Download d;
+      d.started_at = t0 + static_cast<int64_t>(i) * (10 * day / 40'000);
+      d.ended_at = d.started_at + 5'000'000;
+      d.node = tag + "-node-" + std::to_string(i % 20);
+      d.username = "someone";
+      d.target_path = "p/f" + std::to_string(i % 300);
+      d.sha256 = std::string(64, 'a');
+      d.bytes_sent = 10;
+      d.outcome = DownloadOutcome::kComplete;
+      d.import_key = tag + "-" + std::to_string(i);
+      rows.push_back(std::move(d));
+    }
+    ASSERT_TRUE((*store)->ImportDownloads(rows).ok());
+    if (postgres) ASSERT_TRUE(Psql(url, "ANALYZE downloads"));
+    DownloadQuery q;
+    q.node = tag + "-node-3";
+    q.since = t0 + 5 * day;
+    q.until = t0 + 6 * day;
+    q.successful_only = true;
+    q.scope_columns = true;
+    auto plan = (*store)->ExplainQueryDownloads(q);
+    ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+    if (postgres) {
+      EXPECT_NE(plan->find("downloads_node_span"), std::string::npos) << *plan;
+      EXPECT_EQ(plan->find("Gather"), std::string::npos) << *plan;
+      EXPECT_EQ(plan->find("Parallel"), std::string::npos) << *plan;
+    } else {
+      EXPECT_NE(plan->find("COVERING INDEX downloads_node_scope"), std::string::npos) << *plan;
+    }
+    // And the scope itself: the 200 downloads of that node-day.
+    auto sc = ComputeScope(**store, {*q.node, *q.since, *q.until});
+    ASSERT_TRUE(sc.ok());
+    EXPECT_EQ(sc->downloads, 200u);
+  }
+}
+
 }  // namespace
 }  // namespace patchgate::incident

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/clock.h"
 #include "core/csv.h"
@@ -41,60 +43,121 @@ Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
   dq.until = q.to;
   dq.targets = q.targets;
   dq.successful_only = true;
+  dq.scope_columns = true;  // what the scope reports, straight from the scope index
   PG_ASSIGN_OR_RETURN(std::vector<Download> rows, store.QueryDownloads(dq));
-  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
-  std::map<std::string, const Organisation*> by_name;
-  for (const auto& o : orgs) by_name[o.name] = &o;
-
   Scope s;
   s.query = q;
-  std::map<std::string, OrgScope> grouped;
-  std::set<std::string> files, users;
-  for (auto& d : rows) {
-    std::string org = d.org_name.empty() ? "(unknown user)" : d.org_name;
-    OrgScope& g = grouped[org];
-    if (g.name.empty()) {
-      g.name = org;
-      if (auto it = by_name.find(org); it != by_name.end()) {
-        g.tier = it->second->tier;
-        g.account_manager = it->second->account_manager_name;
-        g.account_manager_email = it->second->account_manager_email;
-        g.phone = it->second->account_manager_phone;
-        g.contacts = it->second->security_contacts;
-        g.org_id = it->second->id;
-        g.webhook_url = it->second->webhook_url;
-      }
+  if (rows.empty()) return s;
+  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
+  std::unordered_map<std::string_view, const Organisation*> by_name;
+  by_name.reserve(orgs.size());
+  for (const auto& o : orgs) by_name.emplace(o.name, &o);
+
+  // One sort of row indexes by (organisation, user, file, time, id), then one pass that
+  // cuts it into organisations and counts users and files.
+  static constexpr std::string_view kUnknown = "(unknown user)";
+  auto org_of = [&](const Download& d) { return d.org_name.empty() ? kUnknown : std::string_view(d.org_name); };
+  std::vector<uint32_t> order(rows.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    const Download& a = rows[x];
+    const Download& b = rows[y];
+    if (int c = org_of(a).compare(org_of(b))) return c < 0;
+    if (int c = a.username.compare(b.username)) return c < 0;
+    if (int c = a.target_path.compare(b.target_path)) return c < 0;
+    return std::tie(a.started_at, a.id) < std::tie(b.started_at, b.id);
+  });
+  std::unordered_set<std::string_view> all_files, org_files;
+  all_files.reserve(rows.size());
+  for (size_t i = 0; i < order.size();) {
+    std::string_view org = org_of(rows[order[i]]);
+    OrgScope g;
+    g.name = std::string(org);
+    if (auto it = by_name.find(org); it != by_name.end()) {
+      const Organisation& o = *it->second;
+      g.tier = o.tier;
+      g.account_manager = o.account_manager_name;
+      g.account_manager_email = o.account_manager_email;
+      g.phone = o.account_manager_phone;
+      g.contacts = o.security_contacts;
+      g.org_id = o.id;
+      g.webhook_url = o.webhook_url;
     }
-    files.insert(d.target_path);
-    users.insert(org + "\n" + d.username);
-    s.unfinished += d.outcome == DownloadOutcome::kInProgress;
-    g.downloads.push_back(std::move(d));
-  }
-  for (auto& [name, g] : grouped) {
-    std::stable_sort(g.downloads.begin(), g.downloads.end(), [](const Download& a, const Download& b) {
-      return std::tie(a.username, a.target_path, a.started_at) < std::tie(b.username, b.target_path, b.started_at);
-    });
-    std::set<std::string> gu, gf;
-    for (const auto& d : g.downloads) {
-      gu.insert(d.username);
-      gf.insert(d.target_path);
+    org_files.clear();
+    size_t j = i;
+    for (; j < order.size() && org_of(rows[order[j]]) == org; ++j) {
+      const Download& d = rows[order[j]];
+      if (j == i || d.username != rows[order[j - 1]].username) ++g.users;
+      org_files.insert(d.target_path);
+      all_files.insert(d.target_path);
+      s.unfinished += d.outcome == DownloadOutcome::kInProgress;
     }
-    g.users = gu.size();
-    g.files = gf.size();
+    g.files = org_files.size();
+    g.downloads.reserve(j - i);
+    for (size_t k = i; k < j; ++k) g.downloads.push_back(std::move(rows[order[k]]));
+    s.users += g.users;
     s.downloads += g.downloads.size();
     s.orgs.push_back(std::move(g));
+    i = j;
   }
-  s.files = files.size();
-  s.users = users.size();
+  s.files = all_files.size();
   return s;
 }
 
 namespace {
 
-std::string T(int64_t us) { return FormatRfc3339(us / 1'000'000); }
+// "YYYY-MM-DDTHH:MM:SSZ" for a time in microseconds, without gmtime/snprintf (the table
+// and CSV print one per row). Days to civil date after H. Hinnant's public-domain method.
+void AppendTime(std::string& out, int64_t us) {
+  int64_t secs = us / 1'000'000;
+  if (us % 1'000'000 < 0) --secs;
+  int64_t days = secs / 86400, rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    --days;
+  }
+  days += 719468;
+  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t day = doy - (153 * mp + 2) / 5 + 1, month = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t year = yoe + era * 400 + (month <= 2);
+  if (year < 0 || year > 9999) {
+    out += FormatRfc3339(secs);
+    return;
+  }
+  char b[20];
+  auto two = [&](int pos, int64_t v) {
+    b[pos] = static_cast<char>('0' + v / 10);
+    b[pos + 1] = static_cast<char>('0' + v % 10);
+  };
+  two(0, year / 100);
+  two(2, year % 100);
+  b[4] = '-';
+  two(5, month);
+  b[7] = '-';
+  two(8, day);
+  b[10] = 'T';
+  two(11, rem / 3600);
+  b[13] = ':';
+  two(14, rem / 60 % 60);
+  b[16] = ':';
+  two(17, rem % 60);
+  out.append(b, 19);
+  out += 'Z';
+}
 
 // Text from the store as a terminal may print it (no escape sequences).
 std::string Tm(const std::string& s) { return EscapeForTerminal(s); }
+
+std::string T(int64_t us) {
+  std::string s;
+  AppendTime(s, us);
+  return s;
+}
+
 
 std::string Html(const std::string& raw) {
   std::string s = EscapeInvalidUtf8(raw), o;  // the report declares UTF-8: make it so

@@ -494,6 +494,17 @@ class ServerImpl final : public Server {
       Send(c, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
       return false;
     }
+    if (o_.extra_route && req.target.rfind("/.well-known/", 0) == 0) {
+      int64_t org = 0;
+      if (req.Header("authorization")) {
+        auto u = Authenticate(req);
+        if (u.ok()) org = u->org_id;
+      }
+      if (auto r = o_.extra_route(req.method, req.target, org)) {
+        metrics_.CountStatus(r->status);
+        return c.WriteAll(Head(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
+      }
+    }
     if (!path.ok()) {
       int status = path.status().code() == ErrorCode::kNotFound ? 404 : 400;
       return Send(c, status, status == 404 ? "not found\n" : "bad request path\n", *keep && status == 404, {}, head_only);

@@ -17,7 +17,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/status.h"
 #include "server/http_request.h"
@@ -65,6 +68,18 @@ struct ServerOptions {
   // together with others. Begins are never delayed. 0: on the audit thread's next turn.
   int audit_finish_ms = 100;
   ChainHooks chain;
+  // Extra routes served by another module (the CSAF provider of src/advisory, wired in
+  // src/cli/cmd_serve.cc). Asked first for every GET or HEAD whose path starts with
+  // "/.well-known/", with the raw request target and the requester's organisation id when
+  // a valid token came with the request (0 otherwise: no or a bad token is anonymous).
+  // std::nullopt: not its route, the built-in routes answer. Must be thread-safe.
+  struct ExtraResponse {
+    int status = 404;
+    std::vector<std::pair<std::string, std::string>> headers;  // Content-Type included
+    std::string body;
+  };
+  std::function<std::optional<ExtraResponse>(const std::string& method, const std::string& target, int64_t org_id)>
+      extra_route;
 };
 
 class Server {

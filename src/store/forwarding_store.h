@@ -30,6 +30,7 @@ class ForwardingStore : public Store {
   Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) override { return target_->BeginDownloads(starts); }
   Status FinishDownloads(const std::vector<DownloadFinish>& finishes) override { return target_->FinishDownloads(finishes); }
   Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override { return target_->QueryDownloads(q); }
+  Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override { return target_->ExplainQueryDownloads(q); }
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override { return target_->ImportDownloads(rows); }
   Result<int64_t> CreateIncident(const Incident& incident) override { return target_->CreateIncident(incident); }
   Result<Incident> GetIncident(int64_t id) override { return target_->GetIncident(id); }

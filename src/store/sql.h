@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,8 @@ inline std::string_view TextOf(const Param& p) {
 }
 using Row = std::vector<std::optional<std::string>>;
 using Rows = std::vector<Row>;
+// A row seen in place: each column's text (nullopt for NULL), valid during the callback only.
+using RowView = std::vector<std::optional<std::string_view>>;
 
 class Connection {
  public:
@@ -48,6 +51,10 @@ class Connection {
   virtual std::string engine() const = 0;  // "sqlite" | "postgresql"
   // Runs one statement with bound parameters; returns its rows (empty for DML).
   virtual Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) = 0;
+  // Runs one statement and hands each row to `fn` in place, without copying it into Rows
+  // (large results: a scope of tens of thousands of rows).
+  virtual Status QueryEach(std::string_view sql, const std::vector<Param>& params,
+                           const std::function<void(const RowView&)>& fn) = 0;
   // Runs a script of several statements without parameters (migrations).
   virtual Status ExecScript(std::string_view sql) = 0;
   // Number of rows changed by the last INSERT/UPDATE/DELETE.

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <deque>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -90,27 +91,42 @@ constexpr char kDownloadSelect[] =
     "d.http_status, d.unknown_user, d.unknown_target, COALESCE(d.import_key, '') "
     "FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
 
-Download DownloadFromRow(const Row& r) {
+// The same row shape with only what incident scope reports; on SQLite every column comes
+// from the scope index (migration 0006), so the table itself is not read.
+constexpr char kScopeSelect[] =
+    "SELECT d.id, d.started_at, d.ended_at, d.node, d.username, COALESCE(o.name, ''), COALESCE(o.tier, ''), "
+    "d.target_path, d.sha256, '', d.bytes_sent, d.outcome, '', '', d.source, d.http_status, d.unknown_user, "
+    "d.unknown_target, '' FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
+
+std::string_view SV(const sql::RowView& r, size_t i) { return r[i].value_or(std::string_view()); }
+int64_t IV(const sql::RowView& r, size_t i) {
+  int64_t v = 0;
+  if (r[i]) std::from_chars(r[i]->data(), r[i]->data() + r[i]->size(), v);
+  return v;
+}
+
+// DownloadFromRow for a row seen in place: each text copied once, straight into the record.
+Download DownloadFromView(const sql::RowView& r) {
   Download d;
-  d.id = I(r, 0);
-  d.started_at = I(r, 1);
-  d.ended_at = OI(r, 2);
-  d.node = S(r, 3);
-  d.username = S(r, 4);
-  d.org_name = S(r, 5);
-  d.org_tier = S(r, 6);
-  d.target_path = S(r, 7);
-  d.sha256 = S(r, 8);
-  d.range = S(r, 9);
-  d.bytes_sent = static_cast<uint64_t>(I(r, 10));
-  d.outcome = ParseDownloadOutcome(S(r, 11)).value_or(DownloadOutcome::kInProgress);
-  d.remote_addr = S(r, 12);
-  d.user_agent = S(r, 13);
-  d.source = S(r, 14);
-  d.http_status = static_cast<int>(I(r, 15));
-  d.unknown_user = I(r, 16) != 0;
-  d.unknown_target = I(r, 17) != 0;
-  d.import_key = S(r, 18);
+  d.id = IV(r, 0);
+  d.started_at = IV(r, 1);
+  if (r[2]) d.ended_at = IV(r, 2);
+  d.node = SV(r, 3);
+  d.username = SV(r, 4);
+  d.org_name = SV(r, 5);
+  d.org_tier = SV(r, 6);
+  d.target_path = SV(r, 7);
+  d.sha256 = SV(r, 8);
+  d.range = SV(r, 9);
+  d.bytes_sent = static_cast<uint64_t>(IV(r, 10));
+  d.outcome = ParseDownloadOutcome(SV(r, 11)).value_or(DownloadOutcome::kInProgress);
+  d.remote_addr = SV(r, 12);
+  d.user_agent = SV(r, 13);
+  d.source = SV(r, 14);
+  d.http_status = static_cast<int>(IV(r, 15));
+  d.unknown_user = IV(r, 16) != 0;
+  d.unknown_target = IV(r, 17) != 0;
+  d.import_key = SV(r, 18);
   return d;
 }
 
@@ -159,13 +175,20 @@ class SqlStore final : public Store {
 
   Status Migrate() {
     std::lock_guard<std::mutex> l(mu_);
-    PG_RETURN_IF_ERROR(c_->ExecScript("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT COALESCE(MAX(version), 0) FROM schema_version", {}));
-    int64_t current = rows.empty() ? 0 : I(rows[0], 0);
+    // Up to date (every open but the first): one query, no DDL, no write.
+    auto rows = c_->Query("SELECT MAX(version) FROM schema_version", {});
+    if (!rows.ok()) {
+      if (rows.status().code() == ErrorCode::kUnavailable) return rows.status();
+      PG_RETURN_IF_ERROR(c_->ExecScript("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+      rows = c_->Query("SELECT MAX(version) FROM schema_version", {});
+      if (!rows.ok()) return rows.status();
+    }
+    int64_t current = rows->empty() ? 0 : I((*rows)[0], 0);
+    if (!store::Migrations().empty() && current >= store::Migrations().back().version) return Status::OK();
     const char* id = c_->engine() == "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
     for (const auto& m : store::Migrations()) {
       if (m.version <= current) continue;
-      std::string text(m.sql);
+      std::string text = ForEngine(m.sql, c_->engine());
       for (size_t p; (p = text.find("{ID}")) != std::string::npos;) text.replace(p, 4, id);
       PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
       Status st = c_->ExecScript(text);
@@ -177,6 +200,29 @@ class SqlStore final : public Store {
       PG_RETURN_IF_ERROR(c_->ExecScript("COMMIT"));
     }
     return Status::OK();
+  }
+
+  // A migration is portable SQL, except for sections that start with a line
+  // "-- engine: sqlite" or "-- engine: postgresql" (until the next such line, or
+  // "-- engine: all"), which only that engine runs.
+  static std::string ForEngine(std::string_view sql, const std::string& engine) {
+    std::string out;
+    bool keep = true;
+    size_t start = 0;
+    while (start < sql.size()) {
+      size_t nl = sql.find('\n', start);
+      std::string_view line = sql.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start + 1);
+      start = nl == std::string_view::npos ? sql.size() : nl + 1;
+      constexpr std::string_view kMark = "-- engine: ";
+      if (line.substr(0, kMark.size()) == kMark) {
+        std::string_view which = line.substr(kMark.size());
+        while (!which.empty() && (which.back() == '\n' || which.back() == '\r' || which.back() == ' ')) which.remove_suffix(1);
+        keep = which == "all" || which == engine;
+        continue;
+      }
+      if (keep) out += line;
+    }
+    return out;
   }
 
   // --- organisations ---------------------------------------------------------------
@@ -386,37 +432,37 @@ class SqlStore final : public Store {
     return st;
   }
 
-  Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
-    std::string sql = std::string(kDownloadSelect) + " WHERE 1 = 1";
-    std::vector<Param> p;
+  // The SELECT behind QueryDownloads and its parameters.
+  static std::string DownloadsSql(const DownloadQuery& q, std::vector<Param>* p) {
+    std::string sql = std::string(q.scope_columns ? kScopeSelect : kDownloadSelect) + " WHERE 1 = 1";
     if (q.node) {
       sql += " AND d.node = ?";
-      p.push_back(*q.node);
+      p->push_back(*q.node);
     }
     if (q.user) {
       sql += " AND d.username = ?";
-      p.push_back(*q.user);
+      p->push_back(*q.user);
     }
     if (q.org) {
       sql += " AND o.name = ?";
-      p.push_back(*q.org);
+      p->push_back(*q.org);
     }
     if (q.until) {
       sql += " AND d.started_at <= ?";
-      p.push_back(*q.until);
+      p->push_back(*q.until);
     }
     if (q.since) {
       // Overlap: still streaming when the window opened counts. The lower bound on
       // started_at keeps the (node, started_at) index range small.
       sql += " AND d.started_at >= ? AND (d.ended_at IS NULL OR d.ended_at >= ?)";
-      p.push_back(*q.since - kMaxDownloadMicros);
-      p.push_back(*q.since);
+      p->push_back(*q.since - kMaxDownloadMicros);
+      p->push_back(*q.since);
     }
     if (!q.targets.empty()) {
       sql += " AND d.target_path IN (";
       for (size_t i = 0; i < q.targets.size(); ++i) {
         sql += i ? ", ?" : "?";
-        p.push_back(q.targets[i]);
+        p->push_back(q.targets[i]);
       }
       sql += ")";
     }
@@ -424,14 +470,29 @@ class SqlStore final : public Store {
       sql += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
              "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
              "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
-    sql += " ORDER BY d.started_at, d.id";
+    if (!q.scope_columns) sql += " ORDER BY d.started_at, d.id";
     if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
-    std::lock_guard<std::mutex> l(mu_);
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(sql, p));
+    return sql;
+  }
+
+  Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
+    std::vector<Param> p;
+    std::string sql = DownloadsSql(q, &p);
     std::vector<Download> out;
-    out.reserve(rows.size());
-    for (const auto& r : rows) out.push_back(DownloadFromRow(r));
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(DownloadFromView(r)); }));
     return out;
+  }
+
+  Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override {
+    std::vector<Param> p;
+    std::string sql = DownloadsSql(q, &p);
+    bool sqlite = c_->engine() == "sqlite";
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query((sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN ") + sql, p));
+    std::string plan;
+    for (const auto& r : rows) plan += (sqlite ? S(r, r.size() - 1) : S(r, 0)) + "\n";
+    return plan;
   }
 
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override {

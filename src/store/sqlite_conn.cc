@@ -43,6 +43,32 @@ class SqliteConnection : public Connection {
     return rows;
   }
 
+  Status QueryEach(std::string_view sql, const std::vector<Param>& params,
+                   const std::function<void(const RowView&)>& fn) override {
+    PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(sql));
+    Bind(st, params);
+    RowView row;
+    for (;;) {
+      int rc = sqlite3_step(st);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        Status s = Err("step");
+        sqlite3_reset(st);
+        return s;
+      }
+      int n = sqlite3_column_count(st);
+      row.assign(static_cast<size_t>(n), std::nullopt);
+      for (int c = 0; c < n; ++c) {
+        if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
+        const unsigned char* t = sqlite3_column_text(st, c);
+        row[static_cast<size_t>(c)] = std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st, c)));
+      }
+      fn(row);
+    }
+    sqlite3_reset(st);
+    return Status::OK();
+  }
+
   Status ExecScript(std::string_view sql) override {
     char* msg = nullptr;
     if (sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {

@@ -144,6 +144,10 @@ struct DownloadQuery {
   // never finished (in_progress: the node stopped mid-transfer), imported 2xx lines.
   bool successful_only = false;
   size_t limit = 0;                     // 0: no limit
+  // Only the columns incident scope reports (range, remote address, user agent and import
+  // key come back empty), in no particular order: on SQLite the scope index answers this
+  // alone, without reading the table.
+  bool scope_columns = false;
 };
 
 struct ImportResult {
@@ -246,6 +250,9 @@ class Store {
   virtual Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) = 0;
   virtual Status FinishDownloads(const std::vector<DownloadFinish>& finishes) = 0;
   virtual Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) = 0;
+  // The engine's plan for QueryDownloads(q) (EXPLAIN QUERY PLAN / EXPLAIN), one line per
+  // plan node: lets tests and operators check which index a query uses.
+  virtual Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) = 0;
   // Bulk load of download rows recorded elsewhere (access-log import): every row carries
   // its import_key, and a row whose key exists already (or repeats within `rows`) is
   // skipped. Users are resolved by name: an unknown name keeps no organisation and the row
