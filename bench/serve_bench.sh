@@ -7,7 +7,7 @@
 #   - fdatasync latency on the store's disk and the c=1 bound 1/(fdatasync + nginx time/req)
 #   - 10,000 idle keep-alive connections: server RSS, wrk rate meanwhile, /healthz answers
 #   - a 2,000-connection slowloris: wrk rate meanwhile, /healthz answers
-# Usage: bench/serve_bench.sh [BUILD_DIR] [SECONDS_PER_RUN]   (default 5)
+# Usage: [IDLE_CONNS=10000] [SLOWLORIS_CONNS=2000] bench/serve_bench.sh [BUILD_DIR] [SECONDS_PER_RUN]  (default 5)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -157,7 +157,7 @@ while True:
 PY
   holders+=($!)
 }
-for mode in idle:10000 slowloris:2000; do
+for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
   m=${mode%%:*} n=${mode##*:}
   base=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
   hold "$p1" "$n" "$m"
