@@ -259,7 +259,10 @@ TEST_F(ScannerTest, FilesOverTwoGibibytesAreUnscannableWithAReason) {
   EXPECT_NE(r.error.find("cannot scan files of 2 GiB"), std::string::npos) << r.error;
   // Through the publish gate the reason reaches the user.
   auto gate = MakePublishGate(o, dir_ + "/repo");
-  auto refused = gate({big});
+  tuf::StagedInput staged;
+  staged.source = staged.staged = big;
+  staged.name = "big.iso";
+  auto refused = gate({staged});
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("2 GiB"), std::string::npos) << refused.status().message();
 }
