@@ -259,7 +259,10 @@ TEST_F(ScannerTest, FilesOverTwoGibibytesAreUnscannableWithAReason) {
   EXPECT_NE(r.error.find("cannot scan files of 2 GiB"), std::string::npos) << r.error;
   // Through the publish gate the reason reaches the user.
   auto gate = MakePublishGate(o, dir_ + "/repo");
-  auto refused = gate({big});
+  tuf::StagedInput in;
+  in.source = in.staged = big;
+  in.name = "big.iso";
+  auto refused = gate({in});
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("2 GiB"), std::string::npos) << refused.status().message();
 }
