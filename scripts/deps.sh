@@ -10,10 +10,10 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # libraries
   libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
-  libsqlite3-dev sqlite3 libpq-dev libboost1.81-dev libclamav-dev
+  libsqlite3-dev sqlite3 libpq-dev libboost1.81-dev libclamav-dev libgpgme-dev
   # real peers used by the tests and benchmarks
   clamav clamav-daemon clamdscan clamav-testfiles postgresql-15 python3 python3-aiosmtpd nginx wrk zip unzip
-  chromium procps curl util-linux
+  chromium procps curl util-linux gnupg
 )
 
 missing=()

@@ -7,6 +7,7 @@
 
 #include "advisory/cvss.h"
 #include "core/text.h"
+#include "tuf/catalogue.h"
 
 namespace patchgate::advisory {
 
@@ -219,9 +220,57 @@ Status SetWorkaround(Store& store, const std::string& id, const std::string& tex
   });
 }
 
-Status SetFix(Store& store, const std::string& id, const std::string& target, const Clock& clock) {
+namespace {
+Result<TargetRecord> FromCatalogue(const std::string& repo_dir, const std::string& target) {
+  PG_ASSIGN_OR_RETURN(std::vector<tuf::CatalogueEntry> all, tuf::LoadCatalogue(repo_dir));
+  for (const auto& e : all) {
+    if (e.path != target) continue;
+    TargetRecord t;
+    t.path = e.path;
+    t.product = e.product;
+    t.sha256 = e.sha256;
+    t.length = e.length;
+    if (e.custom.is_object()) {
+      if (e.custom.contains("version") && e.custom["version"].is_string()) t.version = e.custom["version"];
+      if (e.custom.contains("scan") && e.custom["scan"].is_object()) {
+        const auto& sc = e.custom["scan"];
+        if (sc.contains("verdict") && sc["verdict"].is_string()) t.scan_verdict = sc["verdict"];
+        if (sc.contains("engine") && sc["engine"].is_string()) t.scan_engine = sc["engine"];
+        if (sc.contains("signature_version") && sc["signature_version"].is_string()) t.scan_db_version = sc["signature_version"];
+      }
+    }
+    return t;
+  }
+  return NotFound("no published target " + target + " in the signed metadata of " + repo_dir);
+}
+}  // namespace
+
+Result<std::vector<TargetRecord>> ProductTargets(Store& store, const std::string& product, const std::string& repo_dir) {
+  std::map<std::string, TargetRecord> by_path;
+  PG_ASSIGN_OR_RETURN(std::vector<std::string> paths, store.ListTargetPaths());
+  for (const auto& p : paths) {
+    if (p.compare(0, product.size() + 1, product + "/") != 0) continue;
+    auto t = store.GetTarget(p);
+    if (t.ok() && t->product == product) by_path[p] = *t;
+  }
+  if (!repo_dir.empty()) {
+    auto all = tuf::LoadCatalogue(repo_dir);
+    if (all.ok())
+      for (const auto& e : *all) {
+        if (e.product != product || by_path.count(e.path)) continue;
+        auto t = FromCatalogue(repo_dir, e.path);
+        if (t.ok()) by_path[e.path] = *t;
+      }
+  }
+  std::vector<TargetRecord> out;
+  for (auto& [p, t] : by_path) out.push_back(std::move(t));
+  return out;
+}
+
+Status SetFix(Store& store, const std::string& id, const std::string& target, const Clock& clock,
+              const std::string& repo_dir) {
   PG_ASSIGN_OR_RETURN(Advisory cur, Load(store, id));
-  auto t = store.GetTarget(target);
+  Result<TargetRecord> t = repo_dir.empty() ? store.GetTarget(target) : FromCatalogue(repo_dir, target);
   if (!t.ok()) {
     if (t.status().code() == ErrorCode::kNotFound)
       return NotFound("no published target " + target + " (publish and scan the fix first: `patchgate publish`)");
@@ -231,6 +280,11 @@ Status SetFix(Store& store, const std::string& id, const std::string& target, co
   if (t->infected || t->scan_verdict != "clean")
     return InvalidArgument(target + " has no clean scan verdict (" + (t->infected ? "infected" : t->scan_verdict.empty() ? "not scanned" : t->scan_verdict) +
                            "); only a published, scanned target can be the fix");
+  if (!repo_dir.empty()) {
+    TargetRecord rec = *t;
+    rec.published_at = clock.NowMicros();
+    PG_RETURN_IF_ERROR(store.UpsertTarget(rec));
+  }
   return Modify(store, id, [&](Advisory& a) {
     a.fix = FixTarget{t->path, t->version, t->sha256, t->length};
     AddRevision(a, "Fix " + t->path + " referenced", clock);

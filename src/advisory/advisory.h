@@ -98,8 +98,14 @@ Result<Advisory> Load(Store& store, const std::string& id);
 Status Modify(Store& store, const std::string& id, const std::function<Status(Advisory&)>& change);
 
 Status SetWorkaround(Store& store, const std::string& id, const std::string& text, const Clock& clock);
-// `target`: a published target of the advisory's product whose scan verdict is clean.
-Status SetFix(Store& store, const std::string& id, const std::string& target, const Clock& clock);
+// `target`: a published target of the advisory's product whose scan verdict is clean. With
+// `repo_dir`, it is looked up in the repository's signed TUF metadata (signatures and
+// hashes checked; the scan verdict from the target's custom metadata) and recorded in the
+// store's targets; without, in the store's targets.
+Status SetFix(Store& store, const std::string& id, const std::string& target, const Clock& clock,
+              const std::string& repo_dir = "");
+// The product's published targets: the store's, and with `repo_dir` the signed catalogue's.
+Result<std::vector<TargetRecord>> ProductTargets(Store& store, const std::string& product, const std::string& repo_dir);
 struct Update {
   std::optional<std::string> title, summary, cve, cvss_vector, severity;
   std::string revision_summary;  // what changed (required)

@@ -154,13 +154,12 @@ std::string RenderAdvisory(const Advisory& a, const std::vector<TargetRecord>& t
                    {"product_ids", affected},
                    {"url", TargetUrl(p, *a.fix)}});
   if (!rem.empty()) v["remediations"] = rem;
-  if (!a.cvss_vector.empty()) {
+  if (!a.cvss_vector.empty() && !affected.empty()) {  // a score for fixed products only would be wrong (6.2.19)
     auto c = ParseCvss31(a.cvss_vector);
     if (c.ok()) {
-      std::vector<std::string> all = affected;
       v["scores"] = {{{"cvss_v3", {{"baseScore", c->base_score}, {"baseSeverity", c->severity},
                                    {"vectorString", c->vector}, {"version", "3.1"}}},
-                      {"products", all.empty() ? fixed : all}}};
+                      {"products", affected}}};
     }
   }
   v["title"] = a.title;

@@ -16,23 +16,12 @@ namespace {
 
 std::string T(int64_t micros) { return FormatRfc3339(micros / 1'000'000); }
 
-Result<std::vector<TargetRecord>> ProductTargets(Store& store, const std::string& product) {
-  PG_ASSIGN_OR_RETURN(std::vector<std::string> paths, store.ListTargetPaths());
-  std::vector<TargetRecord> out;
-  for (const auto& p : paths) {
-    if (p.compare(0, product.size() + 1, product + "/") != 0) continue;  // a product's targets live under its name
-    auto t = store.GetTarget(p);
-    if (t.ok() && t->product == product) out.push_back(*t);
-  }
-  return out;
-}
-
 }  // namespace
 
 Status Issue(Store& store, const std::string& id, const std::string& tlp, const std::string& status, const RunOptions& o,
              const Clock& clock) {
   PG_ASSIGN_OR_RETURN(Advisory cur, Load(store, id));
-  PG_ASSIGN_OR_RETURN(std::vector<TargetRecord> targets, ProductTargets(store, cur.product));
+  PG_ASSIGN_OR_RETURN(std::vector<TargetRecord> targets, ProductTargets(store, cur.product, o.repo_dir));
   if (o.gnupg_home.empty()) return InvalidArgument("issuing a document needs the signing key: give --repo DIR");
   return Modify(store, id, [&](Advisory& a) -> Status {
     int64_t now = clock.NowMicros();

@@ -24,6 +24,7 @@ struct RunOptions {
   notify::DeliveryOptions delivery;
   Publisher publisher;
   std::string gnupg_home;  // the signing key (DIR/keys/openpgp)
+  std::string repo_dir;    // the repository (product tree from its signed targets); may be empty
   std::string passphrase;
 };
 

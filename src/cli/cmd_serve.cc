@@ -104,6 +104,7 @@ int RunServe(ServeFlags& f) {
         return ReportError(InvalidArgument("cannot read a secret from " + f.webhook_secret_file));
     }
     ro.gnupg_home = home;
+    ro.repo_dir = f.o.repo_dir;
     auto pass = ObtainPassphrase(f.passphrase_file, "OpenPGP signing key passphrase: ", false);
     if (!pass.ok()) return ReportError(pass.status());
     ro.passphrase = *pass;

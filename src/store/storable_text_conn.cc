@@ -34,7 +34,6 @@ class StorableTextConnection final : public Connection {
     return inner_->Query(sql, escaped);
   }
 
-  // (Added while merging main: sql::Connection gained QueryEach; same escaping as Query.)
   Status QueryEach(std::string_view sql, const std::vector<Param>& params,
                    const std::function<void(const RowView&)>& fn) override {
     bool clean = true;
