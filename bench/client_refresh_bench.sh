@@ -77,7 +77,7 @@ measure() {
 echo "== building repositories"
 head -c 1500 /dev/urandom > "$work/update-000042.msp"
 node "$root/tests/interop/make_flat_repo.mjs" "$work/flat" 30000 catalogue/update-000042.msp "$work/update-000042.msp" \
-  | python3 -c 'import json,sys; print(f"flat (@tufjs/models): targets.json {json.load(sys.stdin)[\"targets_json_bytes\"]/1e6:.2f} MB")'
+  | python3 -c 'import json,sys; n=json.load(sys.stdin)["targets_json_bytes"]; print("flat (@tufjs/models): targets.json %.2f MB" % (n/1e6))'
 python3 - "$work/in" <<'PY'
 import os, sys, random
 d = sys.argv[1]; os.makedirs(d); r = random.Random(7)

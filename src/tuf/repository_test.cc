@@ -345,9 +345,12 @@ TEST_F(RepoTest, VerifyReportsSymlinksAndStrayFiles) {
   for (const char* f : {"/metadata/notes.txt", "/targets/office/evil.exe", "/targets/office/pw"}) ::unlink((dir_ + f).c_str());
   ::unlink((dir_ + "/targets/office/" + std::string(64, 'a') + ".unknown.exe").c_str());
   std::ofstream(dir_ + "/metadata/timestamp.json.tmp.12345") << "x";
+  // So is a content-addressed copy whose bytes match its name (a publish killed before
+  // its commit leaves one).
+  std::ofstream(dir_ + "/targets/office/" + Sha256Hex("orphan") + ".orphan.exe") << "orphan";
   v = VerifyRepository(dir_, clock_);
   EXPECT_TRUE(v->problems.empty()) << v->problems[0];
-  EXPECT_EQ(v->notes.size(), 1u);
+  EXPECT_EQ(v->notes.size(), 2u);
 }
 
 // #9.3: a target name that is not UTF-8 is refused before anything is written, and the
