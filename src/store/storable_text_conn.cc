@@ -34,6 +34,17 @@ class StorableTextConnection final : public Connection {
     return inner_->Query(sql, escaped);
   }
 
+  Status QueryEach(std::string_view sql, const std::vector<Param>& params,
+                   const std::function<void(const RowView&)>& fn) override {
+    bool clean = true;
+    for (const Param& p : params) clean = clean && !NeedsEscape(p);
+    if (clean) return inner_->QueryEach(sql, params, fn);
+    std::deque<std::string> keep;
+    std::vector<Param> escaped = params;
+    EscapeRow(escaped, keep);
+    return inner_->QueryEach(sql, escaped, fn);
+  }
+
   Status ExecScript(std::string_view sql) override { return inner_->ExecScript(sql); }
   int64_t Changes() override { return inner_->Changes(); }
 
