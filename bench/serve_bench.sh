@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# wrk against `patchgate serve` (bearer auth, audit on SQLite, verification on) and
-# against nginx serving the same files from the same directory with its access log on,
-# in one run: 1 KiB, 1 MiB and 50 MiB targets at 64 connections and at 1. Prints req/s,
-# MB/s, p99 and the ratios. Usage: bench/serve_bench.sh [BUILD_DIR] [SECONDS]
+# `patchgate serve` (bearer auth, entitlement, audit on SQLite, hash-while-send on) against
+# nginx (access_log on) serving the same files from the same directory, in one run.
+# Prints figures; never a pass/fail on speed. Any failed request aborts the benchmark.
+#   - timestamp.json with a token at 64 connections; 1 KiB at 64 and at 1; 1 MiB at 64;
+#     50 MiB at 8; TLS 1 MiB at 64 (both with TLS)
+#   - fdatasync latency on the store's disk and the c=1 bound 1/(fdatasync + nginx time/req)
+#   - 10,000 idle keep-alive connections: server RSS, wrk rate meanwhile, /healthz answers
+#   - a 2,000-connection slowloris: wrk rate meanwhile, /healthz answers
+# Usage: bench/serve_bench.sh [BUILD_DIR] [SECONDS_PER_RUN]   (default 5)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -10,8 +15,16 @@ secs=${2:-5}
 pg="$build/src/cli/patchgate"
 work=$(mktemp -d /tmp/pg-servebench.XXXXXX)
 chmod 755 "$work"
-server= ngx=
-trap '[[ -n "$server" ]] && kill $server; [[ -n "$ngx" ]] && kill $(cat "$work/nginx.pid" 2>/dev/null) 2>/dev/null; rm -rf "$work"' EXIT
+server= ngx= holders=()
+cleanup() {
+  for h in "${holders[@]}"; do kill "$h" 2>/dev/null || true; done
+  [[ -n "$server" ]] && kill "$server" 2>/dev/null
+  [[ -n "$ngx" ]] && kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+die() { echo "ABORT: $*" >&2; exit 1; }
+ulimit -n 65536 2>/dev/null || true
 export PATCHGATE_SIGNATURES="$root/tests/data/signatures" PATCHGATE_STORE="sqlite://$work/store.db"
 unset PATCHGATE_PASSPHRASE
 "$pg" init "$work/repo" --insecure-plaintext-keys >/dev/null
@@ -23,48 +36,140 @@ head -c $((50 * 1024 * 1024)) /dev/urandom > "$work/large.bin"
 token=$("$pg" user add Bench wrk 2>/dev/null)
 "$pg" grant Bench bench >/dev/null
 chmod -R o+rX "$work/repo"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-p1=$(free_port); p2=$(free_port)
-"$pg" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench >"$work/serve.log" 2>&1 &
+p1=$(free_port); p2=$(free_port); p3=$(free_port); p4=$(free_port)
+"$pg" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench --max-connections 20000 >"$work/serve.log" 2>&1 &
 server=$!
+"$pg" serve --repo "$work/repo" --listen "127.0.0.1:$p3" --node-name bench-tls --tls-cert "$work/cert.pem" \
+  --tls-key "$work/key.pem" >"$work/serve-tls.log" 2>&1 &
+server_tls=$!
+holders+=("$server_tls")
 cat > "$work/nginx.conf" <<NGX
 worker_processes 2;
+worker_rlimit_nofile 65536;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
-events { worker_connections 1024; }
+events { worker_connections 16384; }
 http {
   access_log $work/nginx-access.log combined;
-  sendfile on; tcp_nopush on; keepalive_requests 100000;
+  sendfile on; tcp_nopush on; keepalive_requests 100000; keepalive_timeout 120s;
   server { listen 127.0.0.1:$p2; root $work/repo; }
+  server { listen 127.0.0.1:$p4 ssl; root $work/repo;
+           ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; }
 }
 NGX
 nginx -c "$work/nginx.conf" -g 'daemon off;' &
 ngx=$!
-sleep 1
-curl -fsS "http://127.0.0.1:$p1/healthz" >/dev/null
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$p1/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+curl -fsS "http://127.0.0.1:$p1/healthz" >/dev/null || die "patchgate serve did not start"
 sha() { sha256sum "$1" | cut -c1-64; }
-declare -A url=([1KiB]="bench/$(sha "$work/small.bin").small.bin" [1MiB]="bench/$(sha "$work/medium.bin").medium.bin"
-                [50MiB]="bench/$(sha "$work/large.bin").large.bin")
-run() {  # run URL CONNS -> "req/s MB/s p99ms"
-  wrk -t"$(( $2 > 1 ? 2 : 1 ))" -c"$2" -d"${secs}s" --latency -H "Authorization: Bearer $token" "$1" 2>&1 | python3 -c '
+declare -A url=([ts]="metadata/timestamp.json" [1KiB]="targets/bench/$(sha "$work/small.bin").small.bin"
+                [1MiB]="targets/bench/$(sha "$work/medium.bin").medium.bin"
+                [50MiB]="targets/bench/$(sha "$work/large.bin").large.bin")
+run() {  # run URL CONNS [SECONDS] -> "req/s MB/s p99ms"; aborts on any error or non-2xx
+  wrk -t"$(( $2 > 1 ? 2 : 1 ))" -c"$2" -d"${3:-$secs}s" --latency -H "Authorization: Bearer $token" "$1" \
+    > "$work/wrk.out" 2>&1 || die "wrk failed on $1"
+  python3 - "$work/wrk.out" "$1" <<'PY' || exit 1
 import re, sys
-t = sys.stdin.read()
+t = open(sys.argv[1]).read()
+bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", t)
+if bad or (err and sum(int(x) for x in err.groups()[:3]) > 0):
+    sys.stderr.write(f"ABORT: failed requests against {sys.argv[2]}:\n{t}\n"); sys.exit(1)
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", t)
 mbs = float(tr.group(1)) * {"B": 1e-6, "KB": 1.024e-3, "MB": 1.048576, "GB": 1073.741824}[tr.group(2)]
 p = re.search(r"99%\s+([\d.]+)(\w+)", t)
 p99 = float(p.group(1)) * {"us": 1e-3, "ms": 1, "s": 1000, "m": 60000}[p.group(2)]
-print(f"{rps:.0f} {mbs:.1f} {p99:.2f}")'
+print(f"{rps:.0f} {mbs:.1f} {p99:.2f}")
+PY
 }
-printf "%-6s %5s | %12s %10s %9s | %12s %10s %9s | %7s\n" size conns "pg req/s" "pg MB/s" "pg p99ms" "nginx req/s" "nginx MB/s" "ngx p99ms" ratio
-for size in 1KiB 1MiB 50MiB; do
-  for c in 64 1; do
-    read -r a b c1 <<<"$(run "http://127.0.0.1:$p1/targets/${url[$size]}" "$c")"
-    read -r x y z <<<"$(run "http://127.0.0.1:$p2/targets/${url[$size]}" "$c")"
-    printf "%-6s %5s | %12s %10s %9s | %12s %10s %9s | %6.2fx\n" "$size" "$c" "$a" "$b" "$c1" "$x" "$y" "$z" \
-      "$(python3 -c "print($a/$x)")"
-  done
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+healthz_ok() {  # healthz_ok PORT N -> how many of N /healthz answered within 2 s
+  local ok=0
+  for _ in $(seq "$2"); do curl -fsS --max-time 2 "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && ok=$((ok + 1)); sleep 0.2; done
+  echo "$ok"
+}
+
+printf "%-16s %5s | %10s %9s %9s | %10s %9s %9s | %6s\n" case conns "pg req/s" "pg MB/s" "pg p99ms" \
+  "ngx req/s" "ngx MB/s" "ngx p99" ratio
+row() {  # row LABEL CONNS PG_URL NGINX_URL
+  local a b c x y z
+  read -r a b c <<<"$(run "$3" "$2")"
+  read -r x y z <<<"$(run "$4" "$2")"
+  printf "%-16s %5s | %10s %9s %9s | %10s %9s %9s | %5.2fx\n" "$1" "$2" "$a" "$b" "$c" "$x" "$y" "$z" \
+    "$(python3 -c "print($a/$x)")"
+  last_ngx_rps=$x last_pg_rps=$a
+}
+row "timestamp+token" 64 "http://127.0.0.1:$p1/${url[ts]}" "http://127.0.0.1:$p2/${url[ts]}"
+row "1KiB" 64 "http://127.0.0.1:$p1/${url[1KiB]}" "http://127.0.0.1:$p2/${url[1KiB]}"
+row "1KiB" 1 "http://127.0.0.1:$p1/${url[1KiB]}" "http://127.0.0.1:$p2/${url[1KiB]}"
+c1_pg=$last_pg_rps c1_ngx=$last_ngx_rps
+row "1MiB" 64 "http://127.0.0.1:$p1/${url[1MiB]}" "http://127.0.0.1:$p2/${url[1MiB]}"
+row "50MiB" 8 "http://127.0.0.1:$p1/${url[50MiB]}" "http://127.0.0.1:$p2/${url[50MiB]}"
+row "TLS 1MiB" 64 "https://127.0.0.1:$p3/${url[1MiB]}" "https://127.0.0.1:$p4/${url[1MiB]}"
+
+# fdatasync latency on the store's disk, and the one-connection bound it sets.
+fsync_ms=$(python3 - "$work" <<'PY'
+import os, sys, time
+p = os.path.join(sys.argv[1], "fsync.probe")
+fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o600)
+ts = []
+for i in range(200):
+    os.pwrite(fd, b"x" * 4096, (i % 16) * 4096)
+    t = time.perf_counter(); os.fdatasync(fd); ts.append(time.perf_counter() - t)
+os.close(fd); os.unlink(p)
+ts.sort(); print(f"{ts[len(ts)//2] * 1000:.3f}")
+PY
+)
+bound=$(python3 -c "print(f'{1 / ($fsync_ms / 1000 + 1 / $c1_ngx):.0f}')")
+echo "fdatasync median on the store's disk: ${fsync_ms} ms; c=1 bound 1/(fdatasync + nginx time/req) = $bound req/s;" \
+     "patchgate c=1: $c1_pg req/s = $(python3 -c "print(f'{$c1_pg / $bound:.2f}')")x of the bound"
+
+# 10,000 idle keep-alive connections (each sent one request and then waits), then a
+# 2,000-connection slowloris (heads dribbled a byte at a time).
+hold() {  # hold PORT N MODE -> runs in the background until killed
+  python3 - "$1" "$2" "$3" "$token" <<'PY' &
+import socket, sys, time, selectors
+port, n, mode, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+socks = []
+for i in range(n):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    except OSError:
+        continue
+    if mode == "idle":
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n")
+        try: s.recv(4096)
+        except OSError: pass
+    else:
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")
+    socks.append(s)
+print(f"{mode}: {len(socks)} connections open", flush=True)
+while True:
+    time.sleep(1)
+    if mode != "idle":
+        for s in socks:
+            try: s.send(b"X")
+            except OSError: pass
+PY
+  holders+=($!)
+}
+for mode in idle:10000 slowloris:2000; do
+  m=${mode%%:*} n=${mode##*:}
+  base=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
+  hold "$p1" "$n" "$m"
+  sleep 10
+  under=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1) || under=0
+  hz=$(healthz_ok "$p1" 10)
+  echo "$m x$n: patchgate RSS $(rss_mb "$server") MB; 1KiB@64 $under req/s vs $base unloaded" \
+       "($(python3 -c "print(f'{$under / $base:.2f}')")x); /healthz answered $hz/10"
+  kill "${holders[-1]}" 2>/dev/null || true
+  sleep 2
 done
-kill -TERM $server; wait $server 2>/dev/null || true; server=
+
+kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
 records=$("$pg" downloads --node bench --csv | tail -n +2 | wc -l)
-echo "audit records written by patchgate serve during the run: $records"
+echo "audit records written by patchgate serve (plain) during the run: $records"

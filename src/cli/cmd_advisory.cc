@@ -10,6 +10,7 @@
 #include "advisory/runner.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "core/text.h"
 #include "crypto/keys.h"
 #include "incident/scope.h"
 
@@ -260,8 +261,9 @@ int StatusCmd(AdvisoryFlags& f) {
       sent += n.state == "sent";
       failed += n.state == "failed";
       acked += n.acked_at.has_value();
-      std::printf("%-24s %-10s %-8s %-7s %-8d %-22s %-22s %s\n", n.org_name.c_str(), step.c_str(), n.channel.c_str(),
-                  n.state.c_str(), n.attempts, T(n.sent_at).c_str(), T(n.acked_at).c_str(), n.last_error.c_str());
+      std::printf("%-24s %-10s %-8s %-7s %-8d %-22s %-22s %s\n", EscapeForTerminal(n.org_name).c_str(), step.c_str(),
+                  n.channel.c_str(), n.state.c_str(), n.attempts, T(n.sent_at).c_str(), T(n.acked_at).c_str(),
+                  EscapeForTerminal(n.last_error).c_str());
     }
     std::printf("%zu notifications: %zu sent, %zu failed, %zu acknowledged\n", ns->size(), sent, failed, acked);
     return kExitOk;
@@ -289,12 +291,13 @@ int CallList(AdvisoryFlags& f) {
       for (const auto& c : o.security_contacts) contacts += (contacts.empty() ? "" : "; ") + c;
       std::string sent = first_sent ? FormatRfc3339(*first_sent / 1'000'000) : "never";
       if (f.csv)
-        std::printf("%s,%s,%s,%s,%s,%s,%s\n", notify::CsvCell(o.name).c_str(), o.tier.c_str(),
+        std::printf("%s,%s,%s,%s,%s,%s,%s\n", notify::CsvCell(o.name).c_str(), notify::CsvCell(o.tier).c_str(),
                     notify::CsvCell(o.account_manager_name).c_str(), notify::CsvCell(o.account_manager_email).c_str(),
                     notify::CsvCell(o.account_manager_phone).c_str(), notify::CsvCell(contacts).c_str(), sent.c_str());
       else
-        std::printf("  %-8s %-24s %-20s %-16s %s  notified %s\n", o.tier.c_str(), o.name.c_str(),
-                    o.account_manager_name.c_str(), o.account_manager_phone.c_str(), contacts.c_str(), sent.c_str());
+        std::printf("  %-8s %-24s %-20s %-16s %s  notified %s\n", EscapeForTerminal(o.tier).c_str(),
+                    EscapeForTerminal(o.name).c_str(), EscapeForTerminal(o.account_manager_name).c_str(),
+                    EscapeForTerminal(o.account_manager_phone).c_str(), EscapeForTerminal(contacts).c_str(), sent.c_str());
     }
     if (!f.csv) std::printf("%zu organisation(s) to call\n", count);
     return kExitOk;
@@ -309,7 +312,7 @@ int RunDueCmd(AdvisoryFlags& f) {
     auto transport = notify::NewCurlTransport(f.smtp);
     auto r = advisory::RunDue(s, *transport, *o, SystemClock::Get(), f.id);
     if (!r.ok()) return ReportError(r.status());
-    for (const auto& l : r->log) std::printf("%s\n", l.c_str());
+    for (const auto& l : r->log) std::printf("%s\n", EscapeForTerminal(l).c_str());
     std::printf("%zu step(s) completed: %zu sent now, %zu sent before, %zu failed, %zu being sent elsewhere\n",
                 r->steps_done, r->sent, r->already_sent, r->failed, r->busy);
     return r->failed ? kExitUnavailable : kExitOk;

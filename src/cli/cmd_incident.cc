@@ -7,6 +7,7 @@
 #include "cli/common_flags.h"
 #include "core/clock.h"
 #include "core/csv.h"
+#include "core/json_output.h"
 #include "core/text.h"
 #include "incident/import.h"
 #include "incident/scope.h"
@@ -76,7 +77,7 @@ int List(IncidentFlags& f) {
                        {"window_end_us", i.window_end}, {"cause", i.cause},
                        {"detected_at", FormatRfc3339Micros(i.detected_at)}, {"detected_at_us", i.detected_at},
                        {"files", i.targets}});
-      std::printf("%s\n", arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::printf("%s\n", JsonText(arr).c_str());
       return kExitOk;
     }
     std::printf("%-5s %-12s %-22s %-22s %s\n", "ID", "NODE", "FROM", "TO", "CAUSE");

@@ -6,6 +6,8 @@
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/clock.h"
+#include "core/json_output.h"
+#include "core/text.h"
 #include "crypto/hash.h"
 #include "mirror/policy.h"
 #include "store/node_registry.h"
@@ -92,7 +94,7 @@ int NodesCmd(NodeFlags& f) {
         }
         arr.push_back(std::move(j));
       }
-      std::printf("%s\n", arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::printf("%s\n", JsonText(arr).c_str());
       return kExitOk;
     }
     std::printf("%-16s %-7s %-9s %-8s %-7s %-5s %-14s %s\n", "NODE", "ROLE", "SNAPSHOT", "SCANNER", "WATCH", "TLS",
@@ -106,10 +108,11 @@ int NodesCmd(NodeFlags& f) {
         state += ")";
       }
       const NodeHeartbeat* h = n.heartbeat ? &*n.heartbeat : nullptr;
-      std::printf("%-16s %-7s %-9s %-8s %-7s %-5s %-14s %s\n", n.name.c_str(), n.role.c_str(),
+      std::printf("%-16s %-7s %-9s %-8s %-7s %-5s %-14s %s\n", EscapeForTerminal(n.name).c_str(),
+                  EscapeForTerminal(n.role).c_str(),
                   h ? std::to_string(h->snapshot_version).c_str() : "-",
                   h ? (h->scanner_loaded ? "yes" : "no") : "-", h ? (h->watch_alive ? "alive" : "off") : "-",
-                  h ? (h->tls ? "on" : "off") : "-", Age(h ? h->at : 0, now).c_str(), state.c_str());
+                  h ? (h->tls ? "on" : "off") : "-", Age(h ? h->at : 0, now).c_str(), EscapeForTerminal(state).c_str());
     }
     return kExitOk;
   });
@@ -124,12 +127,13 @@ int NodeSyncs(NodeFlags& f) {
       for (const auto& s : *syncs)
         arr.push_back({{"node", s.node}, {"what", s.what}, {"at", FormatRfc3339Micros(s.at)}, {"files", s.files},
                        {"bytes", s.bytes}});
-      std::printf("%s\n", arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::printf("%s\n", JsonText(arr).c_str());
       return kExitOk;
     }
     std::printf("%-27s %-16s %-10s %8s %12s\n", "AT", "NODE", "WHAT", "FILES", "BYTES");
     for (const auto& s : *syncs)
-      std::printf("%-27s %-16s %-10s %8lld %12lld\n", FormatRfc3339Micros(s.at).c_str(), s.node.c_str(), s.what.c_str(),
+      std::printf("%-27s %-16s %-10s %8lld %12lld\n", FormatRfc3339Micros(s.at).c_str(),
+                  EscapeForTerminal(s.node).c_str(), EscapeForTerminal(s.what).c_str(),
                   static_cast<long long>(s.files), static_cast<long long>(s.bytes));
     return kExitOk;
   });

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/clock.h"
+#include "core/text.h"
 #include "tuf/repository.h"
 
 namespace patchgate::cli {
@@ -72,7 +73,7 @@ int RunPublish(RepoFlags& f, const PrePublishHookFactory& hook_factory) {
   auto r = tuf::Publish(o, f.files, *access, SystemClock::Get());
   if (!r.ok()) return ReportError(r.status());
   for (const auto& t : *r)
-    std::printf("%s %s  %s  %llu bytes\n", t.unchanged ? "unchanged" : "published", t.path.c_str(),
+    std::printf("%s %s  %s  %llu bytes\n", t.unchanged ? "unchanged" : "published", EscapeForTerminal(t.path).c_str(),
                 t.sha256.c_str(), static_cast<unsigned long long>(t.length));
   return kExitOk;
 }
@@ -99,7 +100,8 @@ int RunRefresh(RepoFlags& f) {
 int RunVerify(RepoFlags& f) {
   auto r = tuf::VerifyRepository(f.dir, SystemClock::Get());
   if (!r.ok()) return ReportError(r.status());
-  for (const auto& p : r->problems) std::printf("PROBLEM %s\n", p.c_str());
+  for (const auto& p : r->problems) std::printf("PROBLEM %s\n", EscapeForTerminal(p).c_str());
+  for (const auto& n : r->notes) std::printf("NOTE %s\n", EscapeForTerminal(n).c_str());
   std::printf("%s: root v%lld, timestamp v%lld, snapshot v%lld; %zu roles and %zu targets checked; %zu problem(s)\n",
               f.dir.c_str(), static_cast<long long>(r->root_version), static_cast<long long>(r->timestamp_version),
               static_cast<long long>(r->snapshot_version), r->roles_checked, r->targets_checked, r->problems.size());
@@ -128,7 +130,7 @@ void RegisterRepoCommands(CLI::App& app, Context& ctx) {
 
   auto* publish = app.add_subcommand("publish", "Scan, hash, sign and publish files as targets of a product");
   publish->add_option("DIR", f->dir, "Repository directory")->required();
-  publish->add_option("--product", f->product, "Product the files belong to (role products/<name>)")->required();
+  publish->add_option("--product", f->product, "Product the files belong to (role product.<name>)")->required();
   publish->add_option("--version", f->version, "Product version recorded in the targets' custom metadata");
   publish->add_flag("--replace", f->replace, "Allow publishing new bytes under an existing name");
   publish->add_option("FILE", f->files, "Files to publish")->required();
@@ -140,7 +142,7 @@ void RegisterRepoCommands(CLI::App& app, Context& ctx) {
   key->require_subcommand(1);
   auto* rotate = key->add_subcommand("rotate", "Replace the key(s) of a role and re-sign what depends on it");
   rotate->add_option("DIR", f->dir, "Repository directory")->required();
-  rotate->add_option("--role", f->role, "root, timestamp, snapshot, targets or products/<name>")->required();
+  rotate->add_option("--role", f->role, "root, timestamp, snapshot, targets or product.<name>")->required();
   rotate->add_option("--threshold", f->new_threshold, "New threshold (root)");
   rotate->add_option("--keys", f->new_keys, "New number of keys (root)");
   f->keys.Add(rotate);

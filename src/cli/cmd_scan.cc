@@ -10,8 +10,10 @@
 #include "cli/commands.h"
 #include "cli/common_flags.h"
 #include "core/json_output.h"
+#include "core/text.h"
 #include "core/log.h"
 #include "scan/gate.h"
+#include "tuf/naming.h"
 
 namespace patchgate::cli {
 
@@ -43,8 +45,8 @@ void AddScanFlags(CLI::App* cmd, ScanFlags* f) {
   f->signatures = DefaultSignatures();
   cmd->add_option("--signatures", f->signatures,
                   "ClamAV signature directory (default $PATCHGATE_SIGNATURES or /var/lib/clamav)");
-  cmd->add_option("--max-file-size", f->max_file_size, "Largest artifact scanned (bytes); larger ones are refused");
-  cmd->add_option("--scan-jobs", f->jobs, "Parallel scan workers (default: cores)");
+  cmd->add_option("--max-file-size", f->max_file_size, "Largest artifact scanned (bytes); larger ones are refused. The ClamAV engine itself cannot scan files of 2 GiB or more");
+  cmd->add_option("--scan-jobs", f->jobs, "Scanning threads, sharing one engine in one isolated worker process (default: cores)");
   cmd->add_option("--scan-timeout", f->timeout, "Seconds one file may take");
 }
 
@@ -113,9 +115,11 @@ int RunScan(ScanFlags& f) {
       for (const auto& d : r.detections) what += "  [" + d + "]";
       if (!r.error.empty()) what += "  (" + r.error + ")";
       std::printf("%-11s %-64s %s%s\n", std::string(scan::VerdictName(r.verdict)).c_str(),
-                  r.sha256.empty() ? "-" : r.sha256.c_str(), what.c_str(), r.cached ? "  (cached verdict)" : "");
+                  r.sha256.empty() ? "-" : r.sha256.c_str(), EscapeForTerminal(what).c_str(),
+                  r.cached ? "  (cached verdict)" : "");
     }
-    for (const auto& [p, why] : exp.refused) std::printf("%-11s %-64s %s  (%s)\n", "refused", "-", p.c_str(), why.c_str());
+    for (const auto& [p, why] : exp.refused)
+      std::printf("%-11s %-64s %s  (%s)\n", "refused", "-", EscapeForTerminal(p).c_str(), EscapeForTerminal(why).c_str());
     std::printf("%zu files, %.1f MB in %.2f s: %zu clean, %zu infected, %zu unscannable, %zu errors, %zu refused "
                 "(%s %s, signatures %s)\n",
                 results->size(), static_cast<double>(total) / 1e6, secs, counts[0], counts[1], counts[2], counts[3],
@@ -144,15 +148,14 @@ int RunRescan(ScanFlags& f) {
     ++bad;
     // targets/<product>/<sha256>.<name> -> target path <product>/<name>
     std::string rel = r.path.substr(targets.size() + 1);
-    auto slash = rel.find_last_of('/');
-    std::string file = rel.substr(slash + 1);
-    std::string target = rel.substr(0, slash + 1) + (file.size() > 65 ? file.substr(65) : file);
+    auto parsed = tuf::ParseConsistentTargetName(rel);
+    std::string target = parsed ? parsed->target_path : rel;
     std::string dets;
     for (const auto& d : r.detections) dets += (dets.empty() ? "" : ", ") + d;
     if (r.verdict == scan::Verdict::kInfected) {
       std::fprintf(stderr, "\n*** PUBLISHED TARGET FOUND INFECTED: %s (%s) — this is an incident: run "
                            "`patchgate incident open` and `patchgate downloads` to trace who received it ***\n",
-                   target.c_str(), dets.c_str());
+                   EscapeForTerminal(target).c_str(), EscapeForTerminal(dets).c_str());
       log::Error("published target found infected on rescan", {{"target", target}, {"detections", dets}});
       if (store && store->MarkTargetInfected(target, dets).code() == ErrorCode::kNotFound) {
         TargetRecord t;
@@ -165,8 +168,8 @@ int RunRescan(ScanFlags& f) {
       }
       (void)scan::Quarantine(f.repo, r, (*scanner)->info());
     } else {
-      std::fprintf(stderr, "no clean verdict for %s: %s %s\n", target.c_str(),
-                   std::string(scan::VerdictName(r.verdict)).c_str(), r.error.c_str());
+      std::fprintf(stderr, "no clean verdict for %s: %s %s\n", EscapeForTerminal(target).c_str(),
+                   std::string(scan::VerdictName(r.verdict)).c_str(), EscapeForTerminal(r.error).c_str());
     }
   }
   size_t cached = 0;

@@ -16,6 +16,18 @@ Result<std::string> Fetcher::FetchAll(const std::string& url, uint64_t max_bytes
   return body;
 }
 
+Status HttpStatusToStatus(long code, const std::string& url) {
+  if (code >= 200 && code < 300) return Status::OK();
+  if (code == 404) return NotFound("HTTP 404 for " + url);
+  if (code == 403)
+    return Forbidden("not entitled: the server refused " + url + " (HTTP 403) for this token; its organisation has "
+                     "no entitlement to this product: ask the vendor to grant it");
+  if (code == 401)
+    return Unauthorized("token refused: the server did not accept the token for " + url +
+                        " (HTTP 401); give a valid --token (or PATCHGATE_TOKEN)");
+  return NetworkError("HTTP " + std::to_string(code) + " for " + url);
+}
+
 Status Fetcher::FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink) {
   if (offset != 0) return Unsupported("this fetcher cannot resume " + url);
   return Fetch(url, max_bytes, sink);
@@ -129,10 +141,7 @@ class CurlFetcher : public Fetcher {
       return Status(ErrorCode::kTimeout, url + ": too slow (under " + std::to_string(o_.low_speed_bytes) + " B/s for " +
                                              std::to_string(o_.low_speed_seconds) + " s) or timed out");
     if (rc != CURLE_OK && rc != CURLE_HTTP_RETURNED_ERROR) return NetworkError(url + ": " + curl_easy_strerror(rc));
-    if (code == 404 || code == 403) return NotFound("HTTP " + std::to_string(code) + " for " + url);
-    if (code == 401) return Unauthorized("HTTP 401 for " + url + ": give a valid --token (or PATCHGATE_TOKEN)");
-    if (code < 200 || code >= 300) return NetworkError("HTTP " + std::to_string(code) + " for " + url);
-    return Status::OK();
+    return HttpStatusToStatus(code, url);
   }
 
  private:

@@ -20,9 +20,10 @@ using Sink = std::function<Status(std::string_view chunk)>;
 class Fetcher {
  public:
   virtual ~Fetcher() = default;
-  // Streams the body of `url` into `sink`. Errors: kNotFound (HTTP 404/403), kTooLarge
+  // Streams the body of `url` into `sink`. Errors: kNotFound (HTTP 404), kForbidden (403:
+  // "not entitled"), kUnauthorized (401: "token refused"), kTooLarge
   // (the server sent more than max_bytes: reading stops at the cap — endless-data attack),
-  // kUnauthorized (401), kTimeout (slow retrieval), kNetwork; or the sink's own error.
+  // kTimeout (slow retrieval), kNetwork; or the sink's own error.
   virtual Status Fetch(const std::string& url, uint64_t max_bytes, const Sink& sink) = 0;
 
   // Like Fetch, but asks for the body from byte `offset` on (HTTP Range) and streams only
@@ -45,6 +46,10 @@ struct HttpOptions {
 };
 
 std::unique_ptr<Fetcher> NewCurlFetcher(const HttpOptions& options);
+
+// The Status for an HTTP response code: OK for 2xx, kNotFound for 404, kForbidden ("not
+// entitled") for 403, kUnauthorized ("token refused") for 401, kNetwork otherwise.
+Status HttpStatusToStatus(long code, const std::string& url);
 
 // Test double: serves bodies from memory.
 class MemoryFetcher : public Fetcher {

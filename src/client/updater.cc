@@ -22,6 +22,19 @@ std::string StripSlash(std::string s) {
   return s;
 }
 
+// True when `bytes` is exactly env.Serialize() (checked without building it: the
+// signature list and framing around the signed bytes).
+bool SerializesTo(const Envelope& env, const std::string& bytes) {
+  Envelope frame;
+  frame.signatures = env.signatures;
+  auto head = frame.Serialize();  // {"signatures":[...],"signed":}
+  if (!head.ok() || head->size() < 1) return false;
+  std::string_view prefix(head->data(), head->size() - 1);
+  return bytes.size() == prefix.size() + env.signed_bytes.size() + 1 &&
+         std::string_view(bytes).substr(0, prefix.size()) == prefix && bytes.back() == '}' &&
+         std::string_view(bytes).substr(prefix.size(), env.signed_bytes.size()) == env.signed_bytes;
+}
+
 bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
   const auto& ra = a.roles.at(role);
   const auto& rb = b.roles.at(role);
@@ -30,6 +43,33 @@ bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
 }
 
 }  // namespace
+
+Result<std::optional<tuf::TargetFile>> Updater::Loaded::Find(const std::string& path) const {
+  if (lazy)
+    return tuf::FindTargetInCanonical(std::string_view(env.signed_bytes.data() + targets_offset, targets_size), path);
+  auto it = targets.targets.find(path);
+  if (it == targets.targets.end()) return std::optional<tuf::TargetFile>();
+  return std::optional<tuf::TargetFile>(it->second);
+}
+
+Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All() const {
+  if (!lazy) return targets.targets;
+  std::string_view text(env.signed_bytes.data() + targets_offset, targets_size);
+  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(text, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
+  std::map<std::string, tuf::TargetFile> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    auto tf = tuf::ParseTargetFile(it.value());
+    if (!tf.ok()) return tf.status().WithContext("target " + it.key().substr(0, 128));
+    out.emplace_hint(out.end(), it.key(), std::move(*tf));
+  }
+  return out;
+}
+
+std::string Updater::Loaded::Raw() const {
+  if (!raw.empty()) return raw;
+  auto s = env.Serialize();
+  return s.ok() ? *s : std::string();
+}
 
 Updater::Updater(UpdaterOptions o, Fetcher* fetcher, const Clock& clock, FileSystem* fs)
     : o_(std::move(o)), fetcher_(fetcher), clock_(clock), fs_(fs) {
@@ -42,11 +82,11 @@ std::string Updater::LocalName(const std::string& target_path) { return tuf::Quo
 std::string Updater::MetaUrl(const std::string& file) const { return o_.metadata_url + "/" + file; }
 
 Status Updater::Persist(const std::string& role, std::string_view bytes) {
-  return fs_->WriteFileAtomic(JoinPath(o_.metadata_dir, tuf::QuoteRoleName(role) + ".json"), bytes);
+  return fs_->WriteFileAtomic(JoinPath(o_.metadata_dir, tuf::MetadataName(role)), bytes);
 }
 
 Result<std::string> Updater::ReadLocal(const std::string& role, uint64_t cap) {
-  return fs_->ReadFile(JoinPath(o_.metadata_dir, tuf::QuoteRoleName(role) + ".json"), cap);
+  return fs_->ReadFile(JoinPath(o_.metadata_dir, tuf::MetadataName(role)), cap);
 }
 
 Status Updater::InitTrustedRoot(const std::string& metadata_dir, const std::string& root_file, FileSystem* fs) {
@@ -105,10 +145,11 @@ Status Updater::UpdateRoot() {
   tuf::Root original = root_;
   for (int i = 0; i < tuf::kMaxRootRotations; ++i) {
     int64_t next = root_.common.version + 1;
-    std::string url = MetaUrl(std::to_string(next) + ".root.json");
+    std::string url = MetaUrl(tuf::VersionedMetadataName(next, "root"));
     auto bytes = fetcher_->FetchAll(url, tuf::kMaxRootBytes);
     if (!bytes.ok()) {
-      if (bytes.status().code() == ErrorCode::kNotFound) break;  // no newer root
+      // No newer root. Some static hosts (S3 without list rights) answer a missing file 403.
+      if (bytes.status().code() == ErrorCode::kNotFound || bytes.status().code() == ErrorCode::kForbidden) break;
       return bytes.status().WithContext("root v" + std::to_string(next));
     }
     PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(*bytes, tuf::kMaxRootBytes));
@@ -169,7 +210,8 @@ Status Updater::UpdateSnapshot() {
   }
   uint64_t cap = meta.length.value_or(tuf::kMaxSnapshotBytes);
   if (cap > tuf::kMaxSnapshotBytes) cap = tuf::kMaxSnapshotBytes;
-  std::string file = root_.consistent_snapshot ? std::to_string(meta.version) + ".snapshot.json" : "snapshot.json";
+  std::string file = root_.consistent_snapshot ? tuf::VersionedMetadataName(meta.version, "snapshot")
+                                               : tuf::MetadataName("snapshot");
   auto bytes = fetcher_->FetchAll(MetaUrl(file), cap);
   if (!bytes.ok()) {
     if (bytes.status().code() == ErrorCode::kTooLarge)
@@ -204,7 +246,12 @@ Status Updater::UpdateSnapshot() {
 Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
                                                       const std::map<std::string, PublicKey>& keys,
                                                       const tuf::RoleKeys& role_keys) {
-  if (auto it = targets_.find(role); it != targets_.end()) return &it->second;
+  // A role already loaded is verified again against the delegator it is reached through
+  // now: a role delegated by two parents with different keys must satisfy each of them.
+  if (auto it = targets_.find(role); it != targets_.end()) {
+    PG_RETURN_IF_ERROR(tuf::VerifyThreshold(it->second.env, keys, role_keys, role));
+    return &it->second;
+  }
   auto mit = snapshot_->meta.find(role + ".json");
   if (mit == snapshot_->meta.end())
     return Status(ErrorCode::kMixAndMatch, "role " + role + " is not listed in the trusted snapshot");
@@ -213,16 +260,38 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
 
   auto accept = [&](const std::string& bytes, bool fetched) -> Result<const Loaded*> {
     if (fetched) PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, bytes, role));
-    PG_ASSIGN_OR_RETURN(Envelope env, Envelope::Parse(bytes, tuf::kMaxTargetsBytes));
-    PG_RETURN_IF_ERROR(tuf::VerifyThreshold(env, keys, role_keys, role));
-    PG_ASSIGN_OR_RETURN(tuf::Targets t, tuf::Targets::FromSigned(env.signed_json));
+    Loaded loaded;
+    // Large canonical roles: no DOM; the signature is checked over the exact bytes and
+    // targets are looked up in the text when asked for.
+    bool lazy = false;
+    if (bytes.size() >= kLazyRoleBytes) {
+      auto lz = tuf::LazyTargets::Parse(bytes, tuf::kMaxTargetsBytes);
+      if (lz.ok()) {
+        PG_RETURN_IF_ERROR(tuf::VerifyThreshold(lz->env, keys, role_keys, role));
+        loaded.env = std::move(lz->env);
+        loaded.targets = std::move(lz->parsed);
+        loaded.lazy = true;
+        loaded.targets_offset = lz->targets_offset;
+        loaded.targets_size = lz->targets_size;
+        lazy = true;
+      } else if (lz.status().code() != ErrorCode::kUnsupported) {
+        return lz.status().WithContext(role);
+      }
+    }
+    if (!lazy) {
+      PG_ASSIGN_OR_RETURN(loaded.env, Envelope::Parse(bytes, tuf::kMaxTargetsBytes));
+      PG_RETURN_IF_ERROR(tuf::VerifyThreshold(loaded.env, keys, role_keys, role));
+      PG_ASSIGN_OR_RETURN(loaded.targets, tuf::Targets::FromSigned(loaded.env.signed_json));
+    }
+    const tuf::Targets& t = loaded.targets;
     if (t.common.version != meta.version)
       return Status(ErrorCode::kMixAndMatch, role + " version " + std::to_string(t.common.version) +
                                                  " differs from the version the snapshot lists (" +
                                                  std::to_string(meta.version) + ")");
     PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
     if (fetched) PG_RETURN_IF_ERROR(Persist(role, bytes));
-    auto [it, _] = targets_.insert_or_assign(role, Loaded{std::move(env), std::move(t), bytes});
+    if (!loaded.lazy || !SerializesTo(loaded.env, bytes)) loaded.raw = bytes;
+    auto [it, _] = targets_.insert_or_assign(role, std::move(loaded));
     return &it->second;
   };
 
@@ -231,8 +300,8 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
     auto r = accept(*local, false);
     if (r.ok()) return r;
   }
-  std::string file = root_.consistent_snapshot ? std::to_string(meta.version) + "." + tuf::QuoteRoleName(role) + ".json"
-                                               : tuf::QuoteRoleName(role) + ".json";
+  std::string file = root_.consistent_snapshot ? tuf::VersionedMetadataName(meta.version, role)
+                                               : tuf::MetadataName(role);
   auto bytes = fetcher_->FetchAll(MetaUrl(file), cap);
   if (!bytes.ok()) {
     if (bytes.status().code() == ErrorCode::kTooLarge)
@@ -281,8 +350,8 @@ Result<TargetInfo> Updater::GetTargetInfo(const std::string& target_path) {
       continue;
     }
     PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
-    auto hit = loaded->targets.targets.find(target_path);
-    if (hit != loaded->targets.targets.end()) return TargetInfo{target_path, hit->second, v.role};
+    PG_ASSIGN_OR_RETURN(std::optional<tuf::TargetFile> hit, loaded->Find(target_path));
+    if (hit) return TargetInfo{target_path, std::move(*hit), v.role};
     if (!loaded->targets.delegations) continue;
     const tuf::Delegations& d = *loaded->targets.delegations;
     std::vector<Visit> children;
@@ -317,13 +386,26 @@ std::optional<std::string> Updater::FindCachedTarget(const TargetInfo& info) {
 
 Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
   if (auto cached = FindCachedTarget(info)) return *cached;
-  auto sha = info.file.hashes.find("sha256");
-  if (root_.consistent_snapshot && sha == info.file.hashes.end())
-    return Corrupt(info.path + " has no sha256 hash to download it by");
+  std::string hash;
+  if (root_.consistent_snapshot) {
+    // TUF 5.7.3: the file is "<hash>.<name>" for one of the hashes the metadata lists.
+    // sha256 when listed (what patchgate writes), else the first supported algorithm.
+    if (auto sha = info.file.hashes.find("sha256"); sha != info.file.hashes.end()) {
+      hash = sha->second;
+    } else {
+      for (const auto& [alg, hex] : info.file.hashes)
+        if (Hasher::Create(alg).ok()) {
+          hash = hex;
+          break;
+        }
+    }
+    if (hash.empty()) return Unsupported(info.path + " lists no hash algorithm this client supports");
+    if (hash.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+      return Corrupt(info.path + ": a listed hash is not hexadecimal; cannot name the file to download");
+  }
   PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.target_dir));
   std::string final_path = JoinPath(o_.target_dir, LocalName(info.path));
-  std::string url = o_.target_base_url + "/" +
-                    TargetUrlPath(info.path, sha == info.file.hashes.end() ? "" : sha->second, root_.consistent_snapshot);
+  std::string url = o_.target_base_url + "/" + TargetUrlPath(info.path, hash, root_.consistent_snapshot);
   PG_RETURN_IF_ERROR(FetchTargetTo(fetcher_, url, info.path, info.file, final_path, TargetFetchOptions{}));
   return final_path;
 }
@@ -345,7 +427,8 @@ Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
     if (visited.size() > static_cast<size_t>(tuf::kMaxDelegationDepth) * 1024)
       return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
     PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
-    for (const auto& [path, file] : loaded->targets.targets) {
+    PG_ASSIGN_OR_RETURN(auto all, loaded->All());
+    for (const auto& [path, file] : all) {
       // The first role in walk order that signs a path wins, as in GetTargetInfo.
       if (seen_paths.insert(path).second) out.push_back(TargetInfo{path, file, v.role});
     }
@@ -369,7 +452,7 @@ std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {
   if (snapshot_ && !snapshot_raw_.empty())
     out[std::to_string(snapshot_->common.version) + ".snapshot.json"] = snapshot_raw_;
   for (const auto& [role, loaded] : targets_)
-    out[std::to_string(loaded.targets.common.version) + "." + tuf::QuoteRoleName(role) + ".json"] = loaded.raw;
+    out[tuf::VersionedMetadataName(loaded.targets.common.version, role)] = loaded.Raw();
   return out;
 }
 

@@ -69,10 +69,20 @@ class Updater {
   std::optional<int64_t> TrustedSnapshotVersion() const;
 
  private:
+  // Roles at least this large are read without a DOM when they are canonical JSON.
+  static constexpr size_t kLazyRoleBytes = 256 * 1024;
   struct Loaded {
     tuf::Envelope env;
-    tuf::Targets targets;
-    std::string raw;  // the verified bytes
+    tuf::Targets targets;  // common + delegations; targets too unless lazy
+    // The verified bytes. Empty for a lazy role whose file is exactly env.Serialize()
+    // (canonical): Raw() rebuilds it, so a large role is not held twice.
+    std::string raw;
+    bool lazy = false;     // targets are looked up in env.signed_bytes
+    size_t targets_offset = 0, targets_size = 0;
+    Result<std::optional<tuf::TargetFile>> Find(const std::string& path) const;
+    // Every target of the role (parses the text of a lazy role).
+    Result<std::map<std::string, tuf::TargetFile>> All() const;
+    std::string Raw() const;
   };
 
   Status LoadTrustedRoot();

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <filesystem>
+
 #include "crypto/hash.h"
 
 namespace patchgate::client {
@@ -105,6 +107,10 @@ class TestRepo {
 
 class UpdaterTest : public ::testing::Test {
  protected:
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
   void SetUp() override {
     char tmpl[] = "/tmp/pgclientXXXXXX";
     dir_ = mkdtemp(tmpl);
@@ -270,7 +276,153 @@ TEST_F(UpdaterTest, DuplicateSignaturesDoNotMeetAThresholdOfTwo) {
   ASSERT_TRUE(env->Sign(repo_.root_key).ok());
   env->signatures.push_back(env->signatures[0]);
   repo_.fetcher.files[std::string(kMeta) + "/2.root.json"] = *env->Serialize();
+  Status st = Refresh();
+  EXPECT_TRUE(st.code() == ErrorCode::kDuplicateSignature || st.code() == ErrorCode::kUnmetThreshold) << st.ToString();
+}
+
+// #9.4: the same keyid twice among the signatures is refused, even where one valid
+// signature would meet the threshold.
+TEST_F(UpdaterTest, RepeatedKeyIdInSignaturesIsRefused) {
+  repo_.Commit();
+  auto env = Envelope::FromSigned(repo_.timestamp);
+  ASSERT_TRUE(env->Sign(repo_.ts_key).ok());
+  env->signatures.push_back(env->signatures[0]);
+  repo_.SetTimestamp(*env->Serialize());
+  Status st = Refresh();
+  EXPECT_EQ(st.code(), ErrorCode::kDuplicateSignature) << st.ToString();
+  // The same signature twice in a delegated role too.
+  repo_.SetTimestamp(Sign(repo_.timestamp, {&repo_.ts_key}));
+  ASSERT_TRUE(Refresh().ok());
+}
+
+// #9.8: a new root must be signed by the trusted root's threshold, not only its own.
+TEST_F(UpdaterTest, NewRootSignedOnlyByItsOwnKeysIsRefused) {
+  PrivateKey a = NewKey();
+  repo_.root["version"] = 2;
+  repo_.root["keys"].erase(repo_.root_key.KeyId());
+  repo_.SetRoleKeys("root", {&a}, 1);
+  repo_.PublishRoot({&a});  // meets its own threshold (1 of a), not the trusted root's
+  Status st = Refresh();
+  EXPECT_EQ(st.code(), ErrorCode::kUnmetThreshold) << st.ToString();
+  EXPECT_NE(st.message().find("trusted root"), std::string::npos) << st.message();
+}
+
+// #9.8: a timestamp whose version is lower than the trusted one is a rollback even when
+// it names the current snapshot (so the snapshot check cannot catch it).
+TEST_F(UpdaterTest, LowerTimestampVersionNamingTheCurrentSnapshotIsRefused) {
+  repo_.Commit();  // timestamp v2 -> snapshot v2
+  ASSERT_TRUE(Refresh().ok());
+  Json ts = repo_.timestamp;
+  ASSERT_EQ(ts["version"], 2);
+  ts["version"] = 1;  // same snapshot meta as the trusted v2
+  repo_.SetTimestamp(Sign(ts, {&repo_.ts_key}));
+  Status st = Refresh();
+  EXPECT_EQ(st.code(), ErrorCode::kRollback) << st.ToString();
+}
+
+// #9.4: any hash algorithm the metadata lists names the file with consistent snapshots.
+TEST_F(UpdaterTest, TargetListingOnlySha512Downloads) {
+  auto h = Hasher::Create("sha512");
+  ASSERT_TRUE(h.ok());
+  std::string content = "sha512 only";
+  h->Update(content);
+  std::string sha512 = h->FinalHex();
+  repo_.roles["targets"].first["targets"]["tools/only512.bin"] = {{"length", content.size()},
+                                                                  {"hashes", {{"sha512", sha512}}}};
+  std::string url = std::string(kTargets) + "/tools/" + sha512 + ".only512.bin";
+  repo_.fetcher.files[url] = content;
+  repo_.Commit();
+  Status st = Download("tools/only512.bin");
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(repo_.fetcher.requests[url], 1);
+  EXPECT_EQ(*RealFileSystem::Get().ReadFile(dir_ + "/targets/tools%2Fonly512.bin", 100), content);
+  // Every listed supported hash is checked: a wrong sha512 beside a right sha256 fails.
+  std::string bad = std::string(128, '0');
+  repo_.roles["targets"].first["targets"]["tools/both.bin"] = {
+      {"length", content.size()}, {"hashes", {{"sha256", Sha256Hex(content)}, {"sha512", bad}}}};
+  repo_.fetcher.files[std::string(kTargets) + "/tools/" + Sha256Hex(content) + ".both.bin"] = content;
+  repo_.Commit();
+  EXPECT_EQ(Download("tools/both.bin").code(), ErrorCode::kHashMismatch);
+  EXPECT_FALSE(RealFileSystem::Get().Exists(dir_ + "/targets/tools%2Fboth.bin"));
+}
+
+// #9.4: a role delegated by two parents with different keys is verified against the
+// parent through which it is reached, every time (not taken from a cache).
+TEST_F(UpdaterTest, RoleDelegatedByTwoParentsIsVerifiedAgainstEach) {
+  PrivateKey ka = NewKey(), kb = NewKey(), k1 = NewKey(), k2 = NewKey();
+  repo_.roles["targets"].first["delegations"] = {
+      {"keys", {{ka.KeyId(), ka.public_key().ToJson()}, {kb.KeyId(), kb.public_key().ToJson()}}},
+      {"roles", {{{"name", "A"}, {"keyids", {ka.KeyId()}}, {"threshold", 1}, {"terminating", false}, {"paths", {"*/*"}}},
+                 {{"name", "B"}, {"keyids", {kb.KeyId()}}, {"threshold", 1}, {"terminating", false}, {"paths", {"*/*"}}}}}};
+  repo_.roles["A"] = {TestRepo::Targets(1), {&ka}};
+  repo_.roles["B"] = {TestRepo::Targets(1), {&kb}};
+  repo_.roles["A"].first["delegations"] = {
+      {"keys", {{k1.KeyId(), k1.public_key().ToJson()}}},
+      {"roles", {{{"name", "shared"}, {"keyids", {k1.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                  {"paths", {"first/*"}}}}}};
+  repo_.roles["B"].first["delegations"] = {
+      {"keys", {{k2.KeyId(), k2.public_key().ToJson()}}},
+      {"roles", {{{"name", "shared"}, {"keyids", {k2.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                  {"paths", {"*/*"}}}}}};
+  repo_.roles["shared"] = {TestRepo::Targets(1), {&k1}};  // signed with A's delegation key only
+  repo_.AddTarget("shared", "first/ok.bin", "ok");
+  repo_.AddTarget("shared", "second/evil.bin", "evil");   // B never authorised k1
+  repo_.Commit();
+  Updater u = Make();
+  auto ok = u.GetTargetInfo("first/ok.bin");  // targets -> A -> shared (k1): fine
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->role, "shared");
+  // targets -> A (no match for second/*) -> B -> shared must satisfy B's k2: it does not.
+  auto evil = u.GetTargetInfo("second/evil.bin");
+  ASSERT_FALSE(evil.ok()) << "trusted a target through a delegation that never authorised its signer";
+  EXPECT_EQ(evil.status().code(), ErrorCode::kUnmetThreshold);
+  // A fresh updater (local copy of "shared" on disk) gives the same answers.
+  Updater fresh = Make();
+  EXPECT_EQ(fresh.GetTargetInfo("second/evil.bin").status().code(), ErrorCode::kUnmetThreshold);
+  EXPECT_TRUE(fresh.GetTargetInfo("first/ok.bin").ok());
+}
+
+// #12: a large canonical targets role is read without a DOM (signature over the exact
+// bytes, one target looked up in the text); tampering is still caught.
+TEST_F(UpdaterTest, LargeFlatTargetsRoleIsVerifiedAndSearchedWithoutADom) {
+  Json& t = repo_.roles["targets"].first["targets"];
+  for (int i = 0; i < 4000; ++i)
+    t["bulk/file-" + std::to_string(i) + ".bin"] = {{"length", 1}, {"hashes", {{"sha256", std::string(64, 'a')}}}};
+  repo_.AddTarget("targets", "bulk/zz-real.bin", "real bulk bytes");
+  repo_.Commit();
+  std::string url = std::string(kMeta) + "/2.targets.json";
+  ASSERT_GT(repo_.fetcher.files[url].size(), 256u * 1024);
+  ASSERT_TRUE(Download("bulk/zz-real.bin").ok());
+  ASSERT_TRUE(Download("office/setup.exe").ok());
+  EXPECT_EQ(Download("bulk/absent.bin").code(), ErrorCode::kNotFound);
+  {
+    Updater u = Make();
+    auto info = u.GetTargetInfo("bulk/file-1234.bin");
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(info->file.length, 1u);
+  }
+  // One byte changed inside a target entry of the signed bytes: the signature fails.
+  repo_.Commit();
+  std::string& bytes = repo_.fetcher.files[std::string(kMeta) + "/3.targets.json"];
+  auto pos = bytes.find("file-2000.bin\":{\"hashes\":{\"sha256\":\"a");
+  ASSERT_NE(pos, std::string::npos);
+  bytes[pos + 36] = 'b';
+  // (the snapshot lists no hash for targets.json: only the signature can catch it)
+  std::filesystem::remove_all(dir_ + "/meta/targets.json");
   EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+}
+
+// #9.6: a 403 says "not entitled", a 401 "token refused".
+TEST(HttpStatus, NamesForbiddenAndUnauthorized) {
+  Status f = HttpStatusToStatus(403, "http://h/targets/x");
+  EXPECT_EQ(f.code(), ErrorCode::kForbidden);
+  EXPECT_NE(f.message().find("not entitled"), std::string::npos);
+  Status u = HttpStatusToStatus(401, "http://h/targets/x");
+  EXPECT_EQ(u.code(), ErrorCode::kUnauthorized);
+  EXPECT_NE(u.message().find("token refused"), std::string::npos);
+  EXPECT_EQ(HttpStatusToStatus(404, "u").code(), ErrorCode::kNotFound);
+  EXPECT_TRUE(HttpStatusToStatus(200, "u").ok());
+  EXPECT_EQ(HttpStatusToStatus(500, "u").code(), ErrorCode::kNetwork);
 }
 
 TEST_F(UpdaterTest, RootRotationWithChangedThreshold) {
@@ -378,6 +530,13 @@ TEST_F(UpdaterTest, DelegatedRoleSignedByTheWrongKey) {
 TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {
   char tmpl[] = "/tmp/pgclientXXXXXX";
   std::string dir = mkdtemp(tmpl);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{dir};
   EXPECT_FALSE(Updater::InitTrustedRoot(dir + "/m", dir + "/missing.json", &RealFileSystem::Get()).ok());
   TestRepo repo;
   ASSERT_TRUE(RealFileSystem::Get().WriteFileAtomic(dir + "/root.json", Sign(repo.root, {})).ok());

@@ -33,6 +33,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kScanFailed: return "ScanFailed";
     case ErrorCode::kTimeout: return "Timeout";
     case ErrorCode::kConflict: return "Conflict";
+    case ErrorCode::kDuplicateSignature: return "DuplicateSignature";
   }
   return "Unknown";
 }

@@ -47,6 +47,7 @@ enum class ErrorCode {
   kScanFailed,         // anything but an explicit clean verdict
   kTimeout,
   kConflict,           // e.g. publishing an existing name with different bytes
+  kDuplicateSignature, // TUF metadata lists the same keyid twice among its signatures
 };
 
 std::string_view ErrorCodeName(ErrorCode code);

@@ -58,6 +58,25 @@ TEST(EscapeInvalidUtf8, EscapesEachInvalidByteAndKeepsValidText) {
   }
 }
 
+TEST(IsStorableText, AgreesWithItsDefinitionAtEveryOffset) {
+  // Valid UTF-8 without NUL, whatever the position of the bad byte relative to 8-byte words.
+  const std::string base = "abcdefghijklmnopqrstuvwxyz0123456789";
+  EXPECT_TRUE(IsStorableText(base));
+  EXPECT_TRUE(IsStorableText(""));
+  EXPECT_TRUE(IsStorableText(base + "\xE2\x82\xAC" + base));
+  for (size_t pos = 0; pos <= base.size(); ++pos) {
+    for (std::string bad : {std::string(1, '\0'), std::string("\xFF"), std::string("\xE2\x82"), std::string("\x80")}) {
+      std::string s = base;
+      s.insert(pos, bad);
+      EXPECT_FALSE(IsStorableText(s)) << pos;
+      EXPECT_EQ(IsStorableText(s), s.find('\0') == std::string::npos && IsValidUtf8(s)) << pos;
+    }
+    std::string ok = base;
+    ok.insert(pos, "\xC3\xA9");
+    EXPECT_TRUE(IsStorableText(ok)) << pos;
+  }
+}
+
 TEST(TruncateUtf8, NeverCutsThroughACharacter) {
   const std::string euro = "\xE2\x82\xAC";
   std::string s = "ab" + euro + "c";

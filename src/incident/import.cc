@@ -15,18 +15,13 @@
 #include "core/text.h"
 #include "crypto/hash.h"
 #include "incident/nginx_log.h"
+#include "tuf/naming.h"
 #include "tuf/repository.h"
 
 namespace patchgate::incident {
 
 namespace {
 
-bool IsHex64(std::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
 
 // Reads lines of at most kMaxLine bytes from a file through one large buffer; a longer
 // line is reported (its first bytes only) and skipped up to the next newline.
@@ -189,12 +184,10 @@ bool TargetFromRequestPath(const std::string& raw, std::string* target, std::str
   if (!IsPlainText(path)) path = raw;  // undecodable: keep the path as the log has it
   if (path.rfind("/targets/", 0) != 0 || path.size() <= 9) return false;
   std::string rel = path.substr(9);
-  auto slash = rel.find_last_of('/');
-  std::string dir = slash == std::string::npos ? "" : rel.substr(0, slash + 1);
-  std::string base = slash == std::string::npos ? rel : rel.substr(slash + 1);
-  if (base.size() > 65 && base[64] == '.' && IsHex64(std::string_view(base).substr(0, 64))) {
-    *sha256 = base.substr(0, 64);
-    *target = dir + base.substr(65);
+  auto parsed = tuf::ParseConsistentTargetName(rel);
+  if (parsed && parsed->hash_hex.size() == 64) {
+    *sha256 = std::move(parsed->hash_hex);
+    *target = std::move(parsed->target_path);
   } else {
     sha256->clear();
     *target = rel;

@@ -149,15 +149,35 @@ void AppendTime(std::string& out, int64_t us) {
   out += 'Z';
 }
 
-// Text from the store as a terminal may print it (no escape sequences).
-std::string Tm(const std::string& s) { return EscapeForTerminal(s); }
-
 std::string T(int64_t us) {
   std::string s;
   AppendTime(s, us);
   return s;
 }
 
+// Text from the store as a terminal may print it (no escape sequences). Printable ASCII,
+// the common case, is appended as it is, without a copy.
+void AppendTm(std::string& out, std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7f) {
+      out += EscapeForTerminal(s);
+      return;
+    }
+  out += s;
+}
+std::string Tm(std::string_view s) {
+  std::string out;
+  AppendTm(out, s);
+  return out;
+}
+
+// Appends `s` (terminal-safe) left-aligned in a column `width` bytes wide (longer text is
+// not cut).
+void Pad(std::string& out, std::string_view s, size_t width) {
+  size_t at = out.size();
+  AppendTm(out, s);
+  if (out.size() - at < width) out.append(width - (out.size() - at), ' ');
+}
 
 std::string Html(const std::string& raw) {
   std::string s = EscapeInvalidUtf8(raw), o;  // the report declares UTF-8: make it so
@@ -178,23 +198,30 @@ std::string Html(const std::string& raw) {
 
 std::string RenderTable(const Scope& s) {
   std::string out = "Incident scope: node " + Tm(s.query.node) + ", " + T(s.query.from) + " to " + T(s.query.to) + "\n";
-  char buf[512];
+  size_t rows = 0;
+  for (const auto& g : s.orgs) rows += g.downloads.size();
+  out.reserve(out.size() + rows * 160 + s.orgs.size() * 128 + 256);
   for (const auto& g : s.orgs) {
-    std::snprintf(buf, sizeof buf, "\n%s [%s] account manager: %s %s %s\n", Tm(g.name).c_str(), Tm(g.tier).c_str(),
-                  Tm(g.account_manager).c_str(),
-                  g.account_manager_email.empty() ? "" : ("<" + Tm(g.account_manager_email) + ">").c_str(),
-                  Tm(g.phone).c_str());
-    out += buf;
-    std::string user;
+    out += "\n" + Tm(g.name) + " [" + Tm(g.tier) + "] account manager: " + Tm(g.account_manager) + " " +
+           (g.account_manager_email.empty() ? "" : "<" + Tm(g.account_manager_email) + ">") + " " + Tm(g.phone) + "\n";
+    const std::string* user = nullptr;
     for (const auto& d : g.downloads) {
-      if (d.username != user) {
-        user = d.username;
-        out += "  " + Tm(user) + "\n";
+      if (!user || d.username != *user) {
+        user = &d.username;
+        out += "  ";
+        AppendTm(out, d.username);
+        out += '\n';
       }
-      std::snprintf(buf, sizeof buf, "    %-20s  %-40s  %s  %s%s\n", T(d.started_at).c_str(), Tm(d.target_path).c_str(),
-                    Tm(d.sha256).c_str(), Tm(d.source).c_str(),
-                    d.outcome == DownloadOutcome::kInProgress ? "  unfinished" : "");
-      out += buf;
+      out += "    ";
+      Pad(out, T(d.started_at), 20);
+      out += "  ";
+      Pad(out, d.target_path, 40);
+      out += "  ";
+      AppendTm(out, d.sha256);
+      out += "  ";
+      AppendTm(out, d.source);
+      if (d.outcome == DownloadOutcome::kInProgress) out += "  unfinished";
+      out += '\n';
     }
   }
   out += "\n" + s.Totals() + "\n";
@@ -202,16 +229,38 @@ std::string RenderTable(const Scope& s) {
 }
 
 std::string RenderCsv(const Scope& s) {
+  // Every text cell goes through CsvCell (core/csv.h: quoted, neutralised against formula
+  // injection, valid UTF-8). An organisation's four cells are the same on each of its rows,
+  // so they are encoded once per organisation, not once per row.
   std::string out;
-  CsvWriter w(&out);
-  w.Row({"organisation", "tier", "account_manager", "account_manager_email", "user", "file", "time", "sha256", "node",
-         "bytes", "source", "outcome"});
-  for (const auto& g : s.orgs)
+  CsvWriter(&out).Row({"organisation", "tier", "account_manager", "account_manager_email", "user", "file", "time",
+                       "sha256", "node", "bytes", "source", "outcome"});
+  size_t rows = 0;
+  for (const auto& g : s.orgs) rows += g.downloads.size();
+  out.reserve(out.size() + rows * 200);
+  for (const auto& g : s.orgs) {
+    const std::string prefix = CsvCell(g.name) + "," + CsvCell(g.tier) + "," + CsvCell(g.account_manager) + "," +
+                               CsvCell(g.account_manager_email) + ",";
     for (const auto& d : g.downloads) {
-      w.Text(g.name).Text(g.tier).Text(g.account_manager).Text(g.account_manager_email).Text(d.username);
-      w.Text(d.target_path).Text(T(d.started_at)).Text(d.sha256).Text(d.node).Number(uint64_t{d.bytes_sent});
-      w.Text(d.source).Text(DownloadOutcomeName(d.outcome)).EndRow();
+      out += prefix;
+      out += CsvCell(d.username);
+      out += ',';
+      out += CsvCell(d.target_path);
+      out += ',';
+      out += CsvCell(T(d.started_at));
+      out += ',';
+      out += CsvCell(d.sha256);
+      out += ',';
+      out += CsvCell(d.node);
+      out += ',';
+      out += std::to_string(d.bytes_sent);
+      out += ',';
+      out += CsvCell(d.source);
+      out += ',';
+      out += CsvCell(DownloadOutcomeName(d.outcome));
+      out += '\n';
     }
+  }
   return out;
 }
 

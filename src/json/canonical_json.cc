@@ -2,20 +2,51 @@
 
 #include <vector>
 
+#include "core/text.h"
+
 namespace patchgate::cjson {
 
 namespace {
 
-void AppendString(const std::string& s, std::string* out) {
+// Appends `s` as a JSON string. Canonical form (securesystemslib) escapes only '"' and
+// '\\' and copies every other byte, control characters included; the standard form
+// (what is written to disk) also escapes control characters, so the file is JSON that
+// any parser reads. Both refuse bytes that are not UTF-8: JSON text cannot carry them.
+Status AppendString(const std::string& s, bool standard, std::string* out) {
+  if (!IsValidUtf8(s)) {
+    std::string shown;
+    for (unsigned char c : s.substr(0, 48)) shown += (c >= 0x20 && c < 0x7f) ? std::string(1, static_cast<char>(c)) : "?";
+    return InvalidArgument("the string \"" + shown + (s.size() > 48 ? "…" : "") +
+                           "\" is not valid UTF-8 and cannot be encoded as JSON");
+  }
+  static const char kHex[] = "0123456789abcdef";
   out->push_back('"');
   for (char c : s) {
-    if (c == '"' || c == '\\') out->push_back('\\');
-    out->push_back(c);
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (standard && u < 0x20) {
+      switch (c) {
+        case '\n': out->append("\\n"); break;
+        case '\r': out->append("\\r"); break;
+        case '\t': out->append("\\t"); break;
+        case '\b': out->append("\\b"); break;
+        case '\f': out->append("\\f"); break;
+        default:
+          out->append("\\u00");
+          out->push_back(kHex[u >> 4]);
+          out->push_back(kHex[u & 15]);
+      }
+    } else {
+      out->push_back(c);
+    }
   }
   out->push_back('"');
+  return Status::OK();
 }
 
-Status EncodeInto(const Json& v, std::string* out, int depth) {
+Status EncodeInto(const Json& v, bool standard, std::string* out, int depth) {
   if (depth > 512) return InvalidArgument("JSON nested too deeply to encode");
   switch (v.type()) {
     case Json::value_t::null: out->append("null"); return Status::OK();
@@ -24,14 +55,14 @@ Status EncodeInto(const Json& v, std::string* out, int depth) {
     case Json::value_t::number_unsigned: out->append(std::to_string(v.get<uint64_t>())); return Status::OK();
     case Json::value_t::number_float:
       return InvalidArgument("canonical JSON has no floating-point numbers; use an integer or a string");
-    case Json::value_t::string: AppendString(v.get_ref<const std::string&>(), out); return Status::OK();
+    case Json::value_t::string: return AppendString(v.get_ref<const std::string&>(), standard, out);
     case Json::value_t::array: {
       out->push_back('[');
       bool first = true;
       for (const auto& e : v) {
         if (!first) out->push_back(',');
         first = false;
-        PG_RETURN_IF_ERROR(EncodeInto(e, out, depth + 1));
+        PG_RETURN_IF_ERROR(EncodeInto(e, standard, out, depth + 1));
       }
       out->push_back(']');
       return Status::OK();
@@ -44,9 +75,9 @@ Status EncodeInto(const Json& v, std::string* out, int depth) {
       for (auto it = v.begin(); it != v.end(); ++it) {
         if (!first) out->push_back(',');
         first = false;
-        AppendString(it.key(), out);
+        PG_RETURN_IF_ERROR(AppendString(it.key(), standard, out));
         out->push_back(':');
-        PG_RETURN_IF_ERROR(EncodeInto(it.value(), out, depth + 1));
+        PG_RETURN_IF_ERROR(EncodeInto(it.value(), standard, out, depth + 1));
       }
       out->push_back('}');
       return Status::OK();
@@ -146,7 +177,13 @@ Result<Json> Parse(std::string_view text, const ParseLimits& limits) {
 
 Result<std::string> Encode(const Json& value) {
   std::string out;
-  PG_RETURN_IF_ERROR(EncodeInto(value, &out, 0));
+  PG_RETURN_IF_ERROR(EncodeInto(value, /*standard=*/false, &out, 0));
+  return out;
+}
+
+Result<std::string> EncodeStandard(const Json& value) {
+  std::string out;
+  PG_RETURN_IF_ERROR(EncodeInto(value, /*standard=*/true, &out, 0));
   return out;
 }
 

@@ -32,8 +32,18 @@ struct ParseLimits {
 // max_depth, invalid UTF-8) or kTooLarge. Never throws.
 Result<Json> Parse(std::string_view text, const ParseLimits& limits = {});
 
-// Encodes `value` canonically. kInvalidArgument for floats (and non-finite numbers).
+// Encodes `value` canonically. kInvalidArgument for floats (and non-finite numbers) and
+// for strings or keys that are not valid UTF-8 (never written: no JSON parser reads them).
+// Note: canonical JSON copies control characters raw (as securesystemslib does), so the
+// canonical form of a value holding e.g. a PEM key is not valid JSON text: sign it, but
+// write EncodeStandard() to disk.
 Result<std::string> Encode(const Json& value);
+
+// The same bytes as Encode() (sorted keys, no whitespace) except that control characters
+// in strings are escaped (\n, \u001f, ...): standard JSON that every parser reads and whose
+// parse canonicalises back to exactly Encode(value). Identical to Encode() when no string
+// holds a control character. Same errors as Encode().
+Result<std::string> EncodeStandard(const Json& value);
 
 // True if `text` is exactly the canonical encoding of its own parse.
 bool IsCanonical(std::string_view text);

@@ -68,5 +68,38 @@ TEST(CanonicalJson, IsCanonical) {
   EXPECT_FALSE(cjson::IsCanonical(R"({"a": 1})"));
 }
 
+// #9.3: the encoder refuses what JSON cannot carry instead of writing it.
+TEST(CanonicalJson, RefusesInvalidUtf8InValuesAndKeys) {
+  for (std::string bad : {std::string("a\xff"), std::string("\xc3"), std::string("\xed\xa0\x80"),
+                          std::string("\xc0\xaf")}) {
+    Json v = Json::object();
+    v["k"] = bad;
+    EXPECT_EQ(cjson::Encode(v).status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(cjson::EncodeStandard(v).status().code(), ErrorCode::kInvalidArgument);
+    Json k = Json::object();
+    k[bad] = 1;
+    EXPECT_EQ(cjson::Encode(k).status().code(), ErrorCode::kInvalidArgument);
+    Json arr = Json::array({1, Json::array({bad})});
+    EXPECT_FALSE(cjson::Encode(arr).ok());
+  }
+}
+
+// The on-disk form is standard JSON whose parse canonicalises to the signed bytes.
+TEST(CanonicalJson, StandardFormEscapesControlCharacters) {
+  Json j = Json::object();
+  j["pem"] = std::string("-----BEGIN PUBLIC KEY-----\nAB\tC\x01\x1f\r\n\"q\"\\");
+  j["b"] = "plain \xc3\xa9";
+  auto std_form = cjson::EncodeStandard(j);
+  ASSERT_TRUE(std_form.ok());
+  EXPECT_EQ(*std_form, "{\"b\":\"plain \xc3\xa9\",\"pem\":\"-----BEGIN PUBLIC KEY-----\\nAB\\tC\\u0001\\u001f\\r\\n"
+                       "\\\"q\\\"\\\\\"}");
+  for (char c : *std_form) EXPECT_GE(static_cast<unsigned char>(c), 0x20);
+  auto back = cjson::Parse(*std_form);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*cjson::Encode(*back), *cjson::Encode(j));
+  Json plain = {{"a", "x"}, {"n", 3}};
+  EXPECT_EQ(*cjson::EncodeStandard(plain), *cjson::Encode(plain));
+}
+
 }  // namespace
 }  // namespace patchgate

@@ -13,6 +13,7 @@
 #include "crypto/hash.h"
 #include "scan/scanner.h"
 #include "tuf/catalogue.h"
+#include "tuf/metadata.h"
 #include "tuf/repository.h"
 
 namespace patchgate::mirror {
@@ -196,8 +197,14 @@ Status NodeRuntime::Beat() {
       behind_since_ = 0;
     }
   } else {
-    auto w = tuf::VerifyRepository(o_.dir, SystemClock::Get());
-    if (w.ok()) h.snapshot_version = h.origin_snapshot_version = w->snapshot_version;
+    // The origin's own timestamp says which snapshot it serves (the server verifies the chain
+    // when it loads its catalogue; no need to re-hash the tree every heartbeat).
+    auto bytes = RealFileSystem::Get().ReadFile(JoinPath(JoinPath(o_.dir, "metadata"), "timestamp.json"),
+                                                tuf::kMaxTimestampBytes);
+    if (bytes.ok())
+      if (auto env = tuf::Envelope::Parse(*bytes, tuf::kMaxTimestampBytes); env.ok())
+        if (auto ts = tuf::Timestamp::FromSigned(env->signed_json); ts.ok())
+          h.snapshot_version = h.origin_snapshot_version = ts->snapshot.version;
   }
   if (watch_) {
     WatchStatus ws = watch_->status();

@@ -32,6 +32,15 @@ bool IsHex64(std::string_view s) {
   return true;
 }
 
+// "<name>.tmp.<digits>": how FileSystem::WriteFileAtomic and the publisher stage a file.
+bool IsTempName(std::string_view base) {
+  auto pos = base.rfind(".tmp.");
+  if (pos == std::string_view::npos || pos + 5 == base.size()) return false;
+  for (char c : base.substr(pos + 5))
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
 // Hashes a file at most `rate` bytes per second (0: no cap), through one descriptor.
 Result<FileDigest> HashLimited(const std::string& path, uint64_t rate, struct stat* st_out) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -147,6 +156,14 @@ void Watch::AddWatches(const std::string& rel_dir) {
   for (const auto& s : subdirs) AddWatches(rel_dir + "/" + s);
 }
 
+int64_t Watch::GraceMicros(const std::string& rel) const {
+  int64_t grace = int64_t{o_.unknown_grace_ms} * 1000;
+  // A publisher's temporary file ("<name>.tmp.<pid>", renamed into place when complete)
+  // gets longer than any other unexpected file.
+  if (IsTempName(rel.substr(rel.find_last_of('/') + 1))) grace = std::max<int64_t>(grace, int64_t{60} * 1'000'000);
+  return grace;
+}
+
 void Watch::Check(const std::string& rel, bool hash_always, std::vector<Violation>* out) {
   std::string abs = JoinPath(o_.dir, rel);
   struct stat st {};
@@ -160,6 +177,16 @@ void Watch::Check(const std::string& rel, bool hash_always, std::vector<Violatio
       return;
     }
     l.unlock();
+    if (IsTempName(rel.substr(rel.find_last_of('/') + 1))) {
+      // Being written by a publisher: judged only if it is still there when its grace ends.
+      std::lock_guard<std::mutex> l2(mu_);
+      auto [u, inserted] = unknown_since_.try_emplace(rel, Now());
+      int64_t since = u->second;
+      if (Now() - since < GraceMicros(rel)) return;
+      unknown_since_.erase(u);
+      out->push_back(Violation{rel, "added", "", since, ""});
+      return;
+    }
     // A target named by its own hash that hashes to it is harmless (no signed metadata
     // need list it); anything else must be expected once the grace is over.
     std::string base = rel.substr(rel.find_last_of('/') + 1);
@@ -194,9 +221,10 @@ void Watch::Check(const std::string& rel, bool hash_always, std::vector<Violatio
     }
     std::lock_guard<std::mutex> l2(mu_);
     auto [u, inserted] = unknown_since_.try_emplace(rel, Now());
-    if (Now() - u->second < int64_t{o_.unknown_grace_ms} * 1000) return;  // re-checked later
+    int64_t since = u->second;
+    if (Now() - since < GraceMicros(rel)) return;  // re-checked later
     unknown_since_.erase(u);
-    out->push_back(Violation{rel, "added", "", u->second, ""});
+    out->push_back(Violation{rel, "added", "", since, ""});
     return;
   }
   Known k = it->second;
@@ -223,6 +251,20 @@ void Watch::Check(const std::string& rel, bool hash_always, std::vector<Violatio
   if (!d.ok() && d.status().code() == ErrorCode::kNotFound) {
     out->push_back(Violation{rel, "removed", "", k.last_good, k.e.target_path});
     return;
+  }
+  if (d.ok()) {
+    // A legitimate new version (the origin publishing a new timestamp.json, a mirror's
+    // switch) is what `expected` now lists; anything else is a violation.
+    auto fresh = h_.expected();
+    auto f = fresh.find(rel);
+    if (f != fresh.end() && f->second.sha256 == d->sha256 && f->second.length == d->length) {
+      std::lock_guard<std::mutex> l2(mu_);
+      Known& nk = known_[rel];
+      nk.e = f->second;
+      nk.last_good = Now();
+      nk.ino = hs.st_ino, nk.size = hs.st_size, nk.mtime_ns = Ns(hs.st_mtim), nk.ctime_ns = Ns(hs.st_ctim);
+      return;
+    }
   }
   out->push_back(Violation{rel, "changed", d.ok() ? d->sha256 : "unreadable", k.last_good, k.e.target_path});
 }
@@ -354,7 +396,7 @@ void Watch::EventLoop() {
     {
       std::lock_guard<std::mutex> l(mu_);
       for (const auto& [rel, since] : unknown_since_)
-        if (now - since >= int64_t{o_.unknown_grace_ms} * 1000) waiting.push_back(rel);
+        if (now - since >= GraceMicros(rel)) waiting.push_back(rel);
     }
     for (const auto& rel : waiting) Check(rel, false, &found);
     Respond(std::move(found));

@@ -90,6 +90,7 @@ class Watch {
   // Checks one path; appends a violation when it is bad. `hash_always` ignores the stat identity.
   void Check(const std::string& rel, bool hash_always, std::vector<Violation>* out);
   void Respond(std::vector<Violation> v);
+  int64_t GraceMicros(const std::string& rel) const;
   bool FullVerify();
 
   WatchOptions o_;

@@ -4,22 +4,13 @@
 #include <mutex>
 #include <thread>
 
+#include "core/csv.h"
 #include "core/log.h"
 #include "crypto/hash.h"
 
 namespace patchgate::notify {
 
-std::string CsvCell(const std::string& s) {
-  std::string v = s;
-  if (!v.empty() && std::string_view("=+-@\t\r").find(v[0]) != std::string_view::npos) v.insert(v.begin(), '\'');
-  if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
-  std::string o = "\"";
-  for (char c : v) {
-    if (c == '"') o += '"';
-    o += c;
-  }
-  return o + "\"";
-}
+std::string CsvCell(const std::string& s) { return patchgate::CsvCell(s); }  // the one CSV writer
 
 namespace {
 

@@ -63,8 +63,8 @@ Result<DeliveryReport> Deliver(Store& store, const std::string& subject, int64_t
 inline constexpr size_t kMaxListedInBody = 25;
 inline constexpr size_t kMaxBodyBytes = 32 * 1024;
 
-// RFC 4180 CSV field, with a leading = + - @ TAB or CR neutralised by a quote character
-// so a spreadsheet does not execute it.
+// One CSV cell: core/csv.h's CsvCell (RFC 4180 quoting, a leading = + - @ TAB or CR
+// neutralised by a quote character, invalid UTF-8 escaped).
 std::string CsvCell(const std::string& s);
 
 }  // namespace patchgate::notify

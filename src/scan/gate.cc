@@ -31,34 +31,54 @@ Result<std::string> Quarantine(const std::string& repo_dir, const FileResult& r,
   return stem + ".quarantined";
 }
 
-tuf::PrePublishHook MakePublishGate(const ScanOptions& options, const std::string& repo_dir) {
-  return [options, repo_dir](const std::vector<std::string>& files) -> Result<std::vector<Json>> {
-    PG_ASSIGN_OR_RETURN(std::unique_ptr<Scanner> scanner, NewWorkerScanner(options));
-    PG_ASSIGN_OR_RETURN(std::vector<FileResult> results, scanner->Scan(files));
-    const EngineInfo& info = scanner->info();
-    std::string infected, unscanned;
-    for (const auto& r : results) {
-      if (r.verdict == Verdict::kInfected) {
-        auto q = Quarantine(repo_dir, r, info);
-        std::string dets;
-        for (const auto& d : r.detections) dets += (dets.empty() ? "" : ", ") + d;
-        infected += "\n  " + r.path + ": " + dets + (q.ok() ? " (quarantined as " + *q + ")" : " (quarantine failed: " + q.status().message() + ")");
-        log::Error("infected artifact refused at the publish gate", {{"file", r.path}, {"detections", dets}});
-      } else if (r.verdict != Verdict::kClean) {
-        unscanned += "\n  " + r.path + ": " + std::string(VerdictName(r.verdict)) + ": " + r.error;
-      }
+Result<std::vector<tuf::GateRecord>> JudgeScan(const std::vector<tuf::StagedInput>& files,
+                                               const std::vector<FileResult>& results, const EngineInfo& info,
+                                               const std::string& repo_dir) {
+  if (results.size() != files.size())
+    return Status(ErrorCode::kScanFailed, "refusing to publish: the scanner returned " + std::to_string(results.size()) +
+                                              " verdicts for " + std::to_string(files.size()) +
+                                              " files\nnothing was published");
+  std::string infected, unscanned;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const FileResult& r = results[i];
+    const std::string& shown = files[i].source;
+    if (r.verdict == Verdict::kInfected) {
+      FileResult named = r;
+      named.path = files[i].staged;
+      auto q = Quarantine(repo_dir, named, info);
+      std::string dets;
+      for (const auto& d : r.detections) dets += (dets.empty() ? "" : ", ") + d;
+      infected += "\n  " + shown + ": " + dets +
+                  (q.ok() ? " (quarantined as " + *q + ")" : " (quarantine failed: " + q.status().message() + ")");
+      log::Error("infected artifact refused at the publish gate", {{"file", shown}, {"detections", dets}});
+    } else if (r.verdict != Verdict::kClean) {
+      unscanned += "\n  " + shown + ": " + std::string(VerdictName(r.verdict)) + ": " + r.error;
     }
-    if (!infected.empty())
-      return Status(ErrorCode::kInfected, "refusing to publish: infected" + infected + "\nnothing was published");
-    if (!unscanned.empty())
-      return Status(ErrorCode::kScanFailed, "refusing to publish: no clean verdict for" + unscanned +
-                                                "\nnothing was published");
-    std::vector<Json> out;
-    std::string now = FormatRfc3339(SystemClock::Get().NowUnix());
-    for (size_t i = 0; i < results.size(); ++i)
-      out.push_back({{"scan", {{"verdict", "clean"}, {"engine", info.engine}, {"engine_version", info.engine_version},
-                               {"signature_version", info.db_version}, {"scanned_at", now}}}});
-    return out;
+  }
+  if (!infected.empty())
+    return Status(ErrorCode::kInfected, "refusing to publish: infected" + infected + "\nnothing was published");
+  if (!unscanned.empty())
+    return Status(ErrorCode::kScanFailed, "refusing to publish: no clean verdict for" + unscanned +
+                                              "\nnothing was published");
+  std::vector<tuf::GateRecord> out;
+  std::string now = FormatRfc3339(SystemClock::Get().NowUnix());
+  for (size_t i = 0; i < results.size(); ++i) {
+    tuf::GateRecord rec;
+    rec.custom = {{"scan", {{"verdict", "clean"}, {"engine", info.engine}, {"engine_version", info.engine_version},
+                            {"signature_version", info.db_version}, {"scanned_at", now}}}};
+    rec.scanned_sha256 = results[i].sha256;
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+tuf::PrePublishHook MakePublishGate(const ScanOptions& options, const std::string& repo_dir) {
+  return [options, repo_dir](const std::vector<tuf::StagedInput>& files) -> Result<std::vector<tuf::GateRecord>> {
+    PG_ASSIGN_OR_RETURN(std::unique_ptr<Scanner> scanner, NewWorkerScanner(options));
+    std::vector<std::string> paths;
+    for (const auto& f : files) paths.push_back(f.staged);
+    PG_ASSIGN_OR_RETURN(std::vector<FileResult> results, scanner->Scan(paths));
+    return JudgeScan(files, results, scanner->info(), repo_dir);
   };
 }
 

@@ -12,10 +12,18 @@
 
 namespace patchgate::scan {
 
-// The hook `patchgate publish` runs before anything else. Each clean file's custom
-// metadata gains {"scan": {"verdict","engine","engine_version","signature_version",
-// "scanned_at"}}.
+// The hook `patchgate publish` runs on the staged private copies of its inputs before
+// anything is written. Each clean file's custom metadata gains {"scan": {"verdict",
+// "engine","engine_version","signature_version","scanned_at"}}, and its record carries
+// the sha256 the scanner read (publish refuses when it is not the staged copy's).
 tuf::PrePublishHook MakePublishGate(const ScanOptions& options, const std::string& repo_dir);
+
+// The gate's decision on scan results (results[i] is for files[i]): kInfected if any input
+// is infected (each quarantined), kScanFailed if any verdict is not an explicit clean
+// (unscannable, error, or a result missing), the records otherwise.
+Result<std::vector<tuf::GateRecord>> JudgeScan(const std::vector<tuf::StagedInput>& files,
+                                               const std::vector<FileResult>& results, const EngineInfo& info,
+                                               const std::string& repo_dir);
 
 // Copies `file` into <repo_dir>/quarantine/ with a JSON report beside it. Returns the
 // quarantined path.

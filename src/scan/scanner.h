@@ -1,10 +1,13 @@
-// The malware scan seam. WorkerScanner runs the real ClamAV engine in separate
-// patchgate-scan-worker processes (libclamav is never loaded into patchgate itself, and
-// never into the serving process): a parser crash or hang costs one worker, which is
-// restarted, and yields an "error" verdict — never "clean". Files are scanned in parallel,
-// one worker per job; each file is read once, and that one read both hashes and feeds the
-// engine. Verdicts are cached in the Store by (sha256, signature version) when a store is
-// given. Thread-compatible: one Scan() call at a time per scanner.
+// The malware scan seam. WorkerScanner runs the real ClamAV engine in a separate
+// patchgate-scan-worker process (libclamav is never loaded into patchgate itself, and
+// never into the serving process). That process holds ONE engine, shared by `jobs`
+// scanning threads, so memory is one engine's size whatever the parallelism. A parser
+// crash or hang costs the process: every file in flight gets an "error" verdict — never
+// "clean" — and a fresh process takes the next files. Each file is opened once; the worker
+// hashes it and scans it through that one descriptor (never mapping a large file whole)
+// and refuses a verdict if the file changed meanwhile. Files of 2 GiB or more are
+// "unscannable" (the engine's own limit). Verdicts are cached in the Store by (sha256,
+// signature version) when a store is given. Thread-compatible: one Scan() call at a time.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +44,7 @@ struct EngineInfo {
 struct ScanOptions {
   std::string signatures_dir;
   uint64_t max_file_size = 512ull * 1024 * 1024;
-  int jobs = 0;                      // 0: number of cores
+  int jobs = 0;                      // scanning threads sharing one engine; 0: number of cores
   int timeout_seconds = 300;         // per file
   std::string worker_path;           // empty: beside the running executable, or $PATCHGATE_SCAN_WORKER
   Store* cache = nullptr;            // optional verdict cache
@@ -71,7 +74,7 @@ struct Expansion {
 };
 Expansion ExpandInputs(const std::vector<std::string>& paths);
 
-// For tests: process ids of the running workers (to prove crash isolation).
+// For tests: the process id of the running worker (one element; to prove crash isolation).
 std::vector<int> WorkerPidsForTest(Scanner& scanner);
 
 }  // namespace patchgate::scan

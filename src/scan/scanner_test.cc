@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "core/fs.h"
+#include "crypto/hash.h"
 #include "scan/gate.h"
 #include "scan/signature_version.h"
 
@@ -313,11 +314,18 @@ TEST_F(ScannerTest, GateQuarantinesAndRefuses) {
   o.signatures_dir = kSigs;
   o.worker_path = kWorker;
   auto gate = MakePublishGate(o, dir_ + "/repo");
-  auto ok = gate({Write("clean.bin", "fine")});
+  auto in = [](const std::string& p) {
+    tuf::StagedInput s;
+    s.source = s.staged = p;
+    s.name = p.substr(p.find_last_of('/') + 1);
+    return s;
+  };
+  auto ok = gate({in(Write("clean.bin", "fine"))});
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
-  EXPECT_EQ((*ok)[0]["scan"]["verdict"], "clean");
-  EXPECT_EQ((*ok)[0]["scan"]["engine"], "ClamAV");
-  auto bad = gate({dir_ + "/clean.bin", Write("eicar.com", kEicar)});
+  EXPECT_EQ((*ok)[0].custom["scan"]["verdict"], "clean");
+  EXPECT_EQ((*ok)[0].custom["scan"]["engine"], "ClamAV");
+  EXPECT_EQ((*ok)[0].scanned_sha256, Sha256Hex("fine"));
+  auto bad = gate({in(dir_ + "/clean.bin"), in(Write("eicar.com", kEicar))});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), ErrorCode::kInfected);
   auto q = RealFileSystem::Get().ListDir(dir_ + "/repo/quarantine");
@@ -330,7 +338,7 @@ TEST_F(ScannerTest, GateQuarantinesAndRefuses) {
   EXPECT_NE(report.find("\"signature_version\""), std::string::npos);
   Write("p.bin", Elf());
   Zip("enc.zip", "p.bin", "-P pw");
-  EXPECT_EQ(gate({dir_ + "/enc.zip"}).status().code(), ErrorCode::kScanFailed);
+  EXPECT_EQ(gate({in(dir_ + "/enc.zip")}).status().code(), ErrorCode::kScanFailed);
 }
 
 }  // namespace

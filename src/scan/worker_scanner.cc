@@ -128,7 +128,7 @@ class WorkerProcess {
     }
     if (dead_) return Status(ErrorCode::kScanFailed, "the scan worker died while scanning (" + death_ + ")");
     if (!st.ok()) return st;
-    (void)done;
+    (void)done;  // neither a reply nor a death: the deadline passed
     return Status(ErrorCode::kTimeout, "the scan did not finish within " + std::to_string(timeout_seconds) + " s");
   }
 
@@ -254,10 +254,10 @@ class WorkerProcess {
 
   int pid_ = -1, to_ = -1, from_ = -1;
   std::mutex write_mu_;
-  std::mutex mu_;  // guards everything below
+  std::string buf_;  // bytes read but not yet dispatched: AwaitReady, then the reader thread only
+  std::mutex mu_;    // guards everything below
   std::condition_variable cv_;
   std::map<uint64_t, std::optional<std::string>> waiting_;
-  std::string buf_;
   bool dead_ = false, reaped_ = false;
   std::string death_;
   std::thread reader_;

@@ -100,6 +100,12 @@ void AuditLog::Run() {
       for (auto& b : begins) starts.push_back(std::move(b.start));
       int64_t t0 = SystemClock::Get().NowMicros();
       auto ids = store_->BeginDownloads(starts);
+      if (!ids.ok() && ids.status().code() == ErrorCode::kUnavailable) {
+        // A connection that died while idle (the database restarted) is only found out
+        // by the next statement; the store reconnects on the one after: try once more
+        // before refusing downloads. Still down: refused.
+        ids = store_->BeginDownloads(starts);
+      }
       metrics_->ObserveAuditCommit(SystemClock::Get().NowMicros() - t0, begins.size());
       if (ids.ok()) {
         for (size_t i = 0; i < begins.size(); ++i) begins[i].done.set_value((*ids)[i]);

@@ -11,6 +11,8 @@
 // download that ended within the last `finish_delay` stays on the record as in_progress,
 // exactly as one cut off mid-transfer would.
 //
+// A group commit that fails as unavailable is tried once more at once (a connection that
+// died while idle is only found out by its next statement; the store then reconnects).
 // A group commit the store refuses for a reason other than an outage (kUnavailable) is
 // retried record by record, so a record the store cannot take fails only its own download.
 //

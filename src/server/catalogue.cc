@@ -6,6 +6,7 @@
 
 #include "core/fs.h"
 #include "core/log.h"
+#include "tuf/naming.h"
 
 namespace patchgate::server {
 

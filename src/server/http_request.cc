@@ -116,6 +116,8 @@ ParseOutcome ParseRequestHead(std::string_view buf, const HttpLimits& limits) {
   if (te) return Error(501, "Transfer-Encoding on a request is not supported");
   if (cl && cl->find_first_not_of('0') != std::string::npos) return Error(400, "this server takes no request bodies");
   if (r.version_minor == 1 && !r.Header("host")) return Error(400, "HTTP/1.1 request without Host");
+  if (std::count_if(r.headers.begin(), r.headers.end(), [](const auto& h) { return h.first == "host"; }) > 1)
+    return Error(400, "more than one Host header");
   return ParseOutcome{std::move(r), std::nullopt};
 }
 
@@ -137,6 +139,34 @@ Status CheckSegments(const std::string& rel) {
 }
 
 }  // namespace
+
+Result<std::string> OriginForm(const RequestHead& req) {
+  std::string_view t = req.target;
+  if (!t.empty() && t.front() == '/') return std::string(t);
+  std::string_view rest;
+  auto lower_starts = [&](std::string_view p) {
+    if (t.size() < p.size()) return false;
+    for (size_t i = 0; i < p.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(t[i])) != p[i]) return false;
+    return true;
+  };
+  if (lower_starts("http://")) rest = t.substr(7);
+  else if (lower_starts("https://")) rest = t.substr(8);
+  else return InvalidArgument("request target must be an absolute path or an absolute URL");
+  size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  std::string_view path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  if (authority.empty() || authority.find('@') != std::string_view::npos)
+    return InvalidArgument("malformed authority in the request target");
+  auto host = req.Header("host");
+  auto same = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+             return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+  };
+  if (!host || !same(*host, authority)) return InvalidArgument("absolute-form request target for another host");
+  return std::string(path);
+}
 
 bool HasNoDotSegment(std::string_view rel) {
   size_t start = 0;

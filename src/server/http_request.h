@@ -62,6 +62,11 @@ struct NormalizedPath {
 // is not under a known prefix. Query strings are ignored.
 Result<NormalizedPath> NormalizeTarget(std::string_view target);
 
+// The request target in origin form ("/path?query"). An absolute-form target
+// ("http://host:port/path", RFC 9112 §3.2.2) is accepted only for our own host: its
+// authority must equal the Host header (case-insensitive); kInvalidArgument otherwise.
+Result<std::string> OriginForm(const RequestHead& req);
+
 // The property NormalizeTarget guarantees of `rel`: no path segment (split at '/' and at a
 // metadata name's encoded "%2F") is "." or "..". A segment that only starts with dots
 // ("..r") is a legal file name.

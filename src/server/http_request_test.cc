@@ -97,5 +97,29 @@ TEST(NormalizeTarget, DotPrefixedNamesAreNotTraversal) {
   EXPECT_TRUE(HasNoDotSegment("..r/.x/a..%2F...b"));
 }
 
+TEST(ParseRequestHead, TwoHostHeadersAreRefused) {
+  auto o = ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", HttpLimits{});
+  ASSERT_TRUE(o.error);
+  EXPECT_EQ(o.error->http_status, 400);
+  o = ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", HttpLimits{});
+  ASSERT_TRUE(o.error);  // even the same value twice
+  EXPECT_TRUE(ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\n\r\n", HttpLimits{}).head);
+}
+
+TEST(OriginForm, AbsoluteFormOnlyForOurOwnHost) {
+  auto head = [](const std::string& target, const std::string& host) {
+    return *ParseRequestHead("GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n", HttpLimits{}).head;
+  };
+  EXPECT_EQ(*OriginForm(head("/targets/a?x", "h")), "/targets/a?x");
+  EXPECT_EQ(*OriginForm(head("http://patch.example:8443/targets/a", "patch.example:8443")), "/targets/a");
+  EXPECT_EQ(*OriginForm(head("HTTPS://Patch.Example/healthz", "patch.example")), "/healthz");
+  EXPECT_EQ(*OriginForm(head("http://h", "h")), "/");
+  for (auto [t, h] : std::vector<std::pair<std::string, std::string>>{
+           {"http://evil.example/targets/a", "patch.example"}, {"http://patch.example:1/x", "patch.example"},
+           {"http://user@patch.example/x", "patch.example"}, {"ftp://patch.example/x", "patch.example"},
+           {"http:///x", ""}, {"*", "h"}, {"targets/a", "h"}})
+    EXPECT_FALSE(OriginForm(head(t, h)).ok()) << t;
+}
+
 }  // namespace
 }  // namespace patchgate::server

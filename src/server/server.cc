@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 
 #include <cerrno>
+#include <ctime>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -49,7 +50,8 @@ class Conn {
   // more_follows: more body bytes come next, so the data may wait to leave in the same TCP
   // segment (MSG_MORE) instead of a packet of its own. False when the peer took nothing
   // for the send timeout (a client that does not read is dropped then) or on error.
-  virtual bool Write(std::string_view data, bool more_follows) = 0;
+  // `written` (if given) counts the bytes the kernel took, also when it returns false.
+  virtual bool Write(std::string_view data, bool more_follows, uint64_t* written = nullptr) = 0;
   bool WriteAll(std::string_view data) { return Write(data, false); }
   // Sends [offset, offset+len) of `file_fd` without looking at the bytes (only for files
   // the kernel verifies on read: fs-verity); returns bytes sent (short on error).
@@ -84,7 +86,7 @@ class PlainConn : public Conn {
       return r;
     }
   }
-  bool Write(std::string_view d, bool more_follows) override {
+  bool Write(std::string_view d, bool more_follows, uint64_t* written) override {
     int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more_follows ? MSG_MORE : 0);
     while (!d.empty()) {
       ssize_t w = ::send(fd_, d.data(), d.size(), flags);
@@ -95,6 +97,7 @@ class PlainConn : public Conn {
       }
       if (w <= 0) return false;
       d.remove_prefix(static_cast<size_t>(w));
+      if (written) *written += static_cast<uint64_t>(w);
     }
     return true;
   }
@@ -145,7 +148,7 @@ class TlsConn : public Conn {
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) errno = EAGAIN;
     return -1;
   }
-  bool Write(std::string_view d, bool /*more_follows*/) override {
+  bool Write(std::string_view d, bool /*more_follows*/, uint64_t* written) override {
     while (!d.empty()) {
       int w = SSL_write(ssl_, d.data(), static_cast<int>(std::min<size_t>(d.size(), 1 << 30)));
       if (w <= 0) {
@@ -153,6 +156,7 @@ class TlsConn : public Conn {
         return false;
       }
       d.remove_prefix(static_cast<size_t>(w));
+      if (written) *written += static_cast<uint64_t>(w);
     }
     return true;
   }
@@ -230,10 +234,29 @@ struct Response {
   std::string body;
 };
 
+// The current time as an IMF-fixdate (RFC 9110 §5.6.7), formatted at most once a second.
+std::string HttpDate() {
+  static std::mutex mu;
+  static time_t last = 0;
+  static std::string text;
+  time_t now = ::time(nullptr);
+  std::lock_guard<std::mutex> l(mu);
+  if (now != last) {
+    struct tm tm {};
+    gmtime_r(&now, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    text = buf;
+    last = now;
+  }
+  return text;
+}
+
 std::string Head(int status, const std::vector<std::pair<std::string, std::string>>& headers, uint64_t length,
                  bool keep_alive) {
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
   h += "Server: patchgate\r\n";
+  h += "Date: " + HttpDate() + "\r\n";
   for (const auto& [k, v] : headers) h += k + ": " + v + "\r\n";
   h += "Content-Length: " + std::to_string(length) + "\r\n";
   h += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
@@ -318,7 +341,7 @@ class ServerImpl final : public Server {
   Status Start() override {
     sockaddr_in addr{};
     if (!ParseListen(o_.listen, &addr)) return InvalidArgument("--listen must be IPv4:PORT, e.g. 127.0.0.1:8443");
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
@@ -335,14 +358,22 @@ class ServerImpl final : public Server {
   int port() const override { return port_; }
 
   void Run() override {
-    while (!stopping_) {
-      pollfd p{listen_fd_, POLLIN, 0};
-      int r = ::poll(&p, 1, 200);
-      if (r <= 0) continue;
+    for (;;) {
+      bool stop = stopping_;
+      if (!stop) {
+        pollfd p{listen_fd_, POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0) continue;
+      }
       sockaddr_in peer{};
       socklen_t plen = sizeof peer;
+      // Once stopping, what the kernel already accepted (the backlog) is still served;
+      // then the listening socket closes.
+      // (The listening socket is non-blocking; accepted ones are blocking.)
       int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
-      if (fd < 0) continue;
+      if (fd < 0) {
+        if (stop) break;
+        continue;
+      }
       {
         std::lock_guard<std::mutex> l(mu_);
         if (active_ >= o_.max_connections) {
@@ -363,8 +394,7 @@ class ServerImpl final : public Server {
         drained_.notify_all();
       }).detach();
     }
-    // Drain. New connections are refused at once: the listening socket closes now (a
-    // connection still queued in its backlog is reset, never left hanging).
+    // Drain. New connections are refused at once: the listening socket closes now.
     ::close(listen_fd_);
     listen_fd_ = -1;
     // In-flight responses may finish within drain_seconds; idle keep-alive connections
@@ -431,7 +461,7 @@ class ServerImpl final : public Server {
       for (;;) {
         out = ParseRequestHead(buf, o_.limits);
         if (out.head || out.error) break;
-        if (stopping_ && buf.empty()) return;  // draining: idle connections close
+        if (stopping_ && buf.empty() && !first) return;  // draining: idle keep-alive connections close
         if (std::chrono::steady_clock::now() - start > std::chrono::seconds(limit)) {
           if (!buf.empty()) {
             Send(*conn, 408, "request head not received in time\n", false);
@@ -487,7 +517,8 @@ class ServerImpl final : public Server {
   // Returns false when the connection must close.
   bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool* keep) {
     bool head_only = req.method == "HEAD";
-    auto path = NormalizeTarget(req.target);
+    auto origin = OriginForm(req);
+    auto path = origin.ok() ? NormalizeTarget(*origin) : Result<NormalizedPath>(origin.status());
     if (req.method == "POST" && path.ok() && path->area == Area::kAck)
       return HandleAck(c, path->rel, *keep, /*confirm=*/true, false);
     if (req.method != "GET" && req.method != "HEAD") {
@@ -544,6 +575,16 @@ class ServerImpl final : public Server {
     return ServeTarget(c, req, path->rel, *user, remote, keep, head_only);
   }
 
+  // A look-up that finds the store unavailable is asked once more: a connection that died
+  // while idle (the database restarted) is only found out by its next statement, and the
+  // store reconnects on the one after.
+  template <typename F>
+  static auto AskOnceMore(F ask) {
+    auto r = ask();
+    if (!r.ok() && r.status().code() == ErrorCode::kUnavailable) r = ask();
+    return r;
+  }
+
   Result<User> Authenticate(const RequestHead& req) {
     auto h = req.Header("authorization");
     if (!h) return Unauthorized("no credentials");
@@ -553,7 +594,7 @@ class ServerImpl final : public Server {
     std::string hash = Sha256Hex(cred.token);
     User u;
     if (!auth_cache_.Get(hash, &u)) {
-      PG_ASSIGN_OR_RETURN(u, reads_->AuthenticateTokenHash(hash));
+      PG_ASSIGN_OR_RETURN(u, AskOnceMore([&] { return reads_->AuthenticateTokenHash(hash); }));
       auth_cache_.Put(hash, u);
     }
     if (!cred.basic_user.empty() && !ConstantTimeEquals(cred.basic_user, u.username))
@@ -644,8 +685,8 @@ class ServerImpl final : public Server {
     if (kernel_verified) return c.SendFile(fd, first, body_len);
     uint64_t sent = 0;
     while (!slice.empty()) {
-      if (!c.Write(slice, sent + slice.size() < body_len)) break;
-      sent += slice.size();
+      // Counts what the kernel took, also of a slice cut short.
+      if (!c.Write(slice, sent + slice.size() < body_len, &sent)) break;
       if (reader.done()) break;
       auto s = reader.Next();
       if (!s.ok()) {
@@ -667,7 +708,7 @@ class ServerImpl final : public Server {
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
     bool is_entitled = node != nullptr;  // a node of the chain mirrors every product
     if (!is_entitled && !entitlement_cache_.Get(ekey, &is_entitled)) {
-      auto entitled = reads_->IsEntitled(user.org_id, entry->product);
+      auto entitled = AskOnceMore([&] { return reads_->IsEntitled(user.org_id, entry->product); });
       if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
       entitlement_cache_.Put(ekey, is_entitled);

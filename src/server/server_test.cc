@@ -695,5 +695,25 @@ TEST_F(ServerTest, HostileHeaderBytesAreStoredAsValidUtf8) {
   EXPECT_TRUE(uas.count(std::string(253, 'b') + "..."));  // cut before the 3-byte character, not through it
 }
 
+TEST_F(ServerTest, DateHeaderAndAbsoluteFormForOurOwnHost) {
+  StartServer();
+  std::string host = "127.0.0.1:" + std::to_string(server_->port());
+  Client c(server_->port());
+  c.Send("GET http://" + host + office_url_ + " HTTP/1.1\r\nHost: " + host +
+         "\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
+  std::string r = c.ReadAll();
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), office_bytes_);
+  EXPECT_NE(r.find("\r\nDate: "), std::string::npos);
+  EXPECT_NE(r.find(" GMT\r\n"), std::string::npos);
+  Client other(server_->port());
+  other.Send("GET http://elsewhere.example" + office_url_ + " HTTP/1.1\r\nHost: " + host +
+             "\r\nAuthorization: Bearer alice-token\r\n\r\n");
+  EXPECT_EQ(StatusOf(other.ReadAll()), 400);
+  Client two(server_->port());
+  two.Send("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+  EXPECT_EQ(StatusOf(two.ReadAll()), 400);
+}
+
 }  // namespace
 }  // namespace patchgate::server

@@ -213,7 +213,7 @@ Result<std::unique_ptr<NodeRegistry>> NodeRegistry::Open(const std::string& url)
   } else {
     PG_ASSIGN_OR_RETURN(conn, sql::OpenPostgres(url));
   }
-  return std::unique_ptr<NodeRegistry>(std::make_unique<SqlNodeRegistry>(std::move(conn)));
+  return std::unique_ptr<NodeRegistry>(std::make_unique<SqlNodeRegistry>(sql::WithStorableText(std::move(conn))));
 }
 
 }  // namespace patchgate

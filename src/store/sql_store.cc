@@ -1,10 +1,11 @@
 // The one Store implementation, over an sql::Connection (SQLite or PostgreSQL).
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <deque>
-#include <charconv>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "core/clock.h"
@@ -105,7 +106,7 @@ int64_t IV(const sql::RowView& r, size_t i) {
   return v;
 }
 
-// DownloadFromRow for a row seen in place: each text copied once, straight into the record.
+// A download record from a row seen in place: each text copied once, straight into it.
 Download DownloadFromView(const sql::RowView& r) {
   Download d;
   d.id = IV(r, 0);
@@ -175,19 +176,24 @@ class SqlStore final : public Store {
 
   Status Migrate() {
     std::lock_guard<std::mutex> l(mu_);
-    // Up to date (every open but the first): one query, no DDL, no write.
-    auto rows = c_->Query("SELECT MAX(version) FROM schema_version", {});
+    // Up to date (every open but the first): one query, no DDL, no write. Every migration
+    // not yet applied runs, in order, even one numbered below the newest applied (branches
+    // land migrations out of order).
+    auto rows = c_->Query("SELECT version FROM schema_version", {});
     if (!rows.ok()) {
       if (rows.status().code() == ErrorCode::kUnavailable) return rows.status();
       PG_RETURN_IF_ERROR(c_->ExecScript("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
-      rows = c_->Query("SELECT MAX(version) FROM schema_version", {});
+      rows = c_->Query("SELECT version FROM schema_version", {});
       if (!rows.ok()) return rows.status();
     }
-    int64_t current = rows->empty() ? 0 : I((*rows)[0], 0);
-    if (!store::Migrations().empty() && current >= store::Migrations().back().version) return Status::OK();
+    std::set<int64_t> applied;
+    for (const auto& r : *rows) applied.insert(I(r, 0));
+    bool pending = false;
+    for (const auto& m : store::Migrations()) pending |= !applied.count(m.version);
+    if (!pending) return Status::OK();
     const char* id = c_->engine() == "sqlite" ? "INTEGER PRIMARY KEY AUTOINCREMENT" : "BIGSERIAL PRIMARY KEY";
     for (const auto& m : store::Migrations()) {
-      if (m.version <= current) continue;
+      if (applied.count(m.version)) continue;
       std::string text = ForEngine(m.sql, c_->engine());
       for (size_t p; (p = text.find("{ID}")) != std::string::npos;) text.replace(p, 4, id);
       PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));

@@ -172,6 +172,27 @@ TEST_P(StoreTextTest, NamesThatCanNeverWorkAreRefused) {
   EXPECT_EQ(dup.code(), ErrorCode::kAlreadyExists);
 }
 
+TEST(DisplayOutcome, AFreshUnfinishedServedRecordIsCompletingAnOldOneUnfinished) {
+  const int64_t now = 1'000'000'000'000'000;
+  Download d;
+  d.source = "served";
+  d.outcome = DownloadOutcome::kInProgress;
+  d.started_at = now - 200'000;  // 0.2 s ago: the completion may be waiting in the server's batch
+  EXPECT_EQ(DisplayOutcome(d, now), "completing");
+  d.started_at = now - kCompletingWindowMicros + 1;
+  EXPECT_EQ(DisplayOutcome(d, now), "completing");
+  d.started_at = now - kCompletingWindowMicros;
+  EXPECT_EQ(DisplayOutcome(d, now), "in_progress");  // old: the node stopped, or still streaming
+  d.started_at = now - 200'000;
+  d.outcome = DownloadOutcome::kComplete;
+  d.ended_at = now;
+  EXPECT_EQ(DisplayOutcome(d, now), "complete");
+  d.outcome = DownloadOutcome::kInProgress;
+  d.ended_at.reset();
+  d.source = "imported";  // imported rows have no batch behind them
+  EXPECT_EQ(DisplayOutcome(d, now), "in_progress");
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, StoreTextTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 

@@ -2,6 +2,7 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
 #include <set>
 
 #include "crypto/hash.h"
@@ -149,10 +150,17 @@ Result<Envelope> Envelope::Parse(std::string_view text, uint64_t max_bytes) {
     return Corrupt("metadata needs a \"signatures\" array and a \"signed\" object");
   if (sigs->size() > kMaxSignatures) return TooLarge("metadata carries too many signatures");
   Envelope env;
+  std::set<std::string> keyids;
   for (const auto& s : *sigs) {
     if (!s.is_object()) return Corrupt("signature is not an object");
     PG_ASSIGN_OR_RETURN(std::string keyid, GetString(s, "keyid", "signature"));
     PG_ASSIGN_OR_RETURN(std::string value, GetString(s, "sig", "signature"));
+    // TUF: a keyid appears at most once among the signatures (python-tuf refuses such
+    // metadata too); a repeated keyid is malformed metadata, whatever its signatures say.
+    if (!keyids.insert(keyid).second)
+      return Status(ErrorCode::kDuplicateSignature,
+                    "metadata lists two signatures by key " + keyid.substr(0, 16) +
+                        "; each key may sign once (malformed or tampered metadata: refused)");
     env.signatures.push_back({std::move(keyid), std::move(value)});
   }
   // Fast path: a canonical file's "signed" member is already the signed bytes.
@@ -191,7 +199,17 @@ Result<std::string> Envelope::Serialize() const {
     out += one;
   }
   out += "],\"signed\":";
-  out += signed_bytes;
+  // signed_bytes is canonical JSON, which copies control characters raw (securesystemslib):
+  // not JSON text when a string holds one (a PEM key). The file gets the standard form,
+  // which parses back to the same canonical bytes.
+  bool has_control = std::any_of(signed_bytes.begin(), signed_bytes.end(),
+                                 [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+  if (has_control) {
+    PG_ASSIGN_OR_RETURN(std::string standard, cjson::EncodeStandard(signed_json));
+    out += standard;
+  } else {
+    out += signed_bytes;
+  }
   out += '}';
   return out;
 }
@@ -415,6 +433,58 @@ Result<Targets> ParseTargets(const Json& s, bool with_targets) {
 
 }  // namespace
 
+Result<LazyTargets> LazyTargets::Parse(std::string_view text, uint64_t max_bytes) {
+  if (text.size() > max_bytes)
+    return TooLarge("metadata of " + std::to_string(text.size()) + " bytes is over the cap of " +
+                    std::to_string(max_bytes));
+  if (!cjson::IsCanonicalFast(text)) return Unsupported("not canonical JSON: parse it with Envelope::Parse");
+  auto sigs_text = cjson::MemberSlice(text, "signatures");
+  auto signed_text = cjson::MemberSlice(text, "signed");
+  if (!sigs_text.ok() || !signed_text.ok() || signed_text->empty() || signed_text->front() != '{')
+    return Corrupt("metadata needs a \"signatures\" array and a \"signed\" object");
+  LazyTargets out;
+  // Reuse the envelope parser for the (small) signature list and its checks.
+  {
+    std::string shell = "{\"signatures\":" + std::string(*sigs_text) + ",\"signed\":{}}";
+    PG_ASSIGN_OR_RETURN(Envelope sig_only, Envelope::Parse(shell, max_bytes));
+    out.env.signatures = std::move(sig_only.signatures);
+  }
+  out.env.signed_bytes.assign(signed_text->data(), signed_text->size());
+  std::string_view signed_view(out.env.signed_bytes);
+  Json small = Json::object();
+  for (const char* key : {"_type", "delegations", "expires", "spec_version", "version"}) {
+    auto member = cjson::MemberSlice(signed_view, key);
+    if (!member.ok()) continue;  // ParseCommon names what is missing
+    PG_ASSIGN_OR_RETURN(Json v, cjson::Parse(*member));
+    small[key] = std::move(v);
+  }
+  auto targets = cjson::MemberSlice(signed_view, "targets");
+  if (!targets.ok() || targets->empty() || targets->front() != '{')
+    return Corrupt("targets: \"targets\" is not an object");
+  out.targets_offset = static_cast<size_t>(targets->data() - signed_view.data());
+  out.targets_size = targets->size();
+  small["targets"] = Json::object();
+  PG_ASSIGN_OR_RETURN(out.parsed, Targets::FromSignedWithoutTargets(small));
+  out.env.signed_json = std::move(small);
+  return out;
+}
+
+Result<std::optional<TargetFile>> FindTargetInCanonical(std::string_view targets_object, std::string_view path) {
+  auto entry = cjson::MemberSlice(targets_object, path);
+  if (!entry.ok()) {
+    if (entry.status().code() == ErrorCode::kNotFound) return std::optional<TargetFile>();
+    return entry.status();
+  }
+  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(*entry));
+  auto tf = ParseTargetFile(j);
+  if (!tf.ok()) return tf.status().WithContext("target " + std::string(path.substr(0, 128)));
+  return std::optional<TargetFile>(std::move(*tf));
+}
+
+Result<std::optional<TargetFile>> LazyTargets::Find(std::string_view path) const {
+  return FindTargetInCanonical(std::string_view(env.signed_bytes.data() + targets_offset, targets_size), path);
+}
+
 Result<Targets> Targets::FromSigned(const Json& s) { return ParseTargets(s, true); }
 Result<Targets> Targets::FromSignedWithoutTargets(const Json& s) { return ParseTargets(s, false); }
 
@@ -476,37 +546,6 @@ std::string SuccinctRoles::BinFor(const std::string& target_path) const {
   uint32_t first = static_cast<uint32_t>(std::stoul(h.substr(0, 8), nullptr, 16));
   int index = static_cast<int>(first >> (32 - bit_length));
   return BinName(index);
-}
-
-std::string QuoteRoleName(std::string_view role) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : role) {
-    if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
-std::string UnquoteRoleName(std::string_view q) {
-  std::string out;
-  for (size_t i = 0; i < q.size(); ++i) {
-    if (q[i] == '%' && i + 2 < q.size() + 0 && i + 2 <= q.size() - 1) {
-      auto hex = HexDecode(q.substr(i + 1, 2));
-      if (hex.ok()) {
-        out += *hex;
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(q[i]);
-  }
-  return out;
 }
 
 }  // namespace patchgate::tuf

@@ -17,6 +17,7 @@
 #include "core/status.h"
 #include "crypto/keys.h"
 #include "json/canonical_json.h"
+#include "tuf/naming.h"
 
 namespace patchgate::tuf {
 
@@ -157,16 +158,30 @@ struct Targets {
   static Result<Targets> FromSignedWithoutTargets(const Json& signed_json);
 };
 
+// A large targets role without a DOM (issue #12): for a file in canonical form the
+// "signed" bytes are used exactly as they are (the signature is verified over them),
+// only the members of "signed" other than "targets" are parsed, and a single target is
+// looked up in the text on demand (one pass over the sorted "targets" object).
+struct LazyTargets {
+  Envelope env;    // env.signed_json holds every member of "signed" but "targets" ({} there)
+  Targets parsed;  // common and delegations; parsed.targets stays empty
+  size_t targets_offset = 0, targets_size = 0;  // the "targets" object within env.signed_bytes
+
+  // The entry for `path`; nullopt when the role does not list it. kCorrupt when the entry
+  // does not parse.
+  Result<std::optional<TargetFile>> Find(std::string_view path) const;
+  // kUnsupported when `text` is not canonical JSON (use Envelope::Parse and the DOM then).
+  static Result<LazyTargets> Parse(std::string_view text, uint64_t max_bytes);
+};
+
+// The entry for `path` in the text of a canonical "targets" object (sorted keys: one
+// pass, stops once past `path`); nullopt when absent.
+Result<std::optional<TargetFile>> FindTargetInCanonical(std::string_view targets_object, std::string_view path);
+
 Result<TargetFile> ParseTargetFile(const Json& j);
 Result<MetaFile> ParseMetaFile(const Json& j);
 // Checks length (when given) and every listed hash of `data`.
 Status CheckMetaFile(const MetaFile& m, std::string_view data, std::string_view what);
-
-// The file name a role's metadata is stored under: "<version>.<quoted role>.json" with the
-// role name percent-encoded like python-tuf (quote(name, safe='')): "products/x" ->
-// "products%2Fx".
-std::string QuoteRoleName(std::string_view role);
-std::string UnquoteRoleName(std::string_view quoted);
 
 // fnmatch-style match used by TUF delegations ('*' does not cross '/').
 bool PathPatternMatches(std::string_view pattern, std::string_view path);

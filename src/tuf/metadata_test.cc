@@ -149,8 +149,6 @@ TEST(Delegations, PathPatternsAndHashBins) {
   std::string bin = s.BinFor("office/setup.exe");
   EXPECT_EQ(bin.rfind("bins-", 0), 0u);
   EXPECT_EQ(bin.size(), 7u);
-  EXPECT_EQ(QuoteRoleName("products/office"), "products%2Foffice");
-  EXPECT_EQ(UnquoteRoleName("products%2Foffice"), "products/office");
 }
 
 TEST(MetaFile, LengthAndHashChecks) {
@@ -161,6 +159,79 @@ TEST(MetaFile, LengthAndHashChecks) {
   EXPECT_TRUE(CheckMetaFile(m, "abc", "x").ok());
   EXPECT_EQ(CheckMetaFile(m, "abcd", "x").code(), ErrorCode::kLengthMismatch);
   EXPECT_EQ(CheckMetaFile(m, "abd", "x").code(), ErrorCode::kHashMismatch);
+}
+
+// #9.4: a keyid listed twice among the signatures is refused as such when parsing.
+TEST(Envelope, RepeatedKeyIdIsRefusedWithItsOwnError) {
+  Keys k = MakeKeys(1);
+  auto env = Envelope::FromSigned(SignedTargets(1));
+  ASSERT_TRUE(env->Sign(k.priv[0]).ok());
+  env->signatures.push_back(env->signatures[0]);
+  auto parsed = Envelope::Parse(*env->Serialize(), kMaxTargetsBytes);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().code(), ErrorCode::kDuplicateSignature);
+}
+
+// #9.3: a key with a PEM value is written as standard JSON; the signature is over the
+// canonical form (raw line breaks), exactly as securesystemslib signs it.
+TEST(Envelope, PemKeysAreWrittenAsStandardJson) {
+  auto ecdsa = PrivateKey::Generate(KeyType::kEcdsaP256);
+  ASSERT_TRUE(ecdsa.ok());
+  Json s = SignedTargets(1);
+  s["delegations"] = {{"keys", {{ecdsa->KeyId(), ecdsa->public_key().ToJson()}}}, {"roles", Json::array()}};
+  auto env = Envelope::FromSigned(s);
+  ASSERT_TRUE(env->Sign(*ecdsa).ok());
+  EXPECT_NE(env->signed_bytes.find('\n'), std::string::npos);  // canonical: raw newline
+  std::string file = *env->Serialize();
+  EXPECT_EQ(file.find('\n'), std::string::npos);
+  EXPECT_TRUE(Json::accept(file));
+  auto back = Envelope::Parse(file, kMaxTargetsBytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->signed_bytes, env->signed_bytes);
+  std::map<std::string, PublicKey> pub{{ecdsa->KeyId(), ecdsa->public_key()}};
+  EXPECT_TRUE(VerifyThreshold(*back, pub, {{ecdsa->KeyId()}, 1}, "targets").ok());
+}
+
+// #12: the lazy reader agrees with the DOM and refuses what it cannot read exactly.
+TEST(LazyTargets, MatchesTheDomAndVerifiesTheExactBytes) {
+  Keys k = MakeKeys(1);
+  Json s = SignedTargets(4);
+  for (int i = 0; i < 300; ++i)
+    s["targets"]["p/f" + std::to_string(i)] = {{"length", i}, {"hashes", {{"sha256", std::string(64, 'c')}}},
+                                                {"custom", {{"n", i}}}};
+  s["targets"]["p/quo\"te"] = {{"length", 1}, {"hashes", {{"sha256", std::string(64, 'd')}}}};
+  s["delegations"] = {{"keys", Json::object()}, {"roles", Json::array()}};
+  auto env = Envelope::FromSigned(s);
+  ASSERT_TRUE(env->Sign(k.priv[0]).ok());
+  std::string text = *env->Serialize();
+  auto lazy = LazyTargets::Parse(text, kMaxTargetsBytes);
+  ASSERT_TRUE(lazy.ok()) << lazy.status().ToString();
+  EXPECT_EQ(lazy->env.signed_bytes, env->signed_bytes);
+  EXPECT_TRUE(VerifyThreshold(lazy->env, k.pub, k.Role(1), "targets").ok());
+  EXPECT_EQ(lazy->parsed.common.version, 4);
+  ASSERT_TRUE(lazy->parsed.delegations.has_value());
+  auto dom = Targets::FromSigned(env->signed_json);
+  for (const auto& [path, tf] : dom->targets) {
+    auto hit = lazy->Find(path);
+    ASSERT_TRUE(hit.ok() && hit->has_value()) << path;
+    EXPECT_EQ((*hit)->length, tf.length);
+    EXPECT_EQ((*hit)->hashes, tf.hashes);
+    EXPECT_EQ((*hit)->custom, tf.custom);
+  }
+  EXPECT_FALSE(lazy->Find("p/absent")->has_value());
+  EXPECT_FALSE(lazy->Find("a")->has_value());
+  EXPECT_FALSE(lazy->Find("zzz")->has_value());
+  // A changed byte in a target entry breaks the signature.
+  std::string tampered = text;
+  tampered[tampered.find("\"length\":7}") + 9] = '8';
+  auto t = LazyTargets::Parse(tampered, kMaxTargetsBytes);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(VerifyThreshold(t->env, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+  // Non-canonical text is left to the DOM path.
+  EXPECT_EQ(LazyTargets::Parse(Json::parse(text).dump(1), kMaxTargetsBytes).status().code(), ErrorCode::kUnsupported);
+  // Repeated signatures are refused here too.
+  env->signatures.push_back(env->signatures[0]);
+  EXPECT_EQ(LazyTargets::Parse(*env->Serialize(), kMaxTargetsBytes).status().code(), ErrorCode::kDuplicateSignature);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "tuf/repository.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -9,11 +10,13 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <regex>
 #include <set>
 
 #include "crypto/hash.h"
+#include "core/names.h"
+#include "core/text.h"
 #include "tuf/metadata.h"
+#include "tuf/naming.h"
 
 namespace patchgate::tuf {
 
@@ -35,11 +38,9 @@ std::string KeysDir(const std::string& dir) { return JoinPath(dir, "keys"); }
 std::string RoleKeyPath(const std::string& dir, const std::string& role) {
   return JoinPath(KeysDir(dir), QuoteRoleName(role) + ".key.json");
 }
-std::string ProductRole(const std::string& product) { return "products/" + product; }
-std::string BinPrefix(const std::string& product) { return "products/" + product + "-bins"; }
-std::string MetaFileName(int64_t version, const std::string& role) {
-  return std::to_string(version) + "." + QuoteRoleName(role) + ".json";
-}
+std::string ProductRole(const std::string& product) { return ProductRoleName(product); }
+std::string BinPrefix(const std::string& product) { return ProductBinPrefix(product); }
+std::string MetaFileName(int64_t version, const std::string& role) { return VersionedMetadataName(version, role); }
 
 std::string KeyTypeName(KeyType t) {
   switch (t) {
@@ -124,8 +125,11 @@ Result<std::string> SignedFile(Json signed_json, const std::vector<const Private
   return env.Serialize();
 }
 
+FileSystem* g_repo_fs = nullptr;  // the seam for metadata writes during one operation (tests)
+
 Status WriteMeta(const std::string& dir, const std::string& name, const std::string& bytes) {
-  return RealFileSystem::Get().WriteFileAtomic(JoinPath(MetaDir(dir), name), bytes);
+  FileSystem& fs = g_repo_fs ? *g_repo_fs : RealFileSystem::Get();
+  return fs.WriteFileAtomic(JoinPath(MetaDir(dir), name), bytes);
 }
 
 Json RoleJson(const std::vector<std::string>& keyids, int threshold) {
@@ -138,6 +142,7 @@ struct State {
   int64_t root_version = 0;
   Envelope root_env;
   Root root;
+  std::string ts_bytes;
   Envelope ts_env;
   Timestamp ts;
   std::string snapshot_bytes;
@@ -172,7 +177,12 @@ Result<State> LoadState(const std::string& dir) {
   PG_ASSIGN_OR_RETURN(s.root_version, HighestRootVersion(dir));
   PG_ASSIGN_OR_RETURN(s.root_env, ReadEnvelope(JoinPath(MetaDir(dir), MetaFileName(s.root_version, "root")), kMaxRootBytes));
   PG_ASSIGN_OR_RETURN(s.root, Root::FromSigned(s.root_env.signed_json));
-  PG_ASSIGN_OR_RETURN(s.ts_env, ReadEnvelope(JoinPath(MetaDir(dir), "timestamp.json"), kMaxTimestampBytes));
+  PG_ASSIGN_OR_RETURN(s.ts_bytes, RealFileSystem::Get().ReadFile(JoinPath(MetaDir(dir), "timestamp.json"), kMaxTimestampBytes));
+  {
+    auto env = Envelope::Parse(s.ts_bytes, kMaxTimestampBytes);
+    if (!env.ok()) return env.status().WithContext(JoinPath(MetaDir(dir), "timestamp.json"));
+    s.ts_env = std::move(*env);
+  }
   PG_ASSIGN_OR_RETURN(s.ts, Timestamp::FromSigned(s.ts_env.signed_json));
   std::string snap_path = JoinPath(MetaDir(dir), MetaFileName(s.ts.snapshot.version, "snapshot"));
   PG_ASSIGN_OR_RETURN(s.snapshot_bytes, RealFileSystem::Get().ReadFile(snap_path, kMaxSnapshotBytes));
@@ -283,13 +293,10 @@ Status CopyFileAtomic(const std::string& src, const std::string& dst) {
   return st;
 }
 
-bool ValidProductName(const std::string& p) {
-  static const std::regex re("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
-  return std::regex_match(p, re);
-}
-
 bool ValidFileName(const std::string& n) {
   if (n.empty() || n.size() > 200 || n[0] == '.') return false;
+  // Target names go into JSON metadata: only valid UTF-8 can be written (and read back).
+  if (!IsValidUtf8(n)) return false;
   for (unsigned char c : n)
     if (c < 0x21 || c == '/' || c == '\\' || c == '%' || c == 0x7f) return false;
   return true;
@@ -301,12 +308,6 @@ std::string BaseName(const std::string& p) {
 }
 
 }  // namespace
-
-std::string ConsistentTargetName(const std::string& target_path, const std::string& sha256) {
-  auto pos = target_path.find_last_of('/');
-  if (pos == std::string::npos) return sha256 + "." + target_path;
-  return target_path.substr(0, pos + 1) + sha256 + "." + target_path.substr(pos + 1);
-}
 
 // =======================================================================================
 // init
@@ -513,33 +514,180 @@ class ProductContent {
   bool dirty_product_ = false;
 };
 
+
+
+// The private copies of one publish: DIR/.staging/<pid>/, removed (with whatever is in it)
+// when the publish ends, however it ends. Published targets are hard links to the copies,
+// so removing the staging names never touches them.
+class Staging {
+ public:
+  static Result<Staging> Create(const std::string& repo_dir) {
+    std::string parent = JoinPath(repo_dir, ".staging");
+    if (::mkdir(parent.c_str(), 0700) != 0 && errno != EEXIST)
+      return IOError("cannot create " + parent + ": " + std::strerror(errno));
+    Staging st;
+    st.dir_ = JoinPath(parent, std::to_string(::getpid()));
+    RemoveTree(st.dir_);  // a leftover of an earlier process with this pid (killed)
+    if (::mkdir(st.dir_.c_str(), 0700) != 0) return IOError("cannot create " + st.dir_ + ": " + std::strerror(errno));
+    return st;
+  }
+  Staging(Staging&& o) noexcept : dir_(std::move(o.dir_)) { o.dir_.clear(); }
+  ~Staging() {
+    if (!dir_.empty()) RemoveTree(dir_);
+  }
+  const std::string& dir() const { return dir_; }
+
+  // Opens `source` once, checks through that descriptor that it is a regular file, and
+  // copies it through the same descriptor into the staging directory while hashing it.
+  Result<StagedInput> Stage(const std::string& source, const std::string& name) {
+    int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (in < 0) return InvalidArgument("cannot read " + source + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(in);
+      return InvalidArgument(source + " is not a regular file");
+    }
+    StagedInput s;
+    s.source = source;
+    s.name = name;
+    s.staged = JoinPath(dir_, name);
+    int out = ::open(s.staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+      ::close(in);
+      return IOError("cannot create " + s.staged + ": " + std::strerror(errno));
+    }
+    auto hasher = Hasher::Create("sha256");
+    std::string buf(1 << 20, '\0');
+    Status result;
+    for (;;) {
+      ssize_t n = ::read(in, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        result = IOError("cannot read " + source + ": " + std::strerror(errno));
+        break;
+      }
+      if (n == 0) break;
+      hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
+      s.length += static_cast<uint64_t>(n);
+      for (ssize_t off = 0; off < n && result.ok();) {
+        ssize_t w = ::write(out, buf.data() + off, static_cast<size_t>(n - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) result = IOError("cannot write " + s.staged + ": " + std::strerror(errno));
+        else off += w;
+      }
+      if (!result.ok()) break;
+    }
+    // Readable by a static server's workers once published; the directory stays private.
+    if (result.ok() && ::fchmod(out, 0644) != 0) result = IOError("cannot chmod " + s.staged);
+    if (result.ok() && ::fsync(out) != 0) result = IOError("cannot fsync " + s.staged + ": " + std::strerror(errno));
+    ::close(in);
+    ::close(out);
+    if (!result.ok()) return result;
+    s.sha256 = hasher->FinalHex();
+    return s;
+  }
+
+ private:
+  Staging() = default;
+  static void RemoveTree(const std::string& dir) {
+    auto names = RealFileSystem::Get().ListDir(dir);
+    if (names.ok())
+      for (const auto& n : *names) ::unlink(JoinPath(dir, n).c_str());
+    ::rmdir(dir.c_str());
+  }
+  std::string dir_;
+};
+
+// Target files this publish added to targets/: removed again unless the publish commits.
+class NewTargetFiles {
+ public:
+  ~NewTargetFiles() {
+    if (committed_) return;
+    for (auto it = files_.rbegin(); it != files_.rend(); ++it) ::unlink(it->c_str());
+    for (auto it = dirs_.rbegin(); it != dirs_.rend(); ++it) ::rmdir(it->c_str());  // only when empty
+  }
+  void AddFile(std::string f) { files_.push_back(std::move(f)); }
+  void AddDir(std::string d) { dirs_.push_back(std::move(d)); }
+  void Commit() { committed_ = true; }
+
+ private:
+  std::vector<std::string> files_, dirs_;
+  bool committed_ = false;
+};
+
+// Puts the staged copy at `dst` by hard link (same inode: exactly the bytes hashed and
+// scanned), or, across filesystems, by a copy that is hashed again. An existing `dst`
+// must already hold exactly these bytes.
+Status PlaceTarget(const StagedInput& in, const std::string& dst, NewTargetFiles* created) {
+  struct stat st {};
+  if (::lstat(dst.c_str(), &st) == 0) {
+    if (!S_ISREG(st.st_mode))
+      return Corrupt(dst + " exists and is not a regular file (a symlink?): remove it, then run `patchgate verify`");
+    PG_ASSIGN_OR_RETURN(FileDigest d, Sha256File(dst));
+    if (d.sha256 != in.sha256 || d.length != in.length)
+      return Status(ErrorCode::kHashMismatch, dst + " already exists with other bytes than its content-addressed name "
+                                              "says (tampered?): run `patchgate verify`; nothing was published");
+    return Status::OK();
+  }
+  if (::link(in.staged.c_str(), dst.c_str()) == 0) {
+    created->AddFile(dst);
+    return Status::OK();
+  }
+  if (errno != EXDEV && errno != EPERM) return IOError("cannot link " + in.staged + " to " + dst + ": " + std::strerror(errno));
+  PG_RETURN_IF_ERROR(CopyFileAtomic(in.staged, dst));
+  created->AddFile(dst);
+  PG_ASSIGN_OR_RETURN(FileDigest d, Sha256File(dst));
+  if (d.sha256 != in.sha256)
+    return Status(ErrorCode::kHashMismatch, "the copy of " + in.source + " in targets/ differs from the scanned bytes; "
+                                            "nothing was published");
+  return Status::OK();
+}
+
+class ScopedRepoFs {
+ public:
+  explicit ScopedRepoFs(FileSystem* fs) { g_repo_fs = fs; }
+  ~ScopedRepoFs() { g_repo_fs = nullptr; }
+};
+
 }  // namespace
 
 Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std::vector<std::string>& files,
                                              const KeyAccess& access, const Clock& clock) {
-  if (!ValidProductName(o.product))
-    return InvalidArgument("product name '" + o.product + "' is not valid: use letters, digits, '.', '_' and '-'");
+  ScopedRepoFs seam(o.fs);
+  // The one rule for product names (core/names.h), shared with `grant`.
+  if (Status st = ValidateProductName(o.product); !st.ok()) return st;
   if (files.empty()) return InvalidArgument("nothing to publish: name at least one FILE");
   PG_ASSIGN_OR_RETURN(Config cfg, LoadConfig(o.dir));
   PG_ASSIGN_OR_RETURN(RepoLock lock, RepoLock::Acquire(o.dir));
   PG_ASSIGN_OR_RETURN(State s, LoadState(o.dir));
 
-  // Inputs: regular, readable files with distinct valid names.
+  // Inputs: distinct valid names (checked before anything is opened or written).
   std::set<std::string> names;
   for (const auto& f : files) {
-    struct stat st {};
-    if (::stat(f.c_str(), &st) != 0) return InvalidArgument("cannot read " + f + ": " + std::strerror(errno));
-    if (!S_ISREG(st.st_mode)) return InvalidArgument(f + " is not a regular file");
     std::string name = BaseName(f);
-    if (!ValidFileName(name)) return InvalidArgument("file name '" + name + "' cannot be a target name");
+    if (!ValidFileName(name)) {
+      std::string shown;
+      for (unsigned char c : name) {
+        if (c >= 0x21 && c < 0x7f) shown.push_back(static_cast<char>(c));
+        else { char b[8]; std::snprintf(b, sizeof b, "\\x%02x", c); shown += b; }
+      }
+      return InvalidArgument("file name '" + shown + "' cannot be a target name: use a name of valid UTF-8 without "
+                             "spaces, control characters, '/', '\\' or '%', not starting with '.' (rename the file); "
+                             "nothing was published");
+    }
     if (!names.insert(name).second) return InvalidArgument("two inputs are named " + name);
   }
 
   const std::string role = ProductRole(o.product);
   bool new_product = true;
   if (s.targets.delegations)
-    for (const auto& r : s.targets.delegations->roles)
+    for (const auto& r : s.targets.delegations->roles) {
       if (r.name == role) new_product = false;
+      if (r.name == LegacyProductRoleName(o.product))
+        return Unsupported("product " + o.product + " is held by the role \"" + r.name + "\" of an earlier release, "
+                           "whose name is not a single URL path segment (static servers cannot serve it): create a new "
+                           "repository with `patchgate init` and publish the product there");
+    }
 
   // Every key before anything else is written.
   PG_ASSIGN_OR_RETURN(PrivateKey snapshot_key, LoadKey(RoleKeyPath(o.dir, "snapshot"), access));
@@ -558,11 +706,26 @@ Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std:
     product_key = std::move(pk);
   }
 
-  // The gate (malware scan) runs before anything is written.
-  std::vector<Json> extra(files.size(), Json::object());
+  // Each input is read exactly once, into a private copy; from here on only the copies
+  // are used: scanned, hashed, signed and published.
+  PG_ASSIGN_OR_RETURN(Staging staging, Staging::Create(o.dir));
+  std::vector<StagedInput> staged;
+  for (const auto& f : files) {
+    PG_ASSIGN_OR_RETURN(StagedInput in, staging.Stage(f, BaseName(f)));
+    staged.push_back(std::move(in));
+  }
+
+  // The gate (malware scan) runs on the copies before anything is written.
+  std::vector<GateRecord> extra(files.size());
   if (o.hook) {
-    PG_ASSIGN_OR_RETURN(extra, o.hook(files));
+    PG_ASSIGN_OR_RETURN(extra, o.hook(staged));
     if (extra.size() != files.size()) return Internal("pre-publish hook returned the wrong number of records");
+    for (size_t i = 0; i < staged.size(); ++i)
+      if (!extra[i].scanned_sha256.empty() && extra[i].scanned_sha256 != staged[i].sha256)
+        return Status(ErrorCode::kHashMismatch, "the gate examined other bytes (sha256 " +
+                                                    extra[i].scanned_sha256.substr(0, 16) + "…) than the staged copy of " +
+                                                    staged[i].source + " (" + staged[i].sha256.substr(0, 16) +
+                                                    "…); nothing was published");
   }
 
   ProductContent content(o.dir, s, cfg, o.product);
@@ -571,12 +734,11 @@ Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std:
   std::vector<PublishedTarget> out;
   std::vector<size_t> changed;
   std::string published_at = FormatRfc3339(clock.NowUnix());
-  for (size_t i = 0; i < files.size(); ++i) {
-    PG_ASSIGN_OR_RETURN(FileDigest d, Sha256File(files[i]));
+  for (size_t i = 0; i < staged.size(); ++i) {
     PublishedTarget t;
-    t.path = o.product + "/" + BaseName(files[i]);
-    t.sha256 = d.sha256;
-    t.length = d.length;
+    t.path = o.product + "/" + staged[i].name;
+    t.sha256 = staged[i].sha256;
+    t.length = staged[i].length;
     const Json* existing;
     PG_ASSIGN_OR_RETURN(existing, content.Find(t.path));
     if (existing) {
@@ -593,20 +755,34 @@ Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std:
     }
     Json custom = {{"product", o.product}, {"published_at", published_at}};
     if (!o.version.empty()) custom["version"] = o.version;
-    for (auto it = extra[i].begin(); it != extra[i].end(); ++it) custom[it.key()] = it.value();
+    for (auto it = extra[i].custom.begin(); it != extra[i].custom.end(); ++it) custom[it.key()] = it.value();
     t.custom = custom;
     changed.push_back(out.size());
     out.push_back(std::move(t));
   }
   if (changed.empty()) return out;
 
-  // Content-addressed target files first (never overwrite what readers may be fetching).
+  // The copies must still hold the bytes that were hashed and scanned.
+  for (size_t idx : changed) {
+    const StagedInput& in = staged[idx];
+    PG_ASSIGN_OR_RETURN(FileDigest d, Sha256File(in.staged));
+    if (d.sha256 != in.sha256 || d.length != in.length)
+      return Status(ErrorCode::kHashMismatch, "the staged copy of " + in.source +
+                                                  " changed after it was scanned; nothing was published");
+  }
+
+  // Content-addressed target files first (never overwrite what readers may be fetching);
+  // removed again if the publish does not commit.
   auto& fs = RealFileSystem::Get();
+  NewTargetFiles created;
   for (size_t idx : changed) {
     const auto& t = out[idx];
     std::string dst = JoinPath(JoinPath(o.dir, "targets"), ConsistentTargetName(t.path, t.sha256));
-    PG_RETURN_IF_ERROR(fs.MakeDirs(DirName(dst)));
-    if (!fs.Exists(dst)) PG_RETURN_IF_ERROR(CopyFileAtomic(files[idx], dst));
+    if (!fs.Exists(DirName(dst))) {
+      PG_RETURN_IF_ERROR(fs.MakeDirs(DirName(dst)));
+      created.AddDir(DirName(dst));
+    }
+    PG_RETURN_IF_ERROR(PlaceTarget(staged[idx], dst, &created));
   }
   for (size_t idx : changed) {
     const auto& t = out[idx];
@@ -632,7 +808,15 @@ Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std:
     meta["targets.json"] = {{"version", v}};
   }
   PG_RETURN_IF_ERROR(content.Write(*product_key, clock, &meta));
-  PG_RETURN_IF_ERROR(CommitSnapshotAndTimestamp(o.dir, cfg, s, meta, snapshot_key, timestamp_key, clock));
+  Status committed = CommitSnapshotAndTimestamp(o.dir, cfg, s, meta, snapshot_key, timestamp_key, clock);
+  if (!committed.ok()) {
+    // Keep the new target files only if timestamp.json did change (the commit happened
+    // and only a later step, e.g. the directory fsync, failed).
+    auto now_ts = RealFileSystem::Get().ReadFile(JoinPath(MetaDir(o.dir), "timestamp.json"), kMaxTimestampBytes);
+    if (now_ts.ok() && *now_ts != s.ts_bytes) created.Commit();
+    return committed;
+  }
+  created.Commit();
   return out;
 }
 
@@ -713,7 +897,10 @@ Status WriteNextRoot(const std::string& dir, const Config& cfg, const State& s, 
 
 }  // namespace
 
-Status RotateKey(const RotateOptions& o, const KeyAccess& access, const Clock& clock) {
+Status RotateKey(const RotateOptions& opts, const KeyAccess& access, const Clock& clock) {
+  RotateOptions o = opts;
+  // "products/<name>" is how earlier releases (and their docs) named a product role.
+  if (o.role.rfind("products/", 0) == 0) o.role = ProductRoleName(o.role.substr(9));
   PG_ASSIGN_OR_RETURN(Config cfg, LoadConfig(o.dir));
   PG_ASSIGN_OR_RETURN(RepoLock lock, RepoLock::Acquire(o.dir));
   PG_ASSIGN_OR_RETURN(State s, LoadState(o.dir));
@@ -782,8 +969,7 @@ Status RotateKey(const RotateOptions& o, const KeyAccess& access, const Clock& c
     return CommitSnapshotAndTimestamp(o.dir, cfg, s, meta, sk, tk, clock);
   }
 
-  if (o.role.rfind("products/", 0) == 0) {
-    std::string product = o.role.substr(9);
+  if (ProductOfRole(o.role)) {
     bool exists = false;
     if (s.targets.delegations)
       for (const auto& r : s.targets.delegations->roles) exists |= r.name == o.role;
@@ -840,7 +1026,7 @@ Status RotateKey(const RotateOptions& o, const KeyAccess& access, const Clock& c
     for (auto& [name, j] : bins) PG_RETURN_IF_ERROR(resign(name, std::move(j)));
     return CommitSnapshotAndTimestamp(o.dir, cfg, s, meta, snapshot_key, timestamp_key, clock);
   }
-  return InvalidArgument("unknown role '" + o.role + "': use root, timestamp, snapshot, targets or products/<name>");
+  return InvalidArgument("unknown role '" + o.role + "': use root, timestamp, snapshot, targets or product.<name>");
 }
 
 // =======================================================================================
@@ -856,6 +1042,7 @@ struct WalkTarget {
 
 struct Walk {
   std::vector<std::string> problems;
+  std::set<std::string> roles_seen;  // root, snapshot, targets and every role the snapshot lists
   std::vector<WalkTarget> targets;
   size_t roles = 0;
   int64_t root_version = 0, snapshot_version = 0, timestamp_version = 0;
@@ -996,6 +1183,9 @@ Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
     return w;
   }
   w.snapshot_version = snap->common.version;
+  w.roles_seen = {"root", "snapshot", "targets"};
+  for (const auto& [name, m] : snap->meta)
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) w.roles_seen.insert(name.substr(0, name.size() - 5));
   auto targets_env = CheckRoleFile(dir, "targets", snap->meta.at("targets.json"), trusted->keys,
                                    trusted->roles.at("targets"), RoleType::kTargets, clock, &w);
   if (!targets_env) return w;
@@ -1006,12 +1196,102 @@ Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
 
 }  // namespace
 
+namespace {
+
+bool IsTempLeftover(std::string_view name) {
+  auto pos = name.rfind(".tmp.");
+  if (pos == std::string_view::npos || pos == 0 || pos + 5 >= name.size()) return false;
+  return name.substr(pos + 5).find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// Everything under metadata/ and targets/ is served: nothing may be there but the
+// versions of known roles and the content-addressed copies of known targets. Symlinks are
+// always problems (a link to ../keys/... would serve a private key).
+void CheckServedTree(const std::string& dir, const std::set<std::string>& roles, const std::set<std::string>& targets,
+                     VerifyReport* r) {
+  auto problem = [&](std::string p) { r->problems.push_back(std::move(p)); };
+  std::function<void(const std::string&, const std::string&, bool)> walk = [&](const std::string& abs,
+                                                                             const std::string& rel, bool meta) {
+    DIR* d = ::opendir(abs.c_str());
+    if (!d) {
+      problem(rel + ": cannot be listed: " + std::strerror(errno));
+      return;
+    }
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") names.push_back(std::move(n));
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+      std::string a = JoinPath(abs, n), rp = rel + "/" + n;
+      struct stat st {};
+      if (::lstat(a.c_str(), &st) != 0) continue;
+      if (S_ISLNK(st.st_mode)) {
+        char buf[4096];
+        ssize_t len = ::readlink(a.c_str(), buf, sizeof buf - 1);
+        std::string to = len > 0 ? std::string(buf, static_cast<size_t>(len)) : "?";
+        problem(rp + " is a symlink (to " + to + "): a server would serve whatever it points to; remove it");
+        continue;
+      }
+      if (S_ISDIR(st.st_mode)) {
+        if (meta) problem(rp + " is a directory; metadata/ holds only role files: remove it");
+        else walk(a, rp, false);
+        continue;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        problem(rp + " is not a regular file: remove it");
+        continue;
+      }
+      if (IsTempLeftover(n)) {
+        r->notes.push_back(rp + " is left over from an interrupted write; safe to delete");
+        continue;
+      }
+      bool known = false;
+      if (meta) {
+        if (n == "timestamp.json") {
+          known = true;
+        } else if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) {
+          auto dot = n.find('.');
+          std::string version = n.substr(0, dot);
+          if (dot != std::string::npos && !version.empty() &&
+              version.find_first_not_of("0123456789") == std::string::npos)
+            known = roles.count(UnquoteRoleName(n.substr(dot + 1, n.size() - 5 - dot - 1))) > 0;
+        }
+      } else {
+        auto parsed = ParseConsistentTargetName(rp.substr(std::string("targets/").size()));
+        known = parsed && targets.count(parsed->target_path) > 0;
+      }
+      if (!known && !roles.empty())  // roles unknown: the chain itself did not verify (reported)
+        problem(rp + " is a stray file: no signed metadata names it, yet a server may serve it; remove it");
+    }
+  };
+  for (const char* sub : {"metadata", "targets"}) {
+    std::string abs = JoinPath(dir, sub);
+    struct stat st {};
+    if (::lstat(abs.c_str(), &st) != 0) continue;
+    if (!S_ISDIR(st.st_mode)) {
+      problem(std::string(sub) + "/ is not a directory (a symlink?): it must be a real directory");
+      continue;
+    }
+    walk(abs, sub, std::string(sub) == "metadata");
+  }
+}
+
+}  // namespace
+
 Result<VerifyReport> VerifyRepository(const std::string& dir, const Clock& clock) {
   if (!RealFileSystem::Get().Exists(MetaDir(dir)))
     return NotFound(dir + " has no metadata/ directory: is it a patchgate repository?");
   PG_ASSIGN_OR_RETURN(Walk w, WalkRepository(dir, clock));
   VerifyReport r;
   r.problems = std::move(w.problems);
+  {
+    std::set<std::string> paths;
+    for (const auto& t : w.targets) paths.insert(t.path);
+    CheckServedTree(dir, w.roles_seen, paths, &r);
+  }
   r.roles_checked = w.roles;
   r.root_version = w.root_version;
   r.snapshot_version = w.snapshot_version;

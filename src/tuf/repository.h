@@ -6,7 +6,9 @@
 //   DIR/metadata/timestamp.json           written last, by rename (the commit point)
 //   DIR/metadata/<N>.snapshot.json
 //   DIR/metadata/<N>.targets.json
-//   DIR/metadata/<N>.<quoted role>.json   delegated roles: products/<name> and its hash bins
+//   DIR/metadata/<N>.<role>.json          delegated roles: product.<name> and its hash bins
+//                                         bins.<name>-<hex> (single safe path segments, so a
+//                                         static server maps URL to file unchanged)
 //   DIR/targets/<product>/<sha256>.<file> target "<product>/<file>", content-addressed
 //   DIR/keys/                             online keys (timestamp, snapshot, targets,
 //                                         product roles), encrypted; never served
@@ -14,7 +16,7 @@
 // Root keys live apart, offline: by default in "<DIR>.root-keys/" (--offline-keys).
 //
 // Hash bins: a product past InitOptions::bins_threshold targets is split with TUF 1.0.30+
-// `succinct_roles` (role products/<name> delegates to products/<name>-bins-<hex>, bit_length
+// `succinct_roles` (role product.<name> delegates to bins.<name>-<hex>, bit_length
 // bin_bits). Chosen over classic path_hash_prefixes bins because tuf-js 6 (@tufjs/models
 // SuccinctRoles) and python-tuf >= 2.0 both accept it, the delegating role stays one entry
 // instead of 2^bits, and tests/interop/interop_test.sh proves tuf-js walks it.
@@ -36,6 +38,7 @@
 #include "crypto/keys.h"
 #include "json/canonical_json.h"
 #include "tuf/catalogue.h"
+#include "tuf/naming.h"
 
 namespace patchgate::tuf {
 
@@ -60,10 +63,30 @@ struct InitOptions {
 };
 Status InitRepository(const InitOptions& opts, const KeyAccess& keys, const Clock& clock);
 
-// Optional gate run on the input files before anything else (the malware scan). It
-// returns, per file, extra fields for the target's "custom" object, or an error, in which
-// case nothing is written.
-using PrePublishHook = std::function<Result<std::vector<Json>>(const std::vector<std::string>& files)>;
+// An input of `publish`, staged: the source is opened once and copied through that one
+// descriptor into a private file (DIR/.staging/<pid>/<name>, mode 0700 directory) while it
+// is hashed. The staged copy is what the gate scans, what is signed and what is published
+// (hard-linked into targets/): later changes to the source cannot reach the repository.
+struct StagedInput {
+  std::string source;  // the path given on the command line
+  std::string staged;  // the private copy
+  std::string name;    // target file name (base name of source)
+  std::string sha256;  // of the staged bytes
+  uint64_t length = 0;
+};
+
+// What the gate says about one staged input.
+struct GateRecord {
+  Json custom = Json::object();  // fields added to the target's "custom" object
+  // sha256 of the bytes the gate examined, when it knows it; publish refuses when it
+  // differs from the staged copy's (the gate scanned something else).
+  std::string scanned_sha256;
+};
+
+// Optional gate run on the staged inputs before anything is written to the repository
+// (the malware scan). One record per input, in order, or an error, in which case nothing
+// is written.
+using PrePublishHook = std::function<Result<std::vector<GateRecord>>(const std::vector<StagedInput>& files)>;
 
 struct PublishOptions {
   std::string dir;
@@ -71,6 +94,8 @@ struct PublishOptions {
   std::string version;  // optional
   bool replace = false;
   PrePublishHook hook;
+  // Filesystem seam for the metadata writes (tests inject failures); nullptr: the real one.
+  FileSystem* fs = nullptr;
 };
 struct PublishedTarget {
   std::string path;  // "<product>/<file>"
@@ -88,7 +113,7 @@ Result<bool> Refresh(const std::string& dir, bool force, int64_t margin_seconds,
                      const Clock& clock);
 
 // Rotates the key(s) of `role` ("root", "timestamp", "snapshot", "targets" or
-// "products/<name>"). Root: writes N+1.root.json signed by the old and the new keys
+// "product.<name>"). Root: writes N+1.root.json signed by the old and the new keys
 // (new threshold/number of keys when given).
 struct RotateOptions {
   std::string dir;
@@ -100,19 +125,20 @@ Status RotateKey(const RotateOptions& opts, const KeyAccess& keys, const Clock& 
 
 struct VerifyReport {
   std::vector<std::string> problems;
+  // Not problems: leftovers of an interrupted write ("<name>.tmp.<pid>"), safe to delete.
+  std::vector<std::string> notes;
   size_t roles_checked = 0;
   size_t targets_checked = 0;
   int64_t root_version = 0, snapshot_version = 0, timestamp_version = 0;
 };
 // Checks the whole chain (every root version, timestamp, snapshot, targets, delegated
 // roles: signatures, thresholds, versions, hashes, expiry) and every target file's length
-// and hash. Problems are listed, not returned as errors; an error means the check itself
+// and hash; and that metadata/ and targets/ hold nothing else: any symlink, any file that
+// is not a version of a known role or a content-addressed copy of a known target, and
+// anything that is not a regular file or directory, is a problem. Problems are listed, not returned as errors; an error means the check itself
 // could not run.
 Result<VerifyReport> VerifyRepository(const std::string& dir, const Clock& clock);
 
 // LoadCatalogue (target name -> sha256, length, product) is declared in tuf/catalogue.h.
-
-// "<dirname>/<sha256>.<basename>" for a target path (consistent-snapshot file name).
-std::string ConsistentTargetName(const std::string& target_path, const std::string& sha256);
 
 }  // namespace patchgate::tuf

@@ -1,12 +1,18 @@
 #include "tuf/repository.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
 #include "core/fs.h"
+#include "crypto/hash.h"
 #include "tuf/metadata.h"
 
 namespace patchgate::tuf {
@@ -23,6 +29,11 @@ class RepoTest : public ::testing::Test {
     o.bins_threshold = 4;
     o.bin_bits = 2;
     ASSERT_TRUE(InitRepository(o, access_, clock_).ok());
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(base_, ec);
+    std::filesystem::remove_all(base_ + "/repo.root-keys", ec);
   }
   std::string File(const std::string& name, const std::string& content) {
     std::string p = base_ + "/" + name;
@@ -103,7 +114,7 @@ TEST_F(RepoTest, WrongPassphraseOrMissingKeyWritesNothing) {
 
 TEST_F(RepoTest, FailingGateWritesNothing) {
   auto before = Snapshot();
-  PublishOptions o{dir_, "office", "", false, [](const std::vector<std::string>&) -> Result<std::vector<Json>> {
+  PublishOptions o{dir_, "office", "", false, [](const std::vector<StagedInput>&) -> Result<std::vector<GateRecord>> {
                      return Status(ErrorCode::kInfected, "EICAR found");
                    }};
   auto r = Publish(o, {File("a.exe", "x")}, access_, clock_);
@@ -116,8 +127,8 @@ TEST_F(RepoTest, SplitsIntoHashBinsPastThreshold) {
   for (int i = 0; i < 7; ++i) files.push_back(File("f" + std::to_string(i) + ".bin", "content " + std::to_string(i)));
   ASSERT_TRUE(Pub(files).ok());
   auto meta = Snapshot();
-  EXPECT_TRUE(meta.count("1.products%2Foffice-bins-0.json"));
-  EXPECT_TRUE(meta.count("1.products%2Foffice-bins-3.json"));
+  EXPECT_TRUE(meta.count("1.bins.office-0.json"));
+  EXPECT_TRUE(meta.count("1.bins.office-3.json"));
   ASSERT_TRUE(Pub({File("late.bin", "late")}).ok());
   auto v = VerifyRepository(dir_, clock_);
   ASSERT_TRUE(v.ok());
@@ -128,7 +139,7 @@ TEST_F(RepoTest, SplitsIntoHashBinsPastThreshold) {
 
 TEST_F(RepoTest, RotationsAndRefreshKeepTheChainValid) {
   ASSERT_TRUE(Pub({File("a.exe", "one")}).ok());
-  for (const char* role : {"root", "timestamp", "snapshot", "targets", "products/office"}) {
+  for (const char* role : {"root", "timestamp", "snapshot", "targets", "product.office", "products/office"}) {
     RotateOptions o{dir_, role, std::nullopt, std::nullopt};
     Status st = RotateKey(o, access_, clock_);
     ASSERT_TRUE(st.ok()) << role << ": " << st.ToString();
@@ -160,7 +171,7 @@ TEST_F(RepoTest, VerifyReportsTamperedTargetsAndMetadata) {
   ASSERT_EQ(v->problems.size(), 1u);
   EXPECT_NE(v->problems[0].find("office/a.exe"), std::string::npos);
   // Tamper with signed metadata.
-  std::string p = dir_ + "/metadata/1.products%2Foffice.json";
+  std::string p = dir_ + "/metadata/1.product.office.json";
   std::string text = *RealFileSystem::Get().ReadFile(p, 1 << 20);
   text.replace(text.find("\"length\":8"), 10, "\"length\":9");
   std::ofstream(p) << text;
@@ -169,9 +180,22 @@ TEST_F(RepoTest, VerifyReportsTamperedTargetsAndMetadata) {
   EXPECT_EQ(LoadCatalogue(dir_).status().code(), ErrorCode::kCorrupt);
 }
 
+// Removes a scratch directory (and the root keys beside its repositories) pass or fail.
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    char tmpl[] = "/tmp/pgrepoXXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
 TEST(Repository, InitRefusesBadInput) {
-  char tmpl[] = "/tmp/pgrepoXXXXXX";
-  std::string base = mkdtemp(tmpl);
+  ScratchDir scratch;
+  std::string base = scratch.path;
   InitOptions o;
   o.dir = base + "/r";
   EXPECT_EQ(InitRepository(o, {"", false}, SystemClock::Get()).code(), ErrorCode::kInvalidArgument);
@@ -186,6 +210,226 @@ TEST(Repository, InitRefusesBadInput) {
   EXPECT_EQ(Publish(p, {base + "/missing"}, {"pw", false}, SystemClock::Get()).status().code(), ErrorCode::kInvalidArgument);
   EXPECT_EQ(Publish(p, {base}, {"pw", false}, SystemClock::Get()).status().code(), ErrorCode::kInvalidArgument);
 }
+
+// ---- #9.5: the gate's bytes are the published bytes ---------------------------------
+
+std::vector<std::string> TargetFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir + "/targets"))
+    if (!e.is_directory()) out.push_back(e.path().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_F(RepoTest, SourceChangedAfterStagingNeverReachesTheRepository) {
+  std::string src = File("setup.exe", "the scanned bytes");
+  PublishOptions o{dir_, "office", "", false, [&](const std::vector<StagedInput>& in) -> Result<std::vector<GateRecord>> {
+                     // While the gate scans, the source is rewritten in place.
+                     std::ofstream(src) << "INFECTED after the scan";
+                     EXPECT_NE(in[0].staged, src);
+                     EXPECT_EQ(*RealFileSystem::Get().ReadFile(in[0].staged, 1 << 20), "the scanned bytes");
+                     GateRecord g;
+                     g.scanned_sha256 = Sha256Hex(*RealFileSystem::Get().ReadFile(in[0].staged, 1 << 20));
+                     return std::vector<GateRecord>{g};
+                   }};
+  auto r = Publish(o, {src}, access_, clock_);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)[0].sha256, Sha256Hex("the scanned bytes"));
+  auto cat = LoadCatalogue(dir_);
+  ASSERT_TRUE(cat.ok());
+  EXPECT_EQ(*RealFileSystem::Get().ReadFile((*cat)[0].file, 1 << 20), "the scanned bytes");
+  EXPECT_TRUE(VerifyRepository(dir_, clock_)->problems.empty());
+  EXPECT_FALSE(RealFileSystem::Get().Exists(dir_ + "/.staging/" + std::to_string(::getpid())));
+}
+
+TEST_F(RepoTest, GateThatScannedOtherBytesIsRefusedAndLeavesNothing) {
+  auto before = Snapshot();
+  PublishOptions o{dir_, "office", "", false, [](const std::vector<StagedInput>&) -> Result<std::vector<GateRecord>> {
+                     GateRecord g;
+                     g.scanned_sha256 = Sha256Hex("something else");
+                     return std::vector<GateRecord>{g};
+                   }};
+  auto r = Publish(o, {File("a.exe", "x")}, access_, clock_);
+  EXPECT_EQ(r.status().code(), ErrorCode::kHashMismatch);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_TRUE(TargetFiles(dir_).empty());
+}
+
+TEST_F(RepoTest, StagedCopyChangedAfterTheScanIsRefused) {
+  auto before = Snapshot();
+  PublishOptions o{dir_, "office", "", false, [](const std::vector<StagedInput>& in) -> Result<std::vector<GateRecord>> {
+                     std::vector<GateRecord> out(in.size());
+                     for (size_t i = 0; i < in.size(); ++i) out[i].scanned_sha256 = in[i].sha256;
+                     std::ofstream(in[0].staged, std::ios::app) << "appended by an infector";
+                     return out;
+                   }};
+  auto r = Publish(o, {File("a.exe", "x")}, access_, clock_);
+  EXPECT_EQ(r.status().code(), ErrorCode::kHashMismatch) << r.status().ToString();
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_TRUE(TargetFiles(dir_).empty());
+}
+
+// A filesystem whose write of one metadata file fails.
+class FailingWrite : public ForwardingFileSystem {
+ public:
+  FailingWrite(std::string suffix) : ForwardingFileSystem(&RealFileSystem::Get()), suffix_(std::move(suffix)) {}
+  Status WriteFileAtomic(const std::string& p, std::string_view d) override {
+    if (p.size() >= suffix_.size() && p.compare(p.size() - suffix_.size(), suffix_.size(), suffix_) == 0)
+      return IOError("injected: disk full writing " + p);
+    writes.push_back(p);
+    return target_->WriteFileAtomic(p, d);
+  }
+  std::vector<std::string> writes;
+
+ private:
+  std::string suffix_;
+};
+
+// #9.8: timestamp.json is written only after the snapshot it names; a failed publish
+// leaves no orphan in targets/ and a repository verify accepts.
+TEST_F(RepoTest, FailedSnapshotWriteLeavesTimestampAndTargetsUntouched) {
+  ASSERT_TRUE(Pub({File("a.exe", "one")}).ok());
+  auto targets_before = TargetFiles(dir_);
+  std::string ts_before = *RealFileSystem::Get().ReadFile(dir_ + "/metadata/timestamp.json", 1 << 20);
+  FailingWrite fs(".snapshot.json");
+  PublishOptions o{dir_, "office", "", false, nullptr, &fs};
+  auto r = Publish(o, {File("b.exe", "two"), File("c.exe", "three")}, access_, clock_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kIOError);
+  EXPECT_EQ(*RealFileSystem::Get().ReadFile(dir_ + "/metadata/timestamp.json", 1 << 20), ts_before);
+  EXPECT_EQ(TargetFiles(dir_), targets_before);
+  auto v = VerifyRepository(dir_, clock_);
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->problems.empty()) << v->problems[0];
+  // And the same publish goes through once the disk is fine.
+  ASSERT_TRUE(Pub({File("b.exe", "two")}).ok());
+  EXPECT_TRUE(VerifyRepository(dir_, clock_)->problems.empty());
+}
+
+// #9.8: publish holds the repository lock; a second writer is refused and writes nothing.
+TEST_F(RepoTest, PublishWhileAnotherWriterHoldsTheLockIsRefused) {
+  ASSERT_TRUE(Pub({File("a.exe", "one")}).ok());
+  auto before = Snapshot();
+  auto targets_before = TargetFiles(dir_);
+  int fd = ::open((dir_ + "/.patchgate.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  auto r = Pub({File("b.exe", "two")});
+  EXPECT_EQ(r.status().code(), ErrorCode::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(TargetFiles(dir_), targets_before);
+  ::close(fd);
+  EXPECT_TRUE(Pub({File("b.exe", "two")}).ok());
+}
+
+// #9.5: verify reports symlinks and stray files in the served tree.
+TEST_F(RepoTest, VerifyReportsSymlinksAndStrayFiles) {
+  ASSERT_TRUE(Pub({File("a.exe", "one")}).ok());
+  ASSERT_TRUE(VerifyRepository(dir_, clock_)->problems.empty());
+  ASSERT_EQ(::symlink("../keys/timestamp.key.json", (dir_ + "/metadata/tk.json").c_str()), 0);
+  auto v = VerifyRepository(dir_, clock_);
+  ASSERT_EQ(v->problems.size(), 1u);
+  EXPECT_NE(v->problems[0].find("metadata/tk.json is a symlink"), std::string::npos) << v->problems[0];
+  ::unlink((dir_ + "/metadata/tk.json").c_str());
+  std::ofstream(dir_ + "/metadata/notes.txt") << "x";
+  std::ofstream(dir_ + "/targets/office/evil.exe") << "x";
+  std::ofstream(dir_ + "/targets/office/" + std::string(64, 'a') + ".unknown.exe") << "x";
+  ASSERT_EQ(::symlink("/etc/passwd", (dir_ + "/targets/office/pw").c_str()), 0);
+  v = VerifyRepository(dir_, clock_);
+  EXPECT_EQ(v->problems.size(), 4u);
+  std::string all;
+  for (const auto& p : v->problems) all += p + "\n";
+  for (const char* name : {"metadata/notes.txt", "targets/office/evil.exe", ".unknown.exe", "targets/office/pw is a symlink"})
+    EXPECT_NE(all.find(name), std::string::npos) << name << " not in\n" << all;
+  // A leftover of an interrupted write is a note, not a problem.
+  for (const char* f : {"/metadata/notes.txt", "/targets/office/evil.exe", "/targets/office/pw"}) ::unlink((dir_ + f).c_str());
+  ::unlink((dir_ + "/targets/office/" + std::string(64, 'a') + ".unknown.exe").c_str());
+  std::ofstream(dir_ + "/metadata/timestamp.json.tmp.12345") << "x";
+  v = VerifyRepository(dir_, clock_);
+  EXPECT_TRUE(v->problems.empty()) << v->problems[0];
+  EXPECT_EQ(v->notes.size(), 1u);
+}
+
+// #9.3: a target name that is not UTF-8 is refused before anything is written, and the
+// repository stays usable.
+TEST_F(RepoTest, NonUtf8TargetNameRefusedBeforeWriting) {
+  ASSERT_TRUE(Pub({File("ok.bin", "fine")}).ok());
+  auto before = Snapshot();
+  auto targets_before = RealFileSystem::Get().ListDir(dir_ + "/targets/office");
+  for (std::string bad : {std::string("bad\xff.exe"), std::string("cut\xc3.exe"), std::string("sur\xed\xa0\x80.exe")}) {
+    auto r = Pub({File("good.exe", "g"), File(bad, "x")});
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("UTF-8"), std::string::npos) << r.status().message();
+    EXPECT_EQ(Snapshot(), before);
+    EXPECT_EQ(*RealFileSystem::Get().ListDir(dir_ + "/targets/office"), *targets_before);
+  }
+  auto v = VerifyRepository(dir_, clock_);
+  EXPECT_TRUE(v->problems.empty());
+  EXPECT_TRUE(Pub({File("\xc3\xa9t\xc3\xa9.txt", "utf-8 name")}).ok());  // valid UTF-8 is fine
+  EXPECT_TRUE(VerifyRepository(dir_, clock_)->problems.empty());
+}
+
+// Every metadata file is standard JSON (strict parser, no raw control characters), role
+// names are single safe path segments.
+void ExpectStandardJsonAndSafeNames(const std::string& dir) {
+  auto names = RealFileSystem::Get().ListDir(dir + "/metadata");
+  ASSERT_TRUE(names.ok());
+  for (const auto& n : *names) {
+    std::string text = *RealFileSystem::Get().ReadFile(dir + "/metadata/" + n, 1 << 26);
+    for (char c : text) ASSERT_GE(static_cast<unsigned char>(c), 0x20) << n << " holds a raw control character";
+    EXPECT_TRUE(Json::accept(text)) << n << " is not JSON";
+    EXPECT_EQ(n.find('%'), std::string::npos) << n;
+    ASSERT_GT(n.size(), 5u);
+    std::string role = n.substr(0, n.size() - 5);
+    if (role != "timestamp") role = role.substr(role.find('.') + 1);
+    EXPECT_TRUE(IsSafeRoleName(role)) << n;
+  }
+}
+
+class KeyTypeRepoTest : public ::testing::TestWithParam<KeyType> {};
+
+TEST_P(KeyTypeRepoTest, InitPublishRotateVerifyWriteStandardJson) {
+  ScratchDir scratch;
+  InitOptions o;
+  o.dir = scratch.path + "/repo";
+  o.root_keys_dir = scratch.path + "/root-keys";
+  o.key_type = GetParam();
+  o.bins_threshold = 2;
+  o.bin_bits = 1;
+  KeyAccess access{"pw", false};
+  FakeClock clock{1'800'000'000};
+  ASSERT_TRUE(InitRepository(o, access, clock).ok());
+  ExpectStandardJsonAndSafeNames(o.dir);
+  std::vector<std::string> files;
+  for (int i = 0; i < 3; ++i) {
+    files.push_back(scratch.path + "/f" + std::to_string(i));
+    std::ofstream(files.back()) << "content " << i;
+  }
+  PublishOptions p{o.dir, "office", "1", false, nullptr};
+  auto r = Publish(p, files, access, clock);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (const char* role : {"root", "timestamp", "snapshot", "targets", "product.office"}) {
+    Status st = RotateKey({o.dir, role, std::nullopt, std::nullopt}, access, clock);
+    ASSERT_TRUE(st.ok()) << role << ": " << st.ToString();
+  }
+  ExpectStandardJsonAndSafeNames(o.dir);
+  auto v = VerifyRepository(o.dir, clock);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->problems.empty()) << v->problems[0];
+  EXPECT_EQ(v->targets_checked, 3u);
+  // The root on disk is JSON, and its signatures are over the canonical form.
+  std::string root_text = *RealFileSystem::Get().ReadFile(o.dir + "/metadata/1.root.json", 1 << 20);
+  auto env = Envelope::Parse(root_text, kMaxRootBytes);
+  ASSERT_TRUE(env.ok());
+  auto root = Root::FromSigned(env->signed_json);
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(env->signed_bytes, *cjson::Encode(env->signed_json));
+  EXPECT_TRUE(VerifyThreshold(*env, root->keys, root->roles.at("root"), "root").ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(AllKeyTypes, KeyTypeRepoTest,
+                         ::testing::Values(KeyType::kEd25519, KeyType::kEcdsaP256, KeyType::kRsaPss));
 
 }  // namespace
 }  // namespace patchgate::tuf

@@ -86,7 +86,7 @@ run_suite() {
   ok "[$engine] node add prints a token once (only its hash stored), refuses duplicates and a mirror without upstream; nodes lists it stale"
 
   # --- origin -> mirror-1 -> mirror-2 ---------------------------------------------------
-  start_bg "$work/origin.log" "$pg" serve --repo repo --listen "127.0.0.1:$p0" --node-name origin
+  start_bg "$work/origin.log" "$pg" serve --repo repo --listen "127.0.0.1:$p0" --node-name origin --watch
   local origin=$last_pid
   wait_log "$work/origin.log" "listening"
   start_bg "$work/m1.log" "$pg" mirror --upstream "http://127.0.0.1:$p0" --root repo/metadata/1.root.json --data m1 \
@@ -187,7 +187,7 @@ PY
   cp repo/metadata/timestamp.json "$work/ts.v1"
   head -c 20000 /dev/urandom > patch2.exe
   "$pg" publish repo --product office --insecure-plaintext-keys patch2.exe >/dev/null 2>&1
-  cp -r repo/metadata/. "$fake/metadata/"; cp -r repo/targets/. "$fake/targets/"
+  cp -r repo/targets/. "$fake/targets/"; cp -r repo/metadata/. "$fake/metadata/"
   for _ in $(seq 100); do cmp -s m3/metadata/timestamp.json repo/metadata/timestamp.json && break; sleep 0.05; done
   cmp -s m3/metadata/timestamp.json repo/metadata/timestamp.json || fail "mirror-3 did not follow a good upstream"
   good_ts=$(sha256sum < m3/metadata/timestamp.json)
@@ -200,10 +200,11 @@ PY
   # Tamper: a new publish whose target bytes are changed on the way.
   head -c 30000 /dev/urandom > patch3.exe
   "$pg" publish repo --product office --insecure-plaintext-keys patch3.exe >/dev/null 2>&1
-  cp -r repo/metadata/. "$fake/metadata/"; cp -r repo/targets/. "$fake/targets/"
+  cp -r repo/targets/. "$fake/targets/"
   local evil
   evil=$(ls "$fake"/targets/office/*.patch3.exe)
   printf 'X' | dd of="$evil" bs=1 seek=100 conv=notrunc 2>/dev/null
+  cp -r repo/metadata/. "$fake/metadata/"
   wait_log "$work/m3.log" "HashMismatch\|do not match the signed" 10
   sleep 0.5
   [[ $(sha256sum < m3/metadata/timestamp.json) == "$good_ts" ]] || fail "mirror-3 switched to a snapshot with a tampered target"
@@ -280,6 +281,19 @@ assert n["mirror-1"]["heartbeat"]["watch_alive"] is False'
   if cmp -s repo/metadata/timestamp.json m2/metadata/timestamp.json; then fail "a revoked mirror still synced"; fi
   "$pg" nodes | grep "mirror-2" | grep -q "token revoked"
   ok "[$engine] a revoked node token is refused upstream (401): no more syncs, flagged in nodes"
+
+  # --- the origin's own watch: publishing is no incident; a changed file is ---------------
+  "$pg" incident list --json | python3 -c '
+import json,sys; o=[i for i in json.load(sys.stdin) if i["node"]=="origin"]
+assert not o, o'
+  local of
+  of=$(ls repo/targets/office/*.readme.txt)
+  printf 'tampered' >> "$of"
+  wait_log "$work/origin.log" "incident opened" 5
+  [[ ! -e $of ]] || fail "the origin kept serving a changed file"
+  sleep 5.5
+  "$pg" nodes | grep "^origin" | grep -q "quarantined" || { "$pg" nodes; fail "origin not shown quarantined"; }
+  ok "[$engine] origin --watch: several publishes opened no incident; a changed file is quarantined, an incident opened, nodes shows the origin quarantined"
 
   stop_pid "$m2"; stop_pid "$m1"; stop_pid "$origin"; stop_pid "$fake_pid"
   cd "$root_work"

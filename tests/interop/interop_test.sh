@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Interop in both directions, over HTTP on loopback:
-#  1. tuf-js refreshes from and downloads a target out of a repository made by
-#     `patchgate init` / `patchgate publish`;
+# Interop in both directions, over plain static HTTP servers on loopback (nginx and a
+# python static server: no patchgate code between the files and the clients):
+#  1. for every key type (ed25519, ecdsa, rsa): `patchgate init` -> publish (hash bins in
+#     use) -> key rotate of every role -> verify; then nginx serves the repository
+#     directory as static files and both patchgate-client and tuf-js refresh and download
+#     through it (delegated role files are single path segments, so nginx finds them);
 #  2. patchgate-client refreshes and downloads from a repository built by @tufjs/models
 #     with node's ed25519 (someone else's canonical JSON and signatures).
-# Usage: interop_test.sh BUILD_DIR
+# Every server started here is stopped by its own pid, and the scratch folder removed,
+# pass or fail. Usage: interop_test.sh BUILD_DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
@@ -15,40 +19,100 @@ if ! command -v node >/dev/null; then echo "SKIP: node is not installed"; exit 0
 if [[ ! -d "$here/node_modules/tuf-js" ]]; then
   echo "tests/interop/node_modules missing: run scripts/deps.sh (npm ci)"; exit 1
 fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x "$nginx_bin" ]] || { echo "nginx is not installed: run scripts/deps.sh"; exit 1; }
 work=$(mktemp -d /tmp/pg-interop.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
-serve() {  # serve DIR -> prints port
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_nginx DIR: nginx serves DIR as static files; sets $port. Runs in this shell (not in
+# a command substitution) so its pid reaches `pids`.
+start_nginx() {
+  local root=$1 ngx="$work/nginx.$RANDOM"
+  mkdir -p "$ngx/tmp"
+  port=$(free_port)
+  cat > "$ngx/nginx.conf" <<EOF
+worker_processes 1;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events { worker_connections 64; }
+http {
+  access_log $ngx/access.log;
+  client_body_temp_path $ngx/tmp/body;
+  proxy_temp_path $ngx/tmp/proxy;
+  fastcgi_temp_path $ngx/tmp/fastcgi;
+  uwsgi_temp_path $ngx/tmp/uwsgi;
+  scgi_temp_path $ngx/tmp/scgi;
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:$port; root $root; }
+}
+EOF
+  # Workers of a root-started nginx run as nobody: let them read the served files.
+  chmod a+x "$work"; chmod -R a+rX "$root/metadata" "$root/targets"; chmod a+x "$root"
+  "$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;' &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+    sleep 0.05
+  done
+  echo "nginx did not start:"; cat "$ngx/error.log"; exit 1
+}
+
+# start_static DIR: the python static server; sets $port.
+start_static() {
   rm -f "$work/port"
   python3 "$here/../tools/static_server.py" "$1" --port-file "$work/port" >/dev/null 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.05; done
-  cat "$work/port"
+  port=$(cat "$work/port")
 }
 
-echo "== 1. tuf-js against a patchgate repository"
+echo "== 1. every key type: init, publish, rotate, verify; patchgate-client and tuf-js through nginx"
 export PATCHGATE_PASSPHRASE=interop-test
-"$pg" init "$work/repo" --bins-threshold 3 --bin-bits 2 >/dev/null
 head -c 50000 /dev/urandom > "$work/setup.exe"
 for i in 1 2 3 4; do echo "file $i" > "$work/readme-$i.txt"; done
-"$pg" publish "$work/repo" --product office --version 2.1 "$work/setup.exe" "$work"/readme-*.txt >/dev/null
 echo "late" > "$work/late.txt"
-"$pg" publish "$work/repo" --product office "$work/late.txt" >/dev/null   # hash bins in use
-"$pg" key rotate "$work/repo" --role root >/dev/null                          # a root chain to follow
-port=$(serve "$work/repo")
-for name in office/setup.exe office/late.txt; do
-  node "$here/tufjs_client.mjs" "http://127.0.0.1:$port/metadata" "http://127.0.0.1:$port/targets" \
-    "$work/repo/metadata/1.root.json" "$work/tufjs-$(basename $name)" "$name"
-  cmp "$work/tufjs-$(basename $name)/targets/office%2F$(basename $name)" "$work/$(basename $name)"
+for kt in ed25519 ecdsa rsa; do
+  repo="$work/repo-$kt"
+  "$pg" init "$repo" --key-type "$kt" --bins-threshold 3 --bin-bits 2 >/dev/null
+  "$pg" publish "$repo" --product office --version 2.1 "$work/setup.exe" "$work"/readme-*.txt >/dev/null
+  "$pg" publish "$repo" --product office "$work/late.txt" >/dev/null   # hash bins in use
+  for role in root timestamp snapshot targets product.office; do
+    "$pg" key rotate "$repo" --role "$role" >/dev/null
+  done
+  "$pg" verify "$repo" >/dev/null
+  # Standard JSON on disk (a strict parser reads every file), no percent sign in any name.
+  for f in "$repo"/metadata/*.json; do
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$f" || { echo "FAIL: $f is not JSON"; exit 1; }
+  done
+  if ls "$repo/metadata" | grep -q '%'; then echo "FAIL: a metadata file name needs URL encoding"; exit 1; fi
+  ls "$repo/metadata" | grep -q '^[0-9]*\.bins\.office-[0-9a-f]\.json$'
+  start_nginx "$repo"
+  base="http://127.0.0.1:$port"
+  "$client" --metadata-dir "$work/pc-$kt/meta" init "$repo/metadata/1.root.json"
+  for name in office/setup.exe office/late.txt; do
+    "$client" --metadata-dir "$work/pc-$kt/meta" --metadata-url "$base/metadata" --target-name "$name" \
+      --target-base-url "$base/targets" --target-dir "$work/pc-$kt/targets" download >/dev/null
+    cmp "$work/pc-$kt/targets/office%2F$(basename $name)" "$work/$(basename $name)"
+    node "$here/tufjs_client.mjs" "$base/metadata" "$base/targets" \
+      "$repo/metadata/1.root.json" "$work/tufjs-$kt-$(basename $name)" "$name" >/dev/null
+    cmp "$work/tufjs-$kt-$(basename $name)/targets/office%2F$(basename $name)" "$work/$(basename $name)"
+  done
+  echo "  $kt: verify clean; patchgate-client and tuf-js downloaded through nginx"
 done
-echo "tuf-js verified and downloaded patchgate targets"
 
 echo "== 2. patchgate-client against an @tufjs/models repository"
 mkdir -p "$work/ext"
 head -c 70000 /dev/urandom > "$work/ext-file.bin"
 node "$here/make_repo.mjs" "$work/ext" "vendor/ext-file.bin" "$work/ext-file.bin" >/dev/null
-port=$(serve "$work/ext")
+start_static "$work/ext"
 "$client" --metadata-dir "$work/pc/meta" init "$work/ext/metadata/1.root.json"
 "$client" --metadata-dir "$work/pc/meta" --metadata-url "http://127.0.0.1:$port/metadata" refresh
 "$client" --metadata-dir "$work/pc/meta" --metadata-url "http://127.0.0.1:$port/metadata" \
@@ -67,4 +131,33 @@ fi
 grep -q HashMismatch "$work/err"
 [[ ! -e "$work/pc/targets/vendor%2Fext-file.bin" ]]
 echo "patchgate-client verified an outside repository and refused a tampered target"
-echo "interop: 2 passed, 0 failed"
+
+echo "== 3. a 403 is reported as not entitled, a 401 as token refused"
+rm -f "$work/port"
+python3 - "$work/port" >/dev/null 2>&1 <<'PY' &
+import http.server, os, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(401 if self.path.startswith("/t401/") else 403)
+        self.send_header("Content-Length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1] + ".tmp", "w").write(str(s.server_address[1])); os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+s.serve_forever()
+PY
+pids+=($!)
+for _ in $(seq 100); do [[ -s "$work/port" ]] && break; sleep 0.05; done
+deny=$(cat "$work/port")
+for kind in 403 401; do
+  prefix=$([[ $kind == 401 ]] && echo t401 || echo t403)
+  if "$client" --metadata-dir "$work/pc/meta" --metadata-url "http://127.0.0.1:$port/metadata" \
+       --target-name vendor/ext-file.bin --target-base-url "http://127.0.0.1:$deny/$prefix" \
+       --target-dir "$work/pc/denied" download 2>"$work/err"; then
+    echo "FAIL: a $kind answer was accepted"; exit 1
+  fi
+  want=$([[ $kind == 401 ]] && echo "token refused" || echo "not entitled")
+  grep -q "$want" "$work/err" || { echo "FAIL: HTTP $kind not reported as '$want':"; cat "$work/err"; exit 1; }
+  if grep -q NotFound "$work/err"; then echo "FAIL: HTTP $kind reported as NotFound"; cat "$work/err"; exit 1; fi
+done
+echo "HTTP 403 -> not entitled, 401 -> token refused"
+echo "interop: 3 passed, 0 failed"

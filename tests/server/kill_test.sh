@@ -57,7 +57,10 @@ for i in $(seq 4); do
     "http://127.0.0.1:$port/targets/office/$sha.big.bin" &
   clients+=($!)
 done
-sleep 0.2
+for _ in $(seq 100); do  # until every client is receiving
+  n=0; for i in $(seq 4); do [[ -s "$work/drain-$i" ]] && n=$((n + 1)); done
+  [[ $n -eq 4 ]] && break; sleep 0.02
+done
 kill -TERM "$server"
 wait "$server" 2>/dev/null || true
 server=
@@ -68,17 +71,24 @@ complete=$("$pg" downloads --node edge --csv | grep -c ',complete,' || true)
 
 # SIGTERM with downloads that cannot finish within --drain-seconds: new connections are
 # refused at once, and every cut download is completed in the record as aborted with the
-# bytes really sent (never left in_progress with 0 bytes).
+# bytes really sent (never left in_progress with 0 bytes). The file is larger than what
+# loopback socket buffers absorb, so slow clients really are mid-transfer at the cut.
+head -c $((48 * 1024 * 1024)) /dev/urandom > "$work/huge.bin"
+"$pg" publish "$work/repo" --product office "$work/huge.bin" >/dev/null
+huge_sha=$(sha256sum "$work/huge.bin" | cut -c1-64)
 "$pg" serve --repo "$work/repo" --listen "127.0.0.1:$port" --node-name cut --drain-seconds 1 \
   --audit-finish-ms 0 >>"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
 for i in $(seq 3); do
   curl -s -o "$work/cut-$i" --limit-rate 1M -H "Authorization: Bearer $token" \
-    "http://127.0.0.1:$port/targets/office/$sha.big.bin" &
+    "http://127.0.0.1:$port/targets/office/$huge_sha.huge.bin" &
   clients+=($!)
 done
-sleep 1
+for _ in $(seq 200); do  # until every client is receiving
+  n=0; for i in $(seq 3); do [[ -s "$work/cut-$i" ]] && n=$((n + 1)); done
+  [[ $n -eq 3 ]] && break; sleep 0.02
+done
 kill -TERM "$server"
 sleep 0.3
 t0=$(date +%s%N)
@@ -101,7 +111,7 @@ if len(rows) != 3 or bad:
 sent = sorted(r["bytes"] for r in rows)
 # Each record counts the bytes handed to the kernel: at least what its client received
 # (a cut connection may lose what was still in flight), and less than the whole file.
-size = 8 * 1024 * 1024
+size = 48 * 1024 * 1024
 if any(s < g or s >= size for s, g in zip(sent, got)):
     print("FAIL: bytes in the record", sent, "vs bytes received", got); sys.exit(1)
 print("ok: drain cut 3 downloads, recorded as aborted with", sent, "bytes")

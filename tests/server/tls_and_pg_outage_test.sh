@@ -66,7 +66,7 @@ else
   [[ $code == 503 ]] || { echo "FAIL: during the outage got $code"; exit 1; }
   ! cmp -s "$work/during" "$work/f.bin" || { echo "FAIL: file served during the outage"; exit 1; }
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$url_path")
-  [[ $code == 200 ]] || { echo "FAIL: after the outage got $code"; exit 1; }
+  [[ $code == 200 ]] || { echo "FAIL: after the outage got $code"; cat "$work/serve.log"; exit 1; }
   kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
   n=$("$pg" downloads --node "$node" --csv | tail -n +2 | wc -l)
   [[ $n -eq 2 ]] || { echo "FAIL: $n records, want 2 (before and after the outage)"; exit 1; }

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
-"""A static HTTP server for tests: serves DIR on 127.0.0.1, prints the port, and keeps
-percent-encoded slashes in file names (TUF delegated role files are named like
-"3.products%2Foffice.json"). Stops on SIGTERM.
+"""A plain static HTTP server for tests (python's http.server, nothing rewritten): serves
+DIR on 127.0.0.1, prints the port. Stops on SIGTERM.
 
 Usage: static_server.py DIR [--port-file FILE]
 """
@@ -12,11 +11,6 @@ import sys
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    def translate_path(self, path):
-        # %2F in a request names a literal "%2F" in a file name, not a directory.
-        path = path.split("?", 1)[0].replace("%2F", "%252F").replace("%2f", "%252F")
-        return super().translate_path(path)
-
     def log_message(self, fmt, *args):
         pass
 
