@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
     if (!s.AddOrganisation(o).ok()) return 1;
   }
   char tmpl[] = "/tmp/pgadvbenchXXXXXX";
-  std::string home = std::string(mkdtemp(tmpl)) + "/gnupg";
+  std::string tmp = mkdtemp(tmpl);
+  std::string home = tmp + "/gnupg";
   auto key = advisory::CreateSigningKey(home, "Bench <bench@vendor.example>", "bench");
   if (!key.ok()) {
     std::fprintf(stderr, "%s\n", key.status().ToString().c_str());
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   auto r = advisory::RunDue(s, *t, o, SystemClock::Get());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::system(("gpgconf --homedir '" + home + "' --kill gpg-agent; rm -rf '" + home + "/..'").c_str());
+  std::system(("gpgconf --homedir '" + home + "' --kill gpg-agent; rm -rf '" + tmp + "'").c_str());
   if (!r.ok()) {
     std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
     return 1;
