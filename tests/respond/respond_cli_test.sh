@@ -105,9 +105,14 @@ grep -q "by user alice" "$contoso"
 grep -q "by user carol" "$contoso"
 refute grep -q "by user bob" "$contoso"
 link=$(grep -o "http://127.0.0.1:$serve_port/ack/[0-9a-f]*" "$contoso")
-[[ $(curl -s -o /dev/null -w '%{http_code}' "$link") == 200 ]]
-[[ $(curl -s -o /dev/null -w '%{http_code}' "$link") == 200 ]]
-[[ $(curl -s -o "$work/404" -w '%{http_code}' "http://127.0.0.1:$serve_port/ack/0000deadbeef") == 404 ]]
+# A GET (what a mail link scanner does) shows the confirm page and acknowledges nothing.
+[[ $(curl -s -o "$work/confirm.html" -w '%{http_code}' "$link") == 200 ]]
+grep -q '<form method="post"' "$work/confirm.html"
+refute bash -c "\"$pg\" notify status $id | grep Contoso | grep -q 2026-"
+# The deliberate POST acknowledges, once; a repeat is harmless.
+[[ $(curl -s -X POST -o /dev/null -w '%{http_code}' "$link") == 200 ]]
+[[ $(curl -s -X POST -o /dev/null -w '%{http_code}' "$link") == 200 ]]
+[[ $(curl -s -X POST -o "$work/404" -w '%{http_code}' "http://127.0.0.1:$serve_port/ack/0000deadbeef") == 404 ]]
 [[ "$(cat "$work/404")" == "not found" ]]
 "$pg" notify status "$id" | grep "Contoso" | grep -q "2026-"
 ok "the Contoso message lists exactly its downloads, copies its account manager; the ack link works once; unknown tokens 404"
