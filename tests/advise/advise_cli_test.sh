@@ -154,6 +154,26 @@ curl -s "$base/.well-known/csaf/feed-tlp-white.json" | grep -q "$id"
 curl -s "$base/.well-known/security.txt" | grep -q "^CSAF: $base/.well-known/csaf/provider-metadata.json"
 ok "at publish-at: public TLP:WHITE document with the fix, hashes and a signature gpg verifies; final message to audience + entitled"
 
+# CSAF requirement 3 (TLS): the provider over HTTPS, as `serve --tls-cert` offers it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+tport=$(free_port)
+"$pg" serve --repo "$work/repo" --listen "127.0.0.1:$tport" --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" \
+  --node-name tls-origin --csaf-base-url "https://127.0.0.1:$tport" > "$work/serve-tls.log" 2>&1 &
+pids+=($!)
+tbase="https://127.0.0.1:$tport"
+wait_for 'curl -fsS --cacert "$work/tls.crt" "$tbase/healthz" >/dev/null 2>&1'
+curl -fsS --cacert "$work/tls.crt" --tlsv1.2 "$tbase/.well-known/csaf/provider-metadata.json" > "$work/pm-tls.json" \
+  || fail "provider metadata over TLS"
+grep -q "\"canonical_url\": *\"$tbase/.well-known/csaf/provider-metadata.json\"" "$work/pm-tls.json" \
+  || fail "provider metadata over TLS does not name its https URL: $(head -c 400 "$work/pm-tls.json")"
+curl -fsS --cacert "$work/tls.crt" "$tbase/.well-known/csaf/white/$year/$lid.json" | cmp -s - "$work/final.json" \
+  || fail "the public document over TLS differs"
+if curl -fsS -o /dev/null "http://127.0.0.1:$tport/.well-known/csaf/provider-metadata.json" 2>/dev/null; then
+  fail "the TLS port answered plain HTTP"
+fi
+ok "CSAF requirement 3: provider metadata and documents over TLS, with https URLs; plain HTTP refused"
+
 "$pg" incident open --node mirror-2 --from 2026-11-23T00:00:00Z --to 2026-11-23T23:59:59Z --cause "file infector" > "$work/inc"
 "$pg" incident advisory "$(cat "$work/inc")" --base-url "$base" > "$work/ir.json"
 grep -q csaf_security_incident_response "$work/ir.json"
