@@ -53,41 +53,13 @@ class PgConnection : public Connection {
   }
 
   Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) override {
-    PG_RETURN_IF_ERROR(Connect());
-    std::string q = Numbered(sql);
-    std::vector<std::string> storage(params.size());
-    std::vector<const char*> values(params.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (std::holds_alternative<std::nullptr_t>(params[i])) {
-        values[i] = nullptr;
-        continue;
-      }
-      if (auto* v = std::get_if<int64_t>(&params[i])) storage[i] = std::to_string(*v);
-      else storage[i] = std::string(TextOf(params[i]));
-      values[i] = storage[i].c_str();
-    }
-    PGresult* r = PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
-                               nullptr, 0);
+    PG_ASSIGN_OR_RETURN(PGresult * r, Execute(sql, params));
     return Collect(r);
   }
 
   Status QueryEach(std::string_view sql, const std::vector<Param>& params,
                    const std::function<void(const RowView&)>& fn) override {
-    PG_RETURN_IF_ERROR(Connect());
-    std::string q = Numbered(sql);
-    std::vector<std::string> storage(params.size());
-    std::vector<const char*> values(params.size());
-    for (size_t i = 0; i < params.size(); ++i) {
-      if (std::holds_alternative<std::nullptr_t>(params[i])) {
-        values[i] = nullptr;
-        continue;
-      }
-      if (auto* v = std::get_if<int64_t>(&params[i])) storage[i] = std::to_string(*v);
-      else storage[i] = std::string(TextOf(params[i]));
-      values[i] = storage[i].c_str();
-    }
-    PGresult* r = PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
-                               nullptr, 0);
+    PG_ASSIGN_OR_RETURN(PGresult * r, Execute(sql, params));
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) return Collect(r).status();
     int n = PQntuples(r), m = PQnfields(r);
@@ -178,6 +150,25 @@ class PgConnection : public Connection {
     }
     if (!problem.empty()) return InvalidArgument("postgresql COPY: " + problem);
     return st;
+  }
+
+  // Runs one statement with its parameters bound as text; the caller owns the result.
+  Result<PGresult*> Execute(std::string_view sql, const std::vector<Param>& params) {
+    PG_RETURN_IF_ERROR(Connect());
+    std::string q = Numbered(sql);
+    std::vector<std::string> storage(params.size());
+    std::vector<const char*> values(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (std::holds_alternative<std::nullptr_t>(params[i])) {
+        values[i] = nullptr;
+        continue;
+      }
+      if (auto* v = std::get_if<int64_t>(&params[i])) storage[i] = std::to_string(*v);
+      else storage[i] = std::string(TextOf(params[i]));
+      values[i] = storage[i].c_str();
+    }
+    return PQexecParams(conn_, q.c_str(), static_cast<int>(params.size()), nullptr, values.data(), nullptr,
+                        nullptr, 0);
   }
 
   Result<Rows> Collect(PGresult* r) {

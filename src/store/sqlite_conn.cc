@@ -19,27 +19,12 @@ class SqliteConnection : public Connection {
   std::string engine() const override { return "sqlite"; }
 
   Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) override {
-    PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(sql));
-    Bind(st, params);
     Rows rows;
-    for (;;) {
-      int rc = sqlite3_step(st);
-      if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) {
-        Status s = Err("step");
-        sqlite3_reset(st);
-        return s;
-      }
-      int n = sqlite3_column_count(st);
-      Row row(static_cast<size_t>(n));
-      for (int c = 0; c < n; ++c) {
-        if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
-        const unsigned char* t = sqlite3_column_text(st, c);
-        row[static_cast<size_t>(c)] = std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(st, c));
-      }
-      rows.push_back(std::move(row));
-    }
-    sqlite3_reset(st);
+    PG_RETURN_IF_ERROR(QueryEach(sql, params, [&rows](const RowView& view) {
+      Row& row = rows.emplace_back(view.size());
+      for (size_t c = 0; c < view.size(); ++c)
+        if (view[c]) row[c] = std::string(*view[c]);
+    }));
     return rows;
   }
 

@@ -18,6 +18,19 @@ void EscapeRow(std::vector<Param>& row, std::deque<std::string>& keep) {
     if (NeedsEscape(p)) p = TextRef{keep.emplace_back(EscapeInvalidUtf8(TextOf(p)))};
 }
 
+// Calls `run` with `params` as they are when all are storable (no copy), else with an
+// escaped copy.
+template <typename Run>
+auto WithEscaped(const std::vector<Param>& params, Run run) {
+  bool clean = true;
+  for (const Param& p : params) clean = clean && !NeedsEscape(p);
+  if (clean) return run(params);
+  std::deque<std::string> keep;
+  std::vector<Param> escaped = params;
+  EscapeRow(escaped, keep);
+  return run(escaped);
+}
+
 class StorableTextConnection final : public Connection {
  public:
   explicit StorableTextConnection(std::unique_ptr<Connection> inner) : inner_(std::move(inner)) {}
@@ -25,24 +38,12 @@ class StorableTextConnection final : public Connection {
   std::string engine() const override { return inner_->engine(); }
 
   Result<Rows> Query(std::string_view sql, const std::vector<Param>& params) override {
-    bool clean = true;
-    for (const Param& p : params) clean = clean && !NeedsEscape(p);
-    if (clean) return inner_->Query(sql, params);
-    std::deque<std::string> keep;
-    std::vector<Param> escaped = params;
-    EscapeRow(escaped, keep);
-    return inner_->Query(sql, escaped);
+    return WithEscaped(params, [&](const std::vector<Param>& p) { return inner_->Query(sql, p); });
   }
 
   Status QueryEach(std::string_view sql, const std::vector<Param>& params,
                    const std::function<void(const RowView&)>& fn) override {
-    bool clean = true;
-    for (const Param& p : params) clean = clean && !NeedsEscape(p);
-    if (clean) return inner_->QueryEach(sql, params, fn);
-    std::deque<std::string> keep;
-    std::vector<Param> escaped = params;
-    EscapeRow(escaped, keep);
-    return inner_->QueryEach(sql, escaped, fn);
+    return WithEscaped(params, [&](const std::vector<Param>& p) { return inner_->QueryEach(sql, p, fn); });
   }
 
   Status ExecScript(std::string_view sql) override { return inner_->ExecScript(sql); }
