@@ -210,6 +210,11 @@ TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
   auto pids = WorkerPidsForTest(*s);
   ASSERT_EQ(pids.size(), 1u);
   std::vector<std::string> files = {Write("a.bin", "clean a"), Write("b.bin", "clean b")};
+  // One scan first, so the engine is loaded and requests go straight to the worker's pipe
+  // (a worker stopped while still loading would never be sent them).
+  auto warm = s->Scan({Write("warm.bin", "warm")});
+  ASSERT_TRUE(warm.ok() && (*warm)[0].verdict == Verdict::kClean);
+  ASSERT_EQ(WorkerPidsForTest(*s), pids);
   // Hold the worker still, let both requests reach it, then crash it as a libclamav parser
   // crash would: both files are in flight when it dies.
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
