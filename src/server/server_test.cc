@@ -506,7 +506,11 @@ TEST_F(TamperTest, AFileChangedMidDownloadIsCutBeforeAnyChangedByte) {
     ++aborted;
     EXPECT_GT(d.bytes_sent, 1u << 20);  // the bytes really sent, all of them verified
     EXPECT_LE(d.bytes_sent, 12u << 20);  // nothing from the changed chunk on
+    // ...and says why (migration 0005): the changed chunk, the 48th of 256 KiB (12 MiB in).
+    EXPECT_EQ(d.detail.rfind("integrity: chunk 48 (bytes 12582912-12845055) no longer matches", 0), 0u) << d.detail;
   }
+  for (const auto& d : *rows)
+    if (d.outcome != DownloadOutcome::kAborted) EXPECT_EQ(d.detail, "") << "only a cut download has a reason";
   EXPECT_EQ(aborted, 2);  // never "complete" with the signed hash
   EXPECT_EQ(Records("complete"), 1u);
 }
