@@ -87,7 +87,7 @@ INSERT INTO downloads (started_at, ended_at, node, user_id, username, org_id, ta
                (value * 2654435761 % 4294967291) % 20 AS nd, (value * 40503 % 1000003) % 200 AS u,
                value * 69069 % 2147483647 AS h
         FROM $series) g
-  WHERE NOT (nd = 7 AND st BETWEEN $seed_from - 5000000 AND $seed_to AND value * 69069 % 2147483647 % $thin <> 0);
+  WHERE NOT (nd = 7 AND st BETWEEN $seed_from - 5000000 AND $seed_to AND value % $thin <> 0);
 SQL
 }
 
