@@ -232,6 +232,19 @@ void Pad(std::string& out, std::string_view s, size_t width) {
   if (out.size() - at < width) out.append(width - (out.size() - at), ' ');
 }
 
+// Appends CsvCell(s) (core/csv.h): printable ASCII that needs neither quoting nor the
+// formula guard, the common case, is appended as it is (CsvCell would return it
+// unchanged), without building a string per cell; anything else goes through CsvCell.
+void AppendCsv(std::string& out, std::string_view s) {
+  bool plain = s.empty() || (s[0] != '=' && s[0] != '+' && s[0] != '-' && s[0] != '@');
+  for (size_t i = 0; plain && i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    plain = c >= 0x20 && c < 0x7f && c != ',' && c != ';' && c != '"';
+  }
+  if (plain) out += s;
+  else out += CsvCell(s);
+}
+
 std::string Html(const std::string& raw) {
   std::string s = EscapeInvalidUtf8(raw), o;  // the report declares UTF-8: make it so
   for (char c : s) {
@@ -295,28 +308,31 @@ std::string RenderCsv(const Scope& s) {
   size_t rows = 0;
   for (const auto& g : s.orgs) rows += g.downloads.size();
   out.reserve(out.size() + rows * 200);
+  std::string time;  // one buffer for every row's time
   for (const auto& g : s.orgs) {
     const std::string prefix = CsvCell(g.name) + "," + CsvCell(g.tier) + "," + CsvCell(g.account_manager) + "," +
                                CsvCell(g.account_manager_email) + ",";
     for (const auto& d : g.downloads) {
       out += prefix;
-      out += CsvCell(d.username);
+      AppendCsv(out, d.username);
       out += ',';
-      out += CsvCell(d.target_path);
+      AppendCsv(out, d.target_path);
       out += ',';
-      out += CsvCell(T(d.started_at));
+      time.clear();
+      AppendTime(time, d.started_at);
+      AppendCsv(out, time);
       out += ',';
-      out += CsvCell(d.sha256);
+      AppendCsv(out, d.sha256);
       out += ',';
-      out += CsvCell(d.node);
+      AppendCsv(out, d.node);
       out += ',';
       out += std::to_string(d.bytes_sent);
       out += ',';
-      out += CsvCell(d.source);
+      AppendCsv(out, d.source);
       out += ',';
-      out += CsvCell(DownloadOutcomeName(d.outcome));
+      AppendCsv(out, DownloadOutcomeName(d.outcome));
       out += ',';
-      out += CsvCell(d.detail);
+      AppendCsv(out, d.detail);
       out += '\n';
     }
   }
