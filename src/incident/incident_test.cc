@@ -148,8 +148,29 @@ TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
   EXPECT_EQ(sc->unfinished, 1u);
   EXPECT_EQ(sc->Totals(), "2 downloads of 2 files by 1 users in 1 organisations (1 never recorded as finished: the node "
                           "stopped mid-transfer; count it as received)");
-  EXPECT_NE(RenderCsv(*sc).find(",in_progress,"), std::string::npos);  // outcome, then detail (migration 0005)
+  EXPECT_NE(RenderCsv(*sc).find(",in_progress,\n"), std::string::npos);  // last column: detail, empty
   EXPECT_NE(RenderTable(*sc).find("unfinished"), std::string::npos);
+}
+
+TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
+  // A download cut because the file changed on disk mid-stream (migration 0005): in scope
+  // (bytes were sent), and every output says why it ended.
+  std::string dir;
+  auto store = FreshStore(&dir);
+  ASSERT_TRUE(store->AddOrganisation({0, "Acme", "gold"}).ok());
+  ASSERT_TRUE(store->AddUser("Acme", "a", "h").ok());
+  auto u = store->GetUser("a");
+  auto ids = store->BeginDownloads({{3'000'000, "n1", u->id, u->org_id, "p/f", "x"}});
+  ASSERT_TRUE(ids.ok());
+  const std::string why = "integrity: chunk 3 (bytes 786432-1048575) no longer matches its verified digest";
+  ASSERT_TRUE(store->FinishDownloads({{(*ids)[0], 4'000'000, 786432, DownloadOutcome::kAborted, why}}).ok());
+  auto sc = ComputeScope(*store, {"n1", 2'000'000, 9'000'000});
+  ASSERT_TRUE(sc.ok());
+  EXPECT_EQ(sc->downloads, 1u);
+  EXPECT_NE(RenderCsv(*sc).find(",aborted," + why + "\n"), std::string::npos) << RenderCsv(*sc);
+  EXPECT_NE(RenderJson(*sc).find("\"detail\": \"" + why + "\""), std::string::npos) << RenderJson(*sc);
+  EXPECT_NE(RenderTable(*sc).find("aborted: " + why), std::string::npos);
+  EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td>"), std::string::npos);
 }
 
 TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {
