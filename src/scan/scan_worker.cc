@@ -16,8 +16,8 @@
 // "signatures":N} or {"ready":false,"error":..} (then exit 2).
 //
 // Memory: a file is never mapped whole. Small files (up to kMapWhole) are mapped once,
-// hashed and scanned from that one mapping; larger ones are hashed through a 1 MiB buffer
-// and scanned through libclamav's paged map of the descriptor, which keeps only a window
+// hashed and scanned from that one mapping; larger ones are hashed through a 4 MiB window
+// of the file (mapped, hashed, unmapped, then the next one) and scanned through libclamav's paged map of the descriptor, which keeps only a window
 // of the file in memory. Either way the file's identity (size, times, inode) is checked
 // after the scan: a file that changed while it was read is an error, not a verdict.
 #include <clamav.h>
@@ -52,7 +52,8 @@ constexpr long long kEngineMaxFile = 2147483647LL;
 // Files up to this size are mapped whole (one pass serves hash and scan); larger ones are
 // read through a bounded window.
 constexpr long long kMapWhole = 8LL << 20;
-constexpr size_t kReadChunk = 1 << 20;
+// Larger files are hashed through a window of this many bytes, mapped one at a time.
+constexpr size_t kHashWindow = 4 << 20;
 
 std::mutex g_out_mu;
 
@@ -200,7 +201,6 @@ class Worker {
   }
 
   void Loop() {
-    std::vector<char> buf(kReadChunk);
     for (;;) {
       Task t;
       {
@@ -210,12 +210,12 @@ class Worker {
         t = std::move(queue_.front());
         queue_.pop_front();
       }
-      if (t.kind == Task::kScan) Open(t, buf);
+      if (t.kind == Task::kScan) Open(t);
       else Scan(t);
     }
   }
 
-  void Open(const Task& t, std::vector<char>& buf) {
+  void Open(const Task& t) {
     auto f = std::make_unique<Opened>();
     f->path = t.path;
     f->fd = ::open(t.path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -251,18 +251,21 @@ class Worker {
       }
       f->map = static_cast<const char*>(p);
       hasher->Update(f->map, f->len);
-    } else {
+    } else if (size > 0) {
+      // Hashed through a sliding window of the file mapped kHashWindow bytes at a time (no
+      // copy into a buffer; the window is unmapped before the next one), so the file is
+      // never mapped whole.
       ::posix_fadvise(f->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
       for (size_t off = 0; off < f->len;) {
-        ssize_t n = ::pread(f->fd, buf.data(), std::min(buf.size(), f->len - off), static_cast<off_t>(off));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          Reply({{"id", t.id}, {"verdict", "error"},
-                 {"error", "cannot read " + t.path + ": " + (n < 0 ? std::strerror(errno) : "it shrank while read")}});
+        size_t n = std::min(kHashWindow, f->len - off);
+        void* p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, static_cast<off_t>(off));
+        if (p == MAP_FAILED) {
+          Reply({{"id", t.id}, {"verdict", "error"}, {"error", "cannot read " + t.path + ": " + std::strerror(errno)}});
           return;
         }
-        hasher->Update(buf.data(), static_cast<size_t>(n));
-        off += static_cast<size_t>(n);
+        hasher->Update(static_cast<const char*>(p), n);
+        ::munmap(p, n);
+        off += n;
       }
     }
     json reply = {{"id", t.id}, {"sha256", hasher->FinalHex()}, {"length", f->len}};
