@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <gtest/gtest.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -190,6 +191,28 @@ int PendingRequestBytes(int pid) {
   return n;
 }
 
+// True once every thread of `pid` is in the stopped state ('T' in /proc/PID/task/TID/stat).
+bool AllThreadsStopped(int pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (int i = 0; i < 500; ++i) {
+    bool all = true, any = false;
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        std::ifstream in(dir + "/" + e->d_name + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto close = stat.rfind(')');
+        any = true;
+        if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') all = false;
+      }
+      ::closedir(d);
+    }
+    if (any && all) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
 TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
   // Under AddressSanitizer the worker would catch the SIGSEGV, print its report and abort,
   // while its other scanning thread goes on answering: a crash must end the process at once,
@@ -218,6 +241,9 @@ TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
   // Hold the worker still, let both requests reach it, then crash it as a libclamav parser
   // crash would: both files are in flight when it dies.
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  // kill() returns before the threads have stopped: a thread blocked reading its input can
+  // still take a request that arrives meanwhile. Wait until every thread is stopped.
+  ASSERT_TRUE(AllThreadsStopped(pids[0]));
   std::vector<FileResult> results;
   std::thread scan([&] { results = *s->Scan(files); });
   const int want = 2 * static_cast<int>(std::string("SCAN 1 \n").size() + 2 * files[0].size());

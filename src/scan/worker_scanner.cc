@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -286,6 +287,14 @@ class WorkerScanner final : public Scanner {
 
   Result<std::vector<FileResult>> Scan(const std::vector<std::string>& files) override {
     std::vector<FileResult> results(files.size());
+    // Largest files first (results stay in input order): a large file dealt last would
+    // leave the other scanning threads idle while one thread finishes it.
+    std::vector<std::pair<long long, size_t>> order(files.size());
+    for (size_t i = 0; i < files.size(); ++i) {
+      struct stat st {};
+      order[i] = {::stat(files[i].c_str(), &st) == 0 ? static_cast<long long>(st.st_size) : 0, i};
+    }
+    std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
     std::atomic<size_t> next{0}, done{0};
     std::atomic<uint64_t> bytes{0};
     std::vector<std::thread> threads;
@@ -293,8 +302,9 @@ class WorkerScanner final : public Scanner {
     for (int t = 0; t < o_.jobs; ++t) {
       threads.emplace_back([&] {
         for (;;) {
-          size_t i = next++;
-          if (i >= files.size()) return;
+          size_t n = next++;
+          if (n >= order.size()) return;
+          size_t i = order[n].second;
           results[i] = ScanOne(files[i]);
           bytes += results[i].length;
           ++done;
