@@ -350,12 +350,26 @@ class WorkerScanner final : public Scanner {
       return r;
     };
     const std::string id = std::to_string(next_id_++);
-    auto first = w.Call(std::stoull(id), "SCAN " + id + " " + HexPath(path), o_.timeout_seconds);
+    // Without a verdict cache nothing is decided between hashing and scanning: one request
+    // (CHECK) does both, one round trip per file. With a cache, SCAN returns the hash first.
+    const char* op = o_.cache ? "SCAN " : "CHECK ";
+    auto first = w.Call(std::stoull(id), op + id + " " + HexPath(path), o_.timeout_seconds);
     if (!first.ok()) return fail(first.status());
     const json& j = *first;
+    if (!o_.cache && j.contains("sha256") && j.contains("verdict")) {
+      r.sha256 = j.value("sha256", "");
+      r.length = j.value("length", 0ull);
+      return ApplyReply(r, j);
+    }
     if (j.contains("verdict")) {  // could not even read the file, or it is too large
       r.verdict = ParseVerdict(j.value("verdict", "error"));
       r.error = j.value("error", "");
+      if (r.verdict != Verdict::kClean && r.verdict != Verdict::kInfected && r.error.empty())
+        r.error = "the engine gave no reason";
+      if (r.verdict == Verdict::kClean || r.verdict == Verdict::kInfected) {  // never without a hash
+        r.verdict = Verdict::kError;
+        r.error = "the scan worker gave a verdict without the file's hash";
+      }
       return r;
     }
     r.sha256 = j.value("sha256", "");
@@ -372,19 +386,25 @@ class WorkerScanner final : public Scanner {
     }
     auto second = w.Call(std::stoull(id), "GO " + id, o_.timeout_seconds);
     if (!second.ok()) return fail(second.status());
-    const json& v = *second;
-    r.verdict = ParseVerdict(v.value("verdict", "error"));
-    r.error = v.value("error", "");
-    if (r.verdict != Verdict::kClean && r.verdict != Verdict::kInfected && r.error.empty())
-      r.error = "the engine gave no reason";  // never an empty reason
-    if (v.contains("detections") && v["detections"].is_array())
-      for (const auto& d : v["detections"]) r.detections.push_back(d.get<std::string>());
+    ApplyReply(r, *second);
     if (o_.cache && (r.verdict == Verdict::kClean || r.verdict == Verdict::kInfected)) {
       std::string dets;
       for (const auto& d : r.detections) dets += (dets.empty() ? "" : ",") + d;
       (void)o_.cache->PutScanVerdict({r.sha256, info_.db_version, std::string(VerdictName(r.verdict)), dets,
                                       info_.engine_version, SystemClock::Get().NowMicros()});
     }
+    return r;
+  }
+
+  // Fills r's verdict, reason and detections from the worker's reply to GO or CHECK.
+  static FileResult& ApplyReply(FileResult& r, const json& v) {
+    r.verdict = ParseVerdict(v.value("verdict", "error"));
+    r.error = v.value("error", "");
+    if (r.verdict != Verdict::kClean && r.verdict != Verdict::kInfected && r.error.empty())
+      r.error = "the engine gave no reason";  // never an empty reason
+    if (v.contains("detections") && v["detections"].is_array())
+      for (const auto& d : v["detections"])
+        if (d.is_string()) r.detections.push_back(d.get<std::string>());
     return r;
   }
 
