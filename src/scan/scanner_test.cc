@@ -84,10 +84,24 @@ TEST_F(ScannerTest, CleanFilesAreCleanAndHashed) {
   auto r = One(*s, Write("clean.bin", Elf()));
   EXPECT_EQ(r.verdict, Verdict::kClean) << r.error;
   EXPECT_EQ(r.length, Elf().size());
-  EXPECT_EQ(r.sha256.size(), 64u);
+  EXPECT_EQ(r.sha256, Sha256Hex(Elf()));  // the hash comes from the same read as the scan
   EXPECT_EQ(s->info().engine, "ClamAV");
   EXPECT_FALSE(s->info().engine_version.empty());
   EXPECT_GT(s->info().signatures, 5u);
+}
+
+TEST_F(ScannerTest, LargeFilesAreHashedThroughAWindowEveryByte) {
+  // Over the size that is mapped whole (8 MiB), and not a multiple of the 4 MiB hash window:
+  // the hash covers every byte, the last partial window included.
+  std::string big(9u << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 13);
+  big += "tail";
+  auto s = Make();
+  ASSERT_TRUE(s);
+  auto r = One(*s, Write("big.bin", big));
+  EXPECT_EQ(r.verdict, Verdict::kClean) << r.error;
+  EXPECT_EQ(r.length, big.size());
+  EXPECT_EQ(r.sha256, Sha256Hex(big));
 }
 
 TEST_F(ScannerTest, Eicar) {
