@@ -104,6 +104,25 @@ TEST_F(ScannerTest, LargeFilesAreHashedThroughAWindowEveryByte) {
   EXPECT_EQ(r.sha256, Sha256Hex(big));
 }
 
+TEST_F(ScannerTest, AVerdictWithoutTheFilesHashIsAnError) {
+  // A worker that answers "clean" without saying what content it scanned: the verdict is not
+  // bound to the file's bytes, so it must not count as clean.
+  std::string fake = Write("fake-worker.sh",
+                           "#!/bin/bash\n"
+                           "echo '{\"ready\":true,\"engine_version\":\"fake\",\"db_version\":\"x\",\"signatures\":1}'\n"
+                           "while read -r op id rest; do echo \"{\\\"id\\\":\\\"$id\\\",\\\"verdict\\\":\\\"clean\\\"}\"; done\n");
+  ASSERT_EQ(::chmod(fake.c_str(), 0755), 0);
+  ScanOptions o;
+  o.signatures_dir = kSigs;
+  o.worker_path = fake;
+  o.jobs = 1;
+  auto s = NewWorkerScanner(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto r = One(**s, Write("plain.txt", "plain"));
+  EXPECT_EQ(r.verdict, Verdict::kError);
+  EXPECT_NE(r.error.find("without the file's hash"), std::string::npos) << r.error;
+}
+
 TEST_F(ScannerTest, Eicar) {
   auto s = Make();
   auto r = One(*s, Write("eicar.com", kEicar));
