@@ -14,6 +14,8 @@
 //   CHECK <id> <hex path> SCAN and GO in one request, when the parent keeps no verdict cache:
 //                         one reply {"id":..,"sha256":..,"length":..,"verdict":..,...}
 //                         (or the final error of SCAN). One round trip per file instead of two.
+//                         When a scanning thread takes it, {"id":..,"started":true} first
+//                         (it may wait in the queue behind another file).
 // The path is hex-encoded so that any file name (newlines, bytes that are not UTF-8)
 // travels intact. Startup reply: {"ready":true,"engine_version":..,"db_version":..,
 // "signatures":N} or {"ready":false,"error":..} (then exit 2).
@@ -225,6 +227,7 @@ class Worker {
           Reply(head);
         }
       } else if (t.kind == Task::kCheck) {
+        Reply({{"id", t.id}, {"started", true}});  // the parent's time limit for it starts now
         json head;
         if (auto f = Open(t, &head)) Scan(t, std::move(f), std::move(head));
       } else {

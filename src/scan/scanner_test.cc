@@ -123,6 +123,31 @@ TEST_F(ScannerTest, AVerdictWithoutTheFilesHashIsAnError) {
   EXPECT_NE(r.error.find("without the file's hash"), std::string::npos) << r.error;
 }
 
+TEST_F(ScannerTest, TheTimeLimitRunsFromWhenAThreadTakesTheFileNotFromTheSend) {
+  // One scanning thread, two files: the second waits in the worker's queue while the first
+  // takes 0.8 s of a 1 s limit. Counted from the send it would be late; counted from when the
+  // thread takes it ("started") it is on time, and both are clean.
+  std::string fake = Write("slow-worker.sh", R"(#!/bin/bash
+echo '{"ready":true,"engine_version":"fake","db_version":"x","signatures":1}'
+while read -r op id rest; do
+  echo "{\"id\":\"$id\",\"started\":true}"
+  sleep 0.8
+  echo "{\"id\":\"$id\",\"sha256\":\"$(printf '0%.0s' {1..64})\",\"length\":1,\"verdict\":\"clean\"}"
+done
+)");
+  ASSERT_EQ(::chmod(fake.c_str(), 0755), 0);
+  ScanOptions o;
+  o.signatures_dir = kSigs;
+  o.worker_path = fake;
+  o.jobs = 1;
+  o.timeout_seconds = 1;
+  auto s = NewWorkerScanner(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto r = (*s)->Scan({Write("one.txt", "1"), Write("two.txt", "2")});
+  ASSERT_TRUE(r.ok());
+  for (const auto& f : *r) EXPECT_EQ(f.verdict, Verdict::kClean) << f.path << ": " << f.error;
+}
+
 TEST_F(ScannerTest, Eicar) {
   auto s = Make();
   auto r = One(*s, Write("eicar.com", kEicar));

@@ -109,8 +109,10 @@ class WorkerProcess {
     return Status::OK();
   }
 
-  // Sends `line` (a request tagged `id`) and waits for the reply to it.
-  Result<json> Call(uint64_t id, const std::string& line, int timeout_seconds) {
+  // Sends `line` (a request tagged `id`) and waits for the reply to it. The time limit runs
+  // from the moment a scanning thread takes the request ({"id":..,"started":true}, sent for
+  // CHECK, which may wait in the worker's queue behind another file), else from the send.
+  Result<json> Call(uint64_t id, const std::string& line, int timeout_seconds, bool queued = false) {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (dead_) return Status(ErrorCode::kScanFailed, "the scan worker died (" + death_ + ")");
@@ -118,9 +120,20 @@ class WorkerProcess {
     }
     Status st = Send(line);
     std::unique_lock<std::mutex> l(mu_);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
-    bool done = st.ok() && cv_.wait_until(l, deadline, [&] { return dead_ || waiting_[id].has_value(); });
-    std::optional<std::string> reply = std::move(waiting_[id]);
+    const auto limit = std::chrono::seconds(timeout_seconds);
+    // Queued behind one file at most, which is itself stopped at its own limit.
+    auto deadline = std::chrono::steady_clock::now() + (queued ? 2 * limit + std::chrono::seconds(5) : limit);
+    bool started = false;
+    bool done = false;
+    while (st.ok()) {
+      done = cv_.wait_until(l, deadline, [&] {
+        return dead_ || waiting_[id].reply.has_value() || (waiting_[id].started && !started);
+      });
+      if (!done || dead_ || waiting_[id].reply.has_value()) break;
+      started = true;  // a thread took it: the file's own limit starts now
+      deadline = std::chrono::steady_clock::now() + limit;
+    }
+    std::optional<std::string> reply = std::move(waiting_[id].reply);
     waiting_.erase(id);
     if (reply) {
       json j = json::parse(*reply, nullptr, false);
@@ -215,7 +228,9 @@ class WorkerProcess {
           json j = json::parse(line, nullptr, false);
           if (j.is_discarded() || !j.contains("id") || !j["id"].is_string()) continue;
           auto it = waiting_.find(std::stoull(j["id"].get<std::string>()));
-          if (it != waiting_.end()) it->second = std::move(line);
+          if (it == waiting_.end()) continue;
+          if (j.size() == 2 && j.value("started", false)) it->second.started = true;
+          else it->second.reply = std::move(line);
         }
         buf_.erase(0, start);
       }
@@ -258,7 +273,11 @@ class WorkerProcess {
   std::string buf_;  // bytes read but not yet dispatched: AwaitReady, then the reader thread only
   std::mutex mu_;    // guards everything below
   std::condition_variable cv_;
-  std::map<uint64_t, std::optional<std::string>> waiting_;
+  struct Pending {
+    bool started = false;               // a scanning thread took the request
+    std::optional<std::string> reply;  // the final reply
+  };
+  std::map<uint64_t, Pending> waiting_;
   bool dead_ = false, reaped_ = false;
   std::string death_;
   std::thread reader_;
@@ -298,8 +317,12 @@ class WorkerScanner final : public Scanner {
     std::atomic<size_t> next{0}, done{0};
     std::atomic<uint64_t> bytes{0};
     std::vector<std::thread> threads;
-    // As many requests in flight as the worker has scanning threads.
-    for (int t = 0; t < o_.jobs; ++t) {
+    // Without a cache (one CHECK per file, which holds nothing in the worker until a thread
+    // takes it) one more request per scanning thread waits in the worker's queue, so a thread
+    // that finishes a file starts the next at once instead of waiting for a pipe round trip.
+    // With a cache, a file is opened and mapped by SCAN: as many in flight as threads.
+    const int in_flight = o_.cache ? o_.jobs : 2 * o_.jobs;
+    for (int t = 0; t < in_flight; ++t) {
       threads.emplace_back([&] {
         for (;;) {
           size_t n = next++;
@@ -353,7 +376,7 @@ class WorkerScanner final : public Scanner {
     // Without a verdict cache nothing is decided between hashing and scanning: one request
     // (CHECK) does both, one round trip per file. With a cache, SCAN returns the hash first.
     const char* op = o_.cache ? "SCAN " : "CHECK ";
-    auto first = w.Call(std::stoull(id), op + id + " " + HexPath(path), o_.timeout_seconds);
+    auto first = w.Call(std::stoull(id), op + id + " " + HexPath(path), o_.timeout_seconds, !o_.cache);
     if (!first.ok()) return fail(first.status());
     const json& j = *first;
     if (!o_.cache && j.contains("sha256") && j.contains("verdict")) {
