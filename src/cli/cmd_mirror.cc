@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "client/fetcher.h"
 #include "core/log.h"
 #include "mirror/node_runtime.h"
 #include "mirror/sync.h"
@@ -21,7 +22,7 @@ namespace {
 
 struct MirrorFlags {
   std::string upstream, root, data, store, node_name, listen = "127.0.0.1:8443", token, tls_cert, tls_key, signatures;
-  double sync_interval = 0.5;
+  double sync_interval = 0.25;
   bool watch = false;
   int verify_interval = 600;
   int parallel = 8;
@@ -112,6 +113,16 @@ int RunMirror(MirrorFlags& f) {
       auto pass = syncer.SyncOnce();
       if (pass.ok()) {
         runtime->ReportSync(true, "");
+        // Our own server reloads its catalogue on its next target request: make that ours,
+        // now, rather than the first downstream mirror's or customer's (plain HTTP only;
+        // the answer is a 404 for a name that cannot exist).
+        if (pass->changed && f.tls_cert.empty()) {
+          client::HttpOptions h;
+          h.bearer_token = f.token;
+          h.connect_timeout_seconds = 2;
+          (void)client::NewCurlFetcher(h)->FetchAll(
+              "http://127.0.0.1:" + std::to_string(s->port()) + "/targets/" + std::string(64, '0') + ".catalogue-check", 4096);
+        }
         if (!last_error.empty()) log::Info("upstream verifies again; sync resumed", {{"upstream", f.upstream}});
         last_error.clear();
       } else {
@@ -148,7 +159,7 @@ void RegisterMirrorCommands(CLI::App& app, Context& ctx) {
   m->add_option("--node-token", f->token, "Node token for the upstream (default $PATCHGATE_NODE_TOKEN)");
   m->add_option("--tls-cert", f->tls_cert, "PEM certificate chain (enables TLS)");
   m->add_option("--tls-key", f->tls_key, "PEM private key for --tls-cert");
-  m->add_option("--sync-interval", f->sync_interval, "Seconds between polls of upstream's timestamp.json (default 0.5)");
+  m->add_option("--sync-interval", f->sync_interval, "Seconds between conditional polls of upstream's timestamp.json (default 0.25)");
   m->add_flag("--watch", f->watch, "Integrity watch of DIR (inotify plus a periodic full re-hash)");
   m->add_option("--signatures", f->signatures, "ClamAV signature directory: scan this node's tree (isolated worker)");
   m->add_option("--verify-interval", f->verify_interval, "Seconds between full re-hashes with --watch (default 600)");

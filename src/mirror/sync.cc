@@ -36,6 +36,9 @@ std::string StripSlash(std::string s) {
 // The file system seam with the Updater's trusted dir; writes stay inside DIR/.patchgate.
 RealFileSystem& Fs() { return RealFileSystem::Get(); }
 
+// 404s for a listed target are retried this many times, 100 ms apart.
+constexpr int kNotFoundRetries = 30;
+
 // The trusted-metadata store of the mirror's Updater. Root, timestamp and snapshot are the
 // rollback-protection state and are written with fsync; a targets role is pinned by the
 // snapshot's version for it, so losing one in a power cut only means fetching it again:
@@ -213,9 +216,22 @@ Result<SyncPass> Syncer::SyncOnce() {
   return pass;
 }
 
+// A request for a target that cannot exist: a patchgate upstream refreshes its catalogue
+// of servable targets on a target request, so asking early (while this mirror verifies
+// the new metadata) means the real requests a moment later do not wait for that reload.
+static std::string CatalogueCheckUrl(const std::string& upstream) {
+  return upstream + "/targets/" + std::string(64, '0') + ".catalogue-check";
+}
+
 Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   SyncPass pass;
   auto t0 = std::chrono::steady_clock::now();
+  struct Joiner {
+    std::thread t;
+    ~Joiner() {
+      if (t.joinable()) t.join();
+    }
+  } warm{std::thread([o = o_] { (void)NewFetcher(o)->FetchAll(CatalogueCheckUrl(o.upstream), 4096); })};
   auto ms = [&t0] {
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
   };
@@ -302,6 +318,13 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       fo.fsync = false;  // one syncfs of DIR's file system before the switch
       std::string staged = JoinPath(staging, j.sha256);
       Status st = client::FetchTargetTo(f, url, j.what, j.file, staged, fo);
+      // The upstream serves metadata from disk at once but a new target only once its
+      // catalogue has caught up with its timestamp: a 404 for a target the verified
+      // metadata lists is retried for a while before the pass gives up.
+      for (int attempt = 0; st.code() == ErrorCode::kNotFound && attempt < kNotFoundRetries && !failed; ++attempt) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        st = client::FetchTargetTo(f, url, j.what, j.file, staged, fo);
+      }
       for (size_t k = 0; st.ok() && k < j.rels.size(); ++k) {
         std::string from = staged;
         if (k + 1 < j.rels.size()) {  // the same content under several names: hard links
