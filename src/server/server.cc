@@ -831,7 +831,8 @@ class ServerImpl final : public Server {
                   {"reason", integrity_error}});
       Quarantine(*entry, "changed on disk while being served", integrity_error);
     }
-    audit_.Finish({*id, SystemClock::Get().NowMicros(), sent, outcome});
+    audit_.Finish({*id, SystemClock::Get().NowMicros(), sent, outcome,
+                   integrity_error.empty() ? "" : "integrity: " + integrity_error});
     return sent == body_len && *keep;
   }
 
