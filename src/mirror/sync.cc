@@ -242,6 +242,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   uo.metadata_url = o_.upstream + "/metadata";
   uo.target_base_url = o_.upstream + "/targets";
   uo.target_dir = JoinPath(private_dir(), "staging");
+  uo.write_metadata_in_background = true;  // flushed below, before the switch
   PrefetchOptions po;
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;
@@ -377,6 +378,8 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   pass.targets_fetched = placed;
   pass.bytes_fetched = bytes;
   log::Info("sync: targets fetched and verified", {{"count", std::to_string(todo.size())}, {"ms", ms()}});
+  // The Updater's trusted state (rollback protection) is on disk before DIR moves on.
+  PG_RETURN_IF_ERROR(u.FlushMetadataWrites());
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
