@@ -10,7 +10,6 @@
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
-#include "client/fetcher.h"
 #include "core/log.h"
 #include "mirror/node_runtime.h"
 #include "mirror/sync.h"
@@ -113,16 +112,6 @@ int RunMirror(MirrorFlags& f) {
       auto pass = syncer.SyncOnce();
       if (pass.ok()) {
         runtime->ReportSync(true, "");
-        // Our own server reloads its catalogue on its next target request: make that ours,
-        // now, rather than the first downstream mirror's or customer's (plain HTTP only;
-        // the answer is a 404 for a name that cannot exist).
-        if (pass->changed && f.tls_cert.empty()) {
-          client::HttpOptions h;
-          h.bearer_token = f.token;
-          h.connect_timeout_seconds = 2;
-          (void)client::NewCurlFetcher(h)->FetchAll(
-              "http://127.0.0.1:" + std::to_string(s->port()) + "/targets/" + std::string(64, '0') + ".catalogue-check", 4096);
-        }
         if (!last_error.empty()) log::Info("upstream verifies again; sync resumed", {{"upstream", f.upstream}});
         last_error.clear();
       } else {

@@ -216,22 +216,10 @@ Result<SyncPass> Syncer::SyncOnce() {
   return pass;
 }
 
-// A request for a target that cannot exist: a patchgate upstream refreshes its catalogue
-// of servable targets on a target request, so asking early (while this mirror verifies
-// the new metadata) means the real requests a moment later do not wait for that reload.
-static std::string CatalogueCheckUrl(const std::string& upstream) {
-  return upstream + "/targets/" + std::string(64, '0') + ".catalogue-check";
-}
-
 Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   SyncPass pass;
   auto t0 = std::chrono::steady_clock::now();
-  struct Joiner {
-    std::thread t;
-    ~Joiner() {
-      if (t.joinable()) t.join();
-    }
-  } warm{std::thread([o = o_] { (void)NewFetcher(o)->FetchAll(CatalogueCheckUrl(o.upstream), 4096); })};
+
   auto ms = [&t0] {
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
   };
