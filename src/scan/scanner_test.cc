@@ -3,7 +3,6 @@
 
 #include <cstdlib>
 #include <gtest/gtest.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -249,26 +248,17 @@ int PendingRequestBytes(int pid) {
   return n;
 }
 
-// True once every thread of `pid` is in the stopped state ('T' in /proc/PID/task/TID/stat).
+// Whether every thread of `pid` is in the stopped state ('T' in /proc/<pid>/task/*/stat).
 bool AllThreadsStopped(int pid) {
-  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  for (int i = 0; i < 500; ++i) {
-    bool all = true, any = false;
-    if (DIR* d = ::opendir(dir.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        std::ifstream in(dir + "/" + e->d_name + "/stat");
-        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        auto close = stat.rfind(')');
-        any = true;
-        if (close == std::string::npos || close + 2 >= stat.size() || stat[close + 2] != 'T') all = false;
-      }
-      ::closedir(d);
-    }
-    if (any && all) return true;
-    usleep(10000);
+  auto tasks = RealFileSystem::Get().ListDir("/proc/" + std::to_string(pid) + "/task");
+  if (!tasks.ok() || tasks->empty()) return false;
+  for (const auto& t : *tasks) {
+    auto stat = RealFileSystem::Get().ReadFile("/proc/" + std::to_string(pid) + "/task/" + t + "/stat", 4096);
+    if (!stat.ok()) return false;
+    size_t paren = stat->rfind(')');  // the command name may hold spaces and parentheses
+    if (paren == std::string::npos || paren + 2 >= stat->size() || (*stat)[paren + 2] != 'T') return false;
   }
-  return false;
+  return true;
 }
 
 TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
@@ -299,8 +289,9 @@ TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
   // Hold the worker still, let both requests reach it, then crash it as a libclamav parser
   // crash would: both files are in flight when it dies.
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
-  // kill() returns before the threads have stopped: a thread blocked reading its input can
-  // still take a request that arrives meanwhile. Wait until every thread is stopped.
+  // kill() only queues the stop: wait until every thread of the worker is stopped, or its
+  // request reader could still take the first request off the pipe.
+  for (int i = 0; i < 1000 && !AllThreadsStopped(pids[0]); ++i) usleep(10000);
   ASSERT_TRUE(AllThreadsStopped(pids[0]));
   std::vector<FileResult> results;
   std::thread scan([&] { results = *s->Scan(files); });
