@@ -86,9 +86,11 @@ nfiles=$(find "$work/corpus" -type f | wc -l)
 sync
 
 # run.py OUT -- CMD...: runs CMD, samples the summed RSS of CMD's process tree (plus the
-# pids in $EXTRA_PIDS and their children) every 20 ms; writes "rc seconds peak_mb" to OUT.
+# pids in $EXTRA_PIDS and their children) every 20 ms; writes "rc seconds peak_mb cpu_seconds"
+# to OUT (cpu: user+system time of CMD and its children, plus what the $EXTRA_PIDS used meanwhile;
+# on a shared, loaded machine it moves less than the wall time).
 cat >"$work/run.py" <<'PY'
-import os, subprocess, sys, time
+import os, resource, subprocess, sys, time
 out, cmd = sys.argv[1], sys.argv[3:]
 extra = [int(p) for p in os.environ.get("EXTRA_PIDS", "").split()]
 def children():
@@ -114,6 +116,12 @@ def tree_rss(roots):
         if p in seen: continue
         seen.add(p); total += rss(p); todo += kids.get(p, [])
     return total
+def cpu_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f: fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError: return 0.0
+extra_cpu0 = sum(cpu_of(p) for p in extra)
 t = time.perf_counter()
 proc = subprocess.Popen(cmd, stdout=open(out + ".stdout", "w"), stderr=open(out + ".stderr", "w"))
 peak = 0
@@ -121,9 +129,11 @@ while proc.poll() is None:
     peak = max(peak, tree_rss([proc.pid] + extra))
     time.sleep(0.02)
 secs = time.perf_counter() - t
-open(out, "w").write(f"{proc.returncode} {secs:.3f} {peak / 1024:.0f}\n")
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = ru.ru_utime + ru.ru_stime + sum(cpu_of(p) for p in extra) - extra_cpu0
+open(out, "w").write(f"{proc.returncode} {secs:.3f} {peak / 1024:.0f} {cpu:.2f}\n")
 PY
-run() { local name=$1; shift; python3 "$work/run.py" "$work/$name" -- "$@"; read -r rc secs peak <"$work/$name"; }
+run() { local name=$1; shift; python3 "$work/run.py" "$work/$name" -- "$@"; read -r rc secs peak cpu <"$work/$name"; }
 
 # 1. patchgate: one worker process, one shared engine, $jobs threads.
 run ours "$pg" scan "$work/corpus" --signatures "$work/sigs" --scan-jobs "$jobs" --json
@@ -136,7 +146,7 @@ inf = [f["path"] for f in files if f["verdict"] == "infected"]
 assert len(files) == int(sys.argv[2]), f"{len(files)} files scanned"
 assert not bad and inf and all(p.endswith("/eicar.com") for p in inf) and len(inf) == 1, (bad[:3], inf)
 PY
-ours_s=$secs ours_mb=$peak
+ours_s=$secs ours_mb=$peak ours_cpu=$cpu
 run ours_start "$pg" scan "$work/corpus/eicar.com" --signatures "$work/sigs" --scan-jobs "$jobs"
 ((rc == 3)) || fail "patchgate scan of one file exited $rc"
 start_s=$secs
@@ -171,7 +181,7 @@ run theirs bash "$work/clamscans.sh"
 found=$(cat "$work"/clamscan*.out | grep -c ' FOUND$' || true)
 okc=$(cat "$work"/clamscan*.out | grep -c ': OK$' || true)
 ((okc == nfiles - 1)) && grep -q 'eicar.com: .* FOUND$' "$work"/clamscan*.out || fail "clamscan reported $okc OK and $found FOUND lines for $nfiles files"
-theirs_s=$secs theirs_mb=$peak
+theirs_s=$secs theirs_mb=$peak theirs_cpu=$cpu
 echo "$jobs clamscan processes on the same files: ${theirs_s} s, peak RSS of the $jobs processes ${theirs_mb} MB (each loads its own engine)"
 
 # 3. clamd with $jobs threads, same signatures, on a local socket; clamdscan --multiscan.
@@ -209,7 +219,7 @@ EXTRA_PIDS=$clamd_pid run clamd clamdscan -c "$work/clamd.conf" --multiscan --no
 found=$(grep -c ' FOUND$' "$work/clamd.stdout" || true)
 ((found >= 1)) && grep -q 'eicar.com: .* FOUND$' "$work/clamd.stdout" && ! grep -v 'eicar.com' "$work/clamd.stdout" | grep -q 'FOUND$\|ERROR$' \
   || fail "clamdscan output: $(grep -v ': OK$' "$work/clamd.stdout" | head -5)"
-clamd_s=$secs clamd_mb=$peak
+clamd_s=$secs clamd_mb=$peak clamd_cpu=$cpu
 echo "clamd ($jobs threads, engine already loaded: ${clamd_load_s} s from start to its first answer, ${idle_mb} MB idle) + clamdscan --multiscan: ${clamd_s} s, peak RSS of clamd and clamdscan ${clamd_mb} MB"
 kill "$clamd_pid" && wait "$clamd_pid" 2>/dev/null || true
 clamd_pid=
@@ -231,5 +241,7 @@ echo "== same files, same signatures, parallelism $jobs"
 echo "patchgate vs $jobs clamscan processes: $(r "$theirs_s" "$ours_s")x faster (${ours_s} s vs ${theirs_s} s; both include loading the engine)"
 echo "patchgate vs clamd + clamdscan --multiscan: $(r "$clamd_s" "$ours_s")x faster (${ours_s} s vs ${clamd_s} s; clamd's engine was loaded before timing, patchgate's load is inside its time)"
 echo "patchgate without its start-up (whole run minus a one-file scan) vs clamd: $(r "$clamd_s" "$(python3 -c "print($ours_s - $start_s)")")x"
+echo "CPU time (user+system, all processes of each side; steadier than wall time on a loaded machine): patchgate ${ours_cpu} s (engine load included), clamd + clamdscan ${clamd_cpu} s (engine loaded before), $jobs clamscan ${theirs_cpu} s"
+echo "  clamd needs $(r "$clamd_cpu" "$ours_cpu")x patchgate's CPU time for the same work; $jobs clamscan need $(r "$theirs_cpu" "$ours_cpu")x"
 echo "peak RSS: patchgate ${ours_mb} MB vs clamd + clamdscan ${clamd_mb} MB ($(r "$ours_mb" "$clamd_mb")x clamd's) vs $jobs clamscan ${theirs_mb} MB"
 echo "cached rescan vs patchgate's own uncached scan (same files, same signatures): ${cached_s} s vs ${uncached_s} s, $(r "$uncached_s" "$cached_s")x (the cache skips the engine; it hashes every file)"
