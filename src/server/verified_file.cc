@@ -53,14 +53,17 @@ VerifyCache::Key VerifyCache::KeyOf(const struct stat& st) {
           int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
 }
 
-Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) {
+Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) {
   Key key = KeyOf(st);
+  const bool keep_content = st.st_size >= 0 && static_cast<uint64_t>(st.st_size) <= max_cached_file_ &&
+                            static_cast<uint64_t>(st.st_size) <= content_budget_;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end()) {
+    if (it != cache_.end() && (!keep_content || it->second.content)) {
       ++m->verify_cache_hits;
-      return it->second;
+      it->second.last_used = ++tick_;
+      return Verified{it->second.v, it->second.content};
     }
   }
   ++m->verify_cache_misses;
@@ -68,18 +71,24 @@ Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, cons
   v->mode = HasFsVerity(fd) ? ServeMode::kFsVerity : ServeMode::kChunkDigests;
   v->chunk_size = chunk_size_;
   PG_ASSIGN_OR_RETURN(auto whole, Hasher::Create("sha256"));
-  std::string buf(chunk_size_, '\0');
+  // A small file is read whole into the buffer that is kept; a large one chunk by chunk.
+  std::string content;
+  std::string buf;
+  if (keep_content) content.resize(static_cast<size_t>(st.st_size) + 1);  // +1: sees growth
+  else buf.resize(chunk_size_);
   uint64_t off = 0;
   for (;;) {
     size_t got = 0;
-    if (!ReadFull(fd, buf.data(), buf.size(), off, &got))
-      return IOError(std::string("cannot read target: ") + std::strerror(errno));
+    char* at = keep_content ? content.data() + off : buf.data();
+    size_t want = keep_content ? std::min<size_t>(chunk_size_, content.size() - off) : buf.size();
+    if (want == 0) break;  // grew past its size: caught below
+    if (!ReadFull(fd, at, want, off, &got)) return IOError(std::string("cannot read target: ") + std::strerror(errno));
     if (got == 0) break;
-    std::string_view chunk(buf.data(), got);
+    std::string_view chunk(at, got);
     whole.Update(chunk);
     if (v->mode == ServeMode::kChunkDigests) v->chunks.push_back(ChunkDigest(chunk));
     off += got;
-    if (got < buf.size()) break;
+    if (got < want) break;
   }
   v->sha256 = whole.FinalHex();
   v->length = off;
@@ -89,10 +98,44 @@ Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, cons
     return Unavailable("target changed while it was being verified");
   if (v->mode == ServeMode::kFsVerity) ++m->files_fs_verity;
   else ++m->files_chunk_digests;
+  std::shared_ptr<const std::string> kept;
+  if (keep_content) {
+    content.resize(off);
+    kept = std::make_shared<const std::string>(std::move(content));
+  }
   std::lock_guard<std::mutex> l(mu_);
-  if (cache_.size() > 100000) cache_.clear();
-  cache_[key] = v;
-  return std::shared_ptr<const FileVerification>(std::move(v));
+  if (cache_.size() > 100000) {
+    cache_.clear();
+    content_bytes_ = 0;
+  }
+  Entry& e = cache_[key];
+  if (e.content) content_bytes_ -= e.content->size();
+  e.v = v;
+  e.content = kept;
+  e.last_used = ++tick_;
+  if (kept) {
+    content_bytes_ += kept->size();
+    DropContentOverBudget();
+  }
+  return Verified{std::move(v), std::move(kept)};
+}
+
+void VerifyCache::DropContentOverBudget() {
+  while (content_bytes_ > content_budget_) {
+    // Least recently used first. A linear pass: only runs when the budget is exceeded,
+    // and the map holds one entry per served file.
+    Entry* oldest = nullptr;
+    for (auto& [k, e] : cache_)
+      if (e.content && (!oldest || e.last_used < oldest->last_used)) oldest = &e;
+    if (!oldest) break;
+    content_bytes_ -= oldest->content->size();
+    oldest->content.reset();
+  }
+}
+
+size_t VerifyCache::content_bytes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return content_bytes_;
 }
 
 CheckedReader::CheckedReader(int fd, std::shared_ptr<const FileVerification> v, uint64_t first, uint64_t last)

@@ -8,6 +8,12 @@
 // disk after verification - by anyone, root included, mid-download or not - is never
 // handed out, whatever the cache key says.
 //
+// Small files (up to max_cached_file bytes) also keep the bytes that were hashed, in memory
+// (least recently used dropped past a total budget): those bytes are exactly the ones
+// whose SHA-256 the verification reports, so once the caller has compared that hash with
+// the signed one they may be sent as they are, with no re-read and no re-hash. A changed
+// file has another key and is read and verified again.
+//
 // Files with Linux fs-verity enabled are read through the kernel's Merkle-tree check and
 // cannot change; for those the mode is kFsVerity and the caller may sendfile(2) them.
 // Thread-safe.
@@ -44,13 +50,25 @@ struct FileVerification {
 // fs-verity on the file behind `fd` (statx STATX_ATTR_VERITY).
 bool HasFsVerity(int fd);
 
+// A verification and, for a small file, the very bytes it hashed (else null).
+struct Verified {
+  std::shared_ptr<const FileVerification> v;
+  std::shared_ptr<const std::string> content;
+};
+
 class VerifyCache {
  public:
   static constexpr size_t kChunkSize = 256 * 1024;
-  explicit VerifyCache(size_t chunk_size = kChunkSize) : chunk_size_(chunk_size) {}
+  static constexpr size_t kMaxCachedFile = 4 << 20;    // larger files stream with hash-while-send
+  static constexpr size_t kContentBudget = 256 << 20;  // verified bytes kept in memory, in all
+  explicit VerifyCache(size_t chunk_size = kChunkSize, size_t max_cached_file = kMaxCachedFile,
+                       size_t content_budget = kContentBudget)
+      : chunk_size_(chunk_size), max_cached_file_(max_cached_file), content_budget_(content_budget) {}
   // The verification of the file behind `fd` as of `st` (its fstat), reading it through
-  // that fd on a miss. kUnavailable if it changed while being read.
-  Result<std::shared_ptr<const FileVerification>> Verify(int fd, const struct stat& st, Metrics* m);
+  // that fd on a miss (or when a small file's bytes were dropped from memory).
+  // kUnavailable if it changed while being read.
+  Result<Verified> Verify(int fd, const struct stat& st, Metrics* m);
+  size_t content_bytes() const;  // verified bytes held in memory now
 
  private:
   struct Key {
@@ -63,9 +81,17 @@ class VerifyCache {
     }
   };
   static Key KeyOf(const struct stat& st);
-  size_t chunk_size_;
-  std::mutex mu_;
-  std::map<Key, std::shared_ptr<const FileVerification>> cache_;
+  struct Entry {
+    std::shared_ptr<const FileVerification> v;
+    std::shared_ptr<const std::string> content;
+    uint64_t last_used = 0;
+  };
+  void DropContentOverBudget();  // mu_ held
+  const size_t chunk_size_, max_cached_file_, content_budget_;
+  mutable std::mutex mu_;
+  std::map<Key, Entry> cache_;
+  size_t content_bytes_ = 0;
+  uint64_t tick_ = 0;
 };
 
 // Reads [first, last] of a verified file, chunk by chunk, each chunk checked against its
