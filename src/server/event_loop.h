@@ -38,7 +38,13 @@ struct PendingSend {
   // With the body bytes the kernel took, and whether all were. Runs on the loop thread
   // (must not block).
   std::function<void(uint64_t body_sent, bool complete)> done;
-  bool empty() const { return offset >= head.size() + body.size() && !done; }
+  // Set: nothing is sent before this says so (the audit record's group commit). The loop
+  // calls it once with `ready`, which may be called from any thread, once: true sends the
+  // response; false sends `refusal` instead and closes (`done` is then never called).
+  // Meanwhile the connection holds no thread.
+  std::function<void(std::function<void(bool ok)> ready)> wait;
+  std::string refusal;
+  bool empty() const { return offset >= head.size() + body.size() && !done && !wait; }
 };
 
 class ConnectionHandler {
@@ -50,9 +56,11 @@ class ConnectionHandler {
   // sends it, then goes on or closes as returned).
   virtual bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool keep,
                       PendingSend* later) = 0;
-  // On a loop thread: a whole small response that needs neither store nor disk (e.g.
-  // /healthz), or nullopt (the request goes to a worker). Must not block.
-  virtual std::optional<std::string> Immediate(const RequestHead& req, bool keep) = 0;
+  // On a loop thread: answers what needs no store look-up and no hashing (/healthz; a
+  // download whose token, entitlement and verified bytes are all cached) by filling *out
+  // and *go_on, and returns true; false sends the request to a worker. Must not block.
+  virtual bool OnLoop(const RequestHead& req, const std::string& remote, bool keep, PendingSend* out,
+                      bool* go_on) = 0;
   // On a loop thread: the response to a bad head (400/414/431/501/505) or a head not
   // received in time (408). The connection closes after it.
   virtual std::string Refusal(int status, const std::string& reason) = 0;

@@ -20,6 +20,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -125,6 +126,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
  public:
   ServerImpl(ServerOptions o, Store* store, Store* read_store)
       : o_(std::move(o)), store_(store), reads_(read_store ? read_store : store), catalogue_(o_.repo_dir),
+        verify_(VerifyCache::kChunkSize, o_.verified_memory_max_file, o_.verified_memory_bytes),
         audit_(store, &metrics_, std::chrono::milliseconds(o_.audit_finish_ms)),
         auth_cache_(o_.auth_cache_ms), entitlement_cache_(o_.auth_cache_ms) {}
   ~ServerImpl() override {
@@ -135,6 +137,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
 
   Status Init() {
     if (o_.tls_cert.empty() != o_.tls_key.empty()) return InvalidArgument("give both --tls-cert and --tls-key, or neither");
+    if (o_.loops < 0 || o_.loops > 256) return InvalidArgument("--loops must be between 0 (one per core) and 256");
+    if (o_.max_workers < 1) return InvalidArgument("--max-workers must be at least 1");
+    if (o_.max_connections < 1 || o_.max_connections_per_address < 1)
+      return InvalidArgument("--max-connections and --max-connections-per-address must be at least 1");
     if (!o_.tls_cert.empty()) {
       ssl_ctx_ = SSL_CTX_new(TLS_server_method());
       SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
@@ -208,13 +214,119 @@ class ServerImpl final : public Server, public ConnectionHandler {
     return go_on && k;
   }
 
-  std::optional<std::string> Immediate(const RequestHead& req, bool keep) override {
-    if (req.method != "GET" && req.method != "HEAD") return std::nullopt;
-    if (req.target != "/healthz") return std::nullopt;
-    metrics_.CountStatus(200);
-    std::string r = ResponseHead(200, {{"Content-Type", "text/plain; charset=utf-8"}}, 3, keep);
-    if (req.method == "GET") r += "ok\n";
-    return r;
+  bool OnLoop(const RequestHead& req, const std::string& remote, bool keep, PendingSend* out, bool* go_on) override {
+    if (req.method != "GET" && req.method != "HEAD") return false;
+    const bool head_only = req.method == "HEAD";
+    if (req.target == "/healthz") {
+      metrics_.CountStatus(200);
+      out->head = ResponseHead(200, {{"Content-Type", "text/plain; charset=utf-8"}}, 3, keep);
+      if (!head_only) out->head += "ok\n";
+      *go_on = keep;
+      return true;
+    }
+    // Downloads whose every answer is cached: the token, the entitlement, the catalogue
+    // and the verified bytes. Anything else (a miss, an error status) goes to a worker,
+    // which asks the store, hashes, and answers every refusal.
+    if (head_only || (o_.chain.fenced && o_.chain.fenced->load())) return false;
+    if (req.target.rfind("/.well-known/", 0) == 0) return false;
+    auto origin = OriginForm(req);
+    if (!origin.ok()) return false;
+    auto path = NormalizeTarget(*origin);
+    if (!path.ok() || (path->area != Area::kMetadata && path->area != Area::kTargets)) return false;
+    auto user = CachedUser(req);
+    if (!user) return false;
+    if (path->area == Area::kMetadata) {
+      int fd = OpenBeneath(repo_fd_, "metadata/" + path->rel);
+      if (fd < 0) return false;
+      struct stat st {};
+      bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+      ::close(fd);
+      if (!ok) return false;
+      auto m = CachedMetadata(st, path->rel);
+      if (!m) return false;
+      *go_on = keep;
+      ++metrics_.loop_answers;
+      MetadataResponse(req, path->rel, m, keep, out, nullptr);
+      return true;
+    }
+    if (o_.chain.content_generation && o_.chain.content_generation->load() != seen_generation_.load()) return false;
+    if (!catalogue_.CurrentWithoutLoading()) return false;
+    auto entry = catalogue_.Find(path->rel);
+    if (!entry) return false;
+    bool entitled = false;
+    if (!entitlement_cache_.Get(std::to_string(user->org_id) + "\n" + entry->product, &entitled) || !entitled)
+      return false;
+    int fd = OpenBeneath(repo_fd_, "targets/" + path->rel);
+    if (fd < 0) return false;
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    ::close(fd);
+    if (!ok) return false;
+    auto v = verify_.CachedContent(st, &metrics_);
+    if (!v || v->v->mode != ServeMode::kChunkDigests || !ConstantTimeEquals(v->v->sha256, entry->sha256) ||
+        v->v->length != entry->length)
+      return false;
+    if (req.Header("if-none-match")) return false;
+    uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
+    bool ranged = false;
+    std::string range_header;
+    if (auto r = req.Header("range")) {
+      range_header = CaptureText(*r, kMaxRangeBytes);
+      ByteRange br = ParseRange(*r, len);
+      if (br.kind == ByteRange::Kind::kUnsatisfiable) return false;
+      if (br.kind == ByteRange::Kind::kRange) {
+        ranged = true;
+        first = br.first;
+        last = br.last;
+      }
+    }
+    *go_on = keep;
+    ++metrics_.loop_answers;
+    DownloadFromMemory(req, *user, *entry, v->content, first, last, ranged, range_header, remote, keep, out);
+    return true;
+  }
+
+  // The user of a token already verified within auth_cache_ms (no store look-up), else none.
+  std::optional<User> CachedUser(const RequestHead& req) {
+    auto h = req.Header("authorization");
+    if (!h) return std::nullopt;
+    auto cred = ParseAuthorization(*h);
+    if (!cred.ok()) return std::nullopt;
+    User u;
+    if (!auth_cache_.Get(Sha256Hex(cred->token), &u)) return std::nullopt;
+    if (!cred->basic_user.empty() && !ConstantTimeEquals(cred->basic_user, u.username)) return std::nullopt;
+    return u;
+  }
+
+  // A download served from verified memory: the response waits for the audit record's
+  // group commit without holding a thread (PendingSend::wait), then the loop sends it.
+  void DownloadFromMemory(const RequestHead& req, const User& user, const tuf::CatalogueEntry& entry,
+                          std::shared_ptr<const std::string> content, uint64_t first, uint64_t last, bool ranged,
+                          const std::string& range_header, const std::string& remote, bool keep, PendingSend* out) {
+    uint64_t len = entry.length;
+    uint64_t body_len = len == 0 ? 0 : last - first + 1;
+    int status = ranged ? 206 : 200;
+    HeaderList headers = {{"Content-Type", "application/octet-stream"}, {"ETag", "\"" + entry.sha256 + "\""},
+                          {"Accept-Ranges", "bytes"}, {"Cache-Control", "private, max-age=31536000, immutable"}};
+    if (ranged)
+      headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
+                                                std::to_string(len));
+    out->head = ResponseHead(status, headers, body_len, keep);
+    out->body = std::string_view(*content).substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
+    out->owner = std::move(content);
+    auto id = std::make_shared<int64_t>(0);
+    out->done = [this, id, body_len, ranged](uint64_t sent, bool) { Finished(*id, sent, body_len, ranged); };
+    std::string why = "the audit store is unavailable; nothing was served\n";
+    out->refusal = ResponseHead(503, {{"Content-Type", "text/plain; charset=utf-8"}}, why.size(), false) + why;
+    // The record is durable before the first byte.
+    out->wait = [this, id, status, start = MakeStart(req, user, entry, range_header, remote)](
+                    std::function<void(bool)> ready) mutable {
+      audit_.BeginAsync(std::move(start), [this, id, status, ready = std::move(ready)](Result<int64_t> r) {
+        if (r.ok()) *id = *r;
+        metrics_.CountStatus(r.ok() ? status : 503);
+        ready(r.ok());
+      });
+    };
   }
 
   std::string Refusal(int status, const std::string& reason) override {
@@ -392,21 +504,29 @@ class ServerImpl final : public Server, public ConnectionHandler {
   // Metadata files as last read: reused while the file's identity (device, inode, size,
   // mtime, ctime) is unchanged. The ETag is the SHA-256 of the bytes sent.
   struct MetadataFile {
-    std::tuple<dev_t, ino_t, off_t, int64_t, int64_t> key;
+    using Key = std::tuple<dev_t, ino_t, off_t, int64_t, int64_t>;
+    Key key;
     std::shared_ptr<const std::string> bytes;
     std::string etag;
   };
   static constexpr size_t kMaxMetadataInMemory = 64 << 20;
 
+  static MetadataFile::Key MetadataKey(const struct stat& st) {
+    return std::make_tuple(st.st_dev, st.st_ino, st.st_size,
+                           int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+                           int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec);
+  }
+
+  // The metadata file as last read, if `st` still describes it (no read: for the loop).
+  std::shared_ptr<const MetadataFile> CachedMetadata(const struct stat& st, const std::string& name) {
+    std::lock_guard<std::mutex> l(metadata_mu_);
+    auto it = metadata_.find(name);
+    if (it != metadata_.end() && it->second->key == MetadataKey(st)) return it->second;
+    return nullptr;
+  }
+
   Result<std::shared_ptr<const MetadataFile>> LoadMetadata(int fd, const struct stat& st, const std::string& name) {
-    auto key = std::make_tuple(st.st_dev, st.st_ino, st.st_size,
-                               int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
-                               int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec);
-    {
-      std::lock_guard<std::mutex> l(metadata_mu_);
-      auto it = metadata_.find(name);
-      if (it != metadata_.end() && it->second->key == key) return it->second;
-    }
+    if (auto m = CachedMetadata(st, name)) return m;
     if (static_cast<uint64_t>(st.st_size) > kMaxMetadataInMemory) return TooLarge("metadata file too large to serve");
     std::string bytes(static_cast<size_t>(st.st_size), '\0');
     size_t got = 0;
@@ -416,14 +536,40 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (r <= 0) return Unavailable("metadata file changed while it was read");
       got += static_cast<size_t>(r);
     }
+    struct stat after {};
+    if (::fstat(fd, &after) != 0 || MetadataKey(after) != MetadataKey(st))
+      return Unavailable("metadata file changed while it was read");
     auto m = std::make_shared<MetadataFile>();
-    m->key = key;
+    m->key = MetadataKey(st);
     m->etag = "\"" + Sha256Hex(bytes) + "\"";
     m->bytes = std::make_shared<const std::string>(std::move(bytes));
     std::lock_guard<std::mutex> l(metadata_mu_);
     if (metadata_.size() > 10000) metadata_.clear();
     metadata_[name] = m;
     return std::shared_ptr<const MetadataFile>(std::move(m));
+  }
+
+  // 200 (or 304 for a matching If-None-Match) with the file's bytes from memory, into *out.
+  void MetadataResponse(const RequestHead& req, const std::string& name, std::shared_ptr<const MetadataFile> m,
+                        bool keep, PendingSend* out, const std::string* node) {
+    HeaderList headers = {{"Content-Type", "application/json"},
+                          {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"},
+                          {"ETag", m->etag}};
+    if (auto inm = req.Header("if-none-match"); inm && IfNoneMatchHits(*inm, m->etag)) {
+      // No body; Content-Length says what a 200 would carry (RFC 9110 §8.6).
+      metrics_.CountStatus(304);
+      out->head = ResponseHead(304, headers, m->bytes->size(), keep);
+      return;
+    }
+    metrics_.CountStatus(200);
+    out->head = ResponseHead(200, headers, m->bytes->size(), keep);
+    if (req.method == "HEAD") return;
+    out->body = *m->bytes;
+    out->owner = m->bytes;
+    out->done = [this, node = node ? std::optional<std::string>(*node) : std::nullopt, name](uint64_t sent, bool) {
+      metrics_.bytes_sent += sent;
+      if (node) RecordSync(&*node, "metadata/" + name, sent);
+    };
   }
 
   bool ServeMetadata(Conn& c, const RequestHead& req, const std::string& name, bool keep, bool head_only,
@@ -439,24 +585,8 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto file = LoadMetadata(fd, st, name);
     ::close(fd);
     if (!file.ok()) return Send(c, 503, "this file is temporarily unavailable; try again\n", keep, {}, head_only);
-    const MetadataFile& m = **file;
-    HeaderList headers = {{"Content-Type", "application/json"},
-                          {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"},
-                          {"ETag", m.etag}};
-    if (auto inm = req.Header("if-none-match"); inm && IfNoneMatchHits(*inm, m.etag)) {
-      // No body; Content-Length says what a 200 would carry (RFC 9110 §8.6).
-      metrics_.CountStatus(304);
-      return c.WriteAll(ResponseHead(304, headers, m.bytes->size(), keep)) && keep;
-    }
-    uint64_t len = m.bytes->size();
-    metrics_.CountStatus(200);
-    std::string head = ResponseHead(200, headers, len, keep);
-    if (head_only) return c.WriteAll(head) && keep;
-    auto done = [this, node = node ? std::optional<std::string>(*node) : std::nullopt, name](uint64_t sent, bool) {
-      metrics_.bytes_sent += sent;
-      if (node) RecordSync(&*node, "metadata/" + name, sent);
-    };
-    SendFromMemory(c, std::move(head), m.bytes, *m.bytes, later, std::move(done));
+    // The loop sends it (as the client reads).
+    MetadataResponse(req, name, *file, keep, later, node);
     return keep;
   }
 
@@ -578,12 +708,8 @@ class ServerImpl final : public Server, public ConnectionHandler {
         });
         return *keep;
       }
-      // The record is durable before the first byte.
-      auto id = audit_.Begin(MakeStart(req, user, *entry, range_header, remote));
-      if (!id.ok()) return Send(c, 503, "the audit store is unavailable; nothing was served\n", false);
-      metrics_.CountStatus(status);
-      SendFromMemory(c, std::move(head), content, body, later,
-                     [this, id = *id, body_len, ranged](uint64_t sent, bool) { Finished(id, sent, body_len, ranged); });
+      // The loop holds it until the record is durable, then sends it.
+      DownloadFromMemory(req, user, *entry, content, first, last, ranged, range_header, remote, *keep, later);
       return *keep;
     }
     // Hash-while-send: the first chunk is read and checked before anything is recorded or

@@ -65,6 +65,11 @@ struct ServerOptions {
   int max_connections_per_address = 2048;
   int loops = 0;          // event loops (threads accepting and reading); 0: one per core
   int max_workers = 256;  // threads for look-ups, verification and sending files, at most
+  // Verified bytes of small targets kept in memory and sent from there (files up to
+  // verified_memory_max_file; least recently used dropped past verified_memory_bytes).
+  // Larger files stream from disk with every chunk checked before it is sent.
+  uint64_t verified_memory_max_file = 4 << 20;
+  uint64_t verified_memory_bytes = 256 << 20;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
   // How long a verified token and an entitlement answer are reused without asking the
   // store again (a revocation or a grant takes effect within this time). 0: always ask.

@@ -133,6 +133,15 @@ void VerifyCache::DropContentOverBudget() {
   }
 }
 
+std::optional<Verified> VerifyCache::CachedContent(const struct stat& st, Metrics* m) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = cache_.find(KeyOf(st));
+  if (it == cache_.end() || !it->second.content) return std::nullopt;
+  ++m->verify_cache_hits;
+  it->second.last_used = ++tick_;
+  return Verified{it->second.v, it->second.content};
+}
+
 size_t VerifyCache::content_bytes() const {
   std::lock_guard<std::mutex> l(mu_);
   return content_bytes_;

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -68,6 +69,9 @@ class VerifyCache {
   // that fd on a miss (or when a small file's bytes were dropped from memory).
   // kUnavailable if it changed while being read.
   Result<Verified> Verify(int fd, const struct stat& st, Metrics* m);
+  // Only what is cached for `st` with its bytes in memory (no read, no hash): for the
+  // event loop, which must not block.
+  std::optional<Verified> CachedContent(const struct stat& st, Metrics* m);
   size_t content_bytes() const;  // verified bytes held in memory now
 
  private:
