@@ -12,8 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 
 #include <cerrno>
 #include <ctime>
@@ -37,37 +35,13 @@
 #include "server/http_response.h"
 #include "server/metrics.h"
 #include "server/range.h"
+#include "server/served_files.h"
+#include "server/ttl_cache.h"
 #include "server/verified_file.h"
 
 namespace patchgate::server {
 
 namespace {
-
-// A small map whose entries expire after a fixed time. Thread-safe.
-template <typename V>
-class TtlCache {
- public:
-  explicit TtlCache(int ttl_ms) : ttl_(std::chrono::milliseconds(ttl_ms)) {}
-  bool Get(const std::string& k, V* out) {
-    if (ttl_.count() <= 0) return false;
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = map_.find(k);
-    if (it == map_.end() || std::chrono::steady_clock::now() > it->second.second) return false;
-    *out = it->second.first;
-    return true;
-  }
-  void Put(const std::string& k, const V& v) {
-    if (ttl_.count() <= 0) return;
-    std::lock_guard<std::mutex> l(mu_);
-    if (map_.size() > 100000) map_.clear();
-    map_[k] = {v, std::chrono::steady_clock::now() + ttl_};
-  }
-
- private:
-  std::chrono::milliseconds ttl_;
-  std::mutex mu_;
-  std::map<std::string, std::pair<V, std::chrono::steady_clock::time_point>> map_;
-};
 
 // Each connection is a descriptor: raise the soft limit to the hard one (10,000 idle
 // connections need more than the usual 1,024).
@@ -76,6 +50,25 @@ void RaiseFileLimit() {
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
   rl.rlim_cur = rl.rlim_max;
   ::setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+// Whether this kernel offers kernel TLS (the "tls" upper-layer protocol of TCP): probed on
+// a loopback connection, as OpenSSL needs it per socket.
+bool KernelTlsAvailable() {
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool ok = false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (l >= 0 && c >= 0 && ::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(l, 1) == 0 &&
+      ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0 &&
+      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    ok = ::setsockopt(c, IPPROTO_TCP, TCP_ULP, "tls", 3) == 0;
+  }
+  if (l >= 0) ::close(l);
+  if (c >= 0) ::close(c);
+  return ok;
 }
 
 bool ParseListen(const std::string& listen, sockaddr_in* addr) {
@@ -94,33 +87,6 @@ bool ParseListen(const std::string& listen, sockaddr_in* addr) {
 }
 
 // ---- the server ------------------------------------------------------------------------
-
-// Opens `rel` (relative, no "..") beneath the directory `dir_fd` without following any
-// symbolic link (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): a link planted in the
-// served tree (metadata/tk.json -> ../keys/timestamp.key.json) is never served.
-int OpenBeneath(int dir_fd, const std::string& rel) {
-  open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, dir_fd, rel.c_str(), &how, sizeof how));
-  if (fd >= 0 || errno != ENOSYS) return fd;
-  // Kernels before 5.6: refuse a link anywhere on the (short, already normalised) path.
-  std::string sofar;
-  size_t start = 0;
-  for (;;) {
-    size_t slash = rel.find('/', start);
-    sofar = rel.substr(0, slash);
-    struct stat st {};
-    if (::fstatat(dir_fd, sofar.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -1;
-    if (S_ISLNK(st.st_mode)) {
-      errno = ELOOP;
-      return -1;
-    }
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return ::openat(dir_fd, rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-}
 
 class ServerImpl final : public Server, public ConnectionHandler {
  public:
@@ -144,6 +110,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (!o_.tls_cert.empty()) {
       ssl_ctx_ = SSL_CTX_new(TLS_server_method());
       SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
+#ifdef SSL_OP_ENABLE_KTLS
+      // Kernel TLS where the kernel has it (the TLS records are then framed by the kernel);
+      // OpenSSL falls back to user-space records where it does not.
+      SSL_CTX_set_options(ssl_ctx_, SSL_OP_ENABLE_KTLS);
+#endif
+      ktls_ = KernelTlsAvailable();
       if (SSL_CTX_use_certificate_chain_file(ssl_ctx_, o_.tls_cert.c_str()) != 1 ||
           SSL_CTX_use_PrivateKey_file(ssl_ctx_, o_.tls_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
           SSL_CTX_check_private_key(ssl_ctx_) != 1) {
@@ -171,7 +143,8 @@ class ServerImpl final : public Server, public ConnectionHandler {
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
     log::Info("serving", {{"listen", o_.listen}, {"port", std::to_string(port_)}, {"node", o_.node_name},
-                          {"tls", ssl_ctx_ ? "on" : "off"}, {"targets", std::to_string(catalogue_.size())}});
+                          {"tls", ssl_ctx_ ? (ktls_ ? "on (kernel TLS available)" : "on (kernel TLS not in this kernel: user-space records)") : "off"},
+                          {"targets", std::to_string(catalogue_.size())}});
     return Status::OK();
   }
 
@@ -242,7 +215,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
       ::close(fd);
       if (!ok) return false;
-      auto m = CachedMetadata(st, path->rel);
+      auto m = metadata_.Cached(st, path->rel);
       if (!m) return false;
       *go_on = keep;
       ++metrics_.loop_answers;
@@ -501,54 +474,6 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (done) done(body_sent, r == Io::kOk);
   }
 
-  // Metadata files as last read: reused while the file's identity (device, inode, size,
-  // mtime, ctime) is unchanged. The ETag is the SHA-256 of the bytes sent.
-  struct MetadataFile {
-    using Key = std::tuple<dev_t, ino_t, off_t, int64_t, int64_t>;
-    Key key;
-    std::shared_ptr<const std::string> bytes;
-    std::string etag;
-  };
-  static constexpr size_t kMaxMetadataInMemory = 64 << 20;
-
-  static MetadataFile::Key MetadataKey(const struct stat& st) {
-    return std::make_tuple(st.st_dev, st.st_ino, st.st_size,
-                           int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
-                           int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec);
-  }
-
-  // The metadata file as last read, if `st` still describes it (no read: for the loop).
-  std::shared_ptr<const MetadataFile> CachedMetadata(const struct stat& st, const std::string& name) {
-    std::lock_guard<std::mutex> l(metadata_mu_);
-    auto it = metadata_.find(name);
-    if (it != metadata_.end() && it->second->key == MetadataKey(st)) return it->second;
-    return nullptr;
-  }
-
-  Result<std::shared_ptr<const MetadataFile>> LoadMetadata(int fd, const struct stat& st, const std::string& name) {
-    if (auto m = CachedMetadata(st, name)) return m;
-    if (static_cast<uint64_t>(st.st_size) > kMaxMetadataInMemory) return TooLarge("metadata file too large to serve");
-    std::string bytes(static_cast<size_t>(st.st_size), '\0');
-    size_t got = 0;
-    while (got < bytes.size()) {
-      ssize_t r = ::pread(fd, bytes.data() + got, bytes.size() - got, static_cast<off_t>(got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return Unavailable("metadata file changed while it was read");
-      got += static_cast<size_t>(r);
-    }
-    struct stat after {};
-    if (::fstat(fd, &after) != 0 || MetadataKey(after) != MetadataKey(st))
-      return Unavailable("metadata file changed while it was read");
-    auto m = std::make_shared<MetadataFile>();
-    m->key = MetadataKey(st);
-    m->etag = "\"" + Sha256Hex(bytes) + "\"";
-    m->bytes = std::make_shared<const std::string>(std::move(bytes));
-    std::lock_guard<std::mutex> l(metadata_mu_);
-    if (metadata_.size() > 10000) metadata_.clear();
-    metadata_[name] = m;
-    return std::shared_ptr<const MetadataFile>(std::move(m));
-  }
-
   // 200 (or 304 for a matching If-None-Match) with the file's bytes from memory, into *out.
   void MetadataResponse(const RequestHead& req, const std::string& name, std::shared_ptr<const MetadataFile> m,
                         bool keep, PendingSend* out, const std::string* node) {
@@ -582,7 +507,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (fd >= 0) ::close(fd);
       return Send(c, 404, "not found\n", keep, {}, head_only);
     }
-    auto file = LoadMetadata(fd, st, name);
+    auto file = metadata_.Load(fd, st, name);
     ::close(fd);
     if (!file.ok()) return Send(c, 503, "this file is temporarily unavailable; try again\n", keep, {}, head_only);
     // The loop sends it (as the client reads).
@@ -802,13 +727,13 @@ class ServerImpl final : public Server, public ConnectionHandler {
   TtlCache<User> auth_cache_;
   TtlCache<bool> entitlement_cache_;
   SSL_CTX* ssl_ctx_ = nullptr;
+  bool ktls_ = false;
   int listen_fd_ = -1;
   int repo_fd_ = -1;  // the served tree: every file is opened beneath it, links refused
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> seen_generation_{0};
-  std::mutex metadata_mu_;
-  std::map<std::string, std::shared_ptr<const MetadataFile>> metadata_;
+  MetadataFiles metadata_;
   std::mutex mu_;  // guards loops_ (Stop may come before Run)
   std::unique_ptr<ConnectionLoops> loops_;
 };
