@@ -1,5 +1,7 @@
 #include "server/audit_log.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include "core/clock.h"
@@ -15,7 +17,10 @@ constexpr std::chrono::milliseconds kFinishRetry{200};
 
 AuditLog::AuditLog(Store* store, Metrics* metrics, std::chrono::milliseconds finish_delay)
     : store_(store), metrics_(metrics), finish_delay_(std::max(finish_delay, std::chrono::milliseconds(0))) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "pg-audit");
+    Run();
+  });
 }
 
 AuditLog::~AuditLog() {

@@ -54,11 +54,12 @@ class Conn {
   void LingeringClose();
   // Stops sending (the loop then discards what arrives until EOF or a deadline).
   virtual void ShutdownWrite();
+  // Blocking: waits for the readiness the last kWouldBlock asked for; false after the send
+  // timeout without it.
+  bool WaitReady();
 
  protected:
   explicit Conn(int fd) : fd_(fd) {}
-  // Waits for the readiness the last kWouldBlock asked for; false after the send timeout.
-  bool WaitReady();
   int fd_;
   int send_timeout_ms_ = 30000;
   bool want_write_ = false;

@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,7 +61,10 @@ class WorkerPool {
  private:
   void Spawn() {  // mu_ held
     ++threads_;
-    std::thread([this] { Work(); }).detach();
+    std::thread([this] {
+      pthread_setname_np(pthread_self(), "pg-worker");
+      Work();
+    }).detach();
   }
   void Work() {
     std::unique_lock<std::mutex> l(mu_);
@@ -575,7 +579,10 @@ void ConnectionLoops::Run(std::chrono::seconds drain) {
   m.workers = std::make_unique<WorkerPool>(m.o.min_workers, m.o.max_workers);
   for (auto& l : m.loops) {
     Loop* lp = l.get();
-    l->thread = std::thread([&m, lp] { m.RunLoop(*lp); });
+    l->thread = std::thread([&m, lp] {
+      pthread_setname_np(pthread_self(), "pg-loop");
+      m.RunLoop(*lp);
+    });
   }
   std::unique_lock<std::mutex> g(m.run_mu);
   m.run_cv.wait(g, [&] { return m.stopping.load(); });

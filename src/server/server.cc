@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <tuple>
 #include <mutex>
 #include <set>
@@ -532,9 +533,37 @@ class ServerImpl final : public Server, public ConnectionHandler {
                        CheckedReader& reader, std::string_view slice, std::string* integrity_error) {
     if (kernel_verified) return c.SendFile(fd, first, body_len);
     uint64_t sent = 0;
+    // Double buffering on one thread: while the socket is full with the current chunk, the
+    // next one is read and checked (the reader keeps two buffers), so hashing overlaps
+    // with the kernel sending. A next chunk that fails its check ends the transfer after
+    // the current (verified) one.
+    std::optional<std::string_view> next;
+    std::string next_error;
     while (!slice.empty()) {
-      // Counts what the kernel took, also of a slice cut short.
-      if (!c.Write(slice, sent + slice.size() < body_len, &sent)) break;
+      size_t w = 0;
+      Io r = c.TryWrite(slice, {}, sent + slice.size() < body_len, &w);
+      slice.remove_prefix(w);
+      sent += w;  // what the kernel took, also of a slice cut short
+      if (r == Io::kWouldBlock) {
+        if (!next && next_error.empty() && !reader.done()) {
+          auto s = reader.Next();
+          if (s.ok()) next = *s;
+          else next_error = s.status().message();
+          continue;
+        }
+        if (w == 0 && !c.WaitReady()) break;  // nothing taken for the send timeout: drop the client
+        continue;
+      }
+      if (r != Io::kOk) break;
+      if (next) {
+        slice = *next;
+        next.reset();
+        continue;
+      }
+      if (!next_error.empty()) {
+        *integrity_error = next_error;
+        break;
+      }
       if (reader.done()) break;
       auto s = reader.Next();
       if (!s.ok()) {

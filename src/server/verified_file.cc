@@ -156,13 +156,15 @@ Result<std::string_view> CheckedReader::Next() {
   uint64_t index = next_ / cs;
   uint64_t chunk_start = index * cs;
   size_t chunk_len = static_cast<size_t>(std::min<uint64_t>(cs, v_->length - chunk_start));
-  buf_.resize(chunk_len);
+  cur_ ^= 1;
+  std::string& buf = buf_[cur_];
+  buf.resize(chunk_len);
   size_t got = 0;
-  if (!ReadFull(fd_, buf_.data(), chunk_len, chunk_start, &got))
+  if (!ReadFull(fd_, buf.data(), chunk_len, chunk_start, &got))
     return IOError(std::string("cannot read target: ") + std::strerror(errno));
   if (v_->mode == ServeMode::kChunkDigests) {
     if (got != chunk_len || index >= v_->chunks.size() ||
-        ChunkDigest(std::string_view(buf_.data(), got)) != v_->chunks[index])
+        ChunkDigest(std::string_view(buf.data(), got)) != v_->chunks[index])
       return Corrupt("chunk " + std::to_string(index) + " (bytes " + std::to_string(chunk_start) + "-" +
                       std::to_string(chunk_start + chunk_len - 1) + ") no longer matches its verified digest");
   } else if (got != chunk_len) {
@@ -171,7 +173,7 @@ Result<std::string_view> CheckedReader::Next() {
   size_t from = static_cast<size_t>(next_ - chunk_start);
   size_t to = static_cast<size_t>(std::min<uint64_t>(end_ - chunk_start, chunk_len));
   next_ = chunk_start + to;
-  return std::string_view(buf_.data() + from, to - from);
+  return std::string_view(buf.data() + from, to - from);
 }
 
 }  // namespace patchgate::server

@@ -99,7 +99,9 @@ class VerifyCache {
 };
 
 // Reads [first, last] of a verified file, chunk by chunk, each chunk checked against its
-// digest before any of its bytes are returned. Not thread-safe (one per response).
+// digest before any of its bytes are returned. A returned slice stays valid until the
+// second Next() after it (two buffers: one being sent while the next is read and checked).
+// Not thread-safe (one per response).
 class CheckedReader {
  public:
   CheckedReader(int fd, std::shared_ptr<const FileVerification> v, uint64_t first, uint64_t last);
@@ -113,7 +115,8 @@ class CheckedReader {
   int fd_;
   std::shared_ptr<const FileVerification> v_;
   uint64_t next_, end_;  // [next_, end_)
-  std::string buf_;
+  std::string buf_[2];
+  int cur_ = 0;
 };
 
 }  // namespace patchgate::server
