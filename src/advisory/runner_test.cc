@@ -23,69 +23,18 @@
 #include "advisory/provider.h"
 #include "core/fs.h"
 #include "crypto/hash.h"
+#include "notify/smtp_sink.h"
 #include "store/sql.h"
 
 namespace patchgate::advisory {
 namespace {
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-class SmtpSink {
- public:
-  SmtpSink(const std::string& dir, int port, int max_messages = -1) {
-    std::string script = std::string(PATCHGATE_SOURCE_DIR) + "/tests/respond/smtp_sink.py";
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      std::string p = std::to_string(port), m = std::to_string(max_messages);
-      if (max_messages < 0)
-        ::execl("/usr/bin/python3", "python3", script.c_str(), dir.c_str(), p.c_str(), static_cast<char*>(nullptr));
-      else
-        ::execl("/usr/bin/python3", "python3", script.c_str(), dir.c_str(), p.c_str(), "--max-messages", m.c_str(),
-                static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    ::close(out[1]);
-    char buf[16] = {};
-    ready_ = ::read(out[0], buf, sizeof buf - 1) > 0;
-    ::close(out[0]);
-  }
-  ~SmtpSink() { Stop(); }
-  void Stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  bool ready() const { return ready_; }
-
- private:
-  pid_t pid_ = -1;
-  bool ready_ = false;
+using notify::testing::Messages;
+// The project's SMTP sink (src/notify/smtp_sink.h) with this source tree's script.
+struct SmtpSink : notify::testing::SmtpSink {
+  SmtpSink(const std::string& dir, int port, int max_messages = -1)
+      : notify::testing::SmtpSink(PATCHGATE_SOURCE_DIR, dir, port, max_messages) {}
 };
-
-std::vector<std::string> Messages(const std::string& dir) {
-  std::vector<std::string> out;
-  auto names = RealFileSystem::Get().ListDir(dir);
-  if (!names.ok()) return out;
-  std::sort(names->begin(), names->end());
-  for (const auto& n : *names)
-    if (n.size() > 4 && n.substr(n.size() - 4) == ".eml") out.push_back(*RealFileSystem::Get().ReadFile(dir + "/" + n, 1 << 24));
-  return out;
-}
 
 std::string OrgOf(const std::string& msg) {
   std::smatch m;
@@ -98,7 +47,7 @@ constexpr char kPass[] = "correct horse battery staple";
 class ScenarioTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (std::system("/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null") != 0) {
+    if (!notify::testing::SmtpSinkAvailable()) {
       if (std::getenv("CI")) FAIL() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
       GTEST_SKIP() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
     }
@@ -124,7 +73,7 @@ class ScenarioTest : public ::testing::TestWithParam<std::string> {
     auto key = CreateSigningKey(home_, "Vendor PSIRT <psirt@vendor.example>", kPass);
     ASSERT_TRUE(key.ok()) << key.status().ToString();
     key_ = *key;
-    port_ = FreePort();
+    port_ = notify::testing::FreeLoopbackPort();
     o_.delivery.from = "Vendor PSIRT <psirt@vendor.example>";
     o_.delivery.ack_base_url = "https://downloads.vendor.example";
     o_.delivery.backoff_ms = 10;

@@ -140,17 +140,17 @@ int DownloadsCmd(AdminFlags& f) {
                        {"node", d.node}, {"user", d.username}, {"organisation", d.org_name}, {"target", d.target_path},
                        {"sha256", d.sha256}, {"range", d.range}, {"bytes", d.bytes_sent},
                        {"outcome", DisplayOutcome(d, now)}, {"remote_addr", d.remote_addr},
-                       {"user_agent", d.user_agent}, {"source", d.source}});
+                       {"user_agent", d.user_agent}, {"source", d.source}, {"detail", d.detail}});
       std::printf("%s\n", JsonText(arr).c_str());
     } else if (f.csv) {
       std::string out;
       CsvWriter w(&out);
       w.Row({"id", "started_at", "ended_at", "node", "user", "organisation", "target", "sha256", "range", "bytes",
-             "outcome", "remote_addr", "user_agent", "source"});
+             "outcome", "remote_addr", "user_agent", "source", "detail"});
       for (const auto& d : *rows) {
         w.Number(d.id).Text(FormatRfc3339Micros(d.started_at)).Text(t(d.ended_at)).Text(d.node).Text(d.username);
         w.Text(d.org_name).Text(d.target_path).Text(d.sha256).Text(d.range).Number(uint64_t{d.bytes_sent});
-        w.Text(DisplayOutcome(d, now)).Text(d.remote_addr).Text(d.user_agent).Text(d.source).EndRow();
+        w.Text(DisplayOutcome(d, now)).Text(d.remote_addr).Text(d.user_agent).Text(d.source).Text(d.detail).EndRow();
       }
       std::fputs(out.c_str(), stdout);
     } else {
@@ -164,6 +164,7 @@ int DownloadsCmd(AdminFlags& f) {
         std::printf("%-27s %-10s %-12s %-16s %-32s %10s %-11s %.16s…\n", FormatRfc3339Micros(d.started_at).c_str(),
                     Term(d.node).c_str(), Term(d.username).c_str(), Term(d.org_name).c_str(),
                     Term(d.target_path).c_str(), bytes.c_str(), std::string(outcome).c_str(), Term(d.sha256).c_str());
+        if (!d.detail.empty()) std::printf("%27s %s\n", "", Term(d.detail).c_str());  // why it ended so
       }
       std::printf("%zu download(s)\n", rows->size());
       if (completing)

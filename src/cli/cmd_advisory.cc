@@ -159,6 +159,22 @@ int UpdateCmd(AdvisoryFlags& f, CLI::App* cmd) {
   });
 }
 
+// Stored text shown on a terminal: control characters, C1 codes and bidi controls appear
+// escaped (the store may hold text written by another tool). Lines() keeps line breaks of
+// multi-line fields and indents the lines after the first.
+std::string E(const std::string& s) { return EscapeForTerminal(s); }
+std::string Lines(const std::string& s) {
+  std::string out;
+  size_t start = 0;
+  for (;;) {
+    size_t nl = s.find('\n', start);
+    out += EscapeForTerminal(std::string_view(s).substr(start, nl == std::string::npos ? std::string::npos : nl - start));
+    if (nl == std::string::npos) return out;
+    out += "\n    ";
+    start = nl + 1;
+  }
+}
+
 int List(AdvisoryFlags& f) {
   return WithStore(f.store, [&](Store& s) {
     auto rows = s.ListAdvisories();
@@ -170,8 +186,8 @@ int List(AdvisoryFlags& f) {
         std::printf("%-14s (unreadable: %s)\n", r.id.c_str(), a.status().ToString().c_str());
         continue;
       }
-      std::printf("%-14s %-10s %-10s %-6s %-22s %s\n", a->id.c_str(), a->state.c_str(), a->product.c_str(), r.tlp.c_str(),
-                  T(r.publish_at).c_str(), a->title.c_str());
+      std::printf("%-14s %-10s %-10s %-6s %-22s %s\n", a->id.c_str(), a->state.c_str(), E(a->product).c_str(), r.tlp.c_str(),
+                  T(r.publish_at).c_str(), E(a->title).c_str());
     }
     return kExitOk;
   });
@@ -192,26 +208,26 @@ int Show(AdvisoryFlags& f) {
       std::printf("%s", advisory::RenderAdvisory(*a, targets, a->tlp, "draft", SystemClock::Get().NowMicros(), PublisherOf(f)).c_str());
       return kExitOk;
     }
-    std::printf("%s  %s\n  product: %s   state: %s   TLP before publication: %s\n", a->id.c_str(), a->title.c_str(),
-                a->product.c_str(), a->state.c_str(), a->tlp.c_str());
+    std::printf("%s  %s\n  product: %s   state: %s   TLP before publication: %s\n", a->id.c_str(), E(a->title).c_str(),
+                E(a->product).c_str(), a->state.c_str(), a->tlp.c_str());
     if (!a->cve.empty()) std::printf("  CVE: %s\n", a->cve.c_str());
     if (!a->cvss_vector.empty()) std::printf("  CVSS: %s\n", a->cvss_vector.c_str());
     if (!a->severity.empty()) std::printf("  severity: %s\n", a->severity.c_str());
-    std::printf("  summary: %s\n", a->summary.c_str());
-    std::printf("  workaround: %s\n", a->workaround.empty() ? "(none)" : a->workaround.c_str());
+    std::printf("  summary: %s\n", Lines(a->summary).c_str());
+    std::printf("  workaround: %s\n", a->workaround.empty() ? "(none)" : Lines(a->workaround).c_str());
     if (a->fix)
-      std::printf("  fix: %s (version %s, sha256 %s)\n", a->fix->path.c_str(), a->fix->version.c_str(), a->fix->sha256.c_str());
+      std::printf("  fix: %s (version %s, sha256 %s)\n", E(a->fix->path).c_str(), E(a->fix->version).c_str(), a->fix->sha256.c_str());
     else
       std::printf("  fix: (none yet)\n");
     if (a->schedule)
       std::printf("  schedule: pre-notice %s to %s, workaround %s, publish %s\n", T(a->schedule->prenotify_at).c_str(),
-                  a->schedule->audience.c_str(), T(a->schedule->workaround_at).c_str(), T(a->schedule->publish_at).c_str());
+                  E(a->schedule->audience).c_str(), T(a->schedule->workaround_at).c_str(), T(a->schedule->publish_at).c_str());
     for (const auto& [step, at] : a->steps_done) std::printf("  step %s done %s\n", step.c_str(), T(at).c_str());
     if (a->issued)
       std::printf("  issued: TLP:%s %s at %s, sha256 %s\n", a->issued->tlp.c_str(), a->issued->status.c_str(),
                   T(a->issued->at).c_str(), a->issued->sha256.c_str());
     std::printf("  revisions:\n");
-    for (const auto& r : a->revisions) std::printf("    %s  %s  %s\n", r.number.c_str(), T(r.date).c_str(), r.summary.c_str());
+    for (const auto& r : a->revisions) std::printf("    %s  %s  %s\n", r.number.c_str(), T(r.date).c_str(), E(r.summary).c_str());
     return kExitOk;
   });
 }

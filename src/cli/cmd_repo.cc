@@ -67,6 +67,7 @@ int RunPublish(RepoFlags& f, const PrePublishHookFactory& hook_factory) {
     auto hook = hook_factory(f.dir);
     if (!hook.ok()) return ReportError(hook.status());
     o.hook = *hook;
+    o.max_input_bytes = PublishGateMaxFileSize();
   }
   auto access = f.keys.Access(false);
   if (!access.ok()) return ReportError(access.status());

@@ -189,6 +189,8 @@ PrePublishHookFactory PublishGateHookFactory() {
   };
 }
 
+uint64_t PublishGateMaxFileSize() { return GateFlags().max_file_size; }
+
 void AddPublishGateFlags(CLI::App* publish) { AddScanFlags(publish, &GateFlags()); }
 
 void RegisterScanCommands(CLI::App& app, Context& ctx) {

@@ -23,6 +23,7 @@ struct KeyFlags {
 // patchgate is built without it). Given the repository directory it returns the hook.
 using PrePublishHookFactory = std::function<Result<tuf::PrePublishHook>(const std::string& repo_dir)>;
 PrePublishHookFactory PublishGateHookFactory();
+uint64_t PublishGateMaxFileSize();  // the gate's --max-file-size: inputs over it are not even staged
 // Adds the gate's flags (e.g. --signatures) to `publish`.
 void AddPublishGateFlags(CLI::App* publish);
 

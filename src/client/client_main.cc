@@ -67,11 +67,17 @@ int main(int argc, char** argv) {
   client::HttpOptions http;
   http.bearer_token = token;
   auto fetcher = client::NewCurlFetcher(http);
-  client::Updater updater({metadata_dir, metadata_url, target_base_url, target_dir}, fetcher.get(),
+  // Verified metadata is written to the cache in the background (its fsyncs overlap with the
+  // rest of the refresh and the download) and is durable before anything is installed and
+  // before the process reports success.
+  client::Updater updater({metadata_dir, metadata_url, target_base_url, target_dir, true}, fetcher.get(),
                           SystemClock::Get(), &fs);
   Status st = updater.Refresh();
   if (!st.ok()) return Fail(st);
-  if (refresh->parsed()) return 0;
+  if (refresh->parsed()) {
+    st = updater.FlushMetadataWrites();
+    return st.ok() ? 0 : Fail(st);
+  }
 
   if (target_names.empty()) return Fail(InvalidArgument("name at least one --target-name"));
   if (target_base_url.empty() || target_dir.empty())
@@ -83,6 +89,7 @@ int main(int argc, char** argv) {
     if (!path.ok()) return Fail(path.status());
     std::printf("%s %s\n", name.c_str(), path->c_str());
     if (update->parsed()) {
+      if (Status flushed = updater.FlushMetadataWrites(); !flushed.ok()) return Fail(flushed);
       pid_t pid = ::fork();
       if (pid == 0) {
         ::execl("/bin/sh", "sh", "-c", (install_hook + " \"$0\" \"$1\"").c_str(), path->c_str(), name.c_str(),
@@ -96,5 +103,6 @@ int main(int argc, char** argv) {
     }
   }
   (void)download;
-  return 0;
+  st = updater.FlushMetadataWrites();
+  return st.ok() ? 0 : Fail(st);
 }

@@ -75,15 +75,23 @@ Updater::Updater(UpdaterOptions o, Fetcher* fetcher, const Clock& clock, FileSys
     : o_(std::move(o)), fetcher_(fetcher), clock_(clock), fs_(fs) {
   o_.metadata_url = StripSlash(o_.metadata_url);
   o_.target_base_url = StripSlash(o_.target_base_url);
+  if (o_.write_metadata_in_background) writer_ = std::make_unique<MetadataWriter>(fs_);
 }
 
 std::string Updater::LocalName(const std::string& target_path) { return tuf::QuoteRoleName(target_path); }
 
 std::string Updater::MetaUrl(const std::string& file) const { return o_.metadata_url + "/" + file; }
 
-Status Updater::Persist(const std::string& role, std::string_view bytes) {
-  return fs_->WriteFileAtomic(JoinPath(o_.metadata_dir, tuf::MetadataName(role)), bytes);
+Status Updater::Persist(const std::string& role, std::string bytes) {
+  std::string path = JoinPath(o_.metadata_dir, tuf::MetadataName(role));
+  if (writer_ && role != "root") {  // root (rare) stays synchronous: later steps read it back
+    writer_->Write(std::move(path), std::move(bytes));
+    return Status::OK();
+  }
+  return fs_->WriteFileAtomic(path, bytes);
 }
+
+Status Updater::FlushMetadataWrites() { return writer_ ? writer_->Flush() : Status::OK(); }
 
 Result<std::string> Updater::ReadLocal(const std::string& role, uint64_t cap) {
   return fs_->ReadFile(JoinPath(o_.metadata_dir, tuf::MetadataName(role)), cap);
@@ -172,6 +180,7 @@ Status Updater::UpdateRoot() {
   if (!SameKeys(original, root_, "timestamp") || !SameKeys(original, root_, "snapshot")) {
     timestamp_.reset();
     snapshot_.reset();
+    PG_RETURN_IF_ERROR(FlushMetadataWrites());  // no queued write may land after the removal
     PG_RETURN_IF_ERROR(fs_->Remove(JoinPath(o_.metadata_dir, "timestamp.json")));
     PG_RETURN_IF_ERROR(fs_->Remove(JoinPath(o_.metadata_dir, "snapshot.json")));
   }
@@ -258,7 +267,7 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
   const tuf::MetaFile& meta = mit->second;
   uint64_t cap = std::min(meta.length.value_or(tuf::kMaxTargetsBytes), tuf::kMaxTargetsBytes);
 
-  auto accept = [&](const std::string& bytes, bool fetched) -> Result<const Loaded*> {
+  auto accept = [&](std::string bytes, bool fetched) -> Result<const Loaded*> {
     if (fetched) PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, bytes, role));
     Loaded loaded;
     // Large canonical roles: no DOM; the signature is checked over the exact bytes and
@@ -289,15 +298,15 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
                                                  " differs from the version the snapshot lists (" +
                                                  std::to_string(meta.version) + ")");
     PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
-    if (fetched) PG_RETURN_IF_ERROR(Persist(role, bytes));
     if (!loaded.lazy || !SerializesTo(loaded.env, bytes)) loaded.raw = bytes;
+    if (fetched) PG_RETURN_IF_ERROR(Persist(role, std::move(bytes)));
     auto [it, _] = targets_.insert_or_assign(role, std::move(loaded));
     return &it->second;
   };
 
   // A trusted local copy of exactly the listed version is reused.
   if (auto local = ReadLocal(role, tuf::kMaxTargetsBytes); local.ok()) {
-    auto r = accept(*local, false);
+    auto r = accept(std::move(*local), false);
     if (r.ok()) return r;
   }
   std::string file = root_.consistent_snapshot ? tuf::VersionedMetadataName(meta.version, role)
@@ -308,7 +317,7 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
       return Status(ErrorCode::kLengthMismatch, role + " is longer than its signed length: " + bytes.status().message());
     return bytes.status().WithContext(role);
   }
-  return accept(*bytes, true);
+  return accept(std::move(*bytes), true);
 }
 
 Status Updater::UpdateTargets() {
@@ -318,6 +327,7 @@ Status Updater::UpdateTargets() {
 }
 
 Status Updater::Refresh() {
+  PG_RETURN_IF_ERROR(FlushMetadataWrites());  // what an earlier refresh queued is on disk before it is read
   PG_RETURN_IF_ERROR(LoadTrustedRoot());
   LoadTrustedTopLevel();
   PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.metadata_dir));

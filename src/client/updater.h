@@ -11,12 +11,14 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "client/fetcher.h"
 #include "core/clock.h"
+#include "client/metadata_writer.h"
 #include "core/fs.h"
 #include "core/status.h"
 #include "tuf/metadata.h"
@@ -28,6 +30,11 @@ struct UpdaterOptions {
   std::string metadata_url;     // base URL of metadata/ (no trailing slash needed)
   std::string target_base_url;  // base URL of targets/
   std::string target_dir;
+  // Write timestamp, snapshot and targets metadata to metadata_dir on a background thread
+  // (client/metadata_writer.h), overlapping their fsyncs with the rest of the work; the
+  // owner calls FlushMetadataWrites() before relying on the files (the destructor flushes
+  // too). Off: each file is durable before the call that fetched it returns.
+  bool write_metadata_in_background = false;
 };
 
 struct TargetInfo {
@@ -48,6 +55,9 @@ class Updater {
   // Runs the update workflow up to and including top-level targets. OK only if every step
   // succeeded.
   Status Refresh();
+  // Waits until every verified metadata file is durable in metadata_dir; the first write
+  // failure, if any. A no-op unless write_metadata_in_background.
+  Status FlushMetadataWrites();
   // Finds a target (refreshing first if needed), walking delegations. kNotFound if no
   // role signs it.
   Result<TargetInfo> GetTargetInfo(const std::string& target_path);
@@ -93,7 +103,7 @@ class Updater {
   Status UpdateTargets();
   Result<const Loaded*> LoadDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
                                       const tuf::RoleKeys& role_keys);
-  Status Persist(const std::string& role, std::string_view bytes);
+  Status Persist(const std::string& role, std::string bytes);
   Result<std::string> ReadLocal(const std::string& role, uint64_t cap);
   std::string MetaUrl(const std::string& file) const;
 
@@ -109,6 +119,7 @@ class Updater {
   std::optional<tuf::Timestamp> timestamp_;
   std::optional<tuf::Snapshot> snapshot_;
   std::map<std::string, Loaded> targets_;  // "targets" and delegated roles, verified
+  std::unique_ptr<MetadataWriter> writer_;  // write_metadata_in_background only; last: flushed first
 };
 
 }  // namespace patchgate::client

@@ -221,6 +221,10 @@ std::string RenderTable(const Scope& s) {
       out += "  ";
       AppendTm(out, d.source);
       if (d.outcome == DownloadOutcome::kInProgress) out += "  unfinished";
+      if (!d.detail.empty()) {  // e.g. cut for integrity (migration 0005)
+        out += "  aborted: ";
+        AppendTm(out, d.detail);
+      }
       out += '\n';
     }
   }
@@ -234,7 +238,7 @@ std::string RenderCsv(const Scope& s) {
   // so they are encoded once per organisation, not once per row.
   std::string out;
   CsvWriter(&out).Row({"organisation", "tier", "account_manager", "account_manager_email", "user", "file", "time",
-                       "sha256", "node", "bytes", "source", "outcome"});
+                       "sha256", "node", "bytes", "source", "outcome", "detail"});
   size_t rows = 0;
   for (const auto& g : s.orgs) rows += g.downloads.size();
   out.reserve(out.size() + rows * 200);
@@ -258,6 +262,8 @@ std::string RenderCsv(const Scope& s) {
       out += CsvCell(d.source);
       out += ',';
       out += CsvCell(DownloadOutcomeName(d.outcome));
+      out += ',';
+      out += CsvCell(d.detail);
       out += '\n';
     }
   }
@@ -281,7 +287,7 @@ std::string RenderJson(const Scope& s) {
     for (const auto& d : g.downloads)
       o["downloads"].push_back({{"user", d.username}, {"file", d.target_path}, {"time", T(d.started_at)},
                                 {"sha256", d.sha256}, {"node", d.node}, {"bytes", d.bytes_sent}, {"source", d.source},
-                                {"outcome", DownloadOutcomeName(d.outcome)},
+                                {"outcome", DownloadOutcomeName(d.outcome)}, {"detail", d.detail},
                                 {"unknown_user", d.unknown_user}, {"unknown_target", d.unknown_target}});
     j["organisations"].push_back(std::move(o));
   }
@@ -308,7 +314,8 @@ std::string RenderHtml(const Scope& s) {
       svg += buf + Html(d.username + " " + d.target_path + " " + T(d.started_at)) + "</title></circle>";
       rows += "<tr><td>" + Html(g.name) + "</td><td>" + Html(g.tier) + "</td><td>" + Html(g.account_manager) +
               "</td><td>" + Html(d.username) + "</td><td>" + Html(d.target_path) + "</td><td>" + T(d.started_at) +
-              "</td><td class=\"h\">" + Html(d.sha256) + "</td><td>" + Html(d.node) + "</td></tr>\n";
+              "</td><td class=\"h\">" + Html(d.sha256) + "</td><td>" + Html(d.node) + "</td><td>" +
+              Html(d.detail) + "</td></tr>\n";
     }
     ++lane;
   }
@@ -323,7 +330,7 @@ std::string RenderHtml(const Scope& s) {
          "</b>, window " + T(s.query.from) + " – " + T(s.query.to) + (s.query.cause.empty() ? "" : "; cause: " + Html(s.query.cause)) +
          "</p>\n<p id=\"totals\"><b>" + Html(s.Totals()) + "</b></p>\n" + svg +
          "\n<table id=\"scope\"><thead><tr><th>Organisation</th><th>Tier</th><th>Account manager</th><th>User</th>"
-         "<th>File</th><th>Time (UTC)</th><th>SHA-256 served</th><th>Node</th></tr></thead><tbody>\n" + rows +
+         "<th>File</th><th>Time (UTC)</th><th>SHA-256 served</th><th>Node</th><th>Detail</th></tr></thead><tbody>\n" + rows +
          "</tbody></table>\n<script>\n"
          "document.querySelectorAll('#scope th').forEach(function(th, col) {\n"
          "  th.addEventListener('click', function() {\n"

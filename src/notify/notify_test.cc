@@ -20,68 +20,17 @@
 #include "core/fs.h"
 #include "crypto/hash.h"
 #include "incident/world.h"
+#include "notify/smtp_sink.h"
 
 namespace patchgate::notify {
 namespace {
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-class SmtpSink {
- public:
-  SmtpSink(const std::string& dir, int port, int max_messages = -1) {
-    std::string script = std::string(PATCHGATE_SOURCE_DIR) + "/tests/respond/smtp_sink.py";
-    int out[2];
-    EXPECT_EQ(::pipe(out), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      std::string p = std::to_string(port), m = std::to_string(max_messages);
-      if (max_messages < 0)
-        ::execl("/usr/bin/python3", "python3", script.c_str(), dir.c_str(), p.c_str(), static_cast<char*>(nullptr));
-      else
-        ::execl("/usr/bin/python3", "python3", script.c_str(), dir.c_str(), p.c_str(), "--max-messages", m.c_str(),
-                 static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    ::close(out[1]);
-    char buf[16] = {};
-    ssize_t n = ::read(out[0], buf, sizeof buf - 1);  // "ready"
-    ::close(out[0]);
-    ready_ = n > 0;
-  }
-  ~SmtpSink() { Stop(); }
-  void Stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  bool ready() const { return ready_; }
-
- private:
-  pid_t pid_ = -1;
-  bool ready_ = false;
+using testing::Messages;
+// The project's SMTP sink (src/notify/smtp_sink.h) with this source tree's script.
+struct SmtpSink : testing::SmtpSink {
+  SmtpSink(const std::string& dir, int port, int max_messages = -1)
+      : testing::SmtpSink(PATCHGATE_SOURCE_DIR, dir, port, max_messages) {}
 };
-
-std::vector<std::string> Messages(const std::string& dir) {
-  std::vector<std::string> out;
-  auto names = RealFileSystem::Get().ListDir(dir);
-  if (!names.ok()) return out;
-  for (const auto& n : *names)
-    if (n.size() > 4 && n.substr(n.size() - 4) == ".eml") out.push_back(*RealFileSystem::Get().ReadFile(dir + "/" + n, 1 << 24));
-  return out;
-}
 
 std::string Header(const std::string& msg, const std::string& name) {
   std::smatch m;
@@ -93,7 +42,7 @@ class NotifyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // Debian's python3-aiosmtpd lives with the system interpreter, not a pyenv one.
-    if (std::system("/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null") != 0) {
+    if (!testing::SmtpSinkAvailable()) {
       if (std::getenv("CI")) FAIL() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
       GTEST_SKIP() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
     }
@@ -111,7 +60,7 @@ class NotifyTest : public ::testing::Test {
     incident::testing::RecordServed(*store_, world_);
     Incident inc{0, spec.node, spec.window_start, spec.window_end, "file infector on the mirror", spec.window_end, {}};
     id_ = *store_->CreateIncident(inc);
-    port_ = FreePort();
+    port_ = testing::FreeLoopbackPort();
     opts_.from = "Vendor PSIRT <psirt@vendor.example>";
     opts_.ack_base_url = "https://downloads.vendor.example";
     opts_.backoff_ms = 10;

@@ -716,7 +716,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
                   {"reason", integrity_error}});
       Quarantine(*entry, "changed on disk while being served", integrity_error);
     }
-    Finished(*id, sent, body_len, ranged);
+    Finished(*id, sent, body_len, ranged, integrity_error.empty() ? "" : "integrity: " + integrity_error);
     return sent == body_len && *keep;
   }
 
@@ -735,15 +735,16 @@ class ServerImpl final : public Server, public ConnectionHandler {
     return start;
   }
 
-  // Completes a download's record with the body bytes the client took. Never blocks.
-  void Finished(int64_t id, uint64_t sent, uint64_t body_len, bool ranged) {
+  // Completes a download's record with the body bytes the client took, and why it was cut
+  // when that was for integrity (`detail`). Never blocks.
+  void Finished(int64_t id, uint64_t sent, uint64_t body_len, bool ranged, std::string detail = "") {
     metrics_.bytes_sent += sent;
     DownloadOutcome outcome = sent < body_len ? DownloadOutcome::kAborted
                                               : (ranged ? DownloadOutcome::kPartial : DownloadOutcome::kComplete);
     if (outcome == DownloadOutcome::kComplete) ++metrics_.downloads_complete;
     else if (outcome == DownloadOutcome::kPartial) ++metrics_.downloads_partial;
     else ++metrics_.downloads_aborted;
-    audit_.Finish({id, SystemClock::Get().NowMicros(), sent, outcome});
+    audit_.Finish({id, SystemClock::Get().NowMicros(), sent, outcome, std::move(detail)});
   }
 
   ServerOptions o_;

@@ -89,15 +89,17 @@ Organisation OrgFromRow(const Row& r) {
 constexpr char kDownloadSelect[] =
     "SELECT d.id, d.started_at, d.ended_at, d.node, d.username, COALESCE(o.name, ''), COALESCE(o.tier, ''), "
     "d.target_path, d.sha256, d.range_header, d.bytes_sent, d.outcome, d.remote_addr, d.user_agent, d.source, "
-    "d.http_status, d.unknown_user, d.unknown_target, COALESCE(d.import_key, '') "
+    "d.http_status, d.unknown_user, d.unknown_target, COALESCE(d.import_key, ''), d.detail "
     "FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
 
 // The same row shape with only what incident scope reports; on SQLite every column comes
-// from the scope index (migration 0006), so the table itself is not read.
+// from the scope index (migration 0006), so the table itself is not read, except for the
+// detail (migration 0005) of the rare aborted row, read by its id.
 constexpr char kScopeSelect[] =
     "SELECT d.id, d.started_at, d.ended_at, d.node, d.username, COALESCE(o.name, ''), COALESCE(o.tier, ''), "
     "d.target_path, d.sha256, '', d.bytes_sent, d.outcome, '', '', d.source, d.http_status, d.unknown_user, "
-    "d.unknown_target, '' FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
+    "d.unknown_target, '', CASE WHEN d.outcome = 'aborted' THEN (SELECT x.detail FROM downloads x WHERE x.id = d.id) "
+    "ELSE '' END FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
 
 std::string_view SV(const sql::RowView& r, size_t i) { return r[i].value_or(std::string_view()); }
 int64_t IV(const sql::RowView& r, size_t i) {
@@ -128,6 +130,7 @@ Download DownloadFromView(const sql::RowView& r) {
   d.unknown_user = IV(r, 16) != 0;
   d.unknown_target = IV(r, 17) != 0;
   d.import_key = SV(r, 18);
+  d.detail = SV(r, 19);
   return d;
 }
 
@@ -799,10 +802,13 @@ class SqlStore final : public Store {
   }
 
   Status UpdateFinishesOneByOne(const std::vector<DownloadFinish>& finishes) {
+    std::deque<std::string> keep;
     for (const auto& f : finishes)
-      PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ? WHERE id = ?",
+      PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? "
+                                   "WHERE id = ?",
                                    {f.ended_at, static_cast<int64_t>(f.bytes_sent),
-                                    std::string(DownloadOutcomeName(f.outcome)), f.id})
+                                    sql::TextRef{DownloadOutcomeName(f.outcome)},
+                                    StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep), f.id})
                              .status());
     return Status::OK();
   }
@@ -811,16 +817,18 @@ class SqlStore final : public Store {
     for (size_t first = 0; first < finishes.size(); first += kRowsPerStatement) {
       size_t n = std::min(kRowsPerStatement, finishes.size() - first);
       std::string sql = "UPDATE downloads AS d SET ended_at = v.ended_at, bytes_sent = v.bytes_sent, outcome = "
-                        "v.outcome FROM (VALUES ";
-      sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text)", n);
+                        "v.outcome, detail = v.detail FROM (VALUES ";
+      sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text, ?::text)", n);
       std::vector<Param> p;
-      p.reserve(n * 4);
+      p.reserve(n * 5);
+      std::deque<std::string> keep;  // escaped or cut copies of the few details that need it
       for (size_t i = first; i < first + n; ++i) {
         const DownloadFinish& f = finishes[i];
         p.insert(p.end(), {f.id, f.ended_at, static_cast<int64_t>(f.bytes_sent),
-                           sql::TextRef{DownloadOutcomeName(f.outcome)}});
+                           sql::TextRef{DownloadOutcomeName(f.outcome)},
+                           StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep)});
       }
-      sql += ") AS v (id, ended_at, bytes_sent, outcome) WHERE d.id = v.id";
+      sql += ") AS v (id, ended_at, bytes_sent, outcome, detail) WHERE d.id = v.id";
       PG_RETURN_IF_ERROR(c_->Query(sql, p).status());
     }
     return Status::OK();

@@ -34,6 +34,7 @@ inline constexpr size_t kMaxStoredTargetPathBytes = 2048;
 inline constexpr size_t kMaxStoredUsernameBytes = 256;  // imported logs may name anything
 inline constexpr size_t kMaxStoredNodeNameBytes = 256;
 inline constexpr size_t kMaxStoredHashBytes = 128;
+inline constexpr size_t kMaxStoredDownloadDetailBytes = 512;  // why a download ended (integrity cut)
 inline constexpr size_t kMaxContactFieldBytes = 254;    // account manager name/e-mail, contacts, phone
 inline constexpr size_t kMaxSecurityContacts = 32;
 inline constexpr size_t kMaxWebhookUrlBytes = 2048;
@@ -111,6 +112,10 @@ struct DownloadFinish {
   int64_t ended_at = 0;
   uint64_t bytes_sent = 0;
   DownloadOutcome outcome = DownloadOutcome::kComplete;
+  // Why it ended so, empty for an ordinary end: e.g. "integrity: chunk 3 (bytes ...) no longer
+  // matches its verified digest" for a download cut because the file changed on disk. Stored
+  // as safe text (escaped, cut to kMaxStoredDownloadDetailBytes at a character boundary).
+  std::string detail;
 };
 
 // A row of the audit trail (served or imported).
@@ -134,6 +139,7 @@ struct Download {
   bool unknown_user = false;      // imported: username not in the store
   bool unknown_target = false;    // imported: path not a published target
   std::string import_key;         // imported: stable key of the log line (dedupe)
+  std::string detail;             // why it ended so (DownloadFinish::detail), empty if ordinary
 };
 
 struct DownloadQuery {

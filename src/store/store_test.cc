@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <map>
 #include <thread>
 
 #include "core/clock.h"
@@ -145,6 +146,52 @@ TEST_P(StoreTest, DownloadAuditAndWindowQueries) {
   q.targets.clear();
   q.until = 8000;
   EXPECT_EQ(store_->QueryDownloads(q)->size(), 4u);
+}
+
+// Issue #9: a download cut because its file changed on disk is recorded as aborted WITH
+// why (migration 0005), in one multi-row statement on PostgreSQL; the reason is safe text.
+TEST_P(StoreTest, FinishedDownloadsKeepTheirDetailAsSafeText) {
+  AddOrg("acme");
+  ASSERT_TRUE(store_->AddUser(N("acme"), N("alice"), N("h1")).ok());
+  auto alice = store_->GetUser(N("alice"));
+  ASSERT_TRUE(alice.ok());
+  std::vector<DownloadStart> starts(4);
+  for (size_t i = 0; i < starts.size(); ++i) {
+    starts[i].started_at = 100 + static_cast<int64_t>(i);
+    starts[i].node = N("detail-node");
+    starts[i].user_id = alice->id;
+    starts[i].target_path = "office/" + std::to_string(i);
+    starts[i].sha256 = "abc";
+  }
+  auto ids = store_->BeginDownloads(starts);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  const std::string reason = "integrity: chunk 3 (bytes 786432-1048575) no longer matches its verified digest";
+  std::string long_reason;
+  for (int i = 0; i < 400; ++i) long_reason += "\xC3\xA9";  // 800 bytes of two-byte characters: over the cap
+  std::vector<DownloadFinish> fin = {{(*ids)[0], 200, 786432, DownloadOutcome::kAborted, reason},
+                                     {(*ids)[1], 200, 10, DownloadOutcome::kComplete, ""},
+                                     {(*ids)[2], 200, 5, DownloadOutcome::kAborted, "integrity: bad \xFF\x01 byte"},
+                                     {(*ids)[3], 200, 5, DownloadOutcome::kAborted, long_reason}};
+  ASSERT_TRUE(store_->FinishDownloads(fin).ok());
+  for (bool scope : {false, true}) {
+    DownloadQuery q;
+    q.node = N("detail-node");
+    q.scope_columns = scope;
+    auto rows = store_->QueryDownloads(q);
+    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+    ASSERT_EQ(rows->size(), 4u);
+    std::map<std::string, Download> by_path;
+    for (auto& d : *rows) by_path[d.target_path] = d;
+    EXPECT_EQ(by_path["office/0"].outcome, DownloadOutcome::kAborted);
+    EXPECT_EQ(by_path["office/0"].bytes_sent, 786432u);
+    EXPECT_EQ(by_path["office/0"].detail, reason) << "scope columns: " << scope;
+    EXPECT_EQ(by_path["office/1"].detail, "");
+    EXPECT_EQ(by_path["office/2"].detail, "integrity: bad \\xFF\x01 byte") << "stored escaped, as valid UTF-8";
+    const std::string& cut = by_path["office/3"].detail;
+    EXPECT_LE(cut.size(), kMaxStoredDownloadDetailBytes);
+    EXPECT_GE(cut.size(), kMaxStoredDownloadDetailBytes - 2);
+    EXPECT_EQ(cut.size() % 2, 0u) << "cut inside a character";
+  }
 }
 
 TEST_P(StoreTest, LargeAuditBatchesKeepEachIdWithItsRecord) {

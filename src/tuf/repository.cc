@@ -539,13 +539,24 @@ class Staging {
 
   // Opens `source` once, checks through that descriptor that it is a regular file, and
   // copies it through the same descriptor into the staging directory while hashing it.
-  Result<StagedInput> Stage(const std::string& source, const std::string& name) {
+  // An input over `max_bytes` (0: no cap) is refused before any byte is copied, and one that
+  // grows past it while being copied is refused too.
+  Result<StagedInput> Stage(const std::string& source, const std::string& name, uint64_t max_bytes) {
     int in = ::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (in < 0) return InvalidArgument("cannot read " + source + ": " + std::strerror(errno));
     struct stat st {};
     if (::fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
       ::close(in);
       return InvalidArgument(source + " is not a regular file");
+    }
+    auto too_large = [&](const std::string& what) {
+      return TooLarge(source + what + ", over the gate's --max-file-size of " + std::to_string(max_bytes) +
+                      " bytes; nothing was published. Raise --max-file-size (the scan engine cannot scan files of "
+                      "2 GiB or more) or leave the file out");
+    };
+    if (max_bytes && static_cast<uint64_t>(st.st_size) > max_bytes) {
+      ::close(in);
+      return too_large(" is " + std::to_string(st.st_size) + " bytes: refused before it was copied");
     }
     StagedInput s;
     s.source = source;
@@ -567,8 +578,12 @@ class Staging {
         break;
       }
       if (n == 0) break;
-      hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
       s.length += static_cast<uint64_t>(n);
+      if (max_bytes && s.length > max_bytes) {  // grew after the check above
+        result = too_large(" grew to " + std::to_string(s.length) + " bytes while it was being copied");
+        break;
+      }
+      hasher->Update(std::string_view(buf.data(), static_cast<size_t>(n)));
       for (ssize_t off = 0; off < n && result.ok();) {
         ssize_t w = ::write(out, buf.data() + off, static_cast<size_t>(n - off));
         if (w < 0 && errno == EINTR) continue;
@@ -711,7 +726,7 @@ Result<std::vector<PublishedTarget>> Publish(const PublishOptions& o, const std:
   PG_ASSIGN_OR_RETURN(Staging staging, Staging::Create(o.dir));
   std::vector<StagedInput> staged;
   for (const auto& f : files) {
-    PG_ASSIGN_OR_RETURN(StagedInput in, staging.Stage(f, BaseName(f)));
+    PG_ASSIGN_OR_RETURN(StagedInput in, staging.Stage(f, BaseName(f), o.max_input_bytes));
     staged.push_back(std::move(in));
   }
 

@@ -96,6 +96,9 @@ struct PublishOptions {
   PrePublishHook hook;
   // Filesystem seam for the metadata writes (tests inject failures); nullptr: the real one.
   FileSystem* fs = nullptr;
+  // Inputs larger than this are refused (kTooLarge) before any byte of them is copied to
+  // staging (the gate's --max-file-size); 0: no cap.
+  uint64_t max_input_bytes = 0;
 };
 struct PublishedTarget {
   std::string path;  // "<product>/<file>"

@@ -255,6 +255,38 @@ TEST_F(RepoTest, GateThatScannedOtherBytesIsRefusedAndLeavesNothing) {
   EXPECT_TRUE(TargetFiles(dir_).empty());
 }
 
+// Issue #9: an input over the gate's --max-file-size is refused before it is copied to
+// staging (a sparse 64 MiB file against a 1 MiB cap): the gate never sees it, nothing is
+// left in .staging or targets/, and the message says what to do.
+TEST_F(RepoTest, OversizeInputIsRefusedBeforeItIsStaged) {
+  auto before = Snapshot();
+  std::string big = base_ + "/huge.iso";
+  int fd = ::open(big.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, 64 << 20), 0);  // sparse: no data blocks
+  ::close(fd);
+  size_t staged_bytes_seen = 0;
+  PublishOptions o{dir_, "office", "", false, [&](const std::vector<StagedInput>& in) -> Result<std::vector<GateRecord>> {
+                     for (const auto& f : in) staged_bytes_seen += f.length;
+                     return std::vector<GateRecord>(in.size());
+                   }};
+  o.max_input_bytes = 1 << 20;
+  auto r = Publish(o, {File("small.exe", "ok"), big}, access_, clock_);
+  ASSERT_EQ(r.status().code(), ErrorCode::kTooLarge) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("huge.iso is 67108864 bytes: refused before it was copied, over the gate's "
+                                      "--max-file-size of 1048576 bytes"),
+            std::string::npos) << r.status().message();
+  EXPECT_EQ(staged_bytes_seen, 0u) << "the gate ran";
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_TRUE(TargetFiles(dir_).empty());
+  auto left = RealFileSystem::Get().ListDir(dir_ + "/.staging");
+  EXPECT_TRUE(!left.ok() || left->empty()) << "a staging folder was left behind";
+  // Under the cap the same publish goes through.
+  o.max_input_bytes = 64 << 20;
+  EXPECT_TRUE(Publish(o, {big}, access_, clock_).ok());
+  EXPECT_EQ(staged_bytes_seen, 64u << 20);
+}
+
 TEST_F(RepoTest, StagedCopyChangedAfterTheScanIsRefused) {
   auto before = Snapshot();
   PublishOptions o{dir_, "office", "", false, [](const std::vector<StagedInput>& in) -> Result<std::vector<GateRecord>> {

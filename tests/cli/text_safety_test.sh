@@ -147,6 +147,23 @@ check html "$work/report.html" || fail "HTML report is not UTF-8"
 run csv "$work/o14" "$pg" notify call-list "$id" --older-than 0s --csv
 run table "$work/o15" "$pg" notify call-list "$id" --older-than 0s
 run table "$work/o16" "$pg" notify status "$id"
+# An advisory whose stored texts carry escape sequences and a bidi override (another tool
+# wrote them; the CLI refuses such input).
+adv=$("$pg" advisory new --product office --title "plain title" --summary "line one" 2>"$work/err") \
+  || { cat "$work/err"; fail "advisory new failed"; }
+python3 - "$db" "$adv" <<'PY'
+import json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+data = json.loads(c.execute("SELECT data FROM advisories WHERE id = ?", (sys.argv[2],)).fetchone()[0])
+data['title'] = "Evil \x1b[2J\u202e title \x9b"
+data['summary'] = "first line\nsecond \x1b]0;pwned\x07 line"
+c.execute("UPDATE advisories SET data = ? WHERE id = ?", (json.dumps(data), sys.argv[2])); c.commit()
+PY
+run table "$work/o17" "$pg" advisory list
+run table "$work/o18" "$pg" advisory show "$adv"
+grep -q 'Evil \\x1B\[2J\\u{202E} title' "$work/o17" || grep -q 'Evil \\x1B\[2J' "$work/o17" \
+  || fail "advisory list does not show the escaped title: $(cat -v "$work/o17")"
+grep -q 'second \\x1B\]0;pwned\\x07 line' "$work/o18" || fail "advisory show does not show the escaped summary: $(cat -v "$work/o18")"
 python3 - "$work" <<'PY' || fail "outputs lost or mangled the stored text"
 import csv, json, sys
 w = sys.argv[1]

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# What `patchgate` does before a command runs, which short commands (incident scope) pay
+# on every call:
+#  - libpq, libcurl and GPGME are not loaded at start-up (src/cli/lazy_libs.cc): the
+#    executable does not name them, and a command on an SQLite store never maps them;
+#  - the command table registers only the areas of the command given (src/cli/main.cc):
+#    every top-level command's help, and every subcommand's, is the same as with all areas
+#    registered (PATCHGATE_CLI_ALL_AREAS=1);
+#  - when PATCHGATE_TEST_PG_URL is set, a PostgreSQL command loads libpq on demand and works.
+# Usage: startup_test.sh BUILD_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+pg="$build/src/cli/patchgate"
+work=$(mktemp -d /tmp/pg-startup.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+needed=$(readelf -d "$pg" | grep NEEDED || true)
+for lib in libpq libcurl libgpgme; do
+  if grep -q "$lib" <<<"$needed"; then echo "FAIL: patchgate names $lib as NEEDED (loaded at every start)"; exit 1; fi
+done
+
+store="sqlite://$work/s.db"
+"$pg" incident list --store "$store" >/dev/null
+# A process on the SQLite store maps none of the lazily loaded libraries.
+LD_DEBUG=files "$pg" incident list --store "$store" 2>"$work/ld" >/dev/null
+if grep -Eq "file=lib(pq|curl|gpgme)" "$work/ld"; then echo "FAIL: an SQLite command loaded libpq, libcurl or GPGME"; grep -E "file=lib(pq|curl|gpgme)" "$work/ld" | head -3; exit 1; fi
+
+# Help of each command and subcommand: the same with only its areas as with all of them.
+commands=$(PATCHGATE_CLI_ALL_AREAS=1 "$pg" --help | awk '/^Subcommands:/{s=1; next} s && NF {print $1}')
+[[ -n "$commands" ]] || { echo "FAIL: no commands in patchgate --help"; exit 1; }
+checked=0
+for c in $commands; do
+  PATCHGATE_CLI_ALL_AREAS=1 "$pg" "$c" --help >"$work/all" 2>&1 || true
+  "$pg" "$c" --help >"$work/some" 2>&1 || true
+  if ! cmp -s "$work/all" "$work/some"; then echo "FAIL: 'patchgate $c --help' differs with only its areas"; diff "$work/all" "$work/some" | head; exit 1; fi
+  for sub in $(awk '/^Subcommands:/{s=1; next} s && NF {print $1}' "$work/all"); do
+    PATCHGATE_CLI_ALL_AREAS=1 "$pg" "$c" "$sub" --help >"$work/all2" 2>&1 || true
+    "$pg" "$c" "$sub" --help >"$work/some2" 2>&1 || true
+    cmp -s "$work/all2" "$work/some2" || { echo "FAIL: 'patchgate $c $sub --help' differs"; exit 1; }
+    checked=$((checked + 1))
+  done
+  checked=$((checked + 1))
+done
+echo "ok: $checked command helps identical with only their areas registered"
+
+if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
+  LD_DEBUG=files "$pg" incident list --store "$PATCHGATE_TEST_PG_URL" 2>"$work/ld" >/dev/null
+  grep -q "file=libpq.so.5" "$work/ld" || { echo "FAIL: a PostgreSQL command did not load libpq"; exit 1; }
+  echo "ok: PostgreSQL command loads libpq on demand"
+fi
+echo "startup_test: PASS"
