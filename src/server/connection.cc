@@ -117,6 +117,22 @@ class PlainConn final : public Conn {
     }
     return Io::kOk;
   }
+  bool CanSendFile() const override { return true; }
+  Io TrySendFile(int file_fd, uint64_t off, size_t len, size_t* wrote) override {
+    *wrote = 0;
+    off_t o = static_cast<off_t>(off);
+    while (*wrote < len) {
+      ssize_t w = ::sendfile(fd_, file_fd, &o, len - *wrote);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        want_write_ = true;
+        return Io::kWouldBlock;
+      }
+      if (w <= 0) return Io::kError;
+      *wrote += static_cast<size_t>(w);
+    }
+    return Io::kOk;
+  }
   uint64_t SendFile(int file_fd, uint64_t offset, uint64_t len) override {
     uint64_t sent = 0;
     off_t off = static_cast<off_t>(offset);

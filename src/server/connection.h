@@ -38,6 +38,13 @@ class Conn {
   // Writes `a` then `b` as far as the socket takes them now; *wrote counts bytes of a+b
   // taken. `more`: more bytes follow (they may share a TCP segment). kOk when all taken.
   virtual Io TryWrite(std::string_view a, std::string_view b, bool more, size_t* wrote) = 0;
+  // Sends [off, off+len) of `file_fd` as far as the socket takes it now (sendfile(2));
+  // kError where the transport cannot (TLS in user space): the caller writes instead.
+  virtual bool CanSendFile() const { return false; }
+  virtual Io TrySendFile(int file_fd, uint64_t off, size_t len, size_t* wrote) {
+    (void)file_fd, (void)off, (void)len, *wrote = 0;
+    return Io::kError;
+  }
   // After kWouldBlock: the step waits for writability (else readability).
   bool WantsWrite() const { return want_write_; }
 

@@ -319,10 +319,18 @@ struct ConnectionLoops::Impl {
               a = p.body.substr(p.offset - p.head.size());
             }
             size_t wrote = 0;
-            Io r = c->conn->TryWrite(a, b, false, &wrote);
+            Io r;
+            if (p.offset >= p.head.size() && p.body_fd >= 0 && c->conn->CanSendFile()) {
+              size_t done = p.offset - p.head.size();
+              r = c->conn->TrySendFile(p.body_fd, p.body_fd_offset + done, p.body.size() - done, &wrote);
+            } else if (p.offset < p.head.size() && p.body_fd >= 0 && c->conn->CanSendFile()) {
+              r = c->conn->TryWrite(a, {}, true, &wrote);  // the head; the body follows by sendfile
+            } else {
+              r = c->conn->TryWrite(a, b, false, &wrote);
+            }
             p.offset += wrote;
             if (wrote > 0) c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
-            if (r == Io::kOk) break;
+            if (r == Io::kOk) continue;  // all of this part taken; the loop ends when all is
             if (r == Io::kWouldBlock) return WaitFor(l, c);
             return Close(l, c);  // reports the bytes taken, not complete
           }

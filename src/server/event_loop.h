@@ -34,6 +34,10 @@ struct PendingSend {
   std::string head;
   std::shared_ptr<const void> owner;  // keeps `body` alive
   std::string_view body;
+  // When >= 0: a file holding exactly `body` from body_fd_offset on, that cannot change
+  // (a sealed memfd); plain connections sendfile(2) the body from it instead of copying.
+  int body_fd = -1;
+  uint64_t body_fd_offset = 0;
   size_t offset = 0;  // bytes of head+body already taken by the kernel
   // With the body bytes the kernel took, and whether all were. Runs on the loop thread
   // (must not block).

@@ -272,10 +272,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
     return u;
   }
 
+  static constexpr uint64_t kSendfileFromMemfdMin = 64 << 10;
+
   // A download served from verified memory: the response waits for the audit record's
   // group commit without holding a thread (PendingSend::wait), then the loop sends it.
   void DownloadFromMemory(const RequestHead& req, const User& user, const tuf::CatalogueEntry& entry,
-                          std::shared_ptr<const std::string> content, uint64_t first, uint64_t last, bool ranged,
+                          std::shared_ptr<const VerifiedBytes> content, uint64_t first, uint64_t last, bool ranged,
                           const std::string& range_header, const std::string& remote, bool keep, PendingSend* out) {
     uint64_t len = entry.length;
     uint64_t body_len = len == 0 ? 0 : last - first + 1;
@@ -286,7 +288,11 @@ class ServerImpl final : public Server, public ConnectionHandler {
       headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
                                                 std::to_string(len));
     out->head = ResponseHead(status, headers, body_len, keep);
-    out->body = std::string_view(*content).substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
+    out->body = content->view().substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
+    // Plain connections send a larger body from the sealed memfd without a copy through
+    // user space; a small one goes out with the head in one write.
+    out->body_fd = body_len >= kSendfileFromMemfdMin ? content->sealed_fd() : -1;
+    out->body_fd_offset = first;
     out->owner = std::move(content);
     auto id = std::make_shared<int64_t>(0);
     out->done = [this, id, body_len, ranged](uint64_t sent, bool) { Finished(*id, sent, body_len, ranged); };
@@ -615,7 +621,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     std::shared_ptr<const FileVerification> verified = v->v;
     // A small file's verified bytes, in memory: exactly the bytes whose SHA-256 was just
     // compared with the signed one. Sent as they are (no re-read, no re-hash).
-    std::shared_ptr<const std::string> content = v->content;
+    std::shared_ptr<const VerifiedBytes> content = v->content;
 
     uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
     bool ranged = false;
@@ -652,7 +658,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       return c.WriteAll(ResponseHead(status, headers, body_len, *keep)) && *keep;
     }
     if (content && verified->mode == ServeMode::kChunkDigests) {
-      std::string_view body = std::string_view(*content).substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
+      std::string_view body = content->view().substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
       std::string head = ResponseHead(status, headers, body_len, *keep);
       if (node) {
         metrics_.CountStatus(status);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,40 @@ std::array<unsigned char, 32> ChunkDigest(std::string_view data) {
 }
 
 }  // namespace
+
+std::shared_ptr<const VerifiedBytes> VerifiedBytes::Make(std::string bytes) {
+  std::shared_ptr<VerifiedBytes> b(new VerifiedBytes);
+  b->size_ = bytes.size();
+  int fd = bytes.empty() ? -1 : ::memfd_create("patchgate-verified", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  bool sealed = false;
+  if (fd >= 0) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t w = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      done += static_cast<size_t>(w);
+    }
+    sealed = done == bytes.size() &&
+             ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+    void* map = sealed ? ::mmap(nullptr, bytes.size(), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (map != MAP_FAILED) {
+      b->fd_ = fd;
+      b->map_ = map;
+      b->data_ = static_cast<const char*>(map);
+      return b;
+    }
+    ::close(fd);
+  }
+  b->owned_ = std::move(bytes);
+  b->data_ = b->owned_.data();
+  return b;
+}
+
+VerifiedBytes::~VerifiedBytes() {
+  if (map_) ::munmap(map_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
 
 std::string_view ServeModeName(ServeMode m) { return m == ServeMode::kFsVerity ? "fs-verity" : "chunk-digest"; }
 
@@ -98,10 +133,10 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) 
     return Unavailable("target changed while it was being verified");
   if (v->mode == ServeMode::kFsVerity) ++m->files_fs_verity;
   else ++m->files_chunk_digests;
-  std::shared_ptr<const std::string> kept;
+  std::shared_ptr<const VerifiedBytes> kept;
   if (keep_content) {
     content.resize(off);
-    kept = std::make_shared<const std::string>(std::move(content));
+    kept = VerifiedBytes::Make(std::move(content));
   }
   std::lock_guard<std::mutex> l(mu_);
   if (cache_.size() > 100000) {

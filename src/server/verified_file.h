@@ -51,10 +51,33 @@ struct FileVerification {
 // fs-verity on the file behind `fd` (statx STATX_ATTR_VERITY).
 bool HasFsVerity(int fd);
 
+// The very bytes a verification hashed, held where nothing can change them: a memfd sealed
+// against every write, resize and re-seal (F_SEAL_*), mapped read-only; plain connections
+// sendfile(2) from the memfd (no copy through user space), TLS writes from the mapping. If
+// no memfd can be made, a private heap copy (fd -1).
+class VerifiedBytes {
+ public:
+  static std::shared_ptr<const VerifiedBytes> Make(std::string bytes);
+  ~VerifiedBytes();
+  VerifiedBytes(const VerifiedBytes&) = delete;
+  VerifiedBytes& operator=(const VerifiedBytes&) = delete;
+  std::string_view view() const { return {data_, size_}; }
+  size_t size() const { return size_; }
+  int sealed_fd() const { return fd_; }  // -1: heap copy
+
+ private:
+  VerifiedBytes() = default;
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+  int fd_ = -1;
+  void* map_ = nullptr;
+  std::string owned_;
+};
+
 // A verification and, for a small file, the very bytes it hashed (else null).
 struct Verified {
   std::shared_ptr<const FileVerification> v;
-  std::shared_ptr<const std::string> content;
+  std::shared_ptr<const VerifiedBytes> content;
 };
 
 class VerifyCache {
@@ -87,7 +110,7 @@ class VerifyCache {
   static Key KeyOf(const struct stat& st);
   struct Entry {
     std::shared_ptr<const FileVerification> v;
-    std::shared_ptr<const std::string> content;
+    std::shared_ptr<const VerifiedBytes> content;
     uint64_t last_used = 0;
   };
   void DropContentOverBudget();  // mu_ held

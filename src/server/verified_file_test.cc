@@ -128,7 +128,7 @@ TEST_F(VerifiedFileTest, SmallFilesKeepExactlyTheBytesThatWereHashed) {
   VerifyCache cache(1000, /*max_cached_file=*/1 << 20, /*content_budget=*/1 << 20);
   Verified a = VerifyWithContent(cache);
   ASSERT_TRUE(a.content);
-  EXPECT_EQ(*a.content, bytes_);
+  EXPECT_EQ(a.content->view(), bytes_);
   EXPECT_EQ(a.v->sha256, Sha256Hex(bytes_));
   EXPECT_EQ(a.v->chunks.size(), (bytes_.size() + 999) / 1000);
   Verified b = VerifyWithContent(cache);  // a hit: the same bytes, not read again
@@ -141,9 +141,20 @@ TEST_F(VerifiedFileTest, SmallFilesKeepExactlyTheBytesThatWereHashed) {
   Verified c = VerifyWithContent(cache);
   ASSERT_TRUE(c.content);
   EXPECT_NE(c.v->sha256, a.v->sha256);
-  EXPECT_EQ(c.v->sha256, Sha256Hex(*c.content));
-  EXPECT_EQ(c.content->substr(10, 3), "XYZ");
-  EXPECT_EQ(*a.content, bytes_);  // the bytes handed out before are never changed
+  EXPECT_EQ(c.v->sha256, Sha256Hex(c.content->view()));
+  EXPECT_EQ(c.content->view().substr(10, 3), "XYZ");
+  EXPECT_EQ(a.content->view(), bytes_);  // the bytes handed out before are never changed
+  // Held in a sealed memfd: no write, resize or new seal can change them.
+  int fd = a.content->sealed_fd();
+  if (fd >= 0) {
+    EXPECT_LT(::pwrite(fd, "Z", 1, 0), 0);
+    EXPECT_EQ(errno, EPERM);
+    EXPECT_NE(::ftruncate(fd, 0), 0);
+    EXPECT_EQ(::fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+    std::string back(bytes_.size(), '\0');
+    EXPECT_EQ(::pread(fd, back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
+    EXPECT_EQ(back, bytes_);
+  }
 }
 
 TEST_F(VerifiedFileTest, LargeFilesAndFilesOverTheBudgetAreNotKept) {
