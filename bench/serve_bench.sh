@@ -135,7 +135,7 @@ echo "fdatasync median on the store's disk: ${fsync_ms} ms; c=1 bound 1/(fdatasy
 # come from 127.0.0.2, .3, ... (1,000 per source address), as many clients would.
 hold() {  # hold PORT N MODE -> runs in the background until killed; writes its count to $work/hold-MODE
   python3 - "$1" "$2" "$3" "$work/hold-$3" <<'PY' &
-import socket, sys, time
+import selectors, socket, sys, time
 port, n, mode, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def src(i): return ("127.0.0.%d" % (2 + i // 1000), 0)
 def open_one(i):
@@ -147,27 +147,34 @@ def open_one(i):
         s.sendall(b"GET /healthz HTTP/1.1\r\n")
     s.setblocking(False)
     return s
+sel = selectors.DefaultSelector()  # epoll: an idle holder costs nothing until the server closes one
 socks, failed = {}, 0
 for i in range(n):
-    try: socks[i] = open_one(i)
-    except OSError: failed += 1
+    try:
+        socks[i] = open_one(i)
+        sel.register(socks[i], selectors.EVENT_READ, i)
+    except OSError:
+        failed += 1
 with open(out, "w") as f: f.write(f"{len(socks)} {failed}\n")
+next_drip = time.monotonic() + 1
 while True:
-    time.sleep(1)
-    for i in list(socks):
-        s = socks[i]
-        try:
-            if mode == "idle":
-                if s.recv(1) == b"": raise OSError("closed")
-            else:
-                s.send(b"X")
-        except BlockingIOError:
-            pass
-        except OSError:
-            s.close(); del socks[i]
-            if mode != "idle":
-                try: socks[i] = open_one(i)
-                except OSError: pass
+    for key, _ in sel.select(timeout=max(0, next_drip - time.monotonic())):
+        i = key.data
+        try: data = key.fileobj.recv(4096)
+        except BlockingIOError: continue
+        except OSError: data = b""
+        if data: continue  # e.g. a 408 before the close
+        sel.unregister(key.fileobj); key.fileobj.close(); del socks[i]
+        if mode != "idle":  # the attacker opens it again at once
+            try:
+                socks[i] = open_one(i)
+                sel.register(socks[i], selectors.EVENT_READ, i)
+            except OSError: pass
+    if mode != "idle" and time.monotonic() >= next_drip:
+        next_drip = time.monotonic() + 1
+        for s in list(socks.values()):
+            try: s.send(b"X")
+            except OSError: pass
 PY
   holders+=($!)
 }
@@ -181,10 +188,10 @@ for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
   [[ -s "$work/hold-$m" ]] || die "$m: the connections were not opened within 60 s"
   read -r opened failed < "$work/hold-$m"
   sleep 2
+  open_now=$(curl -fsS "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_connections_open/ {print $2}')
   under=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
   hz=$(healthz_ok "$p1" 10)
-  open_now=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_connections_open/ {print $2}')
-  echo "$m x$n ($opened opened, $failed refused; $open_now open at the server now): patchgate RSS $(rss_mb "$server") MB;" \
+  echo "$m x$n ($opened opened, $failed refused; $open_now open at the server before the wrk run): patchgate RSS $(rss_mb "$server") MB;" \
        "threads $(ls /proc/$server/task | wc -l); 1KiB@64 $under req/s vs $base unloaded" \
        "($(python3 -c "print(f'{$under / $base:.2f}')")x); /healthz answered $hz/10"
   kill "${holders[-1]}" 2>/dev/null || true

@@ -1,6 +1,7 @@
 #include "server/event_loop.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -158,6 +159,12 @@ struct ConnectionLoops::Impl {
   std::unique_ptr<WorkerPool> workers;
   std::atomic<bool> stopping{false}, cutting{false}, exiting{false};
   std::atomic<int64_t> exit_deadline_ms{0};
+  std::mutex reserve_mu;
+  int reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // see Accept
+  std::atomic<uint64_t> fd_exhausted{0};
+  ~Impl() {
+    if (reserve_fd >= 0) ::close(reserve_fd);
+  }
   std::atomic<int> detached{0};
   int listening_loops = 0;
   std::mutex addr_mu;
@@ -215,8 +222,19 @@ struct ConnectionLoops::Impl {
       int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno == EMFILE || errno == ENFILE)
-          log::Warn("out of file descriptors; a connection waits in the backlog", {});
+        if (errno == EMFILE || errno == ENFILE) {
+          // Out of descriptors: the pending connection would keep the listening socket
+          // readable (a busy loop). Refuse it through a descriptor held in reserve.
+          std::lock_guard<std::mutex> g(reserve_mu);
+          if (reserve_fd >= 0) {
+            ::close(reserve_fd);
+            int fd2 = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd2 >= 0) ::close(fd2);
+            reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+          }
+          if (++fd_exhausted % 1000 == 1)
+            log::Warn("out of file descriptors; refusing new connections (raise the limit or lower --max-connections)", {});
+        }
         return;
       }
       uint32_t addr = peer.sin_addr.s_addr;
