@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <mutex>
 
+#include "core/memory_advice.h"
+
 namespace patchgate::client {
 namespace {
 constexpr uint64_t kMaxReserveBytes = uint64_t{64} << 20;
@@ -16,6 +18,7 @@ Result<std::string> Fetcher::FetchAll(const std::string& url, uint64_t max_bytes
   // the pages, which is most of a cold refresh's time. Untouched reserved pages cost no RSS.
   std::string body;
   body.reserve(static_cast<size_t>(std::min<uint64_t>(max_bytes, kMaxReserveBytes)));
+  AdviseHugePages(body.data(), body.capacity());  // a multi-MB role: a few faults, not one per 4 KiB
   Status st = Fetch(url, max_bytes, [&](std::string_view chunk) {
     body.append(chunk);
     return Status::OK();

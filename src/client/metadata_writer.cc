@@ -1,49 +1,32 @@
 #include "client/metadata_writer.h"
 
+#include <utility>
+
 namespace patchgate::client {
 
-MetadataWriter::~MetadataWriter() {
-  (void)Flush();
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+MetadataWriter::~MetadataWriter() { (void)Flush(); }
 
 void MetadataWriter::Write(std::string path, std::string bytes) {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    queue_.emplace_back(std::move(path), std::move(bytes));
-  }
-  if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
-  cv_.notify_all();
+  for (auto& j : jobs_)
+    if (j->path == path && j->thread.joinable()) j->thread.join();  // one write per path at a time
+  auto job = std::make_unique<Job>();
+  job->path = std::move(path);
+  Job* j = job.get();
+  j->thread = std::thread([this, j, data = std::move(bytes)] {
+    Status st = fs_->WriteFileAtomic(j->path, data);
+    if (!st.ok()) j->status = st.WithContext("cannot store trusted metadata " + j->path);
+  });
+  jobs_.push_back(std::move(job));
 }
 
 Status MetadataWriter::Flush() {
-  std::unique_lock<std::mutex> l(mu_);
-  cv_.wait(l, [&] { return queue_.empty() && !busy_; });
-  return first_error_;
-}
-
-void MetadataWriter::Run() {
-  std::unique_lock<std::mutex> l(mu_);
-  for (;;) {
-    cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stop_ and nothing left
-    auto [path, bytes] = std::move(queue_.front());
-    queue_.pop_front();
-    busy_ = true;
-    bool skip = !first_error_.ok();
-    l.unlock();
-    Status st = skip ? Status::OK() : fs_->WriteFileAtomic(path, bytes);
-    std::string().swap(bytes);  // a 5 MB role is not held longer than its write
-    l.lock();
-    if (!st.ok() && first_error_.ok()) first_error_ = st.WithContext("cannot store trusted metadata " + path);
-    busy_ = false;
-    cv_.notify_all();
+  Status first;
+  for (auto& j : jobs_) {
+    if (j->thread.joinable()) j->thread.join();
+    if (first.ok() && !j->status.ok()) first = j->status;
   }
+  jobs_.clear();
+  return first;
 }
 
 }  // namespace patchgate::client

@@ -49,58 +49,111 @@ Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
   s.query = q;
   if (rows.empty()) return s;
   PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
-  std::unordered_map<std::string_view, const Organisation*> by_name;
-  by_name.reserve(orgs.size());
-  for (const auto& o : orgs) by_name.emplace(o.name, &o);
+  std::unordered_map<int64_t, const Organisation*> by_id;
+  by_id.reserve(orgs.size());
+  for (const auto& o : orgs) by_id.emplace(o.id, &o);
 
-  // One sort of row indexes by (organisation, user, file, time, id), then one pass that
-  // cuts it into organisations and counts users and files.
+  // Grouping costs a few hundred instructions per row: organisations and users are ranked
+  // once (a few hundred distinct names), files are interned to ids in first-seen order,
+  // and one sort of small fixed-size keys orders the rows by (organisation, user, time);
+  // files are compared as text only inside one user's rows.
   static constexpr std::string_view kUnknown = "(unknown user)";
-  auto org_of = [&](const Download& d) { return d.org_name.empty() ? kUnknown : std::string_view(d.org_name); };
-  std::vector<uint32_t> order(rows.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
-    const Download& a = rows[x];
-    const Download& b = rows[y];
-    if (int c = org_of(a).compare(org_of(b))) return c < 0;
-    if (int c = a.username.compare(b.username)) return c < 0;
-    if (int c = a.target_path.compare(b.target_path)) return c < 0;
+  std::vector<const Organisation*> org_of(rows.size(), nullptr);
+  std::unordered_map<std::string_view, uint32_t> user_ids;
+  std::vector<std::string_view> user_names;
+  std::vector<uint32_t> user_of(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Download& d = rows[i];
+    if (auto it = by_id.find(d.org_id); d.org_id && it != by_id.end()) org_of[i] = it->second;
+    auto [it, added] = user_ids.try_emplace(d.username, static_cast<uint32_t>(user_names.size()));
+    if (added) user_names.push_back(d.username);
+    user_of[i] = it->second;
+  }
+  auto org_name = [&](size_t i) { return org_of[i] ? std::string_view(org_of[i]->name) : kUnknown; };
+  // Ranks: organisations by name, users by name.
+  std::vector<uint32_t> user_rank(user_names.size());
+  {
+    std::vector<uint32_t> by(user_names.size());
+    for (uint32_t k = 0; k < by.size(); ++k) by[k] = k;
+    std::sort(by.begin(), by.end(), [&](uint32_t a, uint32_t b) { return user_names[a] < user_names[b]; });
+    for (uint32_t k = 0; k < by.size(); ++k) user_rank[by[k]] = k;
+  }
+  std::vector<std::string_view> org_names;
+  {
+    std::unordered_set<std::string_view> seen;
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (seen.insert(org_name(i)).second) org_names.push_back(org_name(i));
+    std::sort(org_names.begin(), org_names.end());
+  }
+  std::unordered_map<std::string_view, uint32_t> org_rank;
+  for (uint32_t k = 0; k < org_names.size(); ++k) org_rank.emplace(org_names[k], k);
+  struct Key {
+    uint32_t org, user;
+    uint32_t row;
+    int64_t started_at, id;
+  };
+  std::vector<Key> keys(rows.size());
+  for (uint32_t i = 0; i < keys.size(); ++i)
+    keys[i] = {org_rank[org_name(i)], user_rank[user_of[i]], i, rows[i].started_at, rows[i].id};
+  std::sort(keys.begin(), keys.end(), [&](const Key& a, const Key& b) {
+    if (a.org != b.org) return a.org < b.org;
+    if (a.user != b.user) return a.user < b.user;
     return std::tie(a.started_at, a.id) < std::tie(b.started_at, b.id);
   });
-  std::unordered_set<std::string_view> all_files, org_files;
-  all_files.reserve(rows.size());
-  for (size_t i = 0; i < order.size();) {
-    std::string_view org = org_of(rows[order[i]]);
+  // Within one user: by file, then time (a stable sort keeps the time order).
+  for (size_t i = 0; i < keys.size();) {
+    size_t j = i + 1;
+    while (j < keys.size() && keys[j].org == keys[i].org && keys[j].user == keys[i].user) ++j;
+    if (j - i > 1)
+      std::stable_sort(keys.begin() + static_cast<std::ptrdiff_t>(i), keys.begin() + static_cast<std::ptrdiff_t>(j),
+                       [&](const Key& a, const Key& b) { return rows[a.row].target_path < rows[b.row].target_path; });
+    i = j;
+  }
+  // Counted before any row is moved into its group (a view of a moved short string would
+  // see the moved-from object).
+  {
+    std::unordered_set<std::string_view> all_files;
+    all_files.reserve(rows.size());
+    for (const auto& d : rows) all_files.insert(d.target_path);
+    s.files = all_files.size();
+  }
+  std::unordered_set<std::string_view> org_files;
+  for (size_t i = 0; i < keys.size();) {
+    const size_t first = keys[i].row;
     OrgScope g;
-    g.name = std::string(org);
-    if (auto it = by_name.find(org); it != by_name.end()) {
-      const Organisation& o = *it->second;
-      g.tier = o.tier;
-      g.account_manager = o.account_manager_name;
-      g.account_manager_email = o.account_manager_email;
-      g.phone = o.account_manager_phone;
-      g.contacts = o.security_contacts;
-      g.org_id = o.id;
-      g.webhook_url = o.webhook_url;
+    g.name = std::string(org_name(first));
+    if (const Organisation* o = org_of[first]) {
+      g.tier = o->tier;
+      g.account_manager = o->account_manager_name;
+      g.account_manager_email = o->account_manager_email;
+      g.phone = o->account_manager_phone;
+      g.contacts = o->security_contacts;
+      g.org_id = o->id;
+      g.webhook_url = o->webhook_url;
     }
     org_files.clear();
     size_t j = i;
-    for (; j < order.size() && org_of(rows[order[j]]) == org; ++j) {
-      const Download& d = rows[order[j]];
-      if (j == i || d.username != rows[order[j - 1]].username) ++g.users;
+    for (; j < keys.size() && keys[j].org == keys[i].org; ++j) {
+      const Download& d = rows[keys[j].row];
+      if (j == i || keys[j].user != keys[j - 1].user) ++g.users;
       org_files.insert(d.target_path);
-      all_files.insert(d.target_path);
       s.unfinished += d.outcome == DownloadOutcome::kInProgress;
     }
     g.files = org_files.size();
     g.downloads.reserve(j - i);
-    for (size_t k = i; k < j; ++k) g.downloads.push_back(std::move(rows[order[k]]));
+    for (size_t k = i; k < j; ++k) {
+      Download& d = rows[keys[k].row];
+      if (const Organisation* o = org_of[keys[k].row]) {
+        d.org_name = o->name;
+        d.org_tier = o->tier;
+      }
+      g.downloads.push_back(std::move(d));
+    }
     s.users += g.users;
     s.downloads += g.downloads.size();
     s.orgs.push_back(std::move(g));
     i = j;
   }
-  s.files = all_files.size();
   return s;
 }
 
@@ -179,6 +232,19 @@ void Pad(std::string& out, std::string_view s, size_t width) {
   if (out.size() - at < width) out.append(width - (out.size() - at), ' ');
 }
 
+// Appends CsvCell(s) (core/csv.h): printable ASCII that needs neither quoting nor the
+// formula guard, the common case, is appended as it is (CsvCell would return it
+// unchanged), without building a string per cell; anything else goes through CsvCell.
+void AppendCsv(std::string& out, std::string_view s) {
+  bool plain = s.empty() || (s[0] != '=' && s[0] != '+' && s[0] != '-' && s[0] != '@');
+  for (size_t i = 0; plain && i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    plain = c >= 0x20 && c < 0x7f && c != ',' && c != ';' && c != '"';
+  }
+  if (plain) out += s;
+  else out += CsvCell(s);
+}
+
 std::string Html(const std::string& raw) {
   std::string s = EscapeInvalidUtf8(raw), o;  // the report declares UTF-8: make it so
   for (char c : s) {
@@ -242,28 +308,31 @@ std::string RenderCsv(const Scope& s) {
   size_t rows = 0;
   for (const auto& g : s.orgs) rows += g.downloads.size();
   out.reserve(out.size() + rows * 200);
+  std::string time;  // one buffer for every row's time
   for (const auto& g : s.orgs) {
     const std::string prefix = CsvCell(g.name) + "," + CsvCell(g.tier) + "," + CsvCell(g.account_manager) + "," +
                                CsvCell(g.account_manager_email) + ",";
     for (const auto& d : g.downloads) {
       out += prefix;
-      out += CsvCell(d.username);
+      AppendCsv(out, d.username);
       out += ',';
-      out += CsvCell(d.target_path);
+      AppendCsv(out, d.target_path);
       out += ',';
-      out += CsvCell(T(d.started_at));
+      time.clear();
+      AppendTime(time, d.started_at);
+      AppendCsv(out, time);
       out += ',';
-      out += CsvCell(d.sha256);
+      AppendCsv(out, d.sha256);
       out += ',';
-      out += CsvCell(d.node);
+      AppendCsv(out, d.node);
       out += ',';
       out += std::to_string(d.bytes_sent);
       out += ',';
-      out += CsvCell(d.source);
+      AppendCsv(out, d.source);
       out += ',';
-      out += CsvCell(DownloadOutcomeName(d.outcome));
+      AppendCsv(out, DownloadOutcomeName(d.outcome));
       out += ',';
-      out += CsvCell(d.detail);
+      AppendCsv(out, d.detail);
       out += '\n';
     }
   }

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -92,14 +93,15 @@ constexpr char kDownloadSelect[] =
     "d.http_status, d.unknown_user, d.unknown_target, COALESCE(d.import_key, ''), d.detail "
     "FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
 
-// The same row shape with only what incident scope reports; on SQLite every column comes
-// from the scope index (migration 0006), so the table itself is not read, except for the
-// detail (migration 0005) of the rare aborted row, read by its id.
+// Only what incident scope reports, without the organisation (the scope resolves org_id
+// from the organisations it reads once): on SQLite every column comes from the scope
+// index (migration 0006) and on PostgreSQL from downloads_node_scope (0007), so the table
+// is not read and no join runs per row, except for the detail (migration 0005) of the rare
+// aborted row, read by its id.
 constexpr char kScopeSelect[] =
-    "SELECT d.id, d.started_at, d.ended_at, d.node, d.username, COALESCE(o.name, ''), COALESCE(o.tier, ''), "
-    "d.target_path, d.sha256, '', d.bytes_sent, d.outcome, '', '', d.source, d.http_status, d.unknown_user, "
-    "d.unknown_target, '', CASE WHEN d.outcome = 'aborted' THEN (SELECT x.detail FROM downloads x WHERE x.id = d.id) "
-    "ELSE '' END FROM downloads d LEFT JOIN organisations o ON o.id = d.org_id";
+    "SELECT d.id, d.started_at, d.node, d.username, d.org_id, d.target_path, d.sha256, d.bytes_sent, d.outcome, "
+    "d.source, d.unknown_user, d.unknown_target, CASE WHEN d.outcome = 'aborted' THEN "
+    "(SELECT x.detail FROM downloads x WHERE x.id = d.id) ELSE '' END FROM downloads d";
 
 std::string_view SV(const sql::RowView& r, size_t i) { return r[i].value_or(std::string_view()); }
 int64_t IV(const sql::RowView& r, size_t i) {
@@ -131,6 +133,25 @@ Download DownloadFromView(const sql::RowView& r) {
   d.unknown_target = IV(r, 17) != 0;
   d.import_key = SV(r, 18);
   d.detail = SV(r, 19);
+  return d;
+}
+
+// A kScopeSelect row.
+Download ScopeDownloadFromView(const sql::RowView& r) {
+  Download d;
+  d.id = IV(r, 0);
+  d.started_at = IV(r, 1);
+  d.node = SV(r, 2);
+  d.username = SV(r, 3);
+  d.org_id = IV(r, 4);
+  d.target_path = SV(r, 5);
+  d.sha256 = SV(r, 6);
+  d.bytes_sent = static_cast<uint64_t>(IV(r, 7));
+  d.outcome = ParseDownloadOutcome(SV(r, 8)).value_or(DownloadOutcome::kInProgress);
+  d.source = SV(r, 9);
+  d.unknown_user = IV(r, 10) != 0;
+  d.unknown_target = IV(r, 11) != 0;
+  d.detail = SV(r, 12);
   return d;
 }
 
@@ -168,8 +189,11 @@ sql::Param StorableParam(std::string_view v, size_t cap, std::deque<std::string>
   return sql::TextRef{keep.emplace_back(StorableText(v, cap))};
 }
 
-// A download never lasts longer than this; bounds the index range of window queries.
-constexpr int64_t kMaxDownloadMicros = int64_t{24} * 3600 * 1'000'000;
+// A download whose end was never recorded counts in a window that opens up to this long
+// after it started (it may still have been streaming); longer, and the node is taken to
+// have stopped before the window. Finished downloads need no such guess: the store keeps
+// the longest one per node (download_bounds, migration 0007).
+constexpr int64_t kUnfinishedLookBackMicros = int64_t{24} * 3600 * 1'000'000;
 
 class SqlStore final : public Store {
  public:
@@ -441,66 +465,134 @@ class SqlStore final : public Store {
     return st;
   }
 
-  // The SELECT behind QueryDownloads and its parameters.
-  static std::string DownloadsSql(const DownloadQuery& q, std::vector<Param>* p) {
-    std::string sql = std::string(q.scope_columns ? kScopeSelect : kDownloadSelect) + " WHERE 1 = 1";
+  // The SELECT behind QueryDownloads and its parameters, for `engine`.
+  //
+  // A window [since, until] matches every download that overlapped it. The rows are read
+  // in separate index ranges joined by UNION ALL (each a plain range the planner cannot
+  // widen or misjudge):
+  //  - finished downloads: started_at from `since` minus the longest download the node
+  //    ever recorded (download_bounds, kept by triggers: migration 0007) up to `until`,
+  //    ended at or after `since`. On PostgreSQL these are two ranges: the covering
+  //    downloads_node_scope (index-only) for rows whose texts fit an index entry, and
+  //    downloads_node_long for the (hostile, rare) others.
+  //  - downloads whose end was never recorded (ended_at IS NULL: still streaming, or the
+  //    node stopped mid-transfer), through the small partial index downloads_unfinished,
+  //    started up to kUnfinishedLookBackMicros before the window.
+  static std::string DownloadsSql(const DownloadQuery& q, const std::string& engine, int64_t longest,
+                                  std::vector<Param>* p) {
+    const char* select = q.scope_columns ? kScopeSelect : kDownloadSelect;
+    // The conditions every part shares, with their parameters.
+    std::string common;
+    std::vector<Param> common_p;
     if (q.node) {
-      sql += " AND d.node = ?";
-      p->push_back(*q.node);
+      common += " AND d.node = ?";
+      common_p.push_back(*q.node);
     }
     if (q.user) {
-      sql += " AND d.username = ?";
-      p->push_back(*q.user);
+      common += " AND d.username = ?";
+      common_p.push_back(*q.user);
     }
     if (q.org) {
-      sql += " AND o.name = ?";
-      p->push_back(*q.org);
+      common += " AND d.org_id IN (SELECT id FROM organisations WHERE name = ?)";
+      common_p.push_back(*q.org);
     }
     if (q.until) {
-      sql += " AND d.started_at <= ?";
-      p->push_back(*q.until);
-    }
-    if (q.since) {
-      // Overlap: still streaming when the window opened counts. The lower bound on
-      // started_at keeps the (node, started_at) index range small.
-      sql += " AND d.started_at >= ? AND (d.ended_at IS NULL OR d.ended_at >= ?)";
-      p->push_back(*q.since - kMaxDownloadMicros);
-      p->push_back(*q.since);
+      common += " AND d.started_at <= ?";
+      common_p.push_back(*q.until);
     }
     if (!q.targets.empty()) {
-      sql += " AND d.target_path IN (";
+      common += " AND d.target_path IN (";
       for (size_t i = 0; i < q.targets.size(); ++i) {
-        sql += i ? ", ?" : "?";
-        p->push_back(q.targets[i]);
+        common += i ? ", ?" : "?";
+        common_p.push_back(q.targets[i]);
       }
-      sql += ")";
+      common += ")";
     }
     if (q.successful_only)
-      sql += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
-             "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
-             "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
-    if (!q.scope_columns) sql += " ORDER BY d.started_at, d.id";
+      common += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
+                "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
+                "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
+    auto part = [&](const std::string& own, const std::vector<Param>& own_p) {
+      std::string sql = std::string(select) + " WHERE 1 = 1" + common + own;
+      p->insert(p->end(), common_p.begin(), common_p.end());
+      p->insert(p->end(), own_p.begin(), own_p.end());
+      return sql;
+    };
+    std::string sql;
+    if (!q.since) {
+      sql = part("", {});
+    } else {
+      auto finished = [&](const char* which) {
+        return part(std::string(which) + " AND d.started_at >= ? AND d.ended_at >= ?", {*q.since - longest, *q.since});
+      };
+      if (engine == "postgresql") {
+        sql = finished(" AND octet_length(d.node) + octet_length(d.username) + octet_length(d.target_path) + "
+                       "octet_length(d.sha256) <= 2300") +
+              " UNION ALL " +
+              finished(" AND octet_length(d.node) + octet_length(d.username) + octet_length(d.target_path) + "
+                       "octet_length(d.sha256) > 2300");
+      } else {
+        sql = finished("");
+      }
+      std::string unfinished = part(" AND d.ended_at IS NULL AND d.started_at >= ?", {*q.since - kUnfinishedLookBackMicros});
+      // SQLite, without statistics, would rather walk the covering index over the whole
+      // look-back than use the small partial index that needs table reads: name it.
+      if (engine == "sqlite") {
+        static constexpr std::string_view kFrom = "FROM downloads d ";
+        unfinished.replace(unfinished.find(kFrom), kFrom.size(), "FROM downloads d INDEXED BY downloads_unfinished ");
+      }
+      sql += " UNION ALL " + unfinished;
+    }
+    if (!q.scope_columns) sql += " ORDER BY 2, 1";  // started_at, id
     if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
     return sql;
   }
 
+  // Runs `fn(sql, params)` for q's SELECT. A window query reads the node's longest download
+  // first and then the rows, in one read transaction (one snapshot: a download finished
+  // in between cannot fall between the two), so the range is a plain constant the planner
+  // estimates from its statistics.
+  Status WithDownloadsSql(const DownloadQuery& q,
+                          const std::function<Status(const std::string&, const std::vector<Param>&)>& fn) {
+    const std::string engine = c_->engine();
+    if (!q.since) {
+      std::vector<Param> p;
+      return fn(DownloadsSql(q, engine, 0, &p), p);
+    }
+    PG_RETURN_IF_ERROR(c_->ExecScript(engine == "postgresql" ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN"));
+    Status st = [&]() -> Status {
+      auto bound = q.node ? c_->Query("SELECT longest_micros FROM download_bounds WHERE node = ?", {*q.node})
+                          : c_->Query("SELECT MAX(longest_micros) FROM download_bounds", {});
+      if (!bound.ok()) return bound.status();
+      int64_t longest = bound->empty() ? 0 : I((*bound)[0], 0);
+      std::vector<Param> p;
+      return fn(DownloadsSql(q, engine, std::max<int64_t>(0, longest), &p), p);
+    }();
+    if (st.ok()) st = c_->ExecScript("COMMIT");
+    if (!st.ok()) (void)c_->ExecScript("ROLLBACK");
+    return st;
+  }
+
   Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override {
-    std::vector<Param> p;
-    std::string sql = DownloadsSql(q, &p);
     std::vector<Download> out;
     std::lock_guard<std::mutex> l(mu_);
-    PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(DownloadFromView(r)); }));
+    PG_RETURN_IF_ERROR(WithDownloadsSql(q, [&](const std::string& sql, const std::vector<Param>& p) {
+      if (q.scope_columns)
+        return c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(ScopeDownloadFromView(r)); });
+      return c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(DownloadFromView(r)); });
+    }));
     return out;
   }
 
   Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override {
-    std::vector<Param> p;
-    std::string sql = DownloadsSql(q, &p);
     bool sqlite = c_->engine() == "sqlite";
-    std::lock_guard<std::mutex> l(mu_);
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query((sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN ") + sql, p));
     std::string plan;
-    for (const auto& r : rows) plan += (sqlite ? S(r, r.size() - 1) : S(r, 0)) + "\n";
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(WithDownloadsSql(q, [&](const std::string& sql, const std::vector<Param>& p) -> Status {
+      PG_ASSIGN_OR_RETURN(Rows rows, c_->Query((sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN ") + sql, p));
+      for (const auto& r : rows) plan += (sqlite ? S(r, r.size() - 1) : S(r, 0)) + "\n";
+      return Status::OK();
+    }));
     return plan;
   }
 

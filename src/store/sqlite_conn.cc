@@ -44,8 +44,14 @@ class SqliteConnection : public Connection {
       int n = sqlite3_column_count(st);
       row.assign(static_cast<size_t>(n), std::nullopt);
       for (int c = 0; c < n; ++c) {
-        if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
+        // NULL text is a NULL value (or out of memory, told apart by the type only then).
         const unsigned char* t = sqlite3_column_text(st, c);
+        if (!t) {
+          if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
+          Status s = Err("column");
+          sqlite3_reset(st);
+          return s;
+        }
         row[static_cast<size_t>(c)] = std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st, c)));
       }
       fn(row);
@@ -160,7 +166,11 @@ Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& url) {
   else return InvalidArgument("not an sqlite URL: " + url);
   if (path.empty()) return InvalidArgument("sqlite URL has no path: use sqlite:///absolute/path.db or sqlite://relative.db");
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
+  // No per-call mutex inside SQLite (SQLITE_OPEN_NOMUTEX): a Connection is not thread-safe
+  // anyway (its statement cache) and its owner serialises every call (SqlStore and
+  // NodeRegistry hold their mutex around each use). The serialised mode took and released
+  // the connection's mutex on each sqlite3_column_* call: a third of reading a scope's rows.
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string m = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close_v2(db);

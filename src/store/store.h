@@ -126,6 +126,7 @@ struct Download {
   std::string node;
   std::string username;   // as recorded (imported logs may name unknown users)
   std::string org_name;   // empty when the user is unknown
+  int64_t org_id = 0;     // 0 when the user is unknown; set by the scope query (scope_columns) only
   std::string org_tier;
   std::string target_path;
   std::string sha256;
@@ -150,9 +151,10 @@ struct DownloadQuery {
   // never finished (in_progress: the node stopped mid-transfer), imported 2xx lines.
   bool successful_only = false;
   size_t limit = 0;                     // 0: no limit
-  // Only the columns incident scope reports (range, remote address, user agent and import
-  // key come back empty), in no particular order: on SQLite the scope index answers this
-  // alone, without reading the table.
+  // Only the columns incident scope reports, in no particular order: id, started_at, node,
+  // username, org_id (org_name and org_tier come back empty: the caller resolves org_id),
+  // target_path, sha256, bytes_sent, outcome, source, unknown_user, unknown_target. The
+  // scope index answers this alone, without reading the table.
   bool scope_columns = false;
 };
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "core/memory_advice.h"
 #include "crypto/hash.h"
 #include "json/canonical_scan.h"
 
@@ -449,6 +450,8 @@ Result<LazyTargets> LazyTargets::Parse(std::string_view text, uint64_t max_bytes
     PG_ASSIGN_OR_RETURN(Envelope sig_only, Envelope::Parse(shell, max_bytes));
     out.env.signatures = std::move(sig_only.signatures);
   }
+  out.env.signed_bytes.reserve(signed_text->size());
+  AdviseHugePages(out.env.signed_bytes.data(), out.env.signed_bytes.capacity());
   out.env.signed_bytes.assign(signed_text->data(), signed_text->size());
   std::string_view signed_view(out.env.signed_bytes);
   Json small = Json::object();
