@@ -13,7 +13,7 @@ APT_PACKAGES=(
   libsqlite3-dev sqlite3 libpq-dev libboost1.81-dev libclamav-dev libgpgme-dev
   # real peers used by the tests and benchmarks
   clamav clamav-daemon clamdscan clamav-testfiles postgresql-15 python3 python3-aiosmtpd nginx wrk zip unzip
-  chromium procps curl util-linux gnupg
+  chromium procps curl util-linux gnupg wget eatmydata
 )
 
 missing=()

@@ -21,7 +21,7 @@ namespace {
 
 struct MirrorFlags {
   std::string upstream, root, data, store, node_name, listen = "127.0.0.1:8443", token, tls_cert, tls_key, signatures;
-  double sync_interval = 0.5;
+  double sync_interval = 0.25;
   bool watch = false;
   int verify_interval = 600;
   int parallel = 8;
@@ -148,7 +148,7 @@ void RegisterMirrorCommands(CLI::App& app, Context& ctx) {
   m->add_option("--node-token", f->token, "Node token for the upstream (default $PATCHGATE_NODE_TOKEN)");
   m->add_option("--tls-cert", f->tls_cert, "PEM certificate chain (enables TLS)");
   m->add_option("--tls-key", f->tls_key, "PEM private key for --tls-cert");
-  m->add_option("--sync-interval", f->sync_interval, "Seconds between polls of upstream's timestamp.json (default 0.5)");
+  m->add_option("--sync-interval", f->sync_interval, "Seconds between conditional polls of upstream's timestamp.json (default 0.25)");
   m->add_flag("--watch", f->watch, "Integrity watch of DIR (inotify plus a periodic full re-hash)");
   m->add_option("--signatures", f->signatures, "ClamAV signature directory: scan this node's tree (isolated worker)");
   m->add_option("--verify-interval", f->verify_interval, "Seconds between full re-hashes with --watch (default 600)");

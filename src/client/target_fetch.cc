@@ -57,7 +57,8 @@ Status FetchTargetTo(Fetcher* fetcher, const std::string& url, const std::string
   if (o.resume) {
     // Re-hash what an earlier attempt left, then continue after it.
     struct stat st {};
-    if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) <= file.length) {
+    bool empty = ::fstat(fd, &st) == 0 && st.st_size == 0;
+    if (!empty && static_cast<uint64_t>(st.st_size) <= file.length) {
       char buf[1 << 16];
       while (have < static_cast<uint64_t>(st.st_size)) {
         ssize_t n = ::read(fd, buf, sizeof buf);
@@ -68,7 +69,9 @@ Status FetchTargetTo(Fetcher* fetcher, const std::string& url, const std::string
       }
     }
     if (have != 0 && (::lseek(fd, static_cast<off_t>(have), SEEK_SET) < 0)) have = 0;
-    if (have == 0 && ::ftruncate(fd, 0) != 0) {
+    // (A new, empty file is not truncated: on ext4 a truncation to 0 also makes close()
+    // start writing the file back at once, one synchronous flush per target.)
+    if (have == 0 && !empty && ::ftruncate(fd, 0) != 0) {
       ::close(fd);
       return IOError("cannot truncate " + tmp);
     }

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -13,11 +14,14 @@
 #include "client/fetcher.h"
 #include "client/target_fetch.h"
 #include "client/updater.h"
+#include "mirror/poll.h"
+#include "mirror/prefetch.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "crypto/hash.h"
 #include "tuf/catalogue.h"
 #include "tuf/metadata.h"
+#include "tuf/naming.h"
 #include "tuf/repository.h"
 
 namespace patchgate::mirror {
@@ -31,6 +35,9 @@ std::string StripSlash(std::string s) {
 
 // The file system seam with the Updater's trusted dir; writes stay inside DIR/.patchgate.
 RealFileSystem& Fs() { return RealFileSystem::Get(); }
+
+// 404s for a listed target are retried this many times, 100 ms apart.
+constexpr int kNotFoundRetries = 30;
 
 // The trusted-metadata store of the mirror's Updater. Root, timestamp and snapshot are the
 // rollback-protection state and are written with fsync; a targets role is pinned by the
@@ -166,38 +173,76 @@ Status Syncer::LoadServed() {
   return Status::OK();
 }
 
+client::Fetcher* Syncer::WorkerFetcher(size_t i) {
+  while (fetchers_.size() <= i) fetchers_.push_back(NewFetcher(o_));
+  return fetchers_[i].get();
+}
+
 Result<SyncPass> Syncer::SyncOnce() {
-  // The cheap poll: one small GET of timestamp.json.
-  auto fetcher = NewFetcher(o_);
-  auto ts = fetcher->FetchAll(o_.upstream + "/metadata/timestamp.json", tuf::kMaxTimestampBytes);
-  if (!ts.ok()) return ts.status().WithContext("upstream " + o_.upstream);
+  // The cheap poll: a conditional GET of timestamp.json on a kept-alive connection. Only
+  // the ETag of the bytes last switched to is sent, so a pass that failed is retried at
+  // the next poll (the upstream's timestamp has not changed, but ours is not it).
+  std::string etag;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!last_timestamp_.empty()) etag = last_etag_;
+    if (!poller_) {
+      PollOptions po;
+      po.url = o_.upstream + "/metadata/timestamp.json";
+      po.node_token = o_.node_token;
+      po.connect_timeout_seconds = o_.connect_timeout_seconds;
+      po.max_bytes = tuf::kMaxTimestampBytes;
+      poller_ = std::make_unique<TimestampPoller>(po);
+    }
+  }
+  // The poller is used by this (the sync) thread only; the lock is not held over the network.
+  auto polled = poller_->Poll(etag);
+  if (!polled.ok()) return polled.status().WithContext("upstream " + o_.upstream);
   std::lock_guard<std::mutex> l(mu_);
-  if (*ts == last_timestamp_) {
+  bool unchanged = !last_timestamp_.empty() &&
+                   ((polled->not_modified && etag == last_etag_) || (!polled->not_modified && polled->body == last_timestamp_));
+  if (unchanged) {
+    if (!polled->not_modified) last_etag_ = polled->etag;  // an upstream that just learnt ETags
     SyncPass p;
     p.snapshot_version = served_version_;
     p.upstream_snapshot_version = upstream_version_ = served_version_.load();
     return p;
   }
-  return FullPass(*ts);
+  if (polled->not_modified)  // 304 for bytes we no longer hold as current: ask plainly next time
+    return Status(ErrorCode::kNetwork, "upstream answered 304 to an outdated ETag; polling again");
+  auto pass = FullPass(polled->body);
+  // The ETag belongs to the bytes switched to only when the pass switched to exactly them.
+  if (pass.ok() && last_timestamp_ == polled->body) last_etag_ = polled->etag;
+  return pass;
 }
 
 Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   SyncPass pass;
-  auto fetcher = NewFetcher(o_);
+  auto t0 = std::chrono::steady_clock::now();
+
+  auto ms = [&t0] {
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
+  };
+  // Metadata: the client's Updater (every check of the TUF workflow), its downloads of the
+  // roles the mirror lacks made in parallel ahead of its walk (PrefetchFetcher).
   client::UpdaterOptions uo;
   uo.metadata_dir = JoinPath(private_dir(), "trusted");
   uo.metadata_url = o_.upstream + "/metadata";
   uo.target_base_url = o_.upstream + "/targets";
   uo.target_dir = JoinPath(private_dir(), "staging");
+  uo.write_metadata_in_background = true;  // flushed below, before the switch
+  PrefetchOptions po;
+  po.metadata_url = uo.metadata_url;
+  po.parallel = o_.parallel;
+  po.have = [this](const std::string& name) { return served_metadata_.count(name) > 0; };  // mu_ is held
+  po.make_fetcher = [this] { return NewFetcher(o_); };
+  PrefetchFetcher fetcher(WorkerFetcher(0), po);
   MirrorTrustedFs trusted_fs;
-  client::Updater u(uo, fetcher.get(), clock_, &trusted_fs);
-  auto t0 = std::chrono::steady_clock::now();
-  auto ms = [&t0] {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
-  };
+  client::Updater u(uo, &fetcher, clock_, &trusted_fs);
   PG_RETURN_IF_ERROR(u.Refresh());
   PG_ASSIGN_OR_RETURN(std::vector<client::TargetInfo> targets, u.ListAllTargets());
-  log::Info("sync: metadata verified", {{"targets", std::to_string(targets.size())}, {"ms", ms()}});
+  log::Info("sync: metadata verified", {{"targets", std::to_string(targets.size())}, {"ms", ms()},
+                                        {"roles_prefetched", std::to_string(fetcher.served_from_prefetch())}});
   std::map<std::string, std::string> meta = u.TrustedMetadataFiles();
   int64_t version = u.TrustedSnapshotVersion().value_or(0);
   upstream_version_ = version;
@@ -223,7 +268,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     if (known != expected_.end() && known->second.sha256 == e.sha256 && SameSize(abs, e.length)) {
       have = true;  // verified earlier and watched since
     } else if (SameSize(abs, e.length)) {
-      auto d = Sha256File(abs);
+      auto d = Sha256File(abs);  // placed by an earlier pass that did not switch
       have = d.ok() && d->sha256 == e.sha256;
     }
     next[rel] = e;
@@ -235,72 +280,99 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     job.rels.push_back(rel);
   }
 
-  // Parallel, resumable fetch into staging, by hash.
+  // Parallel, resumable fetch by hash into staging, each file put in place by the worker
+  // that verified it (still invisible to customers: no served metadata names it yet).
   std::vector<const Job*> todo;
   for (const auto& [_, j] : jobs) todo.push_back(&j);
-  std::atomic<size_t> next_job{0};
+  log::Info("sync: targets to fetch", {{"count", std::to_string(todo.size())}, {"ms", ms()}});
+  std::atomic<size_t> next_job{0}, placed{0};
   std::atomic<uint64_t> bytes{0};
+  std::atomic<bool> failed{false};
   std::mutex err_mu;
   Status first_error;
   std::string staging = JoinPath(private_dir(), "staging");
-  auto worker = [&] {
-    auto f = NewFetcher(o_);
-    for (;;) {
-      {
-        std::lock_guard<std::mutex> el(err_mu);
-        if (!first_error.ok()) return;
-      }
+  auto fail = [&](Status st) {
+    std::lock_guard<std::mutex> el(err_mu);
+    if (first_error.ok()) first_error = std::move(st);
+    failed = true;
+  };
+  auto worker = [&](client::Fetcher* f) {
+    while (!failed) {
       size_t i = next_job++;
       if (i >= todo.size()) return;
       const Job& j = *todo[i];
       std::string url = o_.upstream + "/targets/" + client::TargetUrlPath(j.what, j.sha256, true);
       client::TargetFetchOptions fo;
       fo.resume = true;
-      fo.fsync = false;  // one syncfs for the whole tree before the switch
-      Status st = client::FetchTargetTo(f.get(), url, j.what, j.file, JoinPath(staging, j.sha256), fo);
-      if (!st.ok()) {
-        std::lock_guard<std::mutex> el(err_mu);
-        if (first_error.ok()) first_error = st;
-        return;
+      fo.fsync = false;  // one syncfs of DIR's file system before the switch
+      std::string staged = JoinPath(staging, j.sha256);
+      Status st = client::FetchTargetTo(f, url, j.what, j.file, staged, fo);
+      // The upstream serves metadata from disk at once but a new target only once its
+      // catalogue has caught up with its timestamp: a 404 for a target the verified
+      // metadata lists is retried for a while before the pass gives up.
+      for (int attempt = 0; st.code() == ErrorCode::kNotFound && attempt < kNotFoundRetries && !failed; ++attempt) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        st = client::FetchTargetTo(f, url, j.what, j.file, staged, fo);
       }
+      for (size_t k = 0; st.ok() && k < j.rels.size(); ++k) {
+        std::string from = staged;
+        if (k + 1 < j.rels.size()) {  // the same content under several names: hard links
+          from = staged + ".copy" + std::to_string(k);
+          ::unlink(from.c_str());
+          if (::link(staged.c_str(), from.c_str()) != 0) st = IOError("cannot link " + staged + ": " + std::strerror(errno));
+        }
+        if (st.ok()) st = Place(from, j.rels[k], next[j.rels[k]]);
+      }
+      if (!st.ok()) return fail(st);
       bytes += j.file.length;
+      ++placed;
     }
   };
-  log::Info("sync: targets to fetch", {{"count", std::to_string(todo.size())}, {"ms", ms()}});
   int n = std::min<int>(o_.parallel, static_cast<int>(todo.size()));
-  std::vector<std::thread> threads;
-  for (int i = 0; i < n; ++i) threads.emplace_back(worker);
-  for (auto& t : threads) t.join();
-  if (!first_error.ok()) return first_error;
-
-  // Into place (still invisible to customers: no served metadata names them yet).
-  for (const Job* j : todo) {
-    std::string staged = JoinPath(staging, j->sha256);
-    for (size_t k = 0; k < j->rels.size(); ++k) {
-      const std::string& rel = j->rels[k];
-      if (k + 1 < j->rels.size()) {
-        std::string copy = staged + ".copy";
-        ::unlink(copy.c_str());
-        if (::link(staged.c_str(), copy.c_str()) != 0) return IOError("cannot link " + staged);
-        PG_RETURN_IF_ERROR(Place(copy, rel, next[rel]));
-      } else {
-        PG_RETURN_IF_ERROR(Place(staged, rel, next[rel]));
+  std::vector<client::Fetcher*> fs;
+  for (int i = 0; i < n; ++i) fs.push_back(WorkerFetcher(static_cast<size_t>(i)));
+  int dfd = ::open(o_.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return IOError("cannot open " + o_.data_dir + ": " + std::strerror(errno));
+  struct DirFd {
+    int fd;
+    ~DirFd() { ::close(fd); }
+  } dir_fd{dfd};
+  // While the workers download, a flusher keeps writing what they placed back to disk, so
+  // the syncfs before the switch only waits for the last few files.
+  std::atomic<bool> workers_done{false};
+  std::mutex flush_mu;
+  std::condition_variable flush_cv;
+  std::thread flusher;
+  if (!todo.empty())
+    flusher = std::thread([&] {
+      std::unique_lock<std::mutex> l(flush_mu);
+      while (!workers_done) {
+        l.unlock();
+        (void)::syncfs(dfd);  // errors are reported by the final syncfs
+        l.lock();
+        flush_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return workers_done.load(); });
       }
-    }
-    ++pass.targets_fetched;
+    });
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back(worker, fs[i]);
+  for (auto& t : threads) t.join();
+  {
+    std::lock_guard<std::mutex> l(flush_mu);
+    workers_done = true;
   }
+  flush_cv.notify_all();
+  if (flusher.joinable()) flusher.join();
+  if (!first_error.ok()) return first_error;
+  pass.targets_fetched = placed;
   pass.bytes_fetched = bytes;
-  // No fsync per target (nor a syncfs of the whole file system, which on a shared disk costs
-  // seconds): a restarted mirror re-verifies every target before it serves again
-  // (LoadServed), and the server verifies every file against its signed hash before
-  // sending it, so a target lost in a power cut is re-fetched, never served wrong.
-  log::Debug("targets in place", {{"fetched", std::to_string(todo.size())}});
+  log::Info("sync: targets fetched and verified", {{"count", std::to_string(todo.size())}, {"ms", ms()}});
+  // The Updater's trusted state (rollback protection) is on disk before DIR moves on.
+  PG_RETURN_IF_ERROR(u.FlushMetadataWrites());
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
   for (const auto& [name, _] : meta)
-    if (name.size() > 10 && name.compare(name.size() - 10, 10, ".root.json") == 0)
-      root_version = std::stoll(name.substr(0, name.find('.')));
+    if (auto v = tuf::ParseVersionedMetadataName(name); v && v->role == "root") root_version = std::max(root_version, v->version);
   PG_RETURN_IF_ERROR(EnsureRootChain(meta, root_version));
   for (const auto& [name, bytes_] : meta) {
     if (name == "timestamp.json") continue;
@@ -318,6 +390,14 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   auto ts = meta.find("timestamp.json");
   if (ts == meta.end()) return Internal("the verified metadata has no timestamp");
   next["metadata/timestamp.json"] = ExpectedFile{Sha256Hex(ts->second), ts->second.size(), ""};
+
+  // Durability before the switch: every target and metadata file of the new snapshot
+  // reaches the disk (one syncfs of DIR's file system, not one fsync per file), then
+  // timestamp.json is written (fsynced) and renamed. After a power cut DIR names only
+  // files that were on disk; a crash before this point leaves the old snapshot served
+  // and the verified files in place for the next pass (which finds them by hash).
+  if (::syncfs(dfd) != 0) return IOError("cannot sync the file system of " + o_.data_dir + ": " + std::strerror(errno));
+  log::Info("sync: synced to disk", {{"ms", ms()}});
   expected_ = next;  // before the switch, so the watch knows every byte that is about to appear
   PG_RETURN_IF_ERROR(WriteMetadata("timestamp.json", ts->second));
   PG_RETURN_IF_ERROR(Fs().SyncDir(JoinPath(o_.data_dir, "metadata")));

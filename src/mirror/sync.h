@@ -24,18 +24,25 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/status.h"
 
+namespace patchgate::client {
+class Fetcher;
+}
+
 namespace patchgate::mirror {
+
+class TimestampPoller;
 
 struct SyncOptions {
   std::string upstream;   // base URL of the upstream node, e.g. http://127.0.0.1:8443
   std::string root_file;  // the trusted root to start the chain from (--root)
   std::string data_dir;   // DIR
   std::string node_token; // sent as Authorization: Bearer <token>
-  int parallel = 8;       // concurrent target downloads
+  int parallel = 8;       // concurrent target (and metadata) downloads
   int connect_timeout_seconds = 5;
   int low_speed_seconds = 20;  // slow-retrieval defence per transfer
 };
@@ -65,7 +72,9 @@ class Syncer {
   // DIR serves already (a restarted mirror keeps serving its last good snapshot).
   Status Open();
 
-  // One pass. Cheap when upstream's timestamp.json is unchanged (one small GET).
+  // One pass. Cheap when upstream's timestamp.json is unchanged: one conditional GET on a
+  // kept-alive connection (If-None-Match with the ETag of the bytes last switched to; a
+  // 304, or a 200 whose bytes are the same, ends the pass).
   // An error means upstream is unreachable or served something that does not verify: the
   // mirror keeps its last good snapshot and is stale until a pass succeeds.
   Result<SyncPass> SyncOnce();
@@ -92,11 +101,16 @@ class Syncer {
   Status Place(const std::string& staged, const std::string& rel, const ExpectedFile& e);
   Status WriteMetadata(const std::string& name, const std::string& bytes);
   Status LoadServed();
+  // One kept-alive fetcher per parallel worker, reused from pass to pass.
+  client::Fetcher* WorkerFetcher(size_t i);
 
   SyncOptions o_;
   const Clock& clock_;
   mutable std::mutex mu_;
   std::string last_timestamp_;  // bytes of the upstream timestamp.json last switched to
+  std::string last_etag_;       // the upstream's ETag for exactly those bytes (may be empty)
+  std::unique_ptr<TimestampPoller> poller_;
+  std::vector<std::unique_ptr<client::Fetcher>> fetchers_;
   std::map<std::string, ExpectedFile> expected_;          // rel -> content, served snapshot
   std::map<std::string, std::string> served_metadata_;    // metadata name -> verified bytes
   std::function<void(const std::string&, const ExpectedFile&)> on_place_;

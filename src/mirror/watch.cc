@@ -15,6 +15,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "crypto/hash.h"
+#include "tuf/naming.h"
 
 namespace patchgate::mirror {
 
@@ -24,13 +25,6 @@ int64_t Now() { return SystemClock::Get().NowMicros(); }
 
 constexpr uint32_t kMask = IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE |
                            IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF;
-
-bool IsHex64(std::string_view s) {
-  if (s.size() != 64) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
 
 // "<name>.tmp.<digits>": how FileSystem::WriteFileAtomic and the publisher stage a file.
 bool IsTempName(std::string_view base) {
@@ -189,12 +183,12 @@ void Watch::Check(const std::string& rel, bool hash_always, std::vector<Violatio
     }
     // A target named by its own hash that hashes to it is harmless (no signed metadata
     // need list it); anything else must be expected once the grace is over.
-    std::string base = rel.substr(rel.find_last_of('/') + 1);
-    auto dot = base.find('.');
-    if (rel.rfind("targets/", 0) == 0 && dot != std::string::npos && IsHex64(base.substr(0, dot))) {
+    std::optional<tuf::ParsedTargetName> named;
+    if (rel.rfind("targets/", 0) == 0) named = tuf::ParseConsistentTargetName(std::string_view(rel).substr(8));
+    if (named && named->hash_hex.size() == 64) {  // a sha256 name: what this watch can check
       struct stat hs {};
       auto d = HashLimited(abs, 0, &hs);
-      if (d.ok() && d->sha256 == base.substr(0, dot)) {
+      if (d.ok() && d->sha256 == named->hash_hex) {
         std::lock_guard<std::mutex> l2(mu_);
         Known& k = known_[rel];
         k.e = ExpectedFile{d->sha256, d->length, ""};

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "core/clock.h"
@@ -124,6 +125,24 @@ TEST_F(WatchTest, AFileNamedByItsOwnHashIsAdopted) {
   Write("targets/office/" + Sha256Hex(bytes) + ".new.exe", bytes);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_TRUE(store_->ListIncidents()->empty());
+}
+
+TEST_F(WatchTest, AFileNamedByAHashItDoesNotHaveIsQuarantined) {
+  StartWatch(true);
+  // A sha256 name over other bytes, and a sha512-length name this watch cannot check.
+  std::string wrong = "targets/office/" + Sha256Hex("something else") + ".new.exe";
+  std::string long_name = "targets/office/" + Sha256Hex("a") + Sha256Hex("b") + ".big.exe";
+  Write(wrong, "infected bytes");
+  Write(long_name, "b");
+  std::set<std::string> files;
+  for (int i = 0; i < 300 && files.size() < 2; ++i) {
+    files.clear();
+    for (const auto& inc : store_->ListIncidents().value_or(std::vector<Incident>{}))
+      files.insert(inc.targets.begin(), inc.targets.end());
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(files, (std::set<std::string>{wrong, long_name}));
+  EXPECT_NE(access((dir_ + "/" + wrong).c_str(), F_OK), 0);
 }
 
 TEST_F(WatchTest, TheFirstFullVerificationCatchesWhatChangedWhileNoOneWatched) {

@@ -190,6 +190,19 @@ int PendingRequestBytes(int pid) {
   return n;
 }
 
+// Whether every thread of `pid` is in the stopped state ('T' in /proc/<pid>/task/*/stat).
+bool AllThreadsStopped(int pid) {
+  auto tasks = RealFileSystem::Get().ListDir("/proc/" + std::to_string(pid) + "/task");
+  if (!tasks.ok() || tasks->empty()) return false;
+  for (const auto& t : *tasks) {
+    auto stat = RealFileSystem::Get().ReadFile("/proc/" + std::to_string(pid) + "/task/" + t + "/stat", 4096);
+    if (!stat.ok()) return false;
+    size_t paren = stat->rfind(')');  // the command name may hold spaces and parentheses
+    if (paren == std::string::npos || paren + 2 >= stat->size() || (*stat)[paren + 2] != 'T') return false;
+  }
+  return true;
+}
+
 TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
   // Under AddressSanitizer the worker would catch the SIGSEGV, print its report and abort,
   // while its other scanning thread goes on answering: a crash must end the process at once,
@@ -218,6 +231,10 @@ TEST_F(ScannerTest, AWorkerCrashIsAnErrorNeverCleanAndTheWorkerRestarts) {
   // Hold the worker still, let both requests reach it, then crash it as a libclamav parser
   // crash would: both files are in flight when it dies.
   ASSERT_EQ(::kill(pids[0], SIGSTOP), 0);
+  // kill() only queues the stop: wait until every thread of the worker is stopped, or its
+  // request reader could still take the first request off the pipe.
+  for (int i = 0; i < 1000 && !AllThreadsStopped(pids[0]); ++i) usleep(10000);
+  ASSERT_TRUE(AllThreadsStopped(pids[0]));
   std::vector<FileResult> results;
   std::thread scan([&] { results = *s->Scan(files); });
   const int want = 2 * static_cast<int>(std::string("SCAN 1 \n").size() + 2 * files[0].size());

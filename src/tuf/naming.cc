@@ -73,6 +73,22 @@ std::string VersionedMetadataName(int64_t version, std::string_view role) {
 
 std::string MetadataName(std::string_view role) { return QuoteRoleName(role) + ".json"; }
 
+std::optional<ParsedMetadataName> ParseVersionedMetadataName(std::string_view name) {
+  constexpr std::string_view kJson = ".json";
+  if (name.size() <= kJson.size() || name.substr(name.size() - kJson.size()) != kJson) return std::nullopt;
+  name.remove_suffix(kJson.size());
+  size_t dot = name.find('.');
+  if (dot == 0 || dot == std::string_view::npos || dot + 1 >= name.size() || dot > 18) return std::nullopt;
+  std::string_view digits = name.substr(0, dot);
+  if (digits[0] == '0') return std::nullopt;
+  int64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return ParsedMetadataName{v, UnquoteRoleName(name.substr(dot + 1))};
+}
+
 std::string ProductRoleName(std::string_view product) { return "product." + std::string(product); }
 std::string ProductBinPrefix(std::string_view product) { return "bins." + std::string(product); }
 std::string LegacyProductRoleName(std::string_view product) { return "products/" + std::string(product); }

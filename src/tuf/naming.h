@@ -28,6 +28,14 @@ bool IsSafeRoleName(std::string_view role);
 // "<version>.<quoted role>.json" (consistent snapshots); "<quoted role>.json" without.
 std::string VersionedMetadataName(int64_t version, std::string_view role);
 std::string MetadataName(std::string_view role);
+// The inverse of VersionedMetadataName: "<digits>.<quoted role>.json" -> version (>= 1,
+// no leading zero) and the unquoted role name. nullopt for any other name
+// ("timestamp.json", "root.json", "x.json", "01.root.json", "3..json").
+struct ParsedMetadataName {
+  int64_t version = 0;
+  std::string role;
+};
+std::optional<ParsedMetadataName> ParseVersionedMetadataName(std::string_view name);
 
 // The role that holds the targets of product `product` ("product.<name>") and the
 // name prefix of its succinct hash bins ("bins.<name>": bins are "bins.<name>-<hex>").

@@ -58,3 +58,21 @@ TEST(Naming, ConsistentTargetNamesRoundTrip) {
 
 }  // namespace
 }  // namespace patchgate::tuf
+
+namespace patchgate::tuf {
+namespace {
+
+TEST(Naming, VersionedMetadataNamesParseBack) {
+  for (std::string role : {"root", "snapshot", "targets", "product.office", "bins.office-0a", "a/b c"}) {
+    auto p = ParseVersionedMetadataName(VersionedMetadataName(42, role));
+    ASSERT_TRUE(p) << role;
+    EXPECT_EQ(p->version, 42);
+    EXPECT_EQ(p->role, role);
+  }
+  for (const char* bad : {"timestamp.json", "root.json", "1.root", "01.root.json", "x1.root.json", ".root.json",
+                          "1..json", "1.json", "12345678901234567890.root.json", ""})
+    EXPECT_FALSE(ParseVersionedMetadataName(bad)) << bad;
+}
+
+}  // namespace
+}  // namespace patchgate::tuf

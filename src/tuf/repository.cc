@@ -162,12 +162,8 @@ Result<Envelope> ReadEnvelope(const std::string& path, uint64_t cap) {
 Result<int64_t> HighestRootVersion(const std::string& dir) {
   PG_ASSIGN_OR_RETURN(auto names, RealFileSystem::Get().ListDir(MetaDir(dir)));
   int64_t best = 0;
-  for (const auto& n : names) {
-    if (n.size() < 11 || n.compare(n.size() - 10, 10, ".root.json") != 0) continue;
-    std::string num = n.substr(0, n.size() - 10);
-    if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) continue;
-    best = std::max<int64_t>(best, std::stoll(num));
-  }
+  for (const auto& n : names)
+    if (auto p = ParseVersionedMetadataName(n); p && p->role == "root") best = std::max(best, p->version);
   if (best == 0) return NotFound("no N.root.json in " + MetaDir(dir));
   return best;
 }
@@ -1267,12 +1263,8 @@ void CheckServedTree(const std::string& dir, const std::set<std::string>& roles,
       if (meta) {
         if (n == "timestamp.json") {
           known = true;
-        } else if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) {
-          auto dot = n.find('.');
-          std::string version = n.substr(0, dot);
-          if (dot != std::string::npos && !version.empty() &&
-              version.find_first_not_of("0123456789") == std::string::npos)
-            known = roles.count(UnquoteRoleName(n.substr(dot + 1, n.size() - 5 - dot - 1))) > 0;
+        } else if (auto p = ParseVersionedMetadataName(n)) {
+          known = roles.count(p->role) > 0;
         }
       } else {
         auto parsed = ParseConsistentTargetName(rp.substr(std::string("targets/").size()));

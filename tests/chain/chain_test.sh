@@ -173,7 +173,9 @@ PY
   fake="$work/fake"
   mkdir -p "$fake"
   cp -r repo/metadata repo/targets "$fake/"
-  python3 "$here/../tools/static_server.py" "$fake" --port-file "$work/fake.port" >"$work/fake.log" 2>&1 &
+  # An upstream with ETags (304 to If-None-Match, as nginx): the mirror's polls are conditional, and
+  # only the ETag of the bytes it switched to is sent (else a refused pass would never be retried).
+  python3 "$here/../tools/static_server.py" "$fake" --port-file "$work/fake.port" --etag >"$work/fake.log" 2>&1 &
   fake_pid=$!
   pids+=("$fake_pid")
   for _ in $(seq 100); do [[ -s "$work/fake.port" ]] && break; sleep 0.05; done
@@ -183,6 +185,7 @@ PY
     --node-name mirror-3 --listen "127.0.0.1:$p3" --node-token "$t3" --sync-interval 0.2
   local m3=$last_pid
   wait_log "$work/m3.log" "listening"
+  wait_log "$work/fake.log" "^304 /metadata/timestamp.json" 10
   local good_ts
   cp repo/metadata/timestamp.json "$work/ts.v1"
   head -c 20000 /dev/urandom > patch2.exe
