@@ -7,6 +7,7 @@
 #   - fdatasync latency on the store's disk and the c=1 bound 1/(fdatasync + nginx time/req)
 #   - 10,000 idle keep-alive connections: server RSS, wrk rate meanwhile, /healthz answers
 #   - a 2,000-connection slowloris: wrk rate meanwhile, /healthz answers
+#   (idle and slowloris connections come from 127.0.0.2, .3, ...: 1,000 per source address)
 # Usage: [IDLE_CONNS=10000] [SLOWLORIS_CONNS=2000] bench/serve_bench.sh [BUILD_DIR] [SECONDS_PER_RUN]  (default 5)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -129,42 +130,69 @@ echo "fdatasync median on the store's disk: ${fsync_ms} ms; c=1 bound 1/(fdatasy
      "patchgate c=1: $c1_pg req/s = $(python3 -c "print(f'{$c1_pg / $bound:.2f}')")x of the bound"
 
 # 10,000 idle keep-alive connections (each sent one request and then waits), then a
-# 2,000-connection slowloris (heads dribbled a byte at a time).
-hold() {  # hold PORT N MODE -> runs in the background until killed
-  python3 - "$1" "$2" "$3" "$token" <<'PY' &
-import socket, sys, time, selectors
-port, n, mode, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-socks = []
-for i in range(n):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    except OSError:
-        continue
+# 2,000-connection slowloris (heads dribbled a byte a second; a connection the server drops
+# at its header deadline is opened again at once, as an attacker would). The connections
+# come from 127.0.0.2, .3, ... (1,000 per source address), as many clients would.
+hold() {  # hold PORT N MODE -> runs in the background until killed; writes its count to $work/hold-MODE
+  python3 - "$1" "$2" "$3" "$work/hold-$3" <<'PY' &
+import selectors, socket, sys, time
+port, n, mode, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def src(i): return ("127.0.0.%d" % (2 + i // 1000), 0)
+def open_one(i):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=src(i))
     if mode == "idle":
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n")
-        try: s.recv(4096)
-        except OSError: pass
+        s.recv(4096)
     else:
         s.sendall(b"GET /healthz HTTP/1.1\r\n")
-    socks.append(s)
-print(f"{mode}: {len(socks)} connections open", flush=True)
+    s.setblocking(False)
+    return s
+sel = selectors.DefaultSelector()  # epoll: an idle holder costs nothing until the server closes one
+socks, failed = {}, 0
+for i in range(n):
+    try:
+        socks[i] = open_one(i)
+        sel.register(socks[i], selectors.EVENT_READ, i)
+    except OSError:
+        failed += 1
+with open(out, "w") as f: f.write(f"{len(socks)} {failed}\n")
+next_drip = time.monotonic() + 1
 while True:
-    time.sleep(1)
-    if mode != "idle":
-        for s in socks:
+    for key, _ in sel.select(timeout=max(0, next_drip - time.monotonic())):
+        i = key.data
+        try: data = key.fileobj.recv(4096)
+        except BlockingIOError: continue
+        except OSError: data = b""
+        if data: continue  # e.g. a 408 before the close
+        sel.unregister(key.fileobj); key.fileobj.close(); del socks[i]
+        if mode != "idle":  # the attacker opens it again at once
+            try:
+                socks[i] = open_one(i)
+                sel.register(socks[i], selectors.EVENT_READ, i)
+            except OSError: pass
+    if mode != "idle" and time.monotonic() >= next_drip:
+        next_drip = time.monotonic() + 1
+        for s in list(socks.values()):
             try: s.send(b"X")
             except OSError: pass
 PY
   holders+=($!)
 }
+echo "server RSS before the connection tests: $(rss_mb "$server") MB"
 for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
   m=${mode%%:*} n=${mode##*:}
   base=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
+  rm -f "$work/hold-$m"
   hold "$p1" "$n" "$m"
-  sleep 10
-  under=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1) || under=0
+  for _ in $(seq 600); do [[ -s "$work/hold-$m" ]] && break; sleep 0.1; done
+  [[ -s "$work/hold-$m" ]] || die "$m: the connections were not opened within 60 s"
+  read -r opened failed < "$work/hold-$m"
+  sleep 2
+  open_now=$(curl -fsS "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_connections_open/ {print $2}')
+  under=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
   hz=$(healthz_ok "$p1" 10)
-  echo "$m x$n: patchgate RSS $(rss_mb "$server") MB; 1KiB@64 $under req/s vs $base unloaded" \
+  echo "$m x$n ($opened opened, $failed refused; $open_now open at the server before the wrk run): patchgate RSS $(rss_mb "$server") MB;" \
+       "threads $(ls /proc/$server/task | wc -l); 1KiB@64 $under req/s vs $base unloaded" \
        "($(python3 -c "print(f'{$under / $base:.2f}')")x); /healthz answered $hz/10"
   kill "${holders[-1]}" 2>/dev/null || true
   sleep 2

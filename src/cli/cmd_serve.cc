@@ -23,6 +23,7 @@ namespace {
 struct ServeFlags {
   std::string store;
   server::ServerOptions o;
+  int64_t verified_memory_mb = 256;
   bool watch = false;
   std::string signatures;
   int verify_interval = 600;
@@ -111,6 +112,8 @@ int RunServe(ServeFlags& f) {
     due = std::make_unique<advisory::DueRunner>(store->get(), notify::NewCurlTransport(f.smtp), ro, &SystemClock::Get(),
                                                 f.due_interval);
   }
+  if (f.verified_memory_mb < 0) return ReportError(InvalidArgument("--verified-memory-mb must be 0 or more"));
+  f.o.verified_memory_bytes = static_cast<uint64_t>(f.verified_memory_mb) << 20;
   auto srv = server::Server::Create(f.o, store->get(), reads.get());
   if (!srv.ok()) return ReportError(srv.status());
   Status st = (*srv)->Start();
@@ -148,6 +151,13 @@ void RegisterServeCommands(CLI::App& app, Context& ctx) {
   serve->add_option("--idle-timeout", f->o.idle_timeout_seconds, "Seconds an idle keep-alive connection is kept");
   serve->add_option("--send-timeout", f->o.send_timeout_seconds, "Seconds a stalled reader is kept");
   serve->add_option("--max-connections", f->o.max_connections, "Concurrent connections");
+  serve->add_option("--max-connections-per-address", f->o.max_connections_per_address,
+                    "Concurrent connections from one source address (default 2048)");
+  serve->add_option("--loops", f->o.loops, "Event loops accepting and reading connections (default: one per core)");
+  serve->add_option("--max-workers", f->o.max_workers,
+                    "Threads for store look-ups, verification and streaming large files, at most (default 256)");
+  serve->add_option("--verified-memory-mb", f->verified_memory_mb,
+                    "MiB of verified small-target bytes kept in memory and served from there (default 256; 0: none)");
   serve->add_option("--max-header-bytes", f->o.limits.max_header_bytes, "Largest request head accepted");
   serve->add_option("--max-headers", f->o.limits.max_headers, "Most request headers accepted");
   serve->add_option("--auth-cache-ms", f->o.auth_cache_ms, "Reuse token/entitlement answers this long (0: never)");

@@ -1,5 +1,7 @@
 #include "server/audit_log.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include "core/clock.h"
@@ -15,7 +17,10 @@ constexpr std::chrono::milliseconds kFinishRetry{200};
 
 AuditLog::AuditLog(Store* store, Metrics* metrics, std::chrono::milliseconds finish_delay)
     : store_(store), metrics_(metrics), finish_delay_(std::max(finish_delay, std::chrono::milliseconds(0))) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "pg-audit");
+    Run();
+  });
 }
 
 AuditLog::~AuditLog() {
@@ -29,15 +34,22 @@ AuditLog::~AuditLog() {
 }
 
 Result<int64_t> AuditLog::Begin(const DownloadStart& start) {
-  std::future<Result<int64_t>> f;
+  auto p = std::make_shared<std::promise<Result<int64_t>>>();
+  auto f = p->get_future();
+  BeginAsync(start, [p](Result<int64_t> r) { p->set_value(std::move(r)); });
+  return f.get();
+}
+
+void AuditLog::BeginAsync(DownloadStart start, std::function<void(Result<int64_t>)> done) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (stop_) return Unavailable("the audit log is shutting down");
-    begins_.push_back(PendingBegin{start, {}});
-    f = begins_.back().done.get_future();
+    if (!stop_) {
+      begins_.push_back(PendingBegin{std::move(start), std::move(done)});
+      done = nullptr;
+    }
   }
+  if (done) return done(Unavailable("the audit log is shutting down"));
   cv_.notify_one();
-  return f.get();
 }
 
 void AuditLog::Finish(const DownloadFinish& finish) {
@@ -108,7 +120,7 @@ void AuditLog::Run() {
       }
       metrics_->ObserveAuditCommit(SystemClock::Get().NowMicros() - t0, begins.size());
       if (ids.ok()) {
-        for (size_t i = 0; i < begins.size(); ++i) begins[i].done.set_value((*ids)[i]);
+        for (size_t i = 0; i < begins.size(); ++i) begins[i].done((*ids)[i]);
       } else if (begins.size() > 1 && ids.status().code() != ErrorCode::kUnavailable) {
         // Not an outage: something in one record was refused. One request's content must
         // never fail another's audit write, so each record is tried alone; only the bad
@@ -120,18 +132,18 @@ void AuditLog::Run() {
           auto& b = begins[i];
           auto one = store_->BeginDownloads({starts[i]});
           if (one.ok() && one->size() == 1) {
-            b.done.set_value((*one)[0]);
+            b.done((*one)[0]);
           } else {
             ++metrics_->audit_failures;
             Status why = one.ok() ? Internal("the store returned no id for the record") : one.status();
             log::Error("audit record refused; refusing that download", {{"error", why.ToString()}});
-            b.done.set_value(why);
+            b.done(why);
           }
         }
       } else {
         metrics_->audit_failures += begins.size();
         log::Error("audit commit failed; refusing those downloads", {{"error", ids.status().ToString()}});
-        for (auto& b : begins) b.done.set_value(ids.status());
+        for (auto& b : begins) b.done(ids.status());
       }
     }
     Status finished = finishes.empty() ? Status::OK() : store_->FinishDownloads(finishes);

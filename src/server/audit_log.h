@@ -1,8 +1,10 @@
 // Group-committed download audit.
 //
-// Begin() blocks the calling connection until its record is durable in the store; records
-// that arrive while a commit is running are batched into the next transaction, so
-// throughput stays high under concurrency.
+// Begin() blocks the calling thread until its record is durable in the store; BeginAsync()
+// returns at once and calls back (on the audit thread) when it is durable or refused, so an
+// event loop can hold the response head without holding a thread. Records that arrive
+// while a commit is running are batched into the next transaction, so throughput stays
+// high under concurrency.
 //
 // Finish() (end time, bytes sent, outcome) never blocks and nothing waits for it to be
 // durable, so completions are held back and written together: when the oldest one has
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -46,6 +49,10 @@ class AuditLog {
 
   // The record's id once durable; an error (kUnavailable...) means: do not serve.
   Result<int64_t> Begin(const DownloadStart& start);
+  // The same without waiting: `done` runs once, on the audit thread (or at once on this
+  // thread when the log is shutting down), with the id once durable or the error. It must
+  // not block (post to a loop).
+  void BeginAsync(DownloadStart start, std::function<void(Result<int64_t>)> done);
   void Finish(const DownloadFinish& finish);
   // Writes every queued completion now and waits for it; waits at most 15 s (the store
   // may be down). Returns false if something was still unwritten then.
@@ -54,7 +61,7 @@ class AuditLog {
  private:
   struct PendingBegin {
     DownloadStart start;
-    std::promise<Result<int64_t>> done;
+    std::function<void(Result<int64_t>)> done;
   };
   using Clock = std::chrono::steady_clock;
   void Run();

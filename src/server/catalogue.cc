@@ -10,6 +10,24 @@
 
 namespace patchgate::server {
 
+bool Catalogue::CurrentWithoutLoading() {
+  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (loaded_mtime_ns_ < 0) return false;
+    if (now_ms - last_check_ms_ < 500) return true;
+  }
+  struct stat st {};
+  std::string ts = JoinPath(JoinPath(dir_, "metadata"), "timestamp.json");
+  if (::stat(ts.c_str(), &st) != 0) return false;
+  int64_t mtime = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  std::lock_guard<std::mutex> l(mu_);
+  if (mtime != loaded_mtime_ns_ || static_cast<int64_t>(st.st_ino) != loaded_ino_) return false;
+  last_check_ms_ = now_ms;
+  return true;
+}
+
 Status Catalogue::Refresh() {
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::steady_clock::now().time_since_epoch()).count();

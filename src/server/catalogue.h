@@ -23,6 +23,10 @@ class Catalogue {
   size_t size() const;
   // The next Refresh() re-checks timestamp.json at once (a mirror switched snapshots).
   void Expire();
+  // For the event loop, which must not load anything: true if the catalogue is current
+  // (checked within 500 ms, or timestamp.json is unchanged: one stat); false if a
+  // Refresh() must load it (a worker then does).
+  bool CurrentWithoutLoading();
 
  private:
   std::string dir_;

@@ -221,4 +221,24 @@ Result<NormalizedPath> NormalizeTarget(std::string_view target) {
   return NotFound("no such resource");
 }
 
+bool IfNoneMatchHits(std::string_view h, std::string_view etag) {
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  if (etag.size() < 2 || h.size() > 8192) return false;
+  h = trim(h);
+  if (h == "*") return true;
+  while (!h.empty()) {
+    size_t comma = h.find(',');
+    std::string_view tag = trim(h.substr(0, comma));
+    h = comma == std::string_view::npos ? std::string_view() : h.substr(comma + 1);
+    if (tag.size() >= 2 && (tag[0] == 'W' || tag[0] == 'w') && tag[1] == '/') tag.remove_prefix(2);
+    if (tag.size() < 2 || tag.front() != '"' || tag.back() != '"') return false;  // malformed list
+    if (tag == etag) return true;
+  }
+  return false;
+}
+
 }  // namespace patchgate::server

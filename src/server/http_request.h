@@ -72,4 +72,9 @@ Result<std::string> OriginForm(const RequestHead& req);
 // ("..r") is a legal file name.
 bool HasNoDotSegment(std::string_view rel);
 
+// If-None-Match (RFC 9110 §13.1.2): whether the header's list names `etag` (a strong tag
+// in quotes), by weak comparison (a W/ prefix is ignored), or is "*". A malformed list
+// matches nothing (the full response is sent).
+bool IfNoneMatchHits(std::string_view header, std::string_view etag);
+
 }  // namespace patchgate::server

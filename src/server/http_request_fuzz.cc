@@ -1,4 +1,4 @@
-// libFuzzer target: request heads and request targets from the network.
+// libFuzzer target: request heads, request targets and If-None-Match lists from the network.
 #include <cstdint>
 #include <cstdlib>
 
@@ -15,5 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (n.ok() && !HasNoDotSegment(n->rel)) std::abort();
   }
   (void)NormalizeTarget(buf);
+  // If-None-Match lists: never a crash; a list that is exactly the tag always matches.
+  (void)IfNoneMatchHits(buf, "\"0123abcd\"");
+  if (!IfNoneMatchHits("\"0123abcd\"", "\"0123abcd\"")) std::abort();
   return 0;
 }

@@ -121,5 +121,18 @@ TEST(OriginForm, AbsoluteFormOnlyForOurOwnHost) {
     EXPECT_FALSE(OriginForm(head(t, h)).ok()) << t;
 }
 
+TEST(IfNoneMatch, ListsWeakTagsStarAndMalformed) {
+  const std::string tag = "\"abc\"";
+  EXPECT_TRUE(IfNoneMatchHits("\"abc\"", tag));
+  EXPECT_TRUE(IfNoneMatchHits("W/\"abc\"", tag));
+  EXPECT_TRUE(IfNoneMatchHits(" \"x\" , \"abc\" ", tag));
+  EXPECT_TRUE(IfNoneMatchHits("*", tag));
+  EXPECT_FALSE(IfNoneMatchHits("\"abd\"", tag));
+  EXPECT_FALSE(IfNoneMatchHits("abc", tag));
+  EXPECT_FALSE(IfNoneMatchHits("\"abc", tag));
+  EXPECT_FALSE(IfNoneMatchHits("", tag));
+  EXPECT_FALSE(IfNoneMatchHits("garbage, \"abc\"", tag));  // malformed list: full response
+}
+
 }  // namespace
 }  // namespace patchgate::server

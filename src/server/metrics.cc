@@ -68,6 +68,8 @@ std::string Metrics::Render() const {
   line("patchgate_audit_commit_seconds_sum %.6f\n", static_cast<double>(audit_latency_sum_us.load()) / 1e6);
   line("patchgate_audit_commit_seconds_count %llu\n", u(audit_commits));
   line("# TYPE patchgate_connections_open gauge\npatchgate_connections_open %llu\n", u(connections_open));
+  line("# HELP patchgate_loop_answers_total Requests answered by an event loop without a worker.\n"
+       "# TYPE patchgate_loop_answers_total counter\npatchgate_loop_answers_total %llu\n", u(loop_answers));
   return out;
 }
 

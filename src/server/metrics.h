@@ -21,6 +21,8 @@ struct Metrics {
   // Downloads cut because the bytes read no longer matched the chunk digests.
   std::atomic<uint64_t> integrity_aborts{0};
   std::atomic<uint64_t> audit_row_retries{0};  // group commits retried row by row
+  // Requests answered by an event loop without a worker (everything they needed was cached).
+  std::atomic<uint64_t> loop_answers{0};
   // Audit commit latency histogram (seconds): buckets and running sum in microseconds.
   static constexpr std::array<double, 9> kBuckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5};
   std::array<std::atomic<uint64_t>, kBuckets.size() + 1> audit_latency{};

@@ -7,19 +7,19 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
-#include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 
 #include <cerrno>
 #include <ctime>
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <optional>
+#include <tuple>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -31,237 +31,45 @@
 #include "server/audit_text.h"
 #include "server/auth_header.h"
 #include "server/catalogue.h"
+#include "server/connection.h"
+#include "server/event_loop.h"
+#include "server/http_response.h"
 #include "server/metrics.h"
 #include "server/range.h"
+#include "server/served_files.h"
+#include "server/ttl_cache.h"
 #include "server/verified_file.h"
 
 namespace patchgate::server {
 
 namespace {
 
-// ---- connections: plain TCP or TLS over a blocking socket with timeouts -------------
-
-class Conn {
- public:
-  Conn(int fd, int send_timeout_seconds) : fd_(fd), send_timeout_ms_(send_timeout_seconds * 1000) {}
-  virtual ~Conn() { ::close(fd_); }
-  // Like read(2): >0 bytes, 0 on EOF, -1 on error or timeout (errno EAGAIN).
-  virtual ssize_t Read(char* buf, size_t n) = 0;
-  // more_follows: more body bytes come next, so the data may wait to leave in the same TCP
-  // segment (MSG_MORE) instead of a packet of its own. False when the peer took nothing
-  // for the send timeout (a client that does not read is dropped then) or on error.
-  // `written` (if given) counts the bytes the kernel took, also when it returns false.
-  virtual bool Write(std::string_view data, bool more_follows, uint64_t* written = nullptr) = 0;
-  bool WriteAll(std::string_view data) { return Write(data, false); }
-  // Sends [offset, offset+len) of `file_fd` without looking at the bytes (only for files
-  // the kernel verifies on read: fs-verity); returns bytes sent (short on error).
-  virtual uint64_t SendFile(int file_fd, uint64_t offset, uint64_t len) = 0;
-  // Closes after a response that said "Connection: close": stops sending, then reads and
-  // discards what the client still sends (briefly), so a pipelined request left unread
-  // does not turn the close into a reset that could destroy the response in flight.
-  virtual void LingeringClose() {}
-  int fd() const { return fd_; }
-
- protected:
-  // Waits until the socket is writable; false after send_timeout without progress.
-  bool WaitWritable() {
-    pollfd p{fd_, POLLOUT, 0};
-    for (;;) {
-      int r = ::poll(&p, 1, send_timeout_ms_ > 0 ? send_timeout_ms_ : -1);
-      if (r < 0 && errno == EINTR) continue;
-      return r > 0 && !(p.revents & (POLLERR | POLLNVAL));
-    }
-  }
-  int fd_;
-  int send_timeout_ms_;
-};
-
-class PlainConn : public Conn {
- public:
-  using Conn::Conn;
-  ssize_t Read(char* buf, size_t n) override {
-    for (;;) {
-      ssize_t r = ::recv(fd_, buf, n, 0);
-      if (r < 0 && errno == EINTR) continue;
-      return r;
-    }
-  }
-  bool Write(std::string_view d, bool more_follows, uint64_t* written) override {
-    int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more_follows ? MSG_MORE : 0);
-    while (!d.empty()) {
-      ssize_t w = ::send(fd_, d.data(), d.size(), flags);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (!WaitWritable()) return false;  // nothing taken for send_timeout: drop the client
-        continue;
-      }
-      if (w <= 0) return false;
-      d.remove_prefix(static_cast<size_t>(w));
-      if (written) *written += static_cast<uint64_t>(w);
-    }
-    return true;
-  }
-  uint64_t SendFile(int file_fd, uint64_t offset, uint64_t len) override {
-    uint64_t sent = 0;
-    off_t off = static_cast<off_t>(offset);
-    while (sent < len) {
-      size_t chunk = static_cast<size_t>(std::min<uint64_t>(len - sent, 1 << 20));
-      ssize_t w = ::sendfile(fd_, file_fd, &off, chunk);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (!WaitWritable()) break;
-        continue;
-      }
-      if (w <= 0) break;
-      sent += static_cast<uint64_t>(w);
-    }
-    return sent;
-  }
-  void LingeringClose() override {
-    ::shutdown(fd_, SHUT_WR);
-    char sink[4096];
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
-    size_t total = 0;
-    while (std::chrono::steady_clock::now() < until && total < (256u << 10)) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) continue;
-      ssize_t r = ::recv(fd_, sink, sizeof sink, MSG_DONTWAIT);
-      if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR))) break;
-      if (r > 0) total += static_cast<size_t>(r);
-    }
-  }
-};
-
-class TlsConn : public Conn {
- public:
-  TlsConn(int fd, SSL* ssl, int send_timeout_seconds) : Conn(fd, send_timeout_seconds), ssl_(ssl) {}
-  ~TlsConn() override {
-    SSL_shutdown(ssl_);
-    SSL_free(ssl_);
-  }
-  ssize_t Read(char* buf, size_t n) override {
-    int r = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(n, 1 << 30)));
-    if (r > 0) return r;
-    int e = SSL_get_error(ssl_, r);
-    ERR_clear_error();
-    if (e == SSL_ERROR_ZERO_RETURN) return 0;
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_SYSCALL) errno = EAGAIN;
-    return -1;
-  }
-  bool Write(std::string_view d, bool /*more_follows*/, uint64_t* written) override {
-    while (!d.empty()) {
-      int w = SSL_write(ssl_, d.data(), static_cast<int>(std::min<size_t>(d.size(), 1 << 30)));
-      if (w <= 0) {
-        ERR_clear_error();
-        return false;
-      }
-      d.remove_prefix(static_cast<size_t>(w));
-      if (written) *written += static_cast<uint64_t>(w);
-    }
-    return true;
-  }
-  uint64_t SendFile(int file_fd, uint64_t offset, uint64_t len) override {
-    std::string buf(256 * 1024, '\0');
-    uint64_t sent = 0;
-    while (sent < len) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(len - sent, buf.size()));
-      ssize_t r = ::pread(file_fd, buf.data(), want, static_cast<off_t>(offset + sent));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      if (!WriteAll(std::string_view(buf.data(), static_cast<size_t>(r)))) break;
-      sent += static_cast<uint64_t>(r);
-    }
-    return sent;
-  }
-
- private:
-  SSL* ssl_;
-};
-
-// A small map whose entries expire after a fixed time. Thread-safe.
-template <typename V>
-class TtlCache {
- public:
-  explicit TtlCache(int ttl_ms) : ttl_(std::chrono::milliseconds(ttl_ms)) {}
-  bool Get(const std::string& k, V* out) {
-    if (ttl_.count() <= 0) return false;
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = map_.find(k);
-    if (it == map_.end() || std::chrono::steady_clock::now() > it->second.second) return false;
-    *out = it->second.first;
-    return true;
-  }
-  void Put(const std::string& k, const V& v) {
-    if (ttl_.count() <= 0) return;
-    std::lock_guard<std::mutex> l(mu_);
-    if (map_.size() > 100000) map_.clear();
-    map_[k] = {v, std::chrono::steady_clock::now() + ttl_};
-  }
-
- private:
-  std::chrono::milliseconds ttl_;
-  std::mutex mu_;
-  std::map<std::string, std::pair<V, std::chrono::steady_clock::time_point>> map_;
-};
-
-// ---- responses -----------------------------------------------------------------------
-
-const char* Reason(int s) {
-  switch (s) {
-    case 200: return "OK";
-    case 206: return "Partial Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-  }
-  return "Error";
+// Each connection is a descriptor: raise the soft limit to the hard one (10,000 idle
+// connections need more than the usual 1,024).
+void RaiseFileLimit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-struct Response {
-  int status = 200;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-};
-
-// The current time as an IMF-fixdate (RFC 9110 §5.6.7), formatted at most once a second.
-std::string HttpDate() {
-  static std::mutex mu;
-  static time_t last = 0;
-  static std::string text;
-  time_t now = ::time(nullptr);
-  std::lock_guard<std::mutex> l(mu);
-  if (now != last) {
-    struct tm tm {};
-    gmtime_r(&now, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    text = buf;
-    last = now;
+// Whether this kernel offers kernel TLS (the "tls" upper-layer protocol of TCP): probed on
+// a loopback connection, as OpenSSL needs it per socket.
+bool KernelTlsAvailable() {
+  int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool ok = false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (l >= 0 && c >= 0 && ::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(l, 1) == 0 &&
+      ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) == 0 &&
+      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    ok = ::setsockopt(c, IPPROTO_TCP, TCP_ULP, "tls", 3) == 0;
   }
-  return text;
-}
-
-std::string Head(int status, const std::vector<std::pair<std::string, std::string>>& headers, uint64_t length,
-                 bool keep_alive) {
-  std::string h = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
-  h += "Server: patchgate\r\n";
-  h += "Date: " + HttpDate() + "\r\n";
-  for (const auto& [k, v] : headers) h += k + ": " + v + "\r\n";
-  h += "Content-Length: " + std::to_string(length) + "\r\n";
-  h += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
-  h += "\r\n";
-  return h;
+  if (l >= 0) ::close(l);
+  if (c >= 0) ::close(c);
+  return ok;
 }
 
 bool ParseListen(const std::string& listen, sockaddr_in* addr) {
@@ -281,37 +89,11 @@ bool ParseListen(const std::string& listen, sockaddr_in* addr) {
 
 // ---- the server ------------------------------------------------------------------------
 
-// Opens `rel` (relative, no "..") beneath the directory `dir_fd` without following any
-// symbolic link (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): a link planted in the
-// served tree (metadata/tk.json -> ../keys/timestamp.key.json) is never served.
-int OpenBeneath(int dir_fd, const std::string& rel) {
-  open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  int fd = static_cast<int>(::syscall(SYS_openat2, dir_fd, rel.c_str(), &how, sizeof how));
-  if (fd >= 0 || errno != ENOSYS) return fd;
-  // Kernels before 5.6: refuse a link anywhere on the (short, already normalised) path.
-  std::string sofar;
-  size_t start = 0;
-  for (;;) {
-    size_t slash = rel.find('/', start);
-    sofar = rel.substr(0, slash);
-    struct stat st {};
-    if (::fstatat(dir_fd, sofar.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return -1;
-    if (S_ISLNK(st.st_mode)) {
-      errno = ELOOP;
-      return -1;
-    }
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return ::openat(dir_fd, rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-}
-
-class ServerImpl final : public Server {
+class ServerImpl final : public Server, public ConnectionHandler {
  public:
   ServerImpl(ServerOptions o, Store* store, Store* read_store)
       : o_(std::move(o)), store_(store), reads_(read_store ? read_store : store), catalogue_(o_.repo_dir),
+        verify_(VerifyCache::kChunkSize, o_.verified_memory_max_file, o_.verified_memory_bytes),
         audit_(store, &metrics_, std::chrono::milliseconds(o_.audit_finish_ms)),
         auth_cache_(o_.auth_cache_ms), entitlement_cache_(o_.auth_cache_ms) {}
   ~ServerImpl() override {
@@ -322,9 +104,19 @@ class ServerImpl final : public Server {
 
   Status Init() {
     if (o_.tls_cert.empty() != o_.tls_key.empty()) return InvalidArgument("give both --tls-cert and --tls-key, or neither");
+    if (o_.loops < 0 || o_.loops > 256) return InvalidArgument("--loops must be between 0 (one per core) and 256");
+    if (o_.max_workers < 1) return InvalidArgument("--max-workers must be at least 1");
+    if (o_.max_connections < 1 || o_.max_connections_per_address < 1)
+      return InvalidArgument("--max-connections and --max-connections-per-address must be at least 1");
     if (!o_.tls_cert.empty()) {
       ssl_ctx_ = SSL_CTX_new(TLS_server_method());
       SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
+#ifdef SSL_OP_ENABLE_KTLS
+      // Kernel TLS where the kernel has it (the TLS records are then framed by the kernel);
+      // OpenSSL falls back to user-space records where it does not.
+      SSL_CTX_set_options(ssl_ctx_, SSL_OP_ENABLE_KTLS);
+#endif
+      ktls_ = KernelTlsAvailable();
       if (SSL_CTX_use_certificate_chain_file(ssl_ctx_, o_.tls_cert.c_str()) != 1 ||
           SSL_CTX_use_PrivateKey_file(ssl_ctx_, o_.tls_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
           SSL_CTX_check_private_key(ssl_ctx_) != 1) {
@@ -346,161 +138,184 @@ class ServerImpl final : public Server {
     ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
       return Unavailable("cannot listen on " + o_.listen + ": " + std::strerror(errno));
-    if (::listen(listen_fd_, 1024) != 0) return Unavailable(std::string("listen: ") + std::strerror(errno));
+    RaiseFileLimit();
+    if (::listen(listen_fd_, 4096) != 0) return Unavailable(std::string("listen: ") + std::strerror(errno));
     socklen_t len = sizeof addr;
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     port_ = ntohs(addr.sin_port);
     log::Info("serving", {{"listen", o_.listen}, {"port", std::to_string(port_)}, {"node", o_.node_name},
-                          {"tls", ssl_ctx_ ? "on" : "off"}, {"targets", std::to_string(catalogue_.size())}});
+                          {"tls", ssl_ctx_ ? (ktls_ ? "on (kernel TLS available)" : "on (kernel TLS not in this kernel: user-space records)") : "off"},
+                          {"targets", std::to_string(catalogue_.size())}});
     return Status::OK();
   }
 
   int port() const override { return port_; }
 
   void Run() override {
-    for (;;) {
-      bool stop = stopping_;
-      if (!stop) {
-        pollfd p{listen_fd_, POLLIN, 0};
-        if (::poll(&p, 1, 200) <= 0) continue;
-      }
-      sockaddr_in peer{};
-      socklen_t plen = sizeof peer;
-      // Once stopping, what the kernel already accepted (the backlog) is still served;
-      // then the listening socket closes.
-      // (The listening socket is non-blocking; accepted ones are blocking.)
-      int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (stop) break;
-        continue;
-      }
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        if (active_ >= o_.max_connections) {
-          ::close(fd);
-          continue;
-        }
-        ++active_;
-        conn_fds_.insert(fd);
-      }
-      char ip[INET_ADDRSTRLEN] = "";
-      inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
-      ++metrics_.connections_open;
-      std::thread([this, fd, addr = CaptureText(ip, kMaxRemoteAddrBytes)] {
-        Serve(fd, addr);
-        --metrics_.connections_open;
-        std::lock_guard<std::mutex> l(mu_);
-        --active_;
-        drained_.notify_all();
-      }).detach();
+    LoopOptions lo;
+    lo.loops = o_.loops;
+    lo.header_timeout_seconds = o_.header_timeout_seconds;
+    lo.idle_timeout_seconds = o_.idle_timeout_seconds;
+    lo.send_timeout_seconds = o_.send_timeout_seconds;
+    lo.max_connections = o_.max_connections;
+    lo.max_per_address = o_.max_connections_per_address;
+    lo.max_workers = o_.max_workers;
+    lo.limits = o_.limits;
+    lo.tls = ssl_ctx_;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      loops_ = std::make_unique<ConnectionLoops>(lo, listen_fd_, this);
+      if (stopping_) loops_->Stop();
     }
-    // Drain. New connections are refused at once: the listening socket closes now.
-    ::close(listen_fd_);
+    loops_->Run(std::chrono::seconds(o_.drain_seconds));  // closes listen_fd_
     listen_fd_ = -1;
-    // In-flight responses may finish within drain_seconds; idle keep-alive connections
-    // close at their next read.
-    std::unique_lock<std::mutex> l(mu_);
-    bool drained = drained_.wait_for(l, std::chrono::seconds(o_.drain_seconds), [&] { return active_ == 0; });
-    if (!drained) {
-      // Cut what is left: their sends fail, and each completes its record with the bytes
-      // really sent and outcome aborted before its thread ends.
-      log::Warn("drain time is up; cutting the downloads still in flight", {{"connections", std::to_string(active_)}});
-      for (int fd : conn_fds_) ::shutdown(fd, SHUT_RDWR);
-      drained_.wait_for(l, std::chrono::seconds(10), [&] { return active_ == 0; });
-    }
-    l.unlock();
     if (!audit_.Flush()) log::Error("some download records could not be completed before the drain ended", {});
     log::Info("stopped", {{"node", o_.node_name}});
   }
 
-  void Stop() override { stopping_ = true; }
+  void Stop() override {
+    stopping_ = true;
+    std::lock_guard<std::mutex> l(mu_);
+    if (loops_) loops_->Stop();
+  }
+
+  // ---- ConnectionHandler ----
+  bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool keep, PendingSend* later) override {
+    bool k = keep && !stopping_;
+    // Handle() answers "may this connection go on": false after any response that said
+    // "Connection: close" (then nothing more is read from it, pipelined or not).
+    bool go_on = Handle(c, req, remote, &k, later);
+    return go_on && k;
+  }
+
+  bool OnLoop(const RequestHead& req, const std::string& remote, bool keep, PendingSend* out, bool* go_on) override {
+    if (req.method != "GET" && req.method != "HEAD") return false;
+    const bool head_only = req.method == "HEAD";
+    if (req.target == "/healthz") {
+      metrics_.CountStatus(200);
+      out->head = ResponseHead(200, {{"Content-Type", "text/plain; charset=utf-8"}}, 3, keep);
+      if (!head_only) out->head += "ok\n";
+      *go_on = keep;
+      return true;
+    }
+    // Downloads whose every answer is cached: the token, the entitlement, the catalogue
+    // and the verified bytes. Anything else (a miss, an error status) goes to a worker,
+    // which asks the store, hashes, and answers every refusal.
+    if (head_only || (o_.chain.fenced && o_.chain.fenced->load())) return false;
+    if (req.target.rfind("/.well-known/", 0) == 0) return false;
+    auto origin = OriginForm(req);
+    if (!origin.ok()) return false;
+    auto path = NormalizeTarget(*origin);
+    if (!path.ok() || (path->area != Area::kMetadata && path->area != Area::kTargets)) return false;
+    auto user = CachedUser(req);
+    if (!user) return false;
+    if (path->area == Area::kMetadata) {
+      int fd = OpenBeneath(repo_fd_, "metadata/" + path->rel);
+      if (fd < 0) return false;
+      struct stat st {};
+      bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+      ::close(fd);
+      if (!ok) return false;
+      auto m = metadata_.Cached(st, path->rel);
+      if (!m) return false;
+      *go_on = keep;
+      ++metrics_.loop_answers;
+      MetadataResponse(req, path->rel, m, keep, out, nullptr);
+      return true;
+    }
+    if (o_.chain.content_generation && o_.chain.content_generation->load() != seen_generation_.load()) return false;
+    if (!catalogue_.CurrentWithoutLoading()) return false;
+    auto entry = catalogue_.Find(path->rel);
+    if (!entry) return false;
+    bool entitled = false;
+    if (!entitlement_cache_.Get(std::to_string(user->org_id) + "\n" + entry->product, &entitled) || !entitled)
+      return false;
+    int fd = OpenBeneath(repo_fd_, "targets/" + path->rel);
+    if (fd < 0) return false;
+    struct stat st {};
+    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    ::close(fd);
+    if (!ok) return false;
+    auto v = verify_.CachedContent(st, &metrics_);
+    if (!v || v->v->mode != ServeMode::kChunkDigests || !ConstantTimeEquals(v->v->sha256, entry->sha256) ||
+        v->v->length != entry->length)
+      return false;
+    if (req.Header("if-none-match")) return false;
+    uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
+    bool ranged = false;
+    std::string range_header;
+    if (auto r = req.Header("range")) {
+      range_header = CaptureText(*r, kMaxRangeBytes);
+      ByteRange br = ParseRange(*r, len);
+      if (br.kind == ByteRange::Kind::kUnsatisfiable) return false;
+      if (br.kind == ByteRange::Kind::kRange) {
+        ranged = true;
+        first = br.first;
+        last = br.last;
+      }
+    }
+    *go_on = keep;
+    ++metrics_.loop_answers;
+    DownloadFromMemory(req, *user, *entry, v->content, first, last, ranged, range_header, remote, keep, out);
+    return true;
+  }
+
+  // The user of a token already verified within auth_cache_ms (no store look-up), else none.
+  std::optional<User> CachedUser(const RequestHead& req) {
+    auto h = req.Header("authorization");
+    if (!h) return std::nullopt;
+    auto cred = ParseAuthorization(*h);
+    if (!cred.ok()) return std::nullopt;
+    User u;
+    if (!auth_cache_.Get(Sha256Hex(cred->token), &u)) return std::nullopt;
+    if (!cred->basic_user.empty() && !ConstantTimeEquals(cred->basic_user, u.username)) return std::nullopt;
+    return u;
+  }
+
+  static constexpr uint64_t kSendfileFromMemfdMin = 64 << 10;
+
+  // A download served from verified memory: the response waits for the audit record's
+  // group commit without holding a thread (PendingSend::wait), then the loop sends it.
+  void DownloadFromMemory(const RequestHead& req, const User& user, const tuf::CatalogueEntry& entry,
+                          std::shared_ptr<const VerifiedBytes> content, uint64_t first, uint64_t last, bool ranged,
+                          const std::string& range_header, const std::string& remote, bool keep, PendingSend* out) {
+    uint64_t len = entry.length;
+    uint64_t body_len = len == 0 ? 0 : last - first + 1;
+    int status = ranged ? 206 : 200;
+    HeaderList headers = {{"Content-Type", "application/octet-stream"}, {"ETag", "\"" + entry.sha256 + "\""},
+                          {"Accept-Ranges", "bytes"}, {"Cache-Control", "private, max-age=31536000, immutable"}};
+    if (ranged)
+      headers.emplace_back("Content-Range", "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" +
+                                                std::to_string(len));
+    out->head = ResponseHead(status, headers, body_len, keep);
+    out->body = content->view().substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
+    // Plain connections send a larger body from the sealed memfd without a copy through
+    // user space; a small one goes out with the head in one write.
+    out->body_fd = body_len >= kSendfileFromMemfdMin ? content->sealed_fd() : -1;
+    out->body_fd_offset = first;
+    out->owner = std::move(content);
+    auto id = std::make_shared<int64_t>(0);
+    out->done = [this, id, body_len, ranged](uint64_t sent, bool) { Finished(*id, sent, body_len, ranged); };
+    std::string why = "the audit store is unavailable; nothing was served\n";
+    out->refusal = ResponseHead(503, {{"Content-Type", "text/plain; charset=utf-8"}}, why.size(), false) + why;
+    // The record is durable before the first byte.
+    out->wait = [this, id, status, start = MakeStart(req, user, entry, range_header, remote)](
+                    std::function<void(bool)> ready) mutable {
+      audit_.BeginAsync(std::move(start), [this, id, status, ready = std::move(ready)](Result<int64_t> r) {
+        if (r.ok()) *id = *r;
+        metrics_.CountStatus(r.ok() ? status : 503);
+        ready(r.ok());
+      });
+    };
+  }
+
+  std::string Refusal(int status, const std::string& reason) override {
+    metrics_.CountStatus(status);
+    std::string body = reason + "\n";
+    return ResponseHead(status, {{"Content-Type", "text/plain; charset=utf-8"}}, body.size(), false) + body;
+  }
 
  private:
-  void SetTimeouts(int fd, int recv_seconds) {
-    timeval rcv{recv_seconds, 0}, snd{o_.send_timeout_seconds, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
-  }
-
-  void Serve(int fd, const std::string& remote) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    SetTimeouts(fd, 1);
-    std::unique_ptr<Conn> conn;
-    if (ssl_ctx_) {
-      SSL* ssl = SSL_new(ssl_ctx_);
-      SSL_set_fd(ssl, fd);
-      timeval hs{o_.header_timeout_seconds, 0};
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &hs, sizeof hs);
-      if (SSL_accept(ssl) != 1) {
-        ERR_clear_error();
-        SSL_free(ssl);
-        Forget(fd);
-        ::close(fd);
-        return;
-      }
-      SetTimeouts(fd, 1);
-      conn = std::make_unique<TlsConn>(fd, ssl, o_.send_timeout_seconds);
-    } else {
-      conn = std::make_unique<PlainConn>(fd, o_.send_timeout_seconds);
-    }
-    // Declared after conn, so it runs first: the drain never shuts down a reused fd.
-    struct Forgetter {
-      ServerImpl* s;
-      int fd;
-      ~Forgetter() { s->Forget(fd); }
-    } forget{this, fd};
-    std::string buf;
-    char chunk[16384];
-    bool first = true;
-    for (;;) {
-      // Read one request head within the deadline (a slow client is dropped).
-      auto start = std::chrono::steady_clock::now();
-      int limit = (buf.empty() && !first) ? o_.idle_timeout_seconds : o_.header_timeout_seconds;
-      ParseOutcome out;
-      for (;;) {
-        out = ParseRequestHead(buf, o_.limits);
-        if (out.head || out.error) break;
-        if (stopping_ && buf.empty() && !first) return;  // draining: idle keep-alive connections close
-        if (std::chrono::steady_clock::now() - start > std::chrono::seconds(limit)) {
-          if (!buf.empty()) {
-            Send(*conn, 408, "request head not received in time\n", false);
-            conn->LingeringClose();
-          }
-          return;
-        }
-        ssize_t n = conn->Read(chunk, sizeof chunk);
-        if (n == 0) return;
-        if (n < 0) {
-          if (errno == EAGAIN || errno == EWOULDBLOCK) continue;
-          return;
-        }
-        buf.append(chunk, static_cast<size_t>(n));
-        if (!buf.empty()) limit = o_.header_timeout_seconds;
-      }
-      first = false;
-      if (out.error) {
-        Send(*conn, out.error->http_status, out.error->reason + "\n", false);
-        conn->LingeringClose();
-        return;
-      }
-      bool keep = out.head->KeepAlive() && !stopping_;
-      // Handle() answers "may this connection go on": false after any response that said
-      // "Connection: close" (then nothing more is read from it, pipelined or not).
-      bool go_on = Handle(*conn, *out.head, remote, &keep);
-      buf.erase(0, out.head->head_length);
-      if (!go_on || !keep) {
-        conn->LingeringClose();
-        return;
-      }
-    }
-  }
-
-  void Forget(int fd) {
-    std::lock_guard<std::mutex> l(mu_);
-    conn_fds_.erase(fd);
-  }
-
   // Writes a whole small response. Returns whether the connection may go on: false if the
   // write failed or the response said "Connection: close".
   bool Send(Conn& c, int status, const std::string& body, bool keep,
@@ -509,13 +324,13 @@ class ServerImpl final : public Server {
     metrics_.CountStatus(status);
     headers.emplace_back("Content-Type", content_type);
     if (status == 401) headers.emplace_back("WWW-Authenticate", "Bearer realm=\"patchgate\"");
-    std::string h = Head(status, headers, body.size(), keep);
+    std::string h = ResponseHead(status, headers, body.size(), keep);
     if (!head_only) h += body;
     return c.WriteAll(h) && keep;
   }
 
   // Returns false when the connection must close.
-  bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool* keep) {
+  bool Handle(Conn& c, const RequestHead& req, const std::string& remote, bool* keep, PendingSend* later) {
     bool head_only = req.method == "HEAD";
     auto origin = OriginForm(req);
     auto path = origin.ok() ? NormalizeTarget(*origin) : Result<NormalizedPath>(origin.status());
@@ -533,7 +348,7 @@ class ServerImpl final : public Server {
       }
       if (auto r = o_.extra_route(req.method, req.target, org)) {
         metrics_.CountStatus(r->status);
-        return c.WriteAll(Head(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
+        return c.WriteAll(ResponseHead(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
       }
     }
     if (!path.ok()) {
@@ -543,6 +358,10 @@ class ServerImpl final : public Server {
     switch (path->area) {
       case Area::kHealth: return Send(c, 200, "ok\n", *keep, {}, head_only);
       case Area::kMetrics: {
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          if (loops_) metrics_.connections_open = static_cast<uint64_t>(loops_->open_connections());
+        }
         std::string body = metrics_.Render();
         if (o_.chain.extra_metrics) body += o_.chain.extra_metrics();
         return Send(c, 200, body, *keep, {}, head_only, "text/plain; version=0.0.4");
@@ -558,8 +377,8 @@ class ServerImpl final : public Server {
       // Not a customer: perhaps a downstream node of the chain pulling a sync.
       auto node = AuthenticateNode(req);
       if (node.ok()) {
-        if (path->area == Area::kMetadata) return ServeMetadata(c, path->rel, *keep, head_only, &*node);
-        return ServeTarget(c, req, path->rel, User{}, remote, keep, head_only, &*node);
+        if (path->area == Area::kMetadata) return ServeMetadata(c, req, path->rel, *keep, head_only, later, &*node);
+        return ServeTarget(c, req, path->rel, User{}, remote, keep, head_only, later, &*node);
       }
       if (node.status().code() == ErrorCode::kUnavailable)
         return Send(c, 503, "the store is unavailable; try again later\n", false);
@@ -571,8 +390,8 @@ class ServerImpl final : public Server {
         return Send(c, 503, "the audit store is unavailable; try again later\n", false);
       return Send(c, 401, "a valid token is required (Authorization: Bearer <token>)\n", *keep, {}, head_only);
     }
-    if (path->area == Area::kMetadata) return ServeMetadata(c, path->rel, *keep, head_only);
-    return ServeTarget(c, req, path->rel, *user, remote, keep, head_only);
+    if (path->area == Area::kMetadata) return ServeMetadata(c, req, path->rel, *keep, head_only, later);
+    return ServeTarget(c, req, path->rel, *user, remote, keep, head_only, later);
   }
 
   // A look-up that finds the store unavailable is asked once more: a connection that died
@@ -642,7 +461,51 @@ class ServerImpl final : public Server {
     return Send(c, 200, body, keep, {{"Cache-Control", "no-store"}}, false, "text/html; charset=utf-8");
   }
 
-  bool ServeMetadata(Conn& c, const std::string& name, bool keep, bool head_only, const std::string* node = nullptr) {
+  // Sends a response whose body is in memory: what the socket takes now is sent from this
+  // thread; the rest is left in *later for the loop (a slow reader holds no thread).
+  // `done` gets the body bytes the client took and whether that was all (on this thread
+  // or on the loop; it must not block).
+  void SendFromMemory(Conn& c, std::string head, std::shared_ptr<const void> owner, std::string_view body,
+                      PendingSend* later, std::function<void(uint64_t, bool)> done) {
+    size_t wrote = 0;
+    Io r = c.TryWrite(head, body, false, &wrote);
+    if (r == Io::kWouldBlock) {
+      later->head = std::move(head);
+      later->owner = std::move(owner);
+      later->body = body;
+      later->offset = wrote;
+      later->done = std::move(done);
+      return;
+    }
+    uint64_t body_sent = wrote > head.size() ? wrote - head.size() : 0;
+    if (done) done(body_sent, r == Io::kOk);
+  }
+
+  // 200 (or 304 for a matching If-None-Match) with the file's bytes from memory, into *out.
+  void MetadataResponse(const RequestHead& req, const std::string& name, std::shared_ptr<const MetadataFile> m,
+                        bool keep, PendingSend* out, const std::string* node) {
+    HeaderList headers = {{"Content-Type", "application/json"},
+                          {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"},
+                          {"ETag", m->etag}};
+    if (auto inm = req.Header("if-none-match"); inm && IfNoneMatchHits(*inm, m->etag)) {
+      // No body; Content-Length says what a 200 would carry (RFC 9110 §8.6).
+      metrics_.CountStatus(304);
+      out->head = ResponseHead(304, headers, m->bytes->size(), keep);
+      return;
+    }
+    metrics_.CountStatus(200);
+    out->head = ResponseHead(200, headers, m->bytes->size(), keep);
+    if (req.method == "HEAD") return;
+    out->body = *m->bytes;
+    out->owner = m->bytes;
+    out->done = [this, node = node ? std::optional<std::string>(*node) : std::nullopt, name](uint64_t sent, bool) {
+      metrics_.bytes_sent += sent;
+      if (node) RecordSync(&*node, "metadata/" + name, sent);
+    };
+  }
+
+  bool ServeMetadata(Conn& c, const RequestHead& req, const std::string& name, bool keep, bool head_only,
+                     PendingSend* later, const std::string* node = nullptr) {
     int fd = OpenBeneath(repo_fd_, "metadata/" + name);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -651,20 +514,12 @@ class ServerImpl final : public Server {
       if (fd >= 0) ::close(fd);
       return Send(c, 404, "not found\n", keep, {}, head_only);
     }
-    uint64_t len = static_cast<uint64_t>(st.st_size);
-    metrics_.CountStatus(200);
-    bool ok = c.Write(Head(200, {{"Content-Type", "application/json"},
-                                 {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"}},
-                           len, keep),
-                      !head_only && len > 0);
-    if (ok && !head_only) {
-      uint64_t sent = c.SendFile(fd, 0, len);
-      metrics_.bytes_sent += sent;
-      ok = sent == len;
-      RecordSync(node, "metadata/" + name, sent);
-    }
+    auto file = metadata_.Load(fd, st, name);
     ::close(fd);
-    return ok && keep;
+    if (!file.ok()) return Send(c, 503, "this file is temporarily unavailable; try again\n", keep, {}, head_only);
+    // The loop sends it (as the client reads).
+    MetadataResponse(req, name, *file, keep, later, node);
+    return keep;
   }
 
   void Quarantine(const tuf::CatalogueEntry& entry, const std::string& actual, const std::string& why) {
@@ -684,9 +539,37 @@ class ServerImpl final : public Server {
                        CheckedReader& reader, std::string_view slice, std::string* integrity_error) {
     if (kernel_verified) return c.SendFile(fd, first, body_len);
     uint64_t sent = 0;
+    // Double buffering on one thread: while the socket is full with the current chunk, the
+    // next one is read and checked (the reader keeps two buffers), so hashing overlaps
+    // with the kernel sending. A next chunk that fails its check ends the transfer after
+    // the current (verified) one.
+    std::optional<std::string_view> next;
+    std::string next_error;
     while (!slice.empty()) {
-      // Counts what the kernel took, also of a slice cut short.
-      if (!c.Write(slice, sent + slice.size() < body_len, &sent)) break;
+      size_t w = 0;
+      Io r = c.TryWrite(slice, {}, sent + slice.size() < body_len, &w);
+      slice.remove_prefix(w);
+      sent += w;  // what the kernel took, also of a slice cut short
+      if (r == Io::kWouldBlock) {
+        if (!next && next_error.empty() && !reader.done()) {
+          auto s = reader.Next();
+          if (s.ok()) next = *s;
+          else next_error = s.status().message();
+          continue;
+        }
+        if (w == 0 && !c.WaitReady()) break;  // nothing taken for the send timeout: drop the client
+        continue;
+      }
+      if (r != Io::kOk) break;
+      if (next) {
+        slice = *next;
+        next.reset();
+        continue;
+      }
+      if (!next_error.empty()) {
+        *integrity_error = next_error;
+        break;
+      }
       if (reader.done()) break;
       auto s = reader.Next();
       if (!s.ok()) {
@@ -699,7 +582,8 @@ class ServerImpl final : public Server {
   }
 
   bool ServeTarget(Conn& c, const RequestHead& req, const std::string& rel, const User& user,
-                   const std::string& remote, bool* keep, bool head_only, const std::string* node = nullptr) {
+                   const std::string& remote, bool* keep, bool head_only, PendingSend* later,
+                   const std::string* node = nullptr) {
     CheckGeneration();
     Status cs = catalogue_.Refresh();
     if (!cs.ok()) log::Warn("catalogue reload failed; serving the last good one", {{"error", cs.ToString()}});
@@ -729,12 +613,15 @@ class ServerImpl final : public Server {
       ~FdCloser() { ::close(fd); }
     } closer{fd};
     auto v = verify_.Verify(fd, st, &metrics_);
-    if (!v.ok() || !ConstantTimeEquals((*v)->sha256, entry->sha256) || (*v)->length != entry->length) {
+    if (!v.ok() || !ConstantTimeEquals(v->v->sha256, entry->sha256) || v->v->length != entry->length) {
       ++metrics_.verify_mismatches;
-      Quarantine(*entry, v.ok() ? (*v)->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());
+      Quarantine(*entry, v.ok() ? v->v->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());
       return Send(c, 503, "this file failed integrity verification and is not served\n", false);
     }
-    std::shared_ptr<const FileVerification> verified = *v;
+    std::shared_ptr<const FileVerification> verified = v->v;
+    // A small file's verified bytes, in memory: exactly the bytes whose SHA-256 was just
+    // compared with the signed one. Sent as they are (no re-read, no re-hash).
+    std::shared_ptr<const VerifiedBytes> content = v->content;
 
     uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
     bool ranged = false;
@@ -751,8 +638,13 @@ class ServerImpl final : public Server {
       }
     }
     std::string etag = "\"" + entry->sha256 + "\"";
-    if (auto inm = req.Header("if-none-match"); inm && *inm == etag)
-      return Send(c, 304, "", *keep, {{"ETag", etag}}, true);
+    if (auto inm = req.Header("if-none-match"); inm && IfNoneMatchHits(*inm, etag)) {
+      // Not a download: nothing is sent, so nothing is recorded. Content-Length is what a
+      // 200 would carry (RFC 9110 §8.6).
+      metrics_.CountStatus(304);
+      return c.WriteAll(ResponseHead(304, {{"ETag", etag}, {"Cache-Control", "private, max-age=31536000, immutable"}},
+                                     len, *keep)) && *keep;
+    }
     uint64_t body_len = (len == 0) ? 0 : last - first + 1;
     int status = ranged ? 206 : 200;
     std::vector<std::pair<std::string, std::string>> headers = {
@@ -763,7 +655,22 @@ class ServerImpl final : public Server {
                                                 std::to_string(len));
     if (head_only) {
       metrics_.CountStatus(status);
-      return c.WriteAll(Head(status, headers, body_len, *keep)) && *keep;
+      return c.WriteAll(ResponseHead(status, headers, body_len, *keep)) && *keep;
+    }
+    if (content && verified->mode == ServeMode::kChunkDigests) {
+      std::string_view body = content->view().substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
+      std::string head = ResponseHead(status, headers, body_len, *keep);
+      if (node) {
+        metrics_.CountStatus(status);
+        SendFromMemory(c, std::move(head), content, body, later, [this, node = *node, rel](uint64_t sent, bool) {
+          metrics_.bytes_sent += sent;
+          RecordSync(&node, "targets/" + rel, sent);
+        });
+        return *keep;
+      }
+      // The loop holds it until the record is durable, then sends it.
+      DownloadFromMemory(req, user, *entry, content, first, last, ranged, range_header, remote, *keep, later);
+      return *keep;
     }
     // Hash-while-send: the first chunk is read and checked before anything is recorded or
     // sent, so a file changed since its verification is refused whole (503, quarantined).
@@ -785,7 +692,7 @@ class ServerImpl final : public Server {
       metrics_.CountStatus(status);
       std::string integrity_error;
       uint64_t sent = 0;
-      if (c.Write(Head(status, headers, body_len, *keep), body_len > 0))
+      if (c.Write(ResponseHead(status, headers, body_len, *keep), body_len > 0))
         sent = SendChecked(c, fd, first, body_len, kernel_verified, reader, slice, &integrity_error);
       metrics_.bytes_sent += sent;
       if (!integrity_error.empty()) {
@@ -797,30 +704,14 @@ class ServerImpl final : public Server {
       return sent == body_len && *keep;
     }
     // The record is durable before the first byte.
-    DownloadStart start;
-    start.started_at = SystemClock::Get().NowMicros();
-    start.node = o_.node_name;
-    start.user_id = user.id;
-    start.org_id = user.org_id;
-    start.target_path = entry->path;
-    start.sha256 = entry->sha256;
-    start.range = range_header;
-    start.remote_addr = remote;
-    if (auto ua = req.Header("user-agent")) start.user_agent = CaptureText(*ua, kMaxUserAgentBytes);
-    auto id = audit_.Begin(start);
+    auto id = audit_.Begin(MakeStart(req, user, *entry, range_header, remote));
     if (!id.ok()) return Send(c, 503, "the audit store is unavailable; nothing was served\n", false);
 
     metrics_.CountStatus(status);
     uint64_t sent = 0;
     std::string integrity_error;
-    if (c.Write(Head(status, headers, body_len, *keep), body_len > 0))
+    if (c.Write(ResponseHead(status, headers, body_len, *keep), body_len > 0))
       sent = SendChecked(c, fd, first, body_len, kernel_verified, reader, slice, &integrity_error);
-    metrics_.bytes_sent += sent;
-    DownloadOutcome outcome = sent < body_len ? DownloadOutcome::kAborted
-                                              : (ranged ? DownloadOutcome::kPartial : DownloadOutcome::kComplete);
-    if (outcome == DownloadOutcome::kComplete) ++metrics_.downloads_complete;
-    else if (outcome == DownloadOutcome::kPartial) ++metrics_.downloads_partial;
-    else ++metrics_.downloads_aborted;
     if (!integrity_error.empty()) {
       // Cut mid-stream: the record says aborted with the bytes really sent (all of them
       // verified), and the file is quarantined on this node.
@@ -831,9 +722,35 @@ class ServerImpl final : public Server {
                   {"reason", integrity_error}});
       Quarantine(*entry, "changed on disk while being served", integrity_error);
     }
-    audit_.Finish({*id, SystemClock::Get().NowMicros(), sent, outcome,
-                   integrity_error.empty() ? "" : "integrity: " + integrity_error});
+    Finished(*id, sent, body_len, ranged, integrity_error.empty() ? "" : "integrity: " + integrity_error);
     return sent == body_len && *keep;
+  }
+
+  DownloadStart MakeStart(const RequestHead& req, const User& user, const tuf::CatalogueEntry& entry,
+                          const std::string& range_header, const std::string& remote) {
+    DownloadStart start;
+    start.started_at = SystemClock::Get().NowMicros();
+    start.node = o_.node_name;
+    start.user_id = user.id;
+    start.org_id = user.org_id;
+    start.target_path = entry.path;
+    start.sha256 = entry.sha256;
+    start.range = range_header;
+    start.remote_addr = remote;
+    if (auto ua = req.Header("user-agent")) start.user_agent = CaptureText(*ua, kMaxUserAgentBytes);
+    return start;
+  }
+
+  // Completes a download's record with the body bytes the client took, and why it was cut
+  // when that was for integrity (`detail`). Never blocks.
+  void Finished(int64_t id, uint64_t sent, uint64_t body_len, bool ranged, std::string detail = "") {
+    metrics_.bytes_sent += sent;
+    DownloadOutcome outcome = sent < body_len ? DownloadOutcome::kAborted
+                                              : (ranged ? DownloadOutcome::kPartial : DownloadOutcome::kComplete);
+    if (outcome == DownloadOutcome::kComplete) ++metrics_.downloads_complete;
+    else if (outcome == DownloadOutcome::kPartial) ++metrics_.downloads_partial;
+    else ++metrics_.downloads_aborted;
+    audit_.Finish({id, SystemClock::Get().NowMicros(), sent, outcome, std::move(detail)});
   }
 
   ServerOptions o_;
@@ -846,15 +763,15 @@ class ServerImpl final : public Server {
   TtlCache<User> auth_cache_;
   TtlCache<bool> entitlement_cache_;
   SSL_CTX* ssl_ctx_ = nullptr;
+  bool ktls_ = false;
   int listen_fd_ = -1;
   int repo_fd_ = -1;  // the served tree: every file is opened beneath it, links refused
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> seen_generation_{0};
-  std::mutex mu_;
-  std::condition_variable drained_;
-  int active_ = 0;
-  std::set<int> conn_fds_;  // open connections, so the drain can cut them
+  MetadataFiles metadata_;
+  std::mutex mu_;  // guards loops_ (Stop may come before Run)
+  std::unique_ptr<ConnectionLoops> loops_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `patchgate serve`: the download server. HTTP/1.1 (keep-alive, HEAD, single Range,
-// ETag = sha256) over plain TCP or TLS 1.2/1.3, one thread per connection with blocking
-// sockets, timeouts and sendfile(2) for plain TCP.
+// ETag = sha256) over plain TCP or TLS 1.2/1.3. Connections live on epoll loops over
+// non-blocking sockets (src/server/event_loop.h): idle and slow clients cost memory, not
+// threads; store look-ups, verification and file reads run on a small worker pool.
 //
 // Three promises, in this order, for every target download:
 //   1. only an authenticated user of an organisation entitled to the target's product;
@@ -59,7 +60,16 @@ struct ServerOptions {
   int header_timeout_seconds = 10;     // a request head must arrive within this (slowloris)
   int idle_timeout_seconds = 30;       // keep-alive idle
   int send_timeout_seconds = 30;       // a client that reads nothing for this long is dropped
-  int max_connections = 1024;
+  int max_connections = 16384;
+  // Connections from one source address at once (a new one over it is closed at once).
+  int max_connections_per_address = 2048;
+  int loops = 0;          // event loops (threads accepting and reading); 0: one per core
+  int max_workers = 256;  // threads for look-ups, verification and sending files, at most
+  // Verified bytes of small targets kept in memory and sent from there (files up to
+  // verified_memory_max_file; least recently used dropped past verified_memory_bytes).
+  // Larger files stream from disk with every chunk checked before it is sent.
+  uint64_t verified_memory_max_file = 4 << 20;
+  uint64_t verified_memory_bytes = 256 << 20;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
   // How long a verified token and an entitlement answer are reused without asking the
   // store again (a revocation or a grant takes effect within this time). 0: always ask.

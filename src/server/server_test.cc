@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -103,6 +105,7 @@ class ServerTest : public ::testing::Test {
     o.auth_cache_ms = 0;  // revocations must show at once in these tests
     o.audit_finish_ms = audit_finish_ms_;
     o.send_timeout_seconds = send_timeout_;
+    if (tweak_) tweak_(o);
     auto s = Server::Create(o, store ? store : store_.get(), read_store_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(*s);
@@ -135,6 +138,7 @@ class ServerTest : public ::testing::Test {
   std::string dir_, office_bytes_, office_url_, mail_url_;
   int audit_finish_ms_ = 100;
   int send_timeout_ = 30;
+  std::function<void(ServerOptions&)> tweak_;
   Store* read_store_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Server> server_;
@@ -746,6 +750,229 @@ TEST_F(ServerTest, DateHeaderAndAbsoluteFormForOurOwnHost) {
   Client two(server_->port());
   two.Send("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
   EXPECT_EQ(StatusOf(two.ReadAll()), 400);
+}
+
+// ---- the event-driven core ----
+
+// A client socket bound to a chosen loopback source address.
+int ConnectFrom(int port, const char* source) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  inet_pton(AF_INET, source, &src.sin_addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+size_t ThreadsOfThisProcess() {
+  size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/task")) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+
+TEST_F(ServerTest, ManyIdleAndSlowConnectionsCostNoThreadsAndHealthzAnswers) {
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  const size_t kIdle = std::min<size_t>(1500, (rl.rlim_cur - 200) / 2), kSlow = 300;
+  StartServer();
+  size_t threads_before = ThreadsOfThisProcess();
+  std::vector<int> fds;
+  for (size_t i = 0; i < kIdle + kSlow; ++i) {
+    // Spread over source addresses, as many clients would be.
+    std::string src = "127.0.0." + std::to_string(2 + i % 50);
+    int fd = ConnectFrom(server_->port(), src.c_str());
+    ASSERT_GE(fd, 0) << "connection " << i;
+    if (i >= kIdle) {  // slowloris: a head that never ends
+      std::string part = "GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+      ASSERT_GT(::send(fd, part.data(), part.size(), MSG_NOSIGNAL), 0);
+    }
+    fds.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(StatusOf(Get("/healthz", "")), 200);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  }
+  std::string r = Get(office_url_);
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), office_bytes_);
+  // A thread per connection would add ~1,800 threads; the loops and workers are a few dozen.
+  EXPECT_LT(ThreadsOfThisProcess(), threads_before + 64) << "connections are holding threads";
+  std::string m = Get("/metrics", "");
+  EXPECT_NE(m.find("patchgate_connections_open "), std::string::npos);
+  for (int fd : fds) ::close(fd);
+}
+
+TEST_F(ServerTest, ConnectionsPerSourceAddressAreCapped) {
+  tweak_ = [](ServerOptions& o) { o.max_connections_per_address = 3; };
+  StartServer();
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) held.push_back(ConnectFrom(server_->port(), "127.0.0.7"));
+  for (int fd : held) ASSERT_GE(fd, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  int over = ConnectFrom(server_->port(), "127.0.0.7");
+  ASSERT_GE(over, 0);  // the kernel accepts; the server closes it at once
+  std::string req = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+  ::send(over, req.data(), req.size(), MSG_NOSIGNAL);
+  char b[64];
+  EXPECT_LE(::recv(over, b, sizeof b, 0), 0) << "a fourth connection from one address was served";
+  ::close(over);
+  // Other addresses are not affected, and a freed slot is usable again.
+  int other = ConnectFrom(server_->port(), "127.0.0.8");
+  ASSERT_GE(other, 0);
+  ::send(other, req.data(), req.size(), MSG_NOSIGNAL);
+  EXPECT_GT(::recv(other, b, sizeof b, 0), 0);
+  ::close(other);
+  ::close(held[0]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int again = ConnectFrom(server_->port(), "127.0.0.7");
+  ::send(again, req.data(), req.size(), MSG_NOSIGNAL);
+  EXPECT_GT(::recv(again, b, sizeof b, 0), 0);
+  ::close(again);
+  for (size_t i = 1; i < held.size(); ++i) ::close(held[i]);
+}
+
+TEST_F(ServerTest, AStalledReaderOfAFileServedFromMemoryIsDroppedWithItsBytesRecorded) {
+  send_timeout_ = 2;
+  audit_finish_ms_ = 0;
+  // Larger than what the kernel's socket buffers absorb, and kept in verified memory (the
+  // cap raised for the test), so the loop sends it.
+  tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 64 << 20; };
+  std::string mid(24 << 20, 'm');
+  for (size_t i = 0; i < mid.size(); i += 4093) mid[i] = static_cast<char>('a' + i % 26);
+  std::ofstream(dir_ + "/mid.bin", std::ios::binary) << mid;
+  tuf::KeyAccess access{"pw", false};
+  ASSERT_TRUE(tuf::Publish({dir_ + "/repo", "office", "4", false, nullptr}, {dir_ + "/mid.bin"}, access,
+                           SystemClock::Get()).ok());
+  StartServer();
+  std::string url = "/targets/" + tuf::ConsistentTargetName("office/mid.bin", Sha256Hex(mid));
+  ASSERT_EQ(BodyOf(Get(url)), mid);  // verified and kept in memory
+  SlowReader c(server_->port());
+  c.Send("GET " + url + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n");
+  // While it stalls, no worker is held by it: others are served at once.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(StatusOf(Get(mail_url_, "bob-token")), 200);
+  auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (Get("/metrics", "").find("patchgate_downloads_total{outcome=\"aborted\"} 1") != std::string::npos) break;
+    ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(12)) << "the stalled client was not dropped";
+  }
+  StopServer();
+  DownloadQuery q;
+  q.node = "test-node";
+  auto rows = store_->QueryDownloads(q);
+  ASSERT_TRUE(rows.ok());
+  size_t aborted = 0;
+  for (const auto& d : *rows) {
+    if (d.outcome != DownloadOutcome::kAborted) continue;
+    ++aborted;
+    EXPECT_GT(d.bytes_sent, 0u);           // the kernel took some (socket buffers) ...
+    EXPECT_LT(d.bytes_sent, mid.size());   // ... never all: the record says what was really sent
+  }
+  EXPECT_EQ(aborted, 1u);
+}
+
+TEST_F(ServerTest, ConditionalRequestsGet304ForMetadataAndTargets) {
+  audit_finish_ms_ = 0;
+  StartServer();
+  std::string ts = Get("/metadata/timestamp.json");
+  ASSERT_EQ(StatusOf(ts), 200);
+  auto at = ts.find("\r\nETag: ");
+  ASSERT_NE(at, std::string::npos);
+  std::string etag = ts.substr(at + 8, ts.find("\r\n", at + 8) - at - 8);
+  EXPECT_EQ(etag, "\"" + Sha256Hex(BodyOf(ts)) + "\"");
+  std::string again = Get("/metadata/timestamp.json", "alice-token", "If-None-Match: " + etag + "\r\n");
+  EXPECT_EQ(StatusOf(again), 304);
+  EXPECT_EQ(BodyOf(again), "");
+  EXPECT_EQ(StatusOf(Get("/metadata/timestamp.json", "alice-token", "If-None-Match: \"other\"\r\n")), 200);
+  // No token, no 304: the condition is answered only to whom the file would be.
+  EXPECT_EQ(StatusOf(Get("/metadata/timestamp.json", "", "If-None-Match: " + etag + "\r\n")), 401);
+  std::string tag = "\"" + Sha256Hex(office_bytes_) + "\"";
+  std::string t = Get(office_url_, "alice-token", "If-None-Match: W/\"x\", " + tag + "\r\n");
+  EXPECT_EQ(StatusOf(t), 304);
+  EXPECT_EQ(BodyOf(t), "");
+  EXPECT_EQ(StatusOf(Get(office_url_, "bob-token", "If-None-Match: " + tag + "\r\n")), 403);  // not entitled
+  StopServer();
+  EXPECT_EQ(Records(), 0u);  // nothing was sent, so nothing was downloaded
+}
+
+TEST_F(ServerTest, TheLoopPathSendsNoByteBeforeTheRecordIsDurable) {
+  // With the caches on, a repeated download is answered by the event loop (no worker): its
+  // response waits for the group commit without a thread, and still sends nothing before.
+  class Gate : public ForwardingStore {
+   public:
+    using ForwardingStore::ForwardingStore;
+    Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
+      std::unique_lock<std::mutex> l(mu_);
+      if (armed_) {
+        held_ = true;
+        cv_.notify_all();
+        cv_.wait(l, [&] { return !armed_; });
+      }
+      l.unlock();
+      return ForwardingStore::BeginDownloads(s);
+    }
+    void Arm(bool on) {
+      std::lock_guard<std::mutex> l(mu_);
+      armed_ = on;
+      cv_.notify_all();
+    }
+    bool WaitHeld() {
+      std::unique_lock<std::mutex> l(mu_);
+      return cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
+    }
+
+   private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool armed_ = false, held_ = false;
+  } gate(store_.get());
+  tweak_ = [](ServerOptions& o) { o.auth_cache_ms = 60000; };
+  StartServer(&gate);
+  ASSERT_EQ(BodyOf(Get(office_url_)), office_bytes_);  // warms token, entitlement, verified bytes
+  auto loop_answers = [&] {
+    std::string m = Get("/metrics", "");
+    auto p = m.find("\npatchgate_loop_answers_total ");
+    return p == std::string::npos ? -1 : std::stol(m.substr(p + 30));
+  };
+  long before = loop_answers();
+  gate.Arm(true);
+  Client c(server_->port());
+  c.Send("GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
+  ASSERT_TRUE(gate.WaitHeld());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time for any early byte to arrive
+  char b;
+  ssize_t n = ::recv(c.fd(), &b, 1, MSG_DONTWAIT);
+  EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << "bytes left before the record was durable";
+  EXPECT_EQ(loop_answers(), before + 1) << "the download did not take the loop path";
+  EXPECT_EQ(StatusOf(Get("/healthz", "")), 200);  // the held response holds no loop either
+  gate.Arm(false);
+  std::string r = c.ReadAll();
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), office_bytes_);
+  StopServer();
+  EXPECT_EQ(Records("complete"), 2u);
 }
 
 }  // namespace

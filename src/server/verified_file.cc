@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +37,40 @@ std::array<unsigned char, 32> ChunkDigest(std::string_view data) {
 
 }  // namespace
 
+std::shared_ptr<const VerifiedBytes> VerifiedBytes::Make(std::string bytes) {
+  std::shared_ptr<VerifiedBytes> b(new VerifiedBytes);
+  b->size_ = bytes.size();
+  int fd = bytes.empty() ? -1 : ::memfd_create("patchgate-verified", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  bool sealed = false;
+  if (fd >= 0) {
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t w = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      done += static_cast<size_t>(w);
+    }
+    sealed = done == bytes.size() &&
+             ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+    void* map = sealed ? ::mmap(nullptr, bytes.size(), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (map != MAP_FAILED) {
+      b->fd_ = fd;
+      b->map_ = map;
+      b->data_ = static_cast<const char*>(map);
+      return b;
+    }
+    ::close(fd);
+  }
+  b->owned_ = std::move(bytes);
+  b->data_ = b->owned_.data();
+  return b;
+}
+
+VerifiedBytes::~VerifiedBytes() {
+  if (map_) ::munmap(map_, size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
 std::string_view ServeModeName(ServeMode m) { return m == ServeMode::kFsVerity ? "fs-verity" : "chunk-digest"; }
 
 bool HasFsVerity(int fd) {
@@ -53,14 +88,17 @@ VerifyCache::Key VerifyCache::KeyOf(const struct stat& st) {
           int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
 }
 
-Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) {
+Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) {
   Key key = KeyOf(st);
+  const bool keep_content = st.st_size >= 0 && static_cast<uint64_t>(st.st_size) <= max_cached_file_ &&
+                            static_cast<uint64_t>(st.st_size) <= content_budget_;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end()) {
+    if (it != cache_.end() && (!keep_content || it->second.content)) {
       ++m->verify_cache_hits;
-      return it->second;
+      it->second.last_used = ++tick_;
+      return Verified{it->second.v, it->second.content};
     }
   }
   ++m->verify_cache_misses;
@@ -68,18 +106,24 @@ Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, cons
   v->mode = HasFsVerity(fd) ? ServeMode::kFsVerity : ServeMode::kChunkDigests;
   v->chunk_size = chunk_size_;
   PG_ASSIGN_OR_RETURN(auto whole, Hasher::Create("sha256"));
-  std::string buf(chunk_size_, '\0');
+  // A small file is read whole into the buffer that is kept; a large one chunk by chunk.
+  std::string content;
+  std::string buf;
+  if (keep_content) content.resize(static_cast<size_t>(st.st_size) + 1);  // +1: sees growth
+  else buf.resize(chunk_size_);
   uint64_t off = 0;
   for (;;) {
     size_t got = 0;
-    if (!ReadFull(fd, buf.data(), buf.size(), off, &got))
-      return IOError(std::string("cannot read target: ") + std::strerror(errno));
+    char* at = keep_content ? content.data() + off : buf.data();
+    size_t want = keep_content ? std::min<size_t>(chunk_size_, content.size() - off) : buf.size();
+    if (want == 0) break;  // grew past its size: caught below
+    if (!ReadFull(fd, at, want, off, &got)) return IOError(std::string("cannot read target: ") + std::strerror(errno));
     if (got == 0) break;
-    std::string_view chunk(buf.data(), got);
+    std::string_view chunk(at, got);
     whole.Update(chunk);
     if (v->mode == ServeMode::kChunkDigests) v->chunks.push_back(ChunkDigest(chunk));
     off += got;
-    if (got < buf.size()) break;
+    if (got < want) break;
   }
   v->sha256 = whole.FinalHex();
   v->length = off;
@@ -89,10 +133,53 @@ Result<std::shared_ptr<const FileVerification>> VerifyCache::Verify(int fd, cons
     return Unavailable("target changed while it was being verified");
   if (v->mode == ServeMode::kFsVerity) ++m->files_fs_verity;
   else ++m->files_chunk_digests;
+  std::shared_ptr<const VerifiedBytes> kept;
+  if (keep_content) {
+    content.resize(off);
+    kept = VerifiedBytes::Make(std::move(content));
+  }
   std::lock_guard<std::mutex> l(mu_);
-  if (cache_.size() > 100000) cache_.clear();
-  cache_[key] = v;
-  return std::shared_ptr<const FileVerification>(std::move(v));
+  if (cache_.size() > 100000) {
+    cache_.clear();
+    content_bytes_ = 0;
+  }
+  Entry& e = cache_[key];
+  if (e.content) content_bytes_ -= e.content->size();
+  e.v = v;
+  e.content = kept;
+  e.last_used = ++tick_;
+  if (kept) {
+    content_bytes_ += kept->size();
+    DropContentOverBudget();
+  }
+  return Verified{std::move(v), std::move(kept)};
+}
+
+void VerifyCache::DropContentOverBudget() {
+  while (content_bytes_ > content_budget_) {
+    // Least recently used first. A linear pass: only runs when the budget is exceeded,
+    // and the map holds one entry per served file.
+    Entry* oldest = nullptr;
+    for (auto& [k, e] : cache_)
+      if (e.content && (!oldest || e.last_used < oldest->last_used)) oldest = &e;
+    if (!oldest) break;
+    content_bytes_ -= oldest->content->size();
+    oldest->content.reset();
+  }
+}
+
+std::optional<Verified> VerifyCache::CachedContent(const struct stat& st, Metrics* m) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = cache_.find(KeyOf(st));
+  if (it == cache_.end() || !it->second.content) return std::nullopt;
+  ++m->verify_cache_hits;
+  it->second.last_used = ++tick_;
+  return Verified{it->second.v, it->second.content};
+}
+
+size_t VerifyCache::content_bytes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return content_bytes_;
 }
 
 CheckedReader::CheckedReader(int fd, std::shared_ptr<const FileVerification> v, uint64_t first, uint64_t last)
@@ -104,13 +191,15 @@ Result<std::string_view> CheckedReader::Next() {
   uint64_t index = next_ / cs;
   uint64_t chunk_start = index * cs;
   size_t chunk_len = static_cast<size_t>(std::min<uint64_t>(cs, v_->length - chunk_start));
-  buf_.resize(chunk_len);
+  cur_ ^= 1;
+  std::string& buf = buf_[cur_];
+  buf.resize(chunk_len);
   size_t got = 0;
-  if (!ReadFull(fd_, buf_.data(), chunk_len, chunk_start, &got))
+  if (!ReadFull(fd_, buf.data(), chunk_len, chunk_start, &got))
     return IOError(std::string("cannot read target: ") + std::strerror(errno));
   if (v_->mode == ServeMode::kChunkDigests) {
     if (got != chunk_len || index >= v_->chunks.size() ||
-        ChunkDigest(std::string_view(buf_.data(), got)) != v_->chunks[index])
+        ChunkDigest(std::string_view(buf.data(), got)) != v_->chunks[index])
       return Corrupt("chunk " + std::to_string(index) + " (bytes " + std::to_string(chunk_start) + "-" +
                       std::to_string(chunk_start + chunk_len - 1) + ") no longer matches its verified digest");
   } else if (got != chunk_len) {
@@ -119,7 +208,7 @@ Result<std::string_view> CheckedReader::Next() {
   size_t from = static_cast<size_t>(next_ - chunk_start);
   size_t to = static_cast<size_t>(std::min<uint64_t>(end_ - chunk_start, chunk_len));
   next_ = chunk_start + to;
-  return std::string_view(buf_.data() + from, to - from);
+  return std::string_view(buf.data() + from, to - from);
 }
 
 }  // namespace patchgate::server

@@ -8,6 +8,12 @@
 // disk after verification - by anyone, root included, mid-download or not - is never
 // handed out, whatever the cache key says.
 //
+// Small files (up to max_cached_file bytes) also keep the bytes that were hashed, in memory
+// (least recently used dropped past a total budget): those bytes are exactly the ones
+// whose SHA-256 the verification reports, so once the caller has compared that hash with
+// the signed one they may be sent as they are, with no re-read and no re-hash. A changed
+// file has another key and is read and verified again.
+//
 // Files with Linux fs-verity enabled are read through the kernel's Merkle-tree check and
 // cannot change; for those the mode is kFsVerity and the caller may sendfile(2) them.
 // Thread-safe.
@@ -20,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -44,13 +51,51 @@ struct FileVerification {
 // fs-verity on the file behind `fd` (statx STATX_ATTR_VERITY).
 bool HasFsVerity(int fd);
 
+// The very bytes a verification hashed, held where nothing can change them: a memfd sealed
+// against every write, resize and re-seal (F_SEAL_*), mapped read-only; plain connections
+// sendfile(2) from the memfd (no copy through user space), TLS writes from the mapping. If
+// no memfd can be made, a private heap copy (fd -1).
+class VerifiedBytes {
+ public:
+  static std::shared_ptr<const VerifiedBytes> Make(std::string bytes);
+  ~VerifiedBytes();
+  VerifiedBytes(const VerifiedBytes&) = delete;
+  VerifiedBytes& operator=(const VerifiedBytes&) = delete;
+  std::string_view view() const { return {data_, size_}; }
+  size_t size() const { return size_; }
+  int sealed_fd() const { return fd_; }  // -1: heap copy
+
+ private:
+  VerifiedBytes() = default;
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+  int fd_ = -1;
+  void* map_ = nullptr;
+  std::string owned_;
+};
+
+// A verification and, for a small file, the very bytes it hashed (else null).
+struct Verified {
+  std::shared_ptr<const FileVerification> v;
+  std::shared_ptr<const VerifiedBytes> content;
+};
+
 class VerifyCache {
  public:
   static constexpr size_t kChunkSize = 256 * 1024;
-  explicit VerifyCache(size_t chunk_size = kChunkSize) : chunk_size_(chunk_size) {}
+  static constexpr size_t kMaxCachedFile = 4 << 20;    // larger files stream with hash-while-send
+  static constexpr size_t kContentBudget = 256 << 20;  // verified bytes kept in memory, in all
+  explicit VerifyCache(size_t chunk_size = kChunkSize, size_t max_cached_file = kMaxCachedFile,
+                       size_t content_budget = kContentBudget)
+      : chunk_size_(chunk_size), max_cached_file_(max_cached_file), content_budget_(content_budget) {}
   // The verification of the file behind `fd` as of `st` (its fstat), reading it through
-  // that fd on a miss. kUnavailable if it changed while being read.
-  Result<std::shared_ptr<const FileVerification>> Verify(int fd, const struct stat& st, Metrics* m);
+  // that fd on a miss (or when a small file's bytes were dropped from memory).
+  // kUnavailable if it changed while being read.
+  Result<Verified> Verify(int fd, const struct stat& st, Metrics* m);
+  // Only what is cached for `st` with its bytes in memory (no read, no hash): for the
+  // event loop, which must not block.
+  std::optional<Verified> CachedContent(const struct stat& st, Metrics* m);
+  size_t content_bytes() const;  // verified bytes held in memory now
 
  private:
   struct Key {
@@ -63,13 +108,23 @@ class VerifyCache {
     }
   };
   static Key KeyOf(const struct stat& st);
-  size_t chunk_size_;
-  std::mutex mu_;
-  std::map<Key, std::shared_ptr<const FileVerification>> cache_;
+  struct Entry {
+    std::shared_ptr<const FileVerification> v;
+    std::shared_ptr<const VerifiedBytes> content;
+    uint64_t last_used = 0;
+  };
+  void DropContentOverBudget();  // mu_ held
+  const size_t chunk_size_, max_cached_file_, content_budget_;
+  mutable std::mutex mu_;
+  std::map<Key, Entry> cache_;
+  size_t content_bytes_ = 0;
+  uint64_t tick_ = 0;
 };
 
 // Reads [first, last] of a verified file, chunk by chunk, each chunk checked against its
-// digest before any of its bytes are returned. Not thread-safe (one per response).
+// digest before any of its bytes are returned. A returned slice stays valid until the
+// second Next() after it (two buffers: one being sent while the next is read and checked).
+// Not thread-safe (one per response).
 class CheckedReader {
  public:
   CheckedReader(int fd, std::shared_ptr<const FileVerification> v, uint64_t first, uint64_t last);
@@ -83,7 +138,8 @@ class CheckedReader {
   int fd_;
   std::shared_ptr<const FileVerification> v_;
   uint64_t next_, end_;  // [next_, end_)
-  std::string buf_;
+  std::string buf_[2];
+  int cur_ = 0;
 };
 
 }  // namespace patchgate::server

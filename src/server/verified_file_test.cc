@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,7 +36,14 @@ class VerifiedFileTest : public ::testing::Test {
     EXPECT_EQ(::fstat(fd_, &st), 0);
     auto v = cache.Verify(fd_, st, &m_);
     EXPECT_TRUE(v.ok()) << v.status().ToString();
-    return v.ok() ? *v : nullptr;
+    return v.ok() ? v->v : nullptr;
+  }
+  Verified VerifyWithContent(VerifyCache& cache) {
+    struct stat st {};
+    EXPECT_EQ(::fstat(fd_, &st), 0);
+    auto v = cache.Verify(fd_, st, &m_);
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v.ok() ? *v : Verified{};
   }
   // Overwrites bytes in place (same length, same inode), like dd conv=notrunc.
   void Poke(uint64_t at, std::string_view s) {
@@ -112,6 +122,49 @@ TEST_F(VerifiedFileTest, ATruncatedFileIsNeverPaddedOrServed) {
   Status err;
   EXPECT_EQ(ReadAll(r, &err), "");
   EXPECT_EQ(err.code(), ErrorCode::kCorrupt);
+}
+
+TEST_F(VerifiedFileTest, SmallFilesKeepExactlyTheBytesThatWereHashed) {
+  VerifyCache cache(1000, /*max_cached_file=*/1 << 20, /*content_budget=*/1 << 20);
+  Verified a = VerifyWithContent(cache);
+  ASSERT_TRUE(a.content);
+  EXPECT_EQ(a.content->view(), bytes_);
+  EXPECT_EQ(a.v->sha256, Sha256Hex(bytes_));
+  EXPECT_EQ(a.v->chunks.size(), (bytes_.size() + 999) / 1000);
+  Verified b = VerifyWithContent(cache);  // a hit: the same bytes, not read again
+  EXPECT_EQ(b.content, a.content);
+  EXPECT_EQ(m_.verify_cache_hits.load(), 1u);
+  // Changed in place: another key (mtime/ctime), so it is read and hashed again, and what
+  // is kept is what is now on disk (the caller then finds the hash differs from the signed one).
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Poke(10, "XYZ");
+  Verified c = VerifyWithContent(cache);
+  ASSERT_TRUE(c.content);
+  EXPECT_NE(c.v->sha256, a.v->sha256);
+  EXPECT_EQ(c.v->sha256, Sha256Hex(c.content->view()));
+  EXPECT_EQ(c.content->view().substr(10, 3), "XYZ");
+  EXPECT_EQ(a.content->view(), bytes_);  // the bytes handed out before are never changed
+  // Held in a sealed memfd: no write, resize or new seal can change them.
+  int fd = a.content->sealed_fd();
+  if (fd >= 0) {
+    EXPECT_LT(::pwrite(fd, "Z", 1, 0), 0);
+    EXPECT_EQ(errno, EPERM);
+    EXPECT_NE(::ftruncate(fd, 0), 0);
+    EXPECT_EQ(::fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE, F_SEAL_WRITE);
+    std::string back(bytes_.size(), '\0');
+    EXPECT_EQ(::pread(fd, back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
+    EXPECT_EQ(back, bytes_);
+  }
+}
+
+TEST_F(VerifiedFileTest, LargeFilesAndFilesOverTheBudgetAreNotKept) {
+  VerifyCache small_files(1000, /*max_cached_file=*/bytes_.size() - 1, 1 << 20);
+  Verified a = VerifyWithContent(small_files);
+  EXPECT_FALSE(a.content);
+  EXPECT_EQ(a.v->sha256, Sha256Hex(bytes_));
+  VerifyCache tight(1000, 1 << 20, /*content_budget=*/bytes_.size() - 1);
+  EXPECT_FALSE(VerifyWithContent(tight).content);
+  EXPECT_EQ(tight.content_bytes(), 0u);
 }
 
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {
