@@ -276,10 +276,17 @@ assert n["mirror-1"]["heartbeat"]["watch_alive"] is False'
   ok "[$engine] policy set --require-scanner --fence: nodes says non-compliant (no scanner), the node answers 503, /metrics carries it; cleared -> serves again"
 
   # --- revoked node token: the mirror cannot pull any more, keeps its snapshot, is flagged --
+  local refused_before
+  refused_before=$(grep -c "401" "$work/m2.log" || true)
   "$pg" node revoke mirror-2 >/dev/null
+  # A revocation takes effect once mirror-1's one-second cache of node tokens has expired:
+  # mirror-2's next poll is refused (401); only then is something new published.
+  for _ in $(seq 200); do (( $(grep -c "401" "$work/m2.log" || true) > refused_before )) && break; sleep 0.05; done
+  (( $(grep -c "401" "$work/m2.log" || true) > refused_before )) || { tail -20 "$work/m2.log"; fail "mirror-2 was not refused after its token was revoked"; }
   head -c 10000 /dev/urandom > patch4.exe
   "$pg" publish repo --product office --insecure-plaintext-keys patch4.exe >/dev/null 2>&1
-  wait_log "$work/m2.log" "401" 10
+  for _ in $(seq 60); do cmp -s repo/metadata/timestamp.json m1/metadata/timestamp.json && break; sleep 0.05; done
+  sleep 1
   cmp -s repo/metadata/timestamp.json m1/metadata/timestamp.json || sleep 1
   if cmp -s repo/metadata/timestamp.json m2/metadata/timestamp.json; then fail "a revoked mirror still synced"; fi
   "$pg" nodes | grep "mirror-2" | grep -q "token revoked"
