@@ -125,10 +125,14 @@ class ServerTest : public ::testing::Test {
     c.Send(req + extra + "\r\n");
     return c.ReadAll();
   }
-  size_t Records(const std::string& outcome = "") {
+  // This node's download records, as the store has them now.
+  Result<std::vector<Download>> Rows() {
     DownloadQuery q;
     q.node = "test-node";
-    auto rows = store_->QueryDownloads(q);
+    return store_->QueryDownloads(q);
+  }
+  size_t Records(const std::string& outcome = "") {
+    auto rows = Rows();
     size_t n = 0;
     for (const auto& d : *rows)
       if (outcome.empty() || DownloadOutcomeName(d.outcome) == outcome) ++n;
@@ -152,9 +156,7 @@ TEST_F(ServerTest, ServesVerifiedBytesAndAuditsTheDownload) {
   EXPECT_EQ(BodyOf(r), office_bytes_);
   EXPECT_NE(r.find("ETag: \"" + Sha256Hex(office_bytes_) + "\""), std::string::npos);
   StopServer();  // drains and completes the record
-  DownloadQuery q;
-  q.node = "test-node";
-  auto rows = store_->QueryDownloads(q);
+  auto rows = Rows();
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].org_name, "Contoso");
   EXPECT_EQ((*rows)[0].username, "alice");
@@ -500,9 +502,7 @@ TEST_F(TamperTest, AFileChangedMidDownloadIsCutBeforeAnyChangedByte) {
   std::string m = Get("/metrics", "");
   EXPECT_NE(m.find("patchgate_integrity_aborts_total 2"), std::string::npos) << m;
   StopServer();
-  DownloadQuery q;
-  q.node = "test-node";
-  auto rows = store_->QueryDownloads(q);
+  auto rows = Rows();
   ASSERT_TRUE(rows.ok());
   int aborted = 0;
   for (const auto& d : *rows) {
@@ -716,9 +716,7 @@ TEST_F(ServerTest, HostileHeaderBytesAreStoredAsValidUtf8) {
   EXPECT_EQ(StatusOf(r), 200);  // a malformed range is ignored
   EXPECT_EQ(StatusOf(Get(office_url_, "alice-token", "User-Agent: " + std::string(254, 'b') + "\xe2\x82\xac\r\n")), 200);
   StopServer();
-  DownloadQuery q;
-  q.node = "test-node";
-  auto rows = store_->QueryDownloads(q);
+  auto rows = Rows();
   ASSERT_EQ(rows->size(), 2u);
   std::set<std::string> uas;
   for (const auto& d : *rows) {
@@ -879,9 +877,7 @@ TEST_F(ServerTest, AStalledReaderOfAFileServedFromMemoryIsDroppedWithItsBytesRec
     ASSERT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(12)) << "the stalled client was not dropped";
   }
   StopServer();
-  DownloadQuery q;
-  q.node = "test-node";
-  auto rows = store_->QueryDownloads(q);
+  auto rows = Rows();
   ASSERT_TRUE(rows.ok());
   size_t aborted = 0;
   for (const auto& d : *rows) {
