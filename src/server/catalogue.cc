@@ -15,7 +15,7 @@ bool Catalogue::CurrentWithoutLoading() {
                        std::chrono::steady_clock::now().time_since_epoch()).count();
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (loaded_mtime_ns_ < 0) return false;
+    if (loaded_mtime_ns_ < 0 || loading_) return false;
     if (now_ms - last_check_ms_ < 500) return true;
   }
   struct stat st {};
@@ -33,9 +33,24 @@ Status Catalogue::Refresh() {
                        std::chrono::steady_clock::now().time_since_epoch()).count();
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (loaded_mtime_ns_ >= 0 && now_ms - last_check_ms_ < 500) return Status::OK();
-    last_check_ms_ = now_ms;
+    if (loaded_mtime_ns_ >= 0 && !loading_ && now_ms - last_check_ms_ < 500) return Status::OK();
   }
+  // Single flight: one caller checks and loads; the others wait for its result instead of
+  // answering from the catalogue it is replacing (a new target would be a 404 meanwhile).
+  std::lock_guard<std::mutex> load(load_mu_);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (loaded_mtime_ns_ >= 0 && now_ms - last_check_ms_ < 500) return Status::OK();  // loaded while we waited
+    last_check_ms_ = now_ms;
+    loading_ = true;
+  }
+  struct Done {
+    Catalogue* c;
+    ~Done() {
+      std::lock_guard<std::mutex> l(c->mu_);
+      c->loading_ = false;
+    }
+  } done{this};
   struct stat st {};
   std::string ts = JoinPath(JoinPath(dir_, "metadata"), "timestamp.json");
   if (::stat(ts.c_str(), &st) != 0) return Unavailable("no repository at " + dir_ + " (missing metadata/timestamp.json)");

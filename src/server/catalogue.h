@@ -16,7 +16,8 @@ namespace patchgate::server {
 class Catalogue {
  public:
   explicit Catalogue(std::string repo_dir) : dir_(std::move(repo_dir)) {}
-  // Reloads if timestamp.json changed (checked at most every 500 ms).
+  // Reloads if timestamp.json changed (checked at most every 500 ms). Single flight: while
+  // one caller checks or loads, the others wait for it.
   Status Refresh();
   // By the name under targets/ ("office/<sha256>.setup.exe").
   std::shared_ptr<const tuf::CatalogueEntry> Find(const std::string& rel) const;
@@ -30,7 +31,9 @@ class Catalogue {
 
  private:
   std::string dir_;
+  std::mutex load_mu_;  // held by the one caller checking or loading timestamp.json
   mutable std::mutex mu_;
+  bool loading_ = false;  // a Refresh() is checking or loading: nobody answers from entries_ meanwhile
   std::shared_ptr<const std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>> entries_ =
       std::make_shared<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>>();
   int64_t loaded_mtime_ns_ = -1;
