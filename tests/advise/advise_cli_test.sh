@@ -8,6 +8,9 @@
 # CSAF validator library and the signature by gpg; `incident advisory`.
 # Usage: advise_cli_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 here=$(cd "$(dirname "$0")"
 pwd)
 build=$(cd "$1"

@@ -8,6 +8,9 @@
 # database per run).
 # Usage: chain_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
 pg="$build/src/cli/patchgate"
@@ -43,6 +46,24 @@ start_bg() {  # LOG CMD... ; sets $last_pid
   pids+=("$last_pid")
 }
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# eventually SECONDS CMD...: true once CMD succeeds, retried every 0.1 s; false after SECONDS.
+# States that depend on heartbeats and polls are waited for, never slept for: a loaded CI
+# machine stretches every interval.
+eventually() {
+  local deadline=$(($(now_ms) + $1 * 1000))
+  shift
+  until "$@"; do
+    (($(now_ms) > deadline)) && return 1
+    sleep 0.1
+  done
+}
+node_state_is() {  # NODE TEXT: `patchgate nodes` lists NODE with TEXT in its line
+  "$pg" nodes > "$work/nodes.txt" 2>&1 && grep "^$1 " "$work/nodes.txt" | grep -q "$2"
+}
+status_of() {  # PORT PATH: the HTTP status a customer gets
+  curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $alice" "http://127.0.0.1:$1$2"
+}
+answers() { [[ $(status_of "$1" "$2") == "$3" ]]; }  # PORT PATH CODE
 # download NODE_PORT TOKEN TARGET DEST_DIR: patchgate-client through a node
 download() {
   local port=$1 token=$2 target=$3 dir=$4
@@ -213,8 +234,7 @@ PY
   [[ $(sha256sum < m3/metadata/timestamp.json) == "$good_ts" ]] || fail "mirror-3 switched to a snapshot with a tampered target"
   if ls m3/targets/office/ | grep -q patch3; then fail "mirror-3 stored the tampered bytes"; fi
   download "$p3" "$alice" office/patch2.exe "$work/c3" || { cat "$work/c3/err"; fail "mirror-3 stopped serving its last good snapshot"; }
-  sleep 5.5
-  "$pg" nodes | grep "mirror-3" | grep -q "non-compliant (stale: upstream refused" || { "$pg" nodes; fail "mirror-3 not reported stale"; }
+  eventually 30 node_state_is mirror-3 "non-compliant (stale: upstream refused" || { cat "$work/nodes.txt"; fail "mirror-3 not reported stale"; }
   # Upstream repaired: the mirror catches up.
   cp repo/targets/office/*.patch3.exe "$fake/targets/office/"
   for _ in $(seq 100); do cmp -s m3/metadata/timestamp.json repo/metadata/timestamp.json && break; sleep 0.05; done
@@ -256,23 +276,18 @@ PY
 
   # --- compliance: policy, nodes, fence, /metrics ----------------------------------------
   "$pg" policy set --require-scanner --max-heartbeat-age 2m --fence >/dev/null
-  sleep 6
-  "$pg" nodes > "$work/nodes.txt"
-  grep "mirror-2" "$work/nodes.txt" | grep -q "non-compliant (no scanner" || { cat "$work/nodes.txt"; fail "mirror-2 not non-compliant"; }
+  eventually 30 node_state_is mirror-2 "non-compliant (no scanner" || { cat "$work/nodes.txt"; fail "mirror-2 not non-compliant"; }
   "$pg" nodes --json | python3 -c '
 import json,sys; n={x["name"]:x for x in json.load(sys.stdin)}
 assert n["mirror-2"]["state"]=="non-compliant" and "no scanner" in n["mirror-2"]["reasons"], n["mirror-2"]
 assert n["mirror-2"]["heartbeat"]["watch_alive"] is True
 assert n["mirror-1"]["heartbeat"]["watch_alive"] is False'
-  local code
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $alice" "http://127.0.0.1:$p2/metadata/timestamp.json")
-  [[ $code == 503 ]] || fail "a fenced mirror answered $code"
-  curl -s "http://127.0.0.1:$p2/metrics" | grep -q 'patchgate_node_compliance{node="mirror-2",state="non-compliant"} 1'
-  curl -s "http://127.0.0.1:$p2/metrics" | grep -q 'patchgate_node_fenced{node="mirror-2"} 1'
+  eventually 30 answers "$p2" /metadata/timestamp.json 503 || fail "a fenced mirror answered $(status_of "$p2" /metadata/timestamp.json)"
+  curl -s "http://127.0.0.1:$p2/metrics" > "$work/metrics.txt"
+  grep -q 'patchgate_node_compliance{node="mirror-2",state="non-compliant"} 1' "$work/metrics.txt" || { cat "$work/metrics.txt"; fail "/metrics lacks mirror-2's non-compliance"; }
+  grep -q 'patchgate_node_fenced{node="mirror-2"} 1' "$work/metrics.txt" || { cat "$work/metrics.txt"; fail "/metrics lacks mirror-2's fence"; }
   "$pg" policy set >/dev/null
-  sleep 6
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $alice" "http://127.0.0.1:$p2/metadata/timestamp.json")
-  [[ $code == 200 ]] || fail "an unfenced mirror answered $code"
+  eventually 30 answers "$p2" /metadata/timestamp.json 200 || fail "an unfenced mirror answered $(status_of "$p2" /metadata/timestamp.json)"
   ok "[$engine] policy set --require-scanner --fence: nodes says non-compliant (no scanner), the node answers 503, /metrics carries it; cleared -> serves again"
 
   # --- revoked node token: the mirror cannot pull any more, keeps its snapshot, is flagged --
@@ -289,7 +304,7 @@ assert n["mirror-1"]["heartbeat"]["watch_alive"] is False'
   sleep 1
   cmp -s repo/metadata/timestamp.json m1/metadata/timestamp.json || sleep 1
   if cmp -s repo/metadata/timestamp.json m2/metadata/timestamp.json; then fail "a revoked mirror still synced"; fi
-  "$pg" nodes | grep "mirror-2" | grep -q "token revoked"
+  eventually 30 node_state_is mirror-2 "token revoked" || { cat "$work/nodes.txt"; fail "mirror-2 not flagged as revoked"; }
   ok "[$engine] a revoked node token is refused upstream (401): no more syncs, flagged in nodes"
 
   # --- the origin's own watch: publishing is no incident; a changed file is ---------------
@@ -301,8 +316,7 @@ assert not o, o'
   printf 'tampered' >> "$of"
   wait_log "$work/origin.log" "incident opened" 5
   [[ ! -e $of ]] || fail "the origin kept serving a changed file"
-  sleep 5.5
-  "$pg" nodes | grep "^origin" | grep -q "quarantined" || { "$pg" nodes; fail "origin not shown quarantined"; }
+  eventually 30 node_state_is origin "quarantined" || { cat "$work/nodes.txt"; fail "origin not shown quarantined"; }
   ok "[$engine] origin --watch: several publishes opened no incident; a changed file is quarantined, an incident opened, nodes shows the origin quarantined"
 
   stop_pid "$m2"; stop_pid "$m1"; stop_pid "$origin"; stop_pid "$fake_pid"

@@ -6,6 +6,9 @@
 # Runs on SQLite, and on PostgreSQL too when PATCHGATE_TEST_PG_URL is set.
 # Usage: admin_cli_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 build=$(cd "$1" && pwd)
 pg="$build/src/cli/patchgate"
 work=$(mktemp -d /tmp/pg-admin.XXXXXX)

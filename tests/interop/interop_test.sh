@@ -10,6 +10,9 @@
 # Every server started here is stopped by its own pid, and the scratch folder removed,
 # pass or fail. Usage: interop_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
 export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"

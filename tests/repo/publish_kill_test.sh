@@ -3,6 +3,9 @@
 # accepts and a client can use. Also checks the CLI's exit codes on bad input.
 # Usage: publish_kill_test.sh BUILD_DIR [ITERATIONS]
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
 export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"

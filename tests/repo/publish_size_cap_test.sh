@@ -5,6 +5,9 @@
 # sparse 3 GiB file, so a copy would show as seconds of work and gigabytes written.
 # Usage: publish_size_cap_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 build=$(cd "$1" && pwd)
 pg="$build/src/cli/patchgate"
 export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"

@@ -6,6 +6,9 @@
 # PATCHGATE_TEST_PG_URL is set (scripts/test.sh sets it).
 # Usage: hostile_text_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "$1" && pwd)
 pg="$build/src/cli/patchgate"

@@ -4,6 +4,9 @@
 # in-flight downloads and completes their records.
 # Usage: kill_test.sh BUILD_DIR
 set -euo pipefail
+# A command that stops this script names itself (errexit alone exits without a word).
+set -E
+trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
 build=$(cd "$1" && pwd)
 export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
 pg="$build/src/cli/patchgate"
