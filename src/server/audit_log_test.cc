@@ -162,9 +162,10 @@ TEST_F(AuditLogTest, RefusedCompletionsAreRetriedAndDoNotHoldUpBegins) {
   ASSERT_TRUE(id.ok());
   log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
   for (int i = 0; i < 200 && counting_->finish_commits == 0; ++i) std::this_thread::sleep_for(milliseconds(5));
-  auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(log.Begin(Start()).ok());  // while completions wait for their retry
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, milliseconds(150));
+  ASSERT_TRUE(log.Begin(Start()).ok());
+  // The begin was durable while the completion still waited for its retries (3 x 200 ms):
+  // an ordering, not a stopwatch, so a loaded machine cannot fail it.
+  EXPECT_LT(counting_->finish_commits.load(), 4);
   EXPECT_TRUE(log.Flush());
   EXPECT_EQ(counting_->finish_commits.load(), 4);
   EXPECT_EQ(Count(DownloadOutcome::kComplete), 1u);

