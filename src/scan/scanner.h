@@ -39,6 +39,7 @@ struct EngineInfo {
   std::string engine_version;
   std::string db_version;
   uint64_t signatures = 0;
+  double load_seconds = 0;  // the worker's engine load (init, signatures, compile), as it timed it
 };
 
 struct ScanOptions {
