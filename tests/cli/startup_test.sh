@@ -62,7 +62,15 @@ done
 echo "ok: $checked command helps identical with only their areas registered"
 
 if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
-  LD_DEBUG=files "$pg" incident list --store "$PATCHGATE_TEST_PG_URL" 2>"$work/ld" >/dev/null
+  # A database of its own: the shared test database is reset by store tests running beside this one.
+  pgbin=/usr/lib/postgresql/15/bin
+  hostport=${PATCHGATE_TEST_PG_URL#postgresql://*@}
+  hostport=${hostport%%/*}
+  db="startup_$$_$(date +%s)"
+  "$pgbin/createdb" -h "${hostport%:*}" -p "${hostport#*:}" -U postgres "$db"
+  LD_DEBUG=files "$pg" incident list --store "postgresql://postgres@$hostport/$db" 2>"$work/ld" >/dev/null ||
+    { tail -5 "$work/ld"; echo "FAIL: 'incident list' on PostgreSQL failed"; exit 1; }
+  "$pgbin/dropdb" -h "${hostport%:*}" -p "${hostport#*:}" -U postgres "$db" || true
   grep -q "file=libpq.so.5" "$work/ld" || { echo "FAIL: a PostgreSQL command did not load libpq"; exit 1; }
   echo "ok: PostgreSQL command loads libpq on demand"
 fi
