@@ -210,12 +210,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto user = CachedUser(req);
     if (!user) return false;
     if (path->area == Area::kMetadata) {
-      int fd = OpenBeneath(repo_fd_, "metadata/" + path->rel);
-      if (fd < 0) return false;
+      // Served from memory only while the file at the path is still the one read (one
+      // stat, no open); anything else goes to a worker, which opens it beneath the tree.
       struct stat st {};
-      bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-      ::close(fd);
-      if (!ok) return false;
+      if (!StatForCacheCheck(repo_fd_, "metadata/" + path->rel, &st)) return false;
       auto m = metadata_.Cached(st, path->rel);
       if (!m) return false;
       *go_on = keep;
@@ -230,12 +228,11 @@ class ServerImpl final : public Server, public ConnectionHandler {
     bool entitled = false;
     if (!entitlement_cache_.Get(std::to_string(user->org_id) + "\n" + entry->product, &entitled) || !entitled)
       return false;
-    int fd = OpenBeneath(repo_fd_, "targets/" + path->rel);
-    if (fd < 0) return false;
+    // The verified bytes are sent only while the file at the path is still the one they
+    // were read and verified from (a changed file goes to a worker: verified again, and a
+    // mismatch quarantined).
     struct stat st {};
-    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    ::close(fd);
-    if (!ok) return false;
+    if (!StatForCacheCheck(repo_fd_, "targets/" + path->rel, &st)) return false;
     auto v = verify_.CachedContent(st, &metrics_);
     if (!v || v->v->mode != ServeMode::kChunkDigests || !ConstantTimeEquals(v->v->sha256, entry->sha256) ||
         v->v->length != entry->length)
