@@ -110,7 +110,7 @@ row() {  # row LABEL CONNS PG_URL NGINX_URL [KEY]; runs only when KEY (default L
 }
 row "timestamp+token" 64 "http://127.0.0.1:$p1/${url[ts]}" "http://127.0.0.1:$p2/${url[ts]}" ts
 row "1KiB" 64 "http://127.0.0.1:$p1/${url[1KiB]}" "http://127.0.0.1:$p2/${url[1KiB]}"
-last_pg_rps=
+last_pg_rps= last_ngx_rps=
 row "1KiB" 1 "http://127.0.0.1:$p1/${url[1KiB]}" "http://127.0.0.1:$p2/${url[1KiB]}"
 c1_pg=$last_pg_rps c1_ngx=$last_ngx_rps
 row "1MiB" 64 "http://127.0.0.1:$p1/${url[1MiB]}" "http://127.0.0.1:$p2/${url[1MiB]}"
