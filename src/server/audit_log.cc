@@ -17,10 +17,12 @@ constexpr std::chrono::milliseconds kFinishRetry{200};
 
 AuditLog::AuditLog(AuditSink* store, Metrics* metrics, std::chrono::milliseconds finish_delay)
     : store_(store), metrics_(metrics), finish_delay_(std::max(finish_delay, std::chrono::milliseconds(0))) {
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "pg-audit");
-    Run();
-  });
+  for (auto& t : threads_) {
+    t = std::thread([this] {
+      pthread_setname_np(pthread_self(), "pg-audit");
+      Run();
+    });
+  }
 }
 
 AuditLog::~AuditLog() {
@@ -30,7 +32,7 @@ AuditLog::~AuditLog() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  for (auto& t : threads_) t.join();
 }
 
 Result<int64_t> AuditLog::Begin(const DownloadStart& start) {
@@ -69,7 +71,9 @@ bool AuditLog::Flush() {
   std::unique_lock<std::mutex> l(mu_);
   ++flush_requests_;
   cv_.notify_one();
-  bool done = flushed_.wait_for(l, std::chrono::seconds(15), [&] { return begins_.empty() && finishes_.empty() && !busy_; });
+  bool done = flushed_.wait_for(l, std::chrono::seconds(15), [&] {
+    return begins_.empty() && finishes_.empty() && !writing_ && !unsynced_writes_ && !syncing_;
+  });
   --flush_requests_;
   return done;
 }
@@ -84,87 +88,152 @@ AuditLog::Clock::time_point AuditLog::FinishesDueAt() const {
 void AuditLog::Run() {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    bool finishes_due = !finishes_.empty() && Clock::now() >= FinishesDueAt();
-    if (begins_.empty() && !finishes_due) {
-      if (stop_ && finishes_.empty()) return;
-      if (finishes_.empty()) cv_.wait(l);
-      else cv_.wait_until(l, FinishesDueAt());
+    // A thread that has just written flushes what it wrote (no hand-over), while the other
+    // one writes what arrived meanwhile.
+    if (unsynced_writes_ && !syncing_) {
+      SyncWritten(l);
       continue;
     }
-    std::deque<PendingBegin> begins;
-    begins.swap(begins_);
-    std::vector<DownloadFinish> finishes;
-    if (finishes_due && finishes_.size() <= kFinishesPerCommit) {
-      finishes.swap(finishes_);
-      rest_due_ = false;
-    } else if (finishes_due) {  // the rest go after the next begins, still due
-      auto cut = finishes_.begin() + static_cast<std::ptrdiff_t>(kFinishesPerCommit);
-      finishes.assign(finishes_.begin(), cut);
-      finishes_.erase(finishes_.begin(), cut);
-      rest_due_ = true;
+    bool finishes_due = !finishes_.empty() && Clock::now() >= FinishesDueAt();
+    if (!writing_ && (!begins_.empty() || finishes_due)) {
+      WriteBatch(l);
+      continue;
     }
-    busy_ = true;
-    l.unlock();
-
-    if (!begins.empty()) {
-      std::vector<DownloadStart> starts;
-      starts.reserve(begins.size());
-      for (auto& b : begins) starts.push_back(std::move(b.start));
-      int64_t t0 = SystemClock::Get().NowMicros();
-      auto ids = store_->BeginDownloads(starts);
-      if (!ids.ok() && ids.status().code() == ErrorCode::kUnavailable) {
-        // A connection that died while idle (the database restarted) is only found out
-        // by the next statement; the store reconnects on the one after: try once more
-        // before refusing downloads. Still down: refused.
-        ids = store_->BeginDownloads(starts);
-      }
-      metrics_->ObserveAuditCommit(SystemClock::Get().NowMicros() - t0, begins.size());
-      if (ids.ok()) {
-        for (size_t i = 0; i < begins.size(); ++i) begins[i].done((*ids)[i]);
-      } else if (begins.size() > 1 && ids.status().code() != ErrorCode::kUnavailable) {
-        // Not an outage: something in one record was refused. One request's content must
-        // never fail another's audit write, so each record is tried alone; only the bad
-        // one is refused.
-        ++metrics_->audit_row_retries;
-        log::Warn("audit group commit refused; retrying its records one by one",
-                  {{"records", std::to_string(begins.size())}, {"error", ids.status().ToString()}});
-        for (size_t i = 0; i < begins.size(); ++i) {
-          auto& b = begins[i];
-          auto one = store_->BeginDownloads({starts[i]});
-          if (one.ok() && one->size() == 1) {
-            b.done((*one)[0]);
-          } else {
-            ++metrics_->audit_failures;
-            Status why = one.ok() ? Internal("the store returned no id for the record") : one.status();
-            log::Error("audit record refused; refusing that download", {{"error", why.ToString()}});
-            b.done(why);
-          }
-        }
-      } else {
-        metrics_->audit_failures += begins.size();
-        log::Error("audit commit failed; refusing those downloads", {{"error", ids.status().ToString()}});
-        for (auto& b : begins) b.done(ids.status());
-      }
-    }
-    Status finished = finishes.empty() ? Status::OK() : store_->FinishDownloads(finishes);
-
-    l.lock();
-    if (!finished.ok()) {
-      if (stop_) {
-        log::Error("could not complete download records before exit; they stay in_progress",
-                   {{"records", std::to_string(finishes.size() + finishes_.size())}, {"error", finished.ToString()}});
-        finishes_.clear();
-        rest_due_ = false;
-      } else {
-        log::Error("could not complete download records; will retry", {{"error", finished.ToString()}});
-        if (finishes_.empty()) oldest_finish_ = Clock::now();
-        finishes_.insert(finishes_.begin(), finishes.begin(), finishes.end());
-        retry_after_ = Clock::now() + kFinishRetry;
-      }
-    }
-    busy_ = false;
-    flushed_.notify_all();
+    if (stop_ && begins_.empty() && finishes_.empty() && !unsynced_writes_) return;
+    if (writing_ || finishes_.empty()) cv_.wait(l);
+    else cv_.wait_until(l, FinishesDueAt());
   }
+}
+
+void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
+  bool finishes_due = !finishes_.empty() && Clock::now() >= FinishesDueAt();
+  std::deque<PendingBegin> begins;
+  begins.swap(begins_);
+  std::vector<DownloadFinish> finishes;
+  if (finishes_due && finishes_.size() <= kFinishesPerCommit) {
+    finishes.swap(finishes_);
+    rest_due_ = false;
+  } else if (finishes_due) {  // the rest go after the next begins, still due
+    auto cut = finishes_.begin() + static_cast<std::ptrdiff_t>(kFinishesPerCommit);
+    finishes.assign(finishes_.begin(), cut);
+    finishes_.erase(finishes_.begin(), cut);
+    rest_due_ = true;
+  }
+  writing_ = true;
+  l.unlock();
+
+  Written written;
+  written.began = Clock::now();
+  if (!begins.empty()) {
+    std::vector<DownloadStart> starts;
+    starts.reserve(begins.size());
+    for (auto& b : begins) starts.push_back(std::move(b.start));
+    auto ids = store_->WriteDownloads(starts);
+    if (!ids.ok() && ids.status().code() == ErrorCode::kUnavailable) {
+      // A connection that died while idle (the database restarted) is only found out
+      // by the next statement; the store reconnects on the one after: try once more
+      // before refusing downloads. Still down: refused.
+      ids = store_->WriteDownloads(starts);
+    }
+    if (ids.ok()) {
+      for (size_t i = 0; i < begins.size(); ++i) {
+        written.done.push_back(std::move(begins[i].done));
+        written.ids.push_back((*ids)[i]);
+      }
+    } else if (begins.size() > 1 && ids.status().code() != ErrorCode::kUnavailable) {
+      // Not an outage: something in one record was refused. One request's content must
+      // never fail another's audit write, so each record is tried alone; only the bad
+      // one is refused.
+      ++metrics_->audit_row_retries;
+      log::Warn("audit group commit refused; retrying its records one by one",
+                {{"records", std::to_string(begins.size())}, {"error", ids.status().ToString()}});
+      for (size_t i = 0; i < begins.size(); ++i) {
+        auto& b = begins[i];
+        auto one = store_->WriteDownloads({starts[i]});
+        if (one.ok() && one->size() == 1) {
+          written.done.push_back(std::move(b.done));
+          written.ids.push_back((*one)[0]);
+        } else {
+          ++metrics_->audit_failures;
+          Status why = one.ok() ? Internal("the store returned no id for the record") : one.status();
+          log::Error("audit record refused; refusing that download", {{"error", why.ToString()}});
+          b.done(why);
+        }
+      }
+    } else {
+      metrics_->audit_failures += begins.size();
+      log::Error("audit commit failed; refusing those downloads", {{"error", ids.status().ToString()}});
+      for (auto& b : begins) b.done(ids.status());
+    }
+  }
+  Status finished = finishes.empty() ? Status::OK() : store_->WriteFinishes(finishes);
+
+  l.lock();
+  if (!finished.ok()) {
+    if (stop_) {
+      log::Error("could not complete download records before exit; they stay in_progress",
+                 {{"records", std::to_string(finishes.size() + finishes_.size())}, {"error", finished.ToString()}});
+      finishes_.clear();
+      rest_due_ = false;
+    } else {
+      log::Error("could not complete download records; will retry", {{"error", finished.ToString()}});
+      if (finishes_.empty()) oldest_finish_ = Clock::now();
+      finishes_.insert(finishes_.begin(), finishes.begin(), finishes.end());
+      retry_after_ = Clock::now() + kFinishRetry;
+    }
+  }
+  if (!written.ids.empty() || (!finishes.empty() && finished.ok())) {
+    unsynced_writes_ = true;
+    if (!written.ids.empty()) unsynced_.push_back(std::move(written));
+  }
+  writing_ = false;
+  cv_.notify_all();  // the other thread may write what queued meanwhile
+  flushed_.notify_all();
+}
+
+void AuditLog::SyncWritten(std::unique_lock<std::mutex>& l) {
+  syncing_ = true;
+  unsynced_writes_ = false;
+  std::vector<Written> batch;
+  batch.swap(unsynced_);
+  l.unlock();
+
+  Status st = store_->SyncDownloads();
+  auto now = Clock::now();
+  std::vector<DownloadFinish> not_served;
+  for (auto& w : batch) {
+    metrics_->ObserveAuditCommit(std::chrono::duration_cast<std::chrono::microseconds>(now - w.began).count(),
+                                 w.ids.size());
+    for (size_t i = 0; i < w.ids.size(); ++i) {
+      if (st.ok()) {
+        w.done[i](w.ids[i]);
+      } else {
+        // Written but not known to be on disk: not served. Its record says so (if that
+        // write ever reaches the disk, the record is true either way).
+        w.done[i](st);
+        not_served.push_back({w.ids[i], SystemClock::Get().NowMicros(), 0, DownloadOutcome::kAborted,
+                              "not served: the record could not be made durable (" + st.message() + ")"});
+      }
+    }
+  }
+  if (!st.ok()) {
+    size_t n = 0;
+    for (auto& w : batch) n += w.ids.size();
+    metrics_->audit_failures += n;
+    log::Error("audit flush failed; refusing those downloads", {{"records", std::to_string(n)}, {"error", st.ToString()}});
+  }
+
+  l.lock();
+  if (!not_served.empty()) {
+    // Not retried: after a failed flush the kernel may have dropped the pages it could not
+    // write, so a second flush proves nothing about them. Those downloads were refused.
+    if (finishes_.empty()) oldest_finish_ = Clock::now();
+    finishes_.insert(finishes_.end(), not_served.begin(), not_served.end());
+    cv_.notify_one();
+  }
+  syncing_ = false;
+  if (unsynced_writes_) cv_.notify_all();  // written meanwhile: either thread flushes it
+  flushed_.notify_all();
 }
 
 }  // namespace patchgate::server

@@ -1,10 +1,18 @@
 // Group-committed download audit.
 //
 // Begin() blocks the calling thread until its record is durable in the store; BeginAsync()
-// returns at once and calls back (on the audit thread) when it is durable or refused, so an
+// returns at once and calls back (on an audit thread) when it is durable or refused, so an
 // event loop can hold the response head without holding a thread. Records that arrive
 // while a commit is running are batched into the next transaction, so throughput stays
 // high under concurrency.
+//
+// Two commits in flight: a batch is written (Store::WriteDownloads: committed, visible)
+// and then made durable (Store::SyncDownloads: on SQLite, one flush of the write-ahead
+// log). Two threads share the work: the one that wrote batch k flushes it (no hand-over:
+// one connection costs one flush per download), while the other writes batch k+1 from the
+// begins that arrived meanwhile; a flush covers every batch written before it began. A
+// callback runs only after the flush that covers its record. A store that cannot split
+// the two is durable at WriteDownloads and its SyncDownloads does nothing.
 //
 // Finish() (end time, bytes sent, outcome) never blocks and nothing waits for it to be
 // durable, so completions are held back and written together: when the oldest one has
@@ -65,7 +73,19 @@ class AuditLog {
     std::function<void(Result<int64_t>)> done;
   };
   using Clock = std::chrono::steady_clock;
-  void Run();
+  // Records written and not yet known durable (with the callbacks waiting for that).
+  struct Written {
+    std::vector<std::function<void(Result<int64_t>)>> done;
+    std::vector<int64_t> ids;
+    Clock::time_point began;  // when the batch's write began (for the commit latency)
+  };
+  void Run();  // each of the two threads: writes or flushes, whichever is free and due
+  // Writes the queued begins (and due completions) in one transaction. mu_ held (through
+  // `l`), no write running; returns with mu_ held.
+  void WriteBatch(std::unique_lock<std::mutex>& l);
+  // Flushes everything written so far and answers its callbacks. mu_ held, no flush
+  // running, something written and not flushed; returns with mu_ held.
+  void SyncWritten(std::unique_lock<std::mutex>& l);
   Clock::time_point FinishesDueAt() const;  // when queued completions are to be written; mu_ held
 
   AuditSink* store_;
@@ -80,8 +100,11 @@ class AuditLog {
   int flush_requests_ = 0;             // Flush() calls waiting
   bool rest_due_ = false;              // finishes_ holds the rest of a due batch
   bool stop_ = false;
-  bool busy_ = false;
-  std::thread thread_;
+  bool writing_ = false;               // a write is running (on either thread)
+  std::vector<Written> unsynced_;      // written, not yet flushed
+  bool unsynced_writes_ = false;       // something (begins or completions) written since the last flush began
+  bool syncing_ = false;               // a flush is running (on either thread)
+  std::thread threads_[2];
 };
 
 }  // namespace patchgate::server

@@ -251,5 +251,106 @@ TEST_F(AuditLogTest, AnOutageIsNotRetriedRowByRow) {
   EXPECT_EQ(metrics_.audit_row_retries.load(), 0u);
 }
 
+// The two-step path of the real store (written, then flushed), with the flush held until
+// released (or failed on demand) and every write counted.
+class HeldFlush : public ForwardingSink {
+ public:
+  explicit HeldFlush(AuditSink* s) : ForwardingSink(s), real_(s) {}
+  Result<std::vector<int64_t>> WriteDownloads(const std::vector<DownloadStart>& s) override {
+    ++writes;
+    return real_->WriteDownloads(s);
+  }
+  Status WriteFinishes(const std::vector<DownloadFinish>& f) override { return real_->WriteFinishes(f); }
+  Status SyncDownloads() override {
+    std::unique_lock<std::mutex> l(mu_);
+    ++flushes_started;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return !held_; });
+    if (fail_) return Unavailable("fdatasync: input/output error (injected)");
+    return real_->SyncDownloads();
+  }
+  void Hold(bool on, bool fail = false) {
+    std::lock_guard<std::mutex> l(mu_);
+    held_ = on;
+    fail_ = fail;
+    cv_.notify_all();
+  }
+  bool WaitFlushes(int n) {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, std::chrono::seconds(10), [&] { return flushes_started >= n; });
+  }
+  std::atomic<int> writes{0};
+
+ private:
+  AuditSink* real_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool held_ = false, fail_ = false;
+  int flushes_started = 0;
+};
+
+// Waits (up to 10 s) for `pred`, polling.
+template <typename P>
+bool Eventually(P pred) {
+  for (int i = 0; i < 1000 && !pred(); ++i) std::this_thread::sleep_for(milliseconds(10));
+  return pred();
+}
+
+TEST_F(AuditLogTest, ABeginIsAnsweredOnlyAfterTheFlushThatCoversIt) {
+  HeldFlush held(store_.get());
+  AuditLog log(&held, &metrics_, milliseconds(0));
+  held.Hold(true);
+  std::atomic<bool> answered{false};
+  log.BeginAsync(Start(), [&](Result<int64_t> r) {
+    EXPECT_TRUE(r.ok());
+    answered = true;
+  });
+  ASSERT_TRUE(held.WaitFlushes(1));
+  // Written (another connection sees it) but not flushed: no answer yet.
+  EXPECT_TRUE(Eventually([&] { return Count(DownloadOutcome::kInProgress) == 1; }));
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_FALSE(answered.load()) << "a begin was answered before its record was flushed";
+  held.Hold(false);
+  EXPECT_TRUE(Eventually([&] { return answered.load(); }));
+}
+
+TEST_F(AuditLogTest, WhileOneFlushRunsTheNextBatchIsWritten) {
+  HeldFlush held(store_.get());
+  AuditLog log(&held, &metrics_, milliseconds(0));
+  held.Hold(true);
+  std::atomic<int> answered{0};
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  ASSERT_TRUE(held.WaitFlushes(1));
+  // The first flush is held; the next begins are still written meanwhile (a second commit
+  // in flight), and wait for a flush of their own.
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  EXPECT_TRUE(Eventually([&] { return Count(DownloadOutcome::kInProgress) == 3; }));
+  EXPECT_GE(held.writes.load(), 2);
+  EXPECT_EQ(answered.load(), 0);
+  held.Hold(false);
+  EXPECT_TRUE(Eventually([&] { return answered.load() == 3; }));
+}
+
+TEST_F(AuditLogTest, AFailedFlushRefusesItsDownloadsAndTheirRecordsSaySo) {
+  HeldFlush held(store_.get());
+  AuditLog log(&held, &metrics_, milliseconds(0));
+  held.Hold(false, /*fail=*/true);
+  auto r = log.Begin(Start());
+  EXPECT_EQ(r.status().code(), ErrorCode::kUnavailable);
+  EXPECT_TRUE(log.Flush());
+  EXPECT_TRUE(Eventually([&] { return Count(DownloadOutcome::kAborted) == 1; }));
+  auto other = Store::Open(url_);
+  ASSERT_TRUE(other.ok());
+  DownloadQuery q;
+  q.node = "n";
+  auto rows = (*other)->QueryDownloads(q);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].bytes_sent, 0u);
+  EXPECT_NE((*rows)[0].detail.find("not served"), std::string::npos) << (*rows)[0].detail;
+  EXPECT_GE(metrics_.audit_failures.load(), 1u);
+}
+
 }  // namespace
 }  // namespace patchgate::server

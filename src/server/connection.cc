@@ -192,6 +192,7 @@ class TlsConn final : public Conn {
     }
     return Io::kOk;
   }
+  bool MayHoldInput() const override { return true; }
   void ShutdownWrite() override {
     if (handshake_done_) SSL_shutdown(ssl_);
     ERR_clear_error();

@@ -47,6 +47,9 @@ class Conn {
   }
   // After kWouldBlock: the step waits for writability (else readability).
   bool WantsWrite() const { return want_write_; }
+  // Whether input may already sit above the socket (TLS: a record read whole but not yet
+  // handed out), so readability of the socket alone does not tell that nothing is there.
+  virtual bool MayHoldInput() const { return false; }
 
   // Blocking: writes all of `data`; false if the peer took nothing for the send timeout,
   // or on error. `written` (if given) counts the bytes taken, also when it returns false.

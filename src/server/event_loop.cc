@@ -110,6 +110,7 @@ struct LoopConn {
   bool close_after = false;   // close once `out` is sent
   bool in_epoll = false;
   bool with_worker = false;   // loop thread only: a worker owns it until it is handed back
+  bool responded = false;     // a response just went out: wait for readability before reading
   uint32_t events = 0;        // registered interest
   int64_t deadline_ms = 0;
   size_t lingered = 0;
@@ -132,6 +133,9 @@ struct Loop {
   char rbuf[kReadChunk];
   bool listening = false;
   bool cut_done = false;
+  // Set by the first Wake() after the loop last looked at `returned` and `ready`; the
+  // others then need no write to the eventfd (one wake-up per loop turn, not per answer).
+  std::atomic<bool> wake_pending{false};
   ~Loop() {
     // Only connections still held by another thread are left (an audit commit that never
     // answered within the exit deadline): leaked rather than freed under that thread.
@@ -140,8 +144,9 @@ struct Loop {
     if (wakefd >= 0) ::close(wakefd);
   }
   void Wake() {
+    if (wake_pending.exchange(true)) return;  // the loop has not yet looked: it will
     uint64_t one = 1;
-    ssize_t r = ::write(wakefd, &one, sizeof one);
+    ssize_t r = ::write(wakefd, &one, sizeof one);  // edge-triggered: never read back
     (void)r;
   }
 };
@@ -297,6 +302,14 @@ struct ConnectionLoops::Impl {
             }
           }
           if (stopping && c->buf.empty() && !c->first) return Close(l, c);  // draining: idle ones close
+          if (c->responded && c->buf.empty() && !c->conn->MayHoldInput()) {
+            // Right after a response the next request is rarely there yet: wait for it
+            // instead of a read that would say so (level-triggered: if it is there, the
+            // next epoll_wait reports it at once).
+            c->responded = false;
+            return WaitFor(l, c);
+          }
+          c->responded = false;
           size_t got = 0;
           Io r = c->conn->TryRead(l.rbuf, sizeof l.rbuf, &got);
           if (r == Io::kOk) {
@@ -315,8 +328,7 @@ struct ConnectionLoops::Impl {
             auto wait = std::move(p.wait);
             p.wait = nullptr;
             c->state = State::kAwaiting;
-            c->with_worker = true;
-            Unregister(l, c);
+            c->with_worker = true;  // its socket stays registered: see RunLoop
             Loop* lp = &l;
             wait([lp, c](bool ok) {
               {
@@ -363,6 +375,7 @@ struct ConnectionLoops::Impl {
             continue;
           }
           c->state = State::kReading;
+          c->responded = true;
           c->deadline_ms = NowMs() + (c->buf.empty() ? o.idle_timeout_seconds : o.header_timeout_seconds) * 1000L;
           continue;
         }
@@ -421,8 +434,7 @@ struct ConnectionLoops::Impl {
       return true;
     }
     c->state = State::kWorking;
-    c->with_worker = true;
-    Unregister(l, c);
+    c->with_worker = true;  // its socket stays registered: see RunLoop
     workers->Post([this, c, head = std::move(head), keep]() mutable { Work(c, std::move(head), keep); });
     return false;
   }
@@ -442,6 +454,7 @@ struct ConnectionLoops::Impl {
       c->deadline_ms = -1;
     } else {
       c->state = State::kReading;
+      c->responded = true;
       c->deadline_ms = NowMs() + (c->buf.empty() ? o.idle_timeout_seconds : o.header_timeout_seconds) * 1000L;
     }
     Loop& l = *c->loop;
@@ -547,14 +560,18 @@ struct ConnectionLoops::Impl {
         if (p == &kListenTag) {
           Accept(l);
         } else if (p == &kWakeTag) {
-          uint64_t v;
-          ssize_t r = ::read(l.wakefd, &v, sizeof v);
-          (void)r;
+          // Edge-triggered: each Wake() is one event; the counter is never read back.
         } else {
           LoopConn* c = static_cast<LoopConn*>(p);
+          // A connection handed to a worker or waiting for its audit commit keeps its
+          // registration (two epoll_ctl calls per request saved). Should its socket turn
+          // readable meanwhile (a pipelined request, a close), it is taken out until it
+          // comes back, so a level-triggered event does not spin.
           if (!c->with_worker) Step(l, c);
+          else Unregister(l, c);
         }
       }
+      l.wake_pending.store(false);  // before looking: a Wake() from now on writes again
       TakeReturned(l);
       if (NowMs() >= next_scan) {
         Scan(l);
@@ -578,7 +595,7 @@ ConnectionLoops::ConnectionLoops(const LoopOptions& options, int listen_fd, Conn
     l->epfd = ::epoll_create1(EPOLL_CLOEXEC);
     l->wakefd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     epoll_event e{};
-    e.events = EPOLLIN;
+    e.events = EPOLLIN | EPOLLET;
     e.data.ptr = &kWakeTag;
     ::epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->wakefd, &e);
     // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes one of them per

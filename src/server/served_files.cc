@@ -35,6 +35,10 @@ int OpenBeneath(int dir_fd, const std::string& rel) {
   return ::openat(dir_fd, rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
 
+bool StatForCacheCheck(int dir_fd, const std::string& rel, struct stat* st) {
+  return ::fstatat(dir_fd, rel.c_str(), st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st->st_mode);
+}
+
 MetadataFile::Key MetadataFiles::KeyOf(const struct stat& st) {
   return std::make_tuple(st.st_dev, st.st_ino, st.st_size, int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
                          int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec);

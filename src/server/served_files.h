@@ -21,6 +21,14 @@ namespace patchgate::server {
 // errno (ELOOP for a link) on failure.
 int OpenBeneath(int dir_fd, const std::string& rel);
 
+// The identity (stat) of the regular file at `rel` beneath `dir_fd`, in one system call
+// and without opening it; false if there is none or it is not a regular file (a link as
+// the last component included). A link among the directories is followed, so this is only
+// for checking that a file opened earlier through OpenBeneath (its identity kept with what
+// was read or verified from it) is still the one at that path: an equal device and inode
+// is that same file, wherever the path led.
+bool StatForCacheCheck(int dir_fd, const std::string& rel, struct stat* st);
+
 // A metadata file as last read. The ETag is the SHA-256 of exactly these bytes.
 struct MetadataFile {
   using Key = std::tuple<dev_t, ino_t, off_t, int64_t, int64_t>;  // device, inode, size, mtime, ctime

@@ -44,6 +44,22 @@ TEST_F(ServedFilesTest, LinksAndEscapesAreNeverOpened) {
   ::close(fd);
 }
 
+TEST_F(ServedFilesTest, TheCacheCheckSeesTheSameFileAndNeverALinkInItsPlace) {
+  int fd = OpenBeneath(dfd_, "metadata/timestamp.json");
+  ASSERT_GE(fd, 0);
+  struct stat opened {}, checked {};
+  ::fstat(fd, &opened);
+  ::close(fd);
+  ASSERT_TRUE(StatForCacheCheck(dfd_, "metadata/timestamp.json", &checked));
+  EXPECT_EQ(MetadataFiles::KeyOf(checked), MetadataFiles::KeyOf(opened));
+  // Replaced by a link to another file: not a regular file at the path, so no cache hit.
+  ASSERT_EQ(::rename((dir_ + "/metadata/timestamp.json").c_str(), (dir_ + "/old.json").c_str()), 0);
+  ASSERT_EQ(::symlink("../secret.key", (dir_ + "/metadata/timestamp.json").c_str()), 0);
+  EXPECT_FALSE(StatForCacheCheck(dfd_, "metadata/timestamp.json", &checked));
+  EXPECT_FALSE(StatForCacheCheck(dfd_, "metadata/missing.json", &checked));
+  EXPECT_FALSE(StatForCacheCheck(dfd_, "metadata", &checked));  // a directory
+}
+
 TEST_F(ServedFilesTest, MetadataIsReusedUntilTheFileChanges) {
   MetadataFiles files;
   auto load = [&] {

@@ -211,12 +211,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto user = CachedUser(req);
     if (!user) return false;
     if (path->area == Area::kMetadata) {
-      int fd = OpenBeneath(repo_fd_, "metadata/" + path->rel);
-      if (fd < 0) return false;
+      // Served from memory only while the file at the path is still the one read (one
+      // stat, no open); anything else goes to a worker, which opens it beneath the tree.
       struct stat st {};
-      bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-      ::close(fd);
-      if (!ok) return false;
+      if (!StatForCacheCheck(repo_fd_, "metadata/" + path->rel, &st)) return false;
       auto m = metadata_.Cached(st, path->rel);
       if (!m) return false;
       *go_on = keep;
@@ -231,12 +229,11 @@ class ServerImpl final : public Server, public ConnectionHandler {
     bool entitled = false;
     if (!entitlement_cache_.Get(std::to_string(user->org_id) + "\n" + entry->product, &entitled) || !entitled)
       return false;
-    int fd = OpenBeneath(repo_fd_, "targets/" + path->rel);
-    if (fd < 0) return false;
+    // The verified bytes are sent only while the file at the path is still the one they
+    // were read and verified from (a changed file goes to a worker: verified again, and a
+    // mismatch quarantined).
     struct stat st {};
-    bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    ::close(fd);
-    if (!ok) return false;
+    if (!StatForCacheCheck(repo_fd_, "targets/" + path->rel, &st)) return false;
     auto v = verify_.CachedContent(st, &metrics_);
     if (!v || v->v->mode != ServeMode::kChunkDigests || !ConstantTimeEquals(v->v->sha256, entry->sha256) ||
         v->v->length != entry->length)
@@ -317,9 +314,11 @@ class ServerImpl final : public Server, public ConnectionHandler {
   }
 
  private:
-  // Writes a whole small response. Returns whether the connection may go on: false if the
-  // write failed or the response said "Connection: close".
-  bool Send(Conn& c, int status, const std::string& body, bool keep,
+  // A whole small response (an error page, a HEAD answer, a 304), left in *later: the
+  // event loop writes it as the client reads (a client that reads nothing is dropped at
+  // the send timeout), so no worker waits on a slow reader for it. Returns whether the
+  // connection may go on after it: false when it says "Connection: close".
+  bool Send(PendingSend* later, int status, const std::string& body, bool keep,
             std::vector<std::pair<std::string, std::string>> headers = {}, bool head_only = false,
             const char* content_type = "text/plain; charset=utf-8") {
     metrics_.CountStatus(status);
@@ -327,7 +326,11 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (status == 401) headers.emplace_back("WWW-Authenticate", "Bearer realm=\"patchgate\"");
     std::string h = ResponseHead(status, headers, body.size(), keep);
     if (!head_only) h += body;
-    return c.WriteAll(h) && keep;
+    return Queue(later, std::move(h)) && keep;
+  }
+  static bool Queue(PendingSend* later, std::string bytes) {
+    later->head = std::move(bytes);
+    return true;
   }
 
   // Returns false when the connection must close.
@@ -336,9 +339,9 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto origin = OriginForm(req);
     auto path = origin.ok() ? NormalizeTarget(*origin) : Result<NormalizedPath>(origin.status());
     if (req.method == "POST" && path.ok() && path->area == Area::kAck)
-      return HandleAck(c, path->rel, *keep, /*confirm=*/true, false);
+      return HandleAck(later, path->rel, *keep, /*confirm=*/true, false);
     if (req.method != "GET" && req.method != "HEAD") {
-      Send(c, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
+      Send(later, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
       return false;
     }
     if (o_.extra_route && req.target.rfind("/.well-known/", 0) == 0) {
@@ -349,15 +352,15 @@ class ServerImpl final : public Server, public ConnectionHandler {
       }
       if (auto r = o_.extra_route(req.method, req.target, org)) {
         metrics_.CountStatus(r->status);
-        return c.WriteAll(ResponseHead(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
+        return Queue(later, ResponseHead(r->status, r->headers, r->body.size(), *keep) + (head_only ? "" : r->body)) && *keep;
       }
     }
     if (!path.ok()) {
       int status = path.status().code() == ErrorCode::kNotFound ? 404 : 400;
-      return Send(c, status, status == 404 ? "not found\n" : "bad request path\n", *keep && status == 404, {}, head_only);
+      return Send(later, status, status == 404 ? "not found\n" : "bad request path\n", *keep && status == 404, {}, head_only);
     }
     switch (path->area) {
-      case Area::kHealth: return Send(c, 200, "ok\n", *keep, {}, head_only);
+      case Area::kHealth: return Send(later, 200, "ok\n", *keep, {}, head_only);
       case Area::kMetrics: {
         {
           std::lock_guard<std::mutex> l(mu_);
@@ -365,12 +368,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
         }
         std::string body = metrics_.Render();
         if (o_.chain.extra_metrics) body += o_.chain.extra_metrics();
-        return Send(c, 200, body, *keep, {}, head_only, "text/plain; version=0.0.4");
+        return Send(later, 200, body, *keep, {}, head_only, "text/plain; version=0.0.4");
       }
-      case Area::kAck: return HandleAck(c, path->rel, *keep, /*confirm=*/false, head_only);
+      case Area::kAck: return HandleAck(later, path->rel, *keep, /*confirm=*/false, head_only);
       case Area::kMetadata:
       case Area::kTargets: break;
-      case Area::kOther: return Send(c, 404, "not found\n", *keep, {}, head_only);
+      case Area::kOther: return Send(later, 404, "not found\n", *keep, {}, head_only);
     }
     // Authentication.
     auto user = Authenticate(req);
@@ -382,14 +385,14 @@ class ServerImpl final : public Server, public ConnectionHandler {
         return ServeTarget(c, req, path->rel, User{}, remote, keep, head_only, later, &*node);
       }
       if (node.status().code() == ErrorCode::kUnavailable)
-        return Send(c, 503, "the store is unavailable; try again later\n", false);
+        return Send(later, 503, "the store is unavailable; try again later\n", false);
     }
     if (user.ok() && o_.chain.fenced && o_.chain.fenced->load())
-      return Send(c, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
+      return Send(later, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
     if (!user.ok()) {
       if (user.status().code() == ErrorCode::kUnavailable)
-        return Send(c, 503, "the audit store is unavailable; try again later\n", false);
-      return Send(c, 401, "a valid token is required (Authorization: Bearer <token>)\n", *keep, {}, head_only);
+        return Send(later, 503, "the audit store is unavailable; try again later\n", false);
+      return Send(later, 401, "a valid token is required (Authorization: Bearer <token>)\n", *keep, {}, head_only);
     }
     if (path->area == Area::kMetadata) return ServeMetadata(c, req, path->rel, *keep, head_only, later);
     return ServeTarget(c, req, path->rel, *user, remote, keep, head_only, later);
@@ -442,7 +445,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
 
   // GET/HEAD /ack/<token> only shows a page whose button POSTs back (mail link scanners
   // fetch links, and must not acknowledge); the POST records the acknowledgement.
-  bool HandleAck(Conn& c, const std::string& token, bool keep, bool confirm, bool head_only) {
+  bool HandleAck(PendingSend* later, const std::string& token, bool keep, bool confirm, bool head_only) {
     if (!confirm) {
       std::string page =
           "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
@@ -450,16 +453,16 @@ class ServerImpl final : public Server, public ConnectionHandler {
           "<p>Press the button to confirm that your organisation has received this notice.</p>"
           "<form method=\"post\" action=\"/ack/" + token + "\"><button type=\"submit\">Confirm receipt</button></form>"
           "</body></html>\n";
-      return Send(c, 200, page, keep, {{"Cache-Control", "no-store"}, {"Referrer-Policy", "no-referrer"}}, head_only,
+      return Send(later, 200, page, keep, {{"Cache-Control", "no-store"}, {"Referrer-Policy", "no-referrer"}}, head_only,
                   "text/html; charset=utf-8");
     }
     Status st = acks_->Acknowledge(Sha256Hex(token), SystemClock::Get().NowMicros());
-    if (st.code() == ErrorCode::kNotFound) return Send(c, 404, "not found\n", keep);
-    if (!st.ok()) return Send(c, 503, "try again later\n", false);
+    if (st.code() == ErrorCode::kNotFound) return Send(later, 404, "not found\n", keep);
+    if (!st.ok()) return Send(later, 503, "try again later\n", false);
     std::string body =
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Acknowledged</title></head><body>"
         "<h1>Thank you</h1><p>Your acknowledgement has been recorded.</p></body></html>\n";
-    return Send(c, 200, body, keep, {{"Cache-Control", "no-store"}}, false, "text/html; charset=utf-8");
+    return Send(later, 200, body, keep, {{"Cache-Control", "no-store"}}, false, "text/html; charset=utf-8");
   }
 
   // Sends a response whose body is in memory: what the socket takes now is sent from this
@@ -513,11 +516,11 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (fd < 0 && errno == ELOOP)
         log::Warn("refusing to serve a symbolic link in the repository", {{"file", "metadata/" + name}});
       if (fd >= 0) ::close(fd);
-      return Send(c, 404, "not found\n", keep, {}, head_only);
+      return Send(later, 404, "not found\n", keep, {}, head_only);
     }
     auto file = metadata_.Load(fd, st, name);
     ::close(fd);
-    if (!file.ok()) return Send(c, 503, "this file is temporarily unavailable; try again\n", keep, {}, head_only);
+    if (!file.ok()) return Send(later, 503, "this file is temporarily unavailable; try again\n", keep, {}, head_only);
     // The loop sends it (as the client reads).
     MetadataResponse(req, name, *file, keep, later, node);
     return keep;
@@ -589,16 +592,16 @@ class ServerImpl final : public Server, public ConnectionHandler {
     Status cs = catalogue_.Refresh();
     if (!cs.ok()) log::Warn("catalogue reload failed; serving the last good one", {{"error", cs.ToString()}});
     auto entry = catalogue_.Find(rel);
-    if (!entry) return Send(c, 404, "not found\n", *keep, {}, head_only);
+    if (!entry) return Send(later, 404, "not found\n", *keep, {}, head_only);
     std::string ekey = std::to_string(user.org_id) + "\n" + entry->product;
     bool is_entitled = node != nullptr;  // a node of the chain mirrors every product
     if (!is_entitled && !entitlement_cache_.Get(ekey, &is_entitled)) {
       auto entitled = AskOnceMore([&] { return reads_->IsEntitled(user.org_id, entry->product); });
-      if (!entitled.ok()) return Send(c, 503, "the audit store is unavailable; try again later\n", false);
+      if (!entitled.ok()) return Send(later, 503, "the audit store is unavailable; try again later\n", false);
       is_entitled = *entitled;
       entitlement_cache_.Put(ekey, is_entitled);
     }
-    if (!is_entitled) return Send(c, 403, "your organisation is not entitled to " + entry->product + "\n", *keep, {}, head_only);
+    if (!is_entitled) return Send(later, 403, "your organisation is not entitled to " + entry->product + "\n", *keep, {}, head_only);
 
     int fd = OpenBeneath(repo_fd_, "targets/" + rel);
     struct stat st {};
@@ -607,7 +610,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
                                           : "published target missing on disk",
                  {{"target", entry->path}, {"file", "targets/" + rel}});
       if (fd >= 0) ::close(fd);
-      return Send(c, 503, "this file is temporarily unavailable\n", *keep, {}, head_only);
+      return Send(later, 503, "this file is temporarily unavailable\n", *keep, {}, head_only);
     }
     struct FdCloser {
       int fd;
@@ -617,7 +620,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (!v.ok() || !ConstantTimeEquals(v->v->sha256, entry->sha256) || v->v->length != entry->length) {
       ++metrics_.verify_mismatches;
       Quarantine(*entry, v.ok() ? v->v->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());
-      return Send(c, 503, "this file failed integrity verification and is not served\n", false);
+      return Send(later, 503, "this file failed integrity verification and is not served\n", false);
     }
     std::shared_ptr<const FileVerification> verified = v->v;
     // A small file's verified bytes, in memory: exactly the bytes whose SHA-256 was just
@@ -631,7 +634,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       range_header = CaptureText(*r, kMaxRangeBytes);
       ByteRange br = ParseRange(*r, len);
       if (br.kind == ByteRange::Kind::kUnsatisfiable)
-        return Send(c, 416, "range not satisfiable\n", *keep, {{"Content-Range", "bytes */" + std::to_string(len)}}, head_only);
+        return Send(later, 416, "range not satisfiable\n", *keep, {{"Content-Range", "bytes */" + std::to_string(len)}}, head_only);
       if (br.kind == ByteRange::Kind::kRange) {
         ranged = true;
         first = br.first;
@@ -643,7 +646,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       // Not a download: nothing is sent, so nothing is recorded. Content-Length is what a
       // 200 would carry (RFC 9110 §8.6).
       metrics_.CountStatus(304);
-      return c.WriteAll(ResponseHead(304, {{"ETag", etag}, {"Cache-Control", "private, max-age=31536000, immutable"}},
+      return Queue(later, ResponseHead(304, {{"ETag", etag}, {"Cache-Control", "private, max-age=31536000, immutable"}},
                                      len, *keep)) && *keep;
     }
     uint64_t body_len = (len == 0) ? 0 : last - first + 1;
@@ -656,7 +659,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
                                                 std::to_string(len));
     if (head_only) {
       metrics_.CountStatus(status);
-      return c.WriteAll(ResponseHead(status, headers, body_len, *keep)) && *keep;
+      return Queue(later, ResponseHead(status, headers, body_len, *keep)) && *keep;
     }
     if (content && verified->mode == ServeMode::kChunkDigests) {
       std::string_view body = content->view().substr(static_cast<size_t>(first), static_cast<size_t>(body_len));
@@ -683,7 +686,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (!s.ok()) {
         ++metrics_.verify_mismatches;
         Quarantine(*entry, "changed on disk after verification", s.status().message());
-        return Send(c, 503, "this file failed integrity verification and is not served\n", false);
+        return Send(later, 503, "this file failed integrity verification and is not served\n", false);
       }
       slice = *s;
     }
@@ -706,7 +709,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     }
     // The record is durable before the first byte.
     auto id = audit_.Begin(MakeStart(req, user, *entry, range_header, remote));
-    if (!id.ok()) return Send(c, 503, "the audit store is unavailable; nothing was served\n", false);
+    if (!id.ok()) return Send(later, 503, "the audit store is unavailable; nothing was served\n", false);
 
     metrics_.CountStatus(status);
     uint64_t sent = 0;

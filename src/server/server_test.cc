@@ -969,5 +969,71 @@ TEST_F(ServerTest, TheLoopPathSendsNoByteBeforeTheRecordIsDurable) {
   EXPECT_EQ(Records("complete"), 2u);
 }
 
+// The real store's two steps (written, then flushed to disk), with the flush held while
+// armed: the durable point of a record is the end of its flush, not its write.
+class HeldFlush : public ForwardingStore {
+ public:
+  explicit HeldFlush(Store* s) : ForwardingStore(s), real_(s) {}
+  Result<std::vector<int64_t>> WriteDownloads(const std::vector<DownloadStart>& s) override {
+    return real_->WriteDownloads(s);
+  }
+  Status WriteFinishes(const std::vector<DownloadFinish>& f) override { return real_->WriteFinishes(f); }
+  Status SyncDownloads() override {
+    std::unique_lock<std::mutex> l(mu_);
+    if (armed_) {
+      held_ = true;
+      cv_.notify_all();
+      cv_.wait(l, [&] { return !armed_; });
+    }
+    l.unlock();
+    return real_->SyncDownloads();
+  }
+  void Arm(bool on) {
+    std::lock_guard<std::mutex> l(mu_);
+    armed_ = on;
+    cv_.notify_all();
+  }
+  bool WaitHeld() {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
+  }
+
+ private:
+  Store* real_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool armed_ = false, held_ = false;
+};
+
+// Both serving paths (the loop's, for bytes held in memory; a worker's hash-while-send for
+// files not kept) hold the response until the record's flush has returned.
+TEST_F(ServerTest, NoByteLeavesBeforeTheFlushThatMakesTheRecordDurable) {
+  for (bool in_memory : {true, false}) {
+    SCOPED_TRACE(in_memory ? "loop path, verified bytes in memory" : "worker path, hash-while-send");
+    HeldFlush gate(store_.get());
+    tweak_ = [in_memory](ServerOptions& o) {
+      o.auth_cache_ms = 60000;
+      if (!in_memory) o.verified_memory_max_file = 0;
+    };
+    StartServer(&gate);
+    ASSERT_EQ(BodyOf(Get(office_url_)), office_bytes_);  // warms the caches
+    size_t before = Records();
+    gate.Arm(true);
+    Client c(server_->port());
+    c.Send("GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
+    ASSERT_TRUE(gate.WaitHeld());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time for any early byte to arrive
+    EXPECT_EQ(Records(), before + 1) << "the record was not written before its flush (not the two-step path)";
+    char b;
+    ssize_t n = ::recv(c.fd(), &b, 1, MSG_DONTWAIT);
+    EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << "bytes left before the record was flushed";
+    gate.Arm(false);
+    std::string r = c.ReadAll();
+    EXPECT_EQ(StatusOf(r), 200);
+    EXPECT_EQ(BodyOf(r), office_bytes_);
+    StopServer();
+  }
+}
+
 }  // namespace
 }  // namespace patchgate::server

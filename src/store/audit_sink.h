@@ -29,6 +29,18 @@ class AuditSink {
   // returns OK the records are durable (the caller may then send the first byte).
   virtual Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) = 0;
   virtual Status FinishDownloads(const std::vector<DownloadFinish>& finishes) = 0;
+  // The same in two steps, for the audit pipeline (src/server/audit_log): WriteDownloads
+  // inserts in one transaction like BeginDownloads, but its records are durable only once
+  // a later SyncDownloads() has returned OK. SyncDownloads may run on another thread while
+  // the next WriteDownloads runs, so one flush to disk covers every batch written before
+  // it. WriteFinishes: completions the same way. The defaults are the one-step calls
+  // (durable at once; SyncDownloads does nothing); a sink that wraps another
+  // (ForwardingStore) keeps them, so its BeginDownloads sees every record.
+  virtual Result<std::vector<int64_t>> WriteDownloads(const std::vector<DownloadStart>& starts) {
+    return BeginDownloads(starts);
+  }
+  virtual Status WriteFinishes(const std::vector<DownloadFinish>& finishes) { return FinishDownloads(finishes); }
+  virtual Status SyncDownloads() { return Status::OK(); }
 };
 
 }  // namespace patchgate

@@ -66,6 +66,18 @@ class Connection {
   // inserts them with one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
   virtual Result<int64_t> InsertNew(std::string_view table, const std::vector<std::string>& columns,
                                     std::string_view unique_column, const std::vector<std::vector<Param>>& rows) = 0;
+  // Split durability (the audit pipeline): while on, a COMMIT on this connection makes its
+  // changes visible at once but durable only once a later SyncCommitted() has returned OK,
+  // so one flush to disk can cover several commits and run beside the next one. Returns
+  // false (and every commit stays durable by itself) where the engine or the database
+  // cannot split the two. Serialised like every other call.
+  virtual bool SetDeferredSync(bool on) {
+    (void)on;
+    return false;
+  }
+  // Makes durable every commit that returned before this call. Thread-safe: may run on
+  // another thread while statements run on this connection (it never touches them).
+  virtual Status SyncCommitted() { return Status::OK(); }
 };
 
 // Wraps `conn` so that no text parameter that is not storable (invalid UTF-8, or NUL) ever

@@ -438,6 +438,35 @@ class SqlStore final : public Store {
 
   // --- downloads -------------------------------------------------------------------
   Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& in) override {
+    return InsertStarts(in, /*deferred=*/false);
+  }
+  Result<std::vector<int64_t>> WriteDownloads(const std::vector<DownloadStart>& in) override {
+    return InsertStarts(in, /*deferred=*/true);
+  }
+  Status FinishDownloads(const std::vector<DownloadFinish>& finishes) override {
+    return UpdateFinishes(finishes, /*deferred=*/false);
+  }
+  Status WriteFinishes(const std::vector<DownloadFinish>& finishes) override {
+    return UpdateFinishes(finishes, /*deferred=*/true);
+  }
+  // Without the store's lock: it never waits behind a write (that is the point).
+  Status SyncDownloads() override { return c_->SyncCommitted(); }
+
+  // While alive (mu_ held), commits on the connection are durable only with the next
+  // SyncCommitted() where the engine can split the two; a sync in each commit again after.
+  class DeferredSync {
+   public:
+    DeferredSync(sql::Connection* c, bool want) : c_(c), on_(want && c->SetDeferredSync(true)) {}
+    ~DeferredSync() {
+      if (on_) (void)c_->SetDeferredSync(false);
+    }
+
+   private:
+    sql::Connection* c_;
+    bool on_;
+  };
+
+  Result<std::vector<int64_t>> InsertStarts(const std::vector<DownloadStart>& in, bool deferred) {
     // Text from the network, stored escaped and capped; a copy only when some record needs it.
     std::vector<DownloadStart> capped;
     if (!std::all_of(in.begin(), in.end(), FitsStore)) {
@@ -446,6 +475,7 @@ class SqlStore final : public Store {
     }
     const std::vector<DownloadStart>& starts = capped.empty() ? in : capped;
     std::lock_guard<std::mutex> l(mu_);
+    DeferredSync mode(c_.get(), deferred);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     auto ids = c_->engine() == "postgresql" ? InsertStartsBatched(starts) : InsertStartsOneByOne(starts);
     Status st = ids.ok() ? c_->ExecScript("COMMIT") : ids.status();
@@ -456,8 +486,9 @@ class SqlStore final : public Store {
     return ids;
   }
 
-  Status FinishDownloads(const std::vector<DownloadFinish>& finishes) override {
+  Status UpdateFinishes(const std::vector<DownloadFinish>& finishes, bool deferred) {
     std::lock_guard<std::mutex> l(mu_);
+    DeferredSync mode(c_.get(), deferred);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     Status st = c_->engine() == "postgresql" ? UpdateFinishesBatched(finishes) : UpdateFinishesOneByOne(finishes);
     if (st.ok()) st = c_->ExecScript("COMMIT");

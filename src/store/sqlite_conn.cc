@@ -1,9 +1,15 @@
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <map>
+#include <mutex>
 
 #include "store/sql.h"
 
@@ -17,6 +23,50 @@ class SqliteConnection : public Connection {
   ~SqliteConnection() override {
     for (auto& [_, st] : cache_) sqlite3_finalize(st);
     sqlite3_close_v2(db_);
+    if (wal_fd_ >= 0) ::close(wal_fd_);
+  }
+
+  // In WAL mode a commit appends its pages to the -wal file; synchronous=FULL flushes that
+  // file in every commit. With synchronous=NORMAL (deferred) SQLite flushes it only around
+  // checkpoints (the WAL before its pages are copied, the database file after), so a
+  // commit is durable once the WAL is flushed: SyncCommitted() does that on the same file.
+  // `wal_path`: the database's -wal file, when the database is in WAL mode.
+  void UseWal(std::string wal_path) { wal_path_ = std::move(wal_path); }
+
+  bool SetDeferredSync(bool on) override {
+    if (wal_path_.empty()) return false;
+    return ExecScript(on ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL").ok();
+  }
+
+  Status SyncCommitted() override {
+    if (wal_path_.empty()) return Status::OK();  // every commit synced by itself
+    std::lock_guard<std::mutex> l(wal_mu_);
+    // The WAL this connection writes exists as long as the connection is open (SQLite
+    // removes it only when the last connection closes). Held open here and checked by
+    // identity, so a file put in its place is flushed instead of the old one.
+    struct stat st {};
+    if (::stat(wal_path_.c_str(), &st) != 0)
+      return Unavailable("sqlite: cannot find the write-ahead log " + wal_path_ + ": " + std::strerror(errno));
+    if (wal_fd_ < 0 || st.st_dev != wal_dev_ || st.st_ino != wal_ino_) {
+      if (wal_fd_ >= 0) ::close(wal_fd_);
+      wal_fd_ = ::open(wal_path_.c_str(), O_RDONLY | O_CLOEXEC);
+      if (wal_fd_ < 0) return Unavailable("sqlite: cannot open the write-ahead log " + wal_path_ + ": " + std::strerror(errno));
+      struct stat opened {};
+      if (::fstat(wal_fd_, &opened) != 0) return Unavailable("sqlite: cannot stat the write-ahead log " + wal_path_);
+      wal_dev_ = opened.st_dev;
+      wal_ino_ = opened.st_ino;
+      // A WAL file created since: its name must be durable too (what SQLite's own first
+      // sync of a new file does).
+      std::string dir = wal_path_.substr(0, wal_path_.rfind('/') == std::string::npos ? 0 : wal_path_.rfind('/'));
+      int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      bool dir_ok = dfd >= 0 && ::fsync(dfd) == 0;
+      if (dfd >= 0) ::close(dfd);
+      if (!dir_ok) return Unavailable("sqlite: cannot flush the directory of " + wal_path_ + ": " + std::strerror(errno));
+    }
+    if (::fdatasync(wal_fd_) != 0)
+      return Unavailable("sqlite: flushing the write-ahead log " + wal_path_ + " failed: " + std::strerror(errno) +
+                         "; the last records may not be on disk");
+    return Status::OK();
   }
   std::string engine() const override { return "sqlite"; }
 
@@ -168,6 +218,11 @@ class SqliteConnection : public Connection {
 
   sqlite3* db_;
   std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
+  std::string wal_path_;  // empty: not in WAL mode (or in memory)
+  std::mutex wal_mu_;     // guards the fields below (SyncCommitted runs beside statements)
+  int wal_fd_ = -1;
+  dev_t wal_dev_ = 0;
+  ino_t wal_ino_ = 0;
 };
 
 }  // namespace
@@ -178,6 +233,10 @@ Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& url) {
   else if (url.rfind("sqlite://", 0) == 0) path = url.substr(9);
   else return InvalidArgument("not an sqlite URL: " + url);
   if (path.empty()) return InvalidArgument("sqlite URL has no path: use sqlite:///absolute/path.db or sqlite://relative.db");
+  // No global allocation statistics (they take a process-wide mutex around every
+  // allocation of every connection); only takes effect before SQLite's first use.
+  static const bool no_memstatus = [] { return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK; }();
+  (void)no_memstatus;
   sqlite3* db = nullptr;
   // No per-call mutex inside SQLite (SQLITE_OPEN_NOMUTEX): a Connection is not thread-safe
   // anyway (its statement cache) and its owner serialises every call (SqlStore and
@@ -195,6 +254,11 @@ Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& url) {
   // a 64 MiB page cache keeps the hot ends of the audit indexes in memory.
   PG_RETURN_IF_ERROR(conn->ExecScript("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
                                       "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
+  // Split durability only where the database really is in WAL mode on a file.
+  auto mode = conn->Query("PRAGMA journal_mode", {});
+  const char* file = sqlite3_db_filename(db, "main");
+  if (mode.ok() && !mode->empty() && (*mode)[0][0] && *(*mode)[0][0] == "wal" && file && *file)
+    conn->UseWal(std::string(file) + "-wal");
   return std::unique_ptr<Connection>(std::move(conn));
 }
 

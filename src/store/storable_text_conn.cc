@@ -48,6 +48,8 @@ class StorableTextConnection final : public Connection {
 
   Status ExecScript(std::string_view sql) override { return inner_->ExecScript(sql); }
   int64_t Changes() override { return inner_->Changes(); }
+  bool SetDeferredSync(bool on) override { return inner_->SetDeferredSync(on); }
+  Status SyncCommitted() override { return inner_->SyncCommitted(); }
 
   Result<int64_t> InsertNew(std::string_view table, const std::vector<std::string>& columns,
                             std::string_view unique_column, const std::vector<std::vector<Param>>& rows) override {
