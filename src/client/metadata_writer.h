@@ -20,12 +20,15 @@
 //
 // Flush() returns the first failure in the order the writes were made; a file whose sync
 // failed is not renamed (its temporary file is removed) and the others still land. A
-// second Write() to a path before Flush() replaces the first. The destructor flushes too
-// (and drops the status: call Flush() to learn it). For one owning thread.
+// second Write() to a path before Flush() replaces the first. FlushInBackground() starts
+// the same work on a thread of its own (e.g. while a target downloads); the next Write()
+// or Flush() waits for it, and Flush() reports its failure. The destructor flushes too
+// (and drops the status: call Flush() to learn it). The calls are for one owning thread.
 #pragma once
 
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "core/fs.h"
@@ -45,6 +48,8 @@ class MetadataWriter {
   Status Write(const std::string& path, std::string_view bytes);
   // Makes every pending write durable and puts it in place; OK when all of them landed.
   Status Flush();
+  // Starts Flush() of what is pending on another thread and returns at once.
+  void FlushInBackground();
   // Number of writes waiting for Flush().
   size_t pending() const { return pending_.size(); }
 
@@ -52,8 +57,12 @@ class MetadataWriter {
   struct Pending {
     std::string path, tmp;
   };
+  static Status FlushBatch(FileSystem* fs, std::vector<Pending> batch);
+  void JoinBackground();
   FileSystem* fs_;
   std::vector<Pending> pending_;  // in the order first written; one entry per path
+  std::thread background_;        // FlushInBackground's, until joined
+  Status background_status_;      // its result, until Flush() reports it
 };
 
 }  // namespace patchgate::client

@@ -138,6 +138,25 @@ TEST(MetadataWriter, AWriteThatFailsIsReportedAtOnceAndLeavesNothing) {
   EXPECT_EQ(d.Names(), (std::vector<std::string>{"timestamp.json"}));
 }
 
+TEST(MetadataWriter, ABackgroundFlushLandsAndItsFailureIsReportedByTheNextFlush) {
+  TempDir d;
+  LoggingFs fs;
+  fs.fail_sync = "b.json.tmp." + std::to_string(::getpid());
+  MetadataWriter w(&fs);
+  ASSERT_TRUE(w.Write(d.path + "/a.json", "1").ok());
+  ASSERT_TRUE(w.Write(d.path + "/b.json", "2").ok());
+  w.FlushInBackground();
+  EXPECT_EQ(w.pending(), 0u);
+  ASSERT_TRUE(w.Write(d.path + "/a.json", "3").ok());  // waits for the background flush first
+  EXPECT_EQ(Read(d.path + "/a.json"), "1");
+  Status st = w.Flush();
+  EXPECT_EQ(st.code(), ErrorCode::kIOError) << st.ToString();
+  EXPECT_NE(st.message().find("b.json"), std::string::npos) << st.message();
+  EXPECT_EQ(Read(d.path + "/a.json"), "3");
+  EXPECT_EQ(d.Names(), (std::vector<std::string>{"a.json"}));
+  EXPECT_TRUE(w.Flush().ok());  // reported once
+}
+
 TEST(MetadataWriter, TheDestructorFlushes) {
   TempDir d;
   {

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <set>
 #include <vector>
 
@@ -251,27 +252,40 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
   uint64_t cap = std::min(meta.length.value_or(tuf::kMaxTargetsBytes), tuf::kMaxTargetsBytes);
 
   auto accept = [&](std::string bytes, bool fetched) -> Result<const Loaded*> {
-    if (fetched) PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, bytes, role));
     Loaded loaded;
     loaded.raw = std::move(bytes);
-    // Large canonical roles: no DOM and no copy; the signature is checked over the exact
-    // bytes of the file and targets are looked up in the text when asked for.
-    if (loaded.raw.size() >= kLazyRoleBytes) {
-      auto lz = tuf::LazyTargets::Parse(loaded.raw, tuf::kMaxTargetsBytes);
-      if (lz.ok()) {
-        loaded.lz = std::move(*lz);
-        loaded.lazy = true;
-        PG_RETURN_IF_ERROR(loaded.Verify(keys, role_keys, role));
-        loaded.targets = std::move(loaded.lz.parsed);
-      } else if (lz.status().code() != ErrorCode::kUnsupported) {
-        return lz.status().WithContext(role);
-      }
+    // A large fetched role is hashed (the snapshot's hash) on another thread while this one
+    // reads and verifies it; nothing is kept unless both pass, and a hash mismatch is the
+    // error reported first, as for a small role.
+    std::future<Status> hash_check;
+    if (fetched) {
+      if (loaded.raw.size() >= kLazyRoleBytes)
+        hash_check = std::async(std::launch::async, [&] { return tuf::CheckMetaFile(meta, loaded.raw, role); });
+      else
+        PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, loaded.raw, role));
     }
-    if (!loaded.lazy) {
+    auto read_and_verify = [&]() -> Status {
+      // Large canonical roles: no DOM and no copy; the signature is checked over the exact
+      // bytes of the file and targets are looked up in the text when asked for.
+      if (loaded.raw.size() >= kLazyRoleBytes) {
+        auto lz = tuf::LazyTargets::Parse(loaded.raw, tuf::kMaxTargetsBytes);
+        if (lz.ok()) {
+          loaded.lz = std::move(*lz);
+          loaded.lazy = true;
+          PG_RETURN_IF_ERROR(loaded.Verify(keys, role_keys, role));
+          loaded.targets = std::move(loaded.lz.parsed);
+          return Status::OK();
+        }
+        if (lz.status().code() != ErrorCode::kUnsupported) return lz.status().WithContext(role);
+      }
       PG_ASSIGN_OR_RETURN(loaded.env, Envelope::Parse(loaded.raw, tuf::kMaxTargetsBytes));
       PG_RETURN_IF_ERROR(loaded.Verify(keys, role_keys, role));
       PG_ASSIGN_OR_RETURN(loaded.targets, tuf::Targets::FromSigned(loaded.env.signed_json));
-    }
+      return Status::OK();
+    };
+    Status read = read_and_verify();
+    if (hash_check.valid()) PG_RETURN_IF_ERROR(hash_check.get());
+    PG_RETURN_IF_ERROR(read);
     const tuf::Targets& t = loaded.targets;
     if (t.common.version != meta.version)
       return Status(ErrorCode::kMixAndMatch, role + " version " + std::to_string(t.common.version) +
@@ -393,6 +407,9 @@ Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
       return Corrupt(info.path + ": a listed hash is not hexadecimal; cannot name the file to download");
   }
   PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.target_dir));
+  // The verified metadata becomes durable while the target downloads (their syncs share
+  // the journal's commits); FlushMetadataWrites() waits for it.
+  if (writer_) writer_->FlushInBackground();
   std::string final_path = JoinPath(o_.target_dir, LocalName(info.path));
   std::string url = o_.target_base_url + "/" + TargetUrlPath(info.path, hash, root_.consistent_snapshot);
   PG_RETURN_IF_ERROR(FetchTargetTo(fetcher_, url, info.path, info.file, final_path, TargetFetchOptions{}));
