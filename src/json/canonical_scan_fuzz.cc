@@ -7,6 +7,13 @@
 #include "json/canonical_json.h"
 #include "json/canonical_scan.h"
 
+namespace {
+// A recorded key (as written in canonical text) decoded.
+std::string Decode(std::string_view raw) {
+  return patchgate::cjson::Parse("\"" + std::string(raw) + "\"")->get<std::string>();
+}
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace patchgate;
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -23,14 +30,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)cjson::MemberSlice(text, "zz-not-there");
     if (m.top.size() != parsed->size()) std::abort();
     for (const auto& member : m.top) {
-      auto slice = cjson::MemberSlice(text, *cjson::Parse("\"" + std::string(member.key) + "\""));
+      auto slice = cjson::MemberSlice(text, Decode(member.key));
       if (!slice.ok() || *slice != member.value) std::abort();
     }
     auto nested = cjson::MemberSlice(text, "signed");
     size_t want = nested.ok() && !nested->empty() && nested->front() == '{' ? cjson::Parse(*nested)->size() : 0;
     if (m.nested.size() != want) std::abort();
     for (const auto& member : m.nested) {
-      auto slice = cjson::MemberSlice(*nested, *cjson::Parse("\"" + std::string(member.key) + "\""));
+      auto slice = cjson::MemberSlice(*nested, Decode(member.key));
       if (!slice.ok() || *slice != member.value) std::abort();
     }
   }
