@@ -6,7 +6,8 @@
 //       window is an ordinary node-day (DOWNLOADS / (20 x DAYS) downloads).
 //   scope_bench floor STORE_URL NODE FROM TO EXPECTED_ROWS
 //       the floor: the bare index query (Store::QueryDownloads, which the scope runs) timed
-//       inside one process with the store already open; checks the row count; median of 7.
+//       inside one process with the store already open and the scope command's heap (huge
+//       pages); checks the row count; median of 7.
 //   scope_bench import STORE_URL [LOG_LINES=1000000]
 //       imports LOG_LINES nginx lines twice (every line a download; one in ten) and
 //       reports lines/s.
@@ -20,6 +21,7 @@
 #include <random>
 
 #include "core/clock.h"
+#include "core/heap_huge_pages.h"
 #include "crypto/hash.h"
 #include "incident/import.h"
 #include "incident/scope.h"
@@ -187,6 +189,9 @@ int main(int argc, char** argv) {
   if (!store.ok()) return Fail(store.status());
   if (mode == "generate")
     return Generate(**store, argc > 3 ? std::atoll(argv[3]) : 10'000'000, argc > 4 ? std::atoi(argv[4]) : 30);
+  // The floor runs with the heap the scope command uses (huge pages: core/heap_huge_pages.h),
+  // so that the two differ only by what the command adds to the query.
+  if (mode == "floor") GrowHeapOnHugePages(size_t{256} << 20);
   if (mode == "floor") return Floor(**store, argv[3], argv[4], argv[5], std::strtoull(argv[6], nullptr, 10));
   return Import(**store, argc > 3 ? std::atoll(argv[3]) : 1'000'000);
 }

@@ -17,7 +17,8 @@
 #     - the whole command `patchgate incident scope --node N --from T1 --to T2 --store URL`,
 #       table output and --csv;
 #     - the floor: the same index query (Store::QueryDownloads, what the scope runs) timed
-#       inside one process with the store already open (bench/scope_bench floor, 7 runs).
+#       inside one process with the store already open and the heap the command uses
+#       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs).
 # Every command's exit status and output are checked (the totals line or the number of CSV
 # rows must be the expected count); a failed run aborts the bench.
 set -euo pipefail
@@ -136,7 +137,7 @@ for engine in $engines; do
     time_cli "whole command, --csv" "$expected" csv \
       "$pg" incident scope --node "$node" --from "$(rfc "$from")" --to "$(rfc "$to")" --store "$url" --csv
     read -r med min < <("$build/bench/scope_bench" floor "$url" "$node" "$(rfc "$from")" "$(rfc "$to")" "$expected")
-    echo "  floor, the bare index query in one process with the store open: median $med ms, min $min ms (7 runs)"
+    echo "  floor, the bare index query in one process with the store open (and the command's huge-page heap): median $med ms, min $min ms (7 runs)"
   done
   if ((lines > 0)); then "$build/bench/scope_bench" import "$url" "$lines"; fi
   if [[ $engine == sqlite ]]; then

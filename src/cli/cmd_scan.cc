@@ -100,6 +100,7 @@ int RunScan(ScanFlags& f) {
   if (f.json) {
     nlohmann::json out = {{"engine", info.engine}, {"engine_version", info.engine_version},
                           {"signature_version", info.db_version}, {"signatures", info.signatures},
+                          {"engine_load_seconds", info.load_seconds}, {"scan_seconds", secs},
                           {"files", nlohmann::json::array()}, {"refused", nlohmann::json::array()}};
     for (const auto& r : *results)
       out["files"].push_back({{"path", r.path}, {"verdict", scan::VerdictName(r.verdict)}, {"detections", r.detections},
@@ -121,9 +122,10 @@ int RunScan(ScanFlags& f) {
     for (const auto& [p, why] : exp.refused)
       std::printf("%-11s %-64s %s  (%s)\n", "refused", "-", EscapeForTerminal(p).c_str(), EscapeForTerminal(why).c_str());
     std::printf("%zu files, %.1f MB in %.2f s: %zu clean, %zu infected, %zu unscannable, %zu errors, %zu refused "
-                "(%s %s, signatures %s)\n",
+                "(%s %s, signatures %s, engine loaded in %.2f s before the scan)\n",
                 results->size(), static_cast<double>(total) / 1e6, secs, counts[0], counts[1], counts[2], counts[3],
-                exp.refused.size(), info.engine.c_str(), info.engine_version.c_str(), info.db_version.c_str());
+                exp.refused.size(), info.engine.c_str(), info.engine_version.c_str(), info.db_version.c_str(),
+                info.load_seconds);
   }
   return ExitFor(*results, exp.refused.size());
 }

@@ -1,4 +1,5 @@
-// Loads libpq, libcurl and GPGME on first use instead of at process start.
+// Loads libpq, libcurl, GPGME and OpenSSL (libcrypto, libssl) on first use instead of at
+// process start.
 //
 // Each of them pulls in the same long chain of shared libraries (Kerberos, LDAP, SASL,
 // GnuTLS, nettle, p11-kit, ...): at start-up the dynamic loader spent about 11 million
@@ -22,6 +23,16 @@
 #include <dlfcn.h>
 #include <gpgme.h>
 #include <libpq-fe.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -37,6 +48,8 @@ struct Lib {
 constexpr Lib kPq{"libpq.so.5", "libpq5"};
 constexpr Lib kCurl{"libcurl.so.4", "libcurl4"};
 constexpr Lib kGpgme{"libgpgme.so.11", "libgpgme11"};
+constexpr Lib kCrypto{"libcrypto.so.3", "libssl3"};
+constexpr Lib kSsl{"libssl.so.3", "libssl3"};
 
 [[noreturn]] void Fatal(const Lib& lib, const char* what, const char* detail) {
   char msg[512];
@@ -58,6 +71,14 @@ void* Handle(const Lib& lib) {
     return h;
   }
   if (&lib == &kCurl) {
+    static void* h = open();
+    return h;
+  }
+  if (&lib == &kCrypto) {
+    static void* h = open();
+    return h;
+  }
+  if (&lib == &kSsl) {
     static void* h = open();
     return h;
   }
@@ -179,3 +200,111 @@ FWD(kGpgme, gpgme_error_t, gpgme_op_sign, (gpgme_ctx_t c, gpgme_data_t p, gpgme_
 FWD(kGpgme, const char*, gpgme_strerror, (gpgme_error_t e), (e))
 FWD(kGpgme, const char*, gpgme_strsource, (gpgme_error_t e), (e))
 FWD(kGpgme, int, gpgme_io_writen, (int fd, const void* b, size_t n), (fd, b, n))
+
+// --- OpenSSL: libcrypto (src/crypto) and libssl (src/server's TLS) -----------------------
+// Relocating libcrypto alone dirtied about 110 pages at every start (its 370 KB of
+// relocated tables), a third of the page faults of `patchgate incident scope` on SQLite,
+// which hashes and signs nothing. libpq and libcurl load the same libraries as their own
+// dependencies when they are loaded; dlopen then returns that one copy.
+FWD(kCrypto, long, BIO_ctrl, (BIO * b, int cmd, long larg, void* parg), (b, cmd, larg, parg))
+FWD(kCrypto, int, BIO_free, (BIO * a), (a))
+FWD(kCrypto, BIO*, BIO_new, (const BIO_METHOD* type), (type))
+FWD(kCrypto, BIO*, BIO_new_mem_buf, (const void* buf, int len), (buf, len))
+FWD(kCrypto, const BIO_METHOD*, BIO_s_mem, (void), ())
+FWD(kCrypto, int, CRYPTO_memcmp, (const void* a, const void* b, size_t n), (a, b, n))
+FWD(kCrypto, void, ERR_clear_error, (void), ())
+FWD(kCrypto, void, ERR_error_string_n, (unsigned long e, char* buf, size_t len), (e, buf, len))
+FWD(kCrypto, unsigned long, ERR_get_error, (void), ())
+FWD(kCrypto, int, EVP_Digest,
+    (const void* data, size_t count, unsigned char* md, unsigned int* size, const EVP_MD* type, ENGINE* impl),
+    (data, count, md, size, type, impl))
+FWD(kCrypto, int, EVP_DigestFinal_ex, (EVP_MD_CTX * ctx, unsigned char* md, unsigned int* s), (ctx, md, s))
+FWD(kCrypto, int, EVP_DigestInit_ex, (EVP_MD_CTX * ctx, const EVP_MD* type, ENGINE* impl), (ctx, type, impl))
+FWD(kCrypto, int, EVP_DigestSign,
+    (EVP_MD_CTX * ctx, unsigned char* sig, size_t* siglen, const unsigned char* tbs, size_t tbslen),
+    (ctx, sig, siglen, tbs, tbslen))
+FWD(kCrypto, int, EVP_DigestSignInit, (EVP_MD_CTX * ctx, EVP_PKEY_CTX** pctx, const EVP_MD* type, ENGINE* e, EVP_PKEY* pkey),
+    (ctx, pctx, type, e, pkey))
+FWD(kCrypto, int, EVP_DigestUpdate, (EVP_MD_CTX * ctx, const void* d, size_t cnt), (ctx, d, cnt))
+FWD(kCrypto, int, EVP_DigestVerify,
+    (EVP_MD_CTX * ctx, const unsigned char* sig, size_t siglen, const unsigned char* tbs, size_t tbslen),
+    (ctx, sig, siglen, tbs, tbslen))
+FWD(kCrypto, int, EVP_DigestVerifyInit,
+    (EVP_MD_CTX * ctx, EVP_PKEY_CTX** pctx, const EVP_MD* type, ENGINE* e, EVP_PKEY* pkey), (ctx, pctx, type, e, pkey))
+FWD(kCrypto, int, EVP_EncodeBlock, (unsigned char* t, const unsigned char* f, int n), (t, f, n))
+FWD(kCrypto, void, EVP_MD_CTX_free, (EVP_MD_CTX * ctx), (ctx))
+FWD(kCrypto, EVP_MD_CTX*, EVP_MD_CTX_new, (void), ())
+FWD(kCrypto, PKCS8_PRIV_KEY_INFO*, EVP_PKEY2PKCS8, (const EVP_PKEY* pkey), (pkey))
+FWD(kCrypto, int, EVP_PKEY_CTX_set_rsa_mgf1_md, (EVP_PKEY_CTX * ctx, const EVP_MD* md), (ctx, md))
+FWD(kCrypto, int, EVP_PKEY_CTX_set_rsa_padding, (EVP_PKEY_CTX * ctx, int pad), (ctx, pad))
+FWD(kCrypto, int, EVP_PKEY_CTX_set_rsa_pss_saltlen, (EVP_PKEY_CTX * ctx, int len), (ctx, len))
+FWD(kCrypto, void, EVP_PKEY_free, (EVP_PKEY * pkey), (pkey))
+FWD(kCrypto, int, EVP_PKEY_get_base_id, (const EVP_PKEY* pkey), (pkey))
+FWD(kCrypto, int, EVP_PKEY_get_raw_public_key, (const EVP_PKEY* pkey, unsigned char* pub, size_t* len), (pkey, pub, len))
+FWD(kCrypto, EVP_PKEY*, EVP_PKEY_new_raw_public_key, (int type, ENGINE* e, const unsigned char* pub, size_t len),
+    (type, e, pub, len))
+FWD(kCrypto, const EVP_CIPHER*, EVP_aes_256_cbc, (void), ())
+FWD(kCrypto, const EVP_MD*, EVP_sha256, (void), ())
+FWD(kCrypto, const EVP_MD*, EVP_sha512, (void), ())
+FWD(kCrypto, unsigned char*, HMAC,
+    (const EVP_MD* md, const void* key, int key_len, const unsigned char* d, size_t n, unsigned char* out,
+     unsigned int* out_len),
+    (md, key, key_len, d, n, out, out_len))
+FWD(kCrypto, EVP_PKEY*, PEM_read_bio_PUBKEY, (BIO * bp, EVP_PKEY** x, pem_password_cb* cb, void* u), (bp, x, cb, u))
+FWD(kCrypto, EVP_PKEY*, PEM_read_bio_PrivateKey, (BIO * bp, EVP_PKEY** x, pem_password_cb* cb, void* u), (bp, x, cb, u))
+FWD(kCrypto, int, PEM_write_bio_PKCS8, (BIO * bp, const X509_SIG* x), (bp, x))
+FWD(kCrypto, int, PEM_write_bio_PUBKEY, (BIO * bp, const EVP_PKEY* x), (bp, x))
+FWD(kCrypto, int, PEM_write_bio_PrivateKey,
+    (BIO * bp, const EVP_PKEY* x, const EVP_CIPHER* enc, const unsigned char* kstr, int klen, pem_password_cb* cb,
+     void* u),
+    (bp, x, enc, kstr, klen, cb, u))
+FWD(kCrypto, X509_ALGOR*, PKCS5_pbe2_set_scrypt,
+    (const EVP_CIPHER* cipher, const unsigned char* salt, int saltlen, unsigned char* aiv, uint64_t N, uint64_t r,
+     uint64_t p),
+    (cipher, salt, saltlen, aiv, N, r, p))
+FWD(kCrypto, void, PKCS8_PRIV_KEY_INFO_free, (PKCS8_PRIV_KEY_INFO * a), (a))
+FWD(kCrypto, X509_SIG*, PKCS8_set0_pbe, (const char* pass, int passlen, PKCS8_PRIV_KEY_INFO* p8, X509_ALGOR* pbe),
+    (pass, passlen, p8, pbe))
+FWD(kCrypto, int, RAND_bytes, (unsigned char* buf, int num), (buf, num))
+FWD(kCrypto, void, X509_ALGOR_free, (X509_ALGOR * a), (a))
+FWD(kCrypto, void, X509_SIG_free, (X509_SIG * a), (a))
+
+// The one variadic call: what follows the key type depends on the type, as in OpenSSL's
+// own EVP_EC_gen and EVP_RSA_gen macros ("EC": the curve name; "RSA": the size in bits as
+// size_t; the others nothing).
+extern "C" EVP_PKEY* EVP_PKEY_Q_keygen(OSSL_LIB_CTX* ctx, const char* propq, const char* type, ...) {
+  static const auto real = Resolve<decltype(&::EVP_PKEY_Q_keygen)>(kCrypto, "EVP_PKEY_Q_keygen");
+  va_list ap;
+  va_start(ap, type);
+  EVP_PKEY* k;
+  if (type && std::strcmp(type, "EC") == 0) {
+    const char* curve = va_arg(ap, const char*);
+    k = real(ctx, propq, type, curve);
+  } else if (type && std::strcmp(type, "RSA") == 0) {
+    size_t bits = va_arg(ap, size_t);
+    k = real(ctx, propq, type, bits);
+  } else {
+    k = real(ctx, propq, type);
+  }
+  va_end(ap);
+  return k;
+}
+
+FWD(kSsl, int, SSL_CTX_check_private_key, (const SSL_CTX* ctx), (ctx))
+FWD(kSsl, long, SSL_CTX_ctrl, (SSL_CTX * ctx, int cmd, long larg, void* parg), (ctx, cmd, larg, parg))
+FWD(kSsl, void, SSL_CTX_free, (SSL_CTX * ctx), (ctx))
+FWD(kSsl, SSL_CTX*, SSL_CTX_new, (const SSL_METHOD* meth), (meth))
+FWD(kSsl, uint64_t, SSL_CTX_set_options, (SSL_CTX * ctx, uint64_t op), (ctx, op))
+FWD(kSsl, int, SSL_CTX_use_PrivateKey_file, (SSL_CTX * ctx, const char* file, int type), (ctx, file, type))
+FWD(kSsl, int, SSL_CTX_use_certificate_chain_file, (SSL_CTX * ctx, const char* file), (ctx, file))
+FWD(kSsl, int, SSL_accept, (SSL * s), (s))
+FWD(kSsl, long, SSL_ctrl, (SSL * s, int cmd, long larg, void* parg), (s, cmd, larg, parg))
+FWD(kSsl, void, SSL_free, (SSL * s), (s))
+FWD(kSsl, int, SSL_get_error, (const SSL* s, int ret), (s, ret))
+FWD(kSsl, SSL*, SSL_new, (SSL_CTX * ctx), (ctx))
+FWD(kSsl, int, SSL_read, (SSL * s, void* buf, int num), (s, buf, num))
+FWD(kSsl, void, SSL_set_accept_state, (SSL * s), (s))
+FWD(kSsl, int, SSL_set_fd, (SSL * s, int fd), (s, fd))
+FWD(kSsl, int, SSL_shutdown, (SSL * s), (s))
+FWD(kSsl, int, SSL_write, (SSL * s, const void* buf, int num), (s, buf, num))
+FWD(kSsl, const SSL_METHOD*, TLS_server_method, (void), ())

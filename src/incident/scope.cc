@@ -22,7 +22,7 @@ std::string Scope::Totals() const {
   return t;
 }
 
-Result<ScopeQuery> QueryForIncident(Store& store, int64_t id) {
+Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t id) {
   PG_ASSIGN_OR_RETURN(Incident inc, store.GetIncident(id));
   ScopeQuery q;
   q.node = inc.node;

@@ -40,7 +40,7 @@ struct Scope {
 };
 
 Result<Scope> ComputeScope(Store& store, const ScopeQuery& q);
-Result<ScopeQuery> QueryForIncident(Store& store, int64_t incident_id);
+Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t incident_id);
 
 std::string RenderTable(const Scope& s);
 std::string RenderCsv(const Scope& s);

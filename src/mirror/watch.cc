@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <memory>
 #include <cstring>
 
 #include "core/clock.h"
@@ -49,11 +50,17 @@ Result<FileDigest> HashLimited(const std::string& path, uint64_t rate, struct st
     ::close(fd);
     return h.status();
   }
-  static thread_local char buf[1 << 17];
+  // Allocated on first use: a thread_local array would be part of every thread's static
+  // TLS block, zeroed at the start of every patchgate process and thread (32 page faults
+  // in `patchgate incident scope` too, which never hashes a file).
+  constexpr size_t kBuf = size_t{1} << 17;
+  static thread_local std::unique_ptr<char[]> buf_owner;
+  if (!buf_owner) buf_owner = std::make_unique_for_overwrite<char[]>(kBuf);
+  char* const buf = buf_owner.get();
   uint64_t total = 0;
   auto start = std::chrono::steady_clock::now();
   for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, kBuf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       ::close(fd);

@@ -18,7 +18,7 @@
 //                         (it may wait in the queue behind another file).
 // The path is hex-encoded so that any file name (newlines, bytes that are not UTF-8)
 // travels intact. Startup reply: {"ready":true,"engine_version":..,"db_version":..,
-// "signatures":N} or {"ready":false,"error":..} (then exit 2).
+// "signatures":N,"load_seconds":S (libclamav init, signature load and compile)} or {"ready":false,"error":..} (then exit 2).
 //
 // Memory: a file is never mapped whole. Small files (up to kMapWhole) are mapped once,
 // hashed and scanned from that one mapping; larger ones are hashed through a 4 MiB window
@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -375,6 +376,7 @@ int main(int argc, char** argv) {
            {"error", "usage: patchgate-scan-worker --db DIR [--max-file-size BYTES] [--db-version ID] [--threads N]"}});
     return 2;
   }
+  const auto load_start = std::chrono::steady_clock::now();  // engine load: init, signatures, compile
   cl_error_t rc = cl_init(CL_INIT_DEFAULT);
   if (rc != CL_SUCCESS) {
     Reply({{"ready", false}, {"error", std::string("libclamav init failed: ") + cl_strerror(rc)}});
@@ -422,8 +424,10 @@ int main(int argc, char** argv) {
   }
   cl_engine_set_clcb_virus_found(engine, OnVirus);
   if (db_version.empty()) db_version = patchgate::scan::SignatureSetVersion(db_dir);
+  const double load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
   Reply({{"ready", true}, {"engine_version", cl_retver()}, {"db_version", db_version}, {"signatures", sigs},
-         {"threads", threads}});
+         {"threads", threads}, {"load_seconds", load_seconds}});
   Worker(engine, max_file).Run(threads);
   // The engine is not freed: the process ends here and the kernel reclaims it at once
   // (freeing a large compiled engine page by page takes longer than the scans).

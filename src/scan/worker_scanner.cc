@@ -198,6 +198,7 @@ class WorkerProcess {
         info->engine_version = j.value("engine_version", "");
         info->db_version = j.value("db_version", "");
         info->signatures = j.value("signatures", 0u);
+        info->load_seconds = j.value("load_seconds", 0.0);
         return Status::OK();
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
