@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <set>
 #include <vector>
 
@@ -22,19 +23,6 @@ std::string StripSlash(std::string s) {
   return s;
 }
 
-// True when `bytes` is exactly env.Serialize() (checked without building it: the
-// signature list and framing around the signed bytes).
-bool SerializesTo(const Envelope& env, const std::string& bytes) {
-  Envelope frame;
-  frame.signatures = env.signatures;
-  auto head = frame.Serialize();  // {"signatures":[...],"signed":}
-  if (!head.ok() || head->size() < 1) return false;
-  std::string_view prefix(head->data(), head->size() - 1);
-  return bytes.size() == prefix.size() + env.signed_bytes.size() + 1 &&
-         std::string_view(bytes).substr(0, prefix.size()) == prefix && bytes.back() == '}' &&
-         std::string_view(bytes).substr(prefix.size(), env.signed_bytes.size()) == env.signed_bytes;
-}
-
 bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
   const auto& ra = a.roles.at(role);
   const auto& rb = b.roles.at(role);
@@ -44,9 +32,14 @@ bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
 
 }  // namespace
 
+Status Updater::Loaded::Verify(const std::map<std::string, PublicKey>& keys, const tuf::RoleKeys& role_keys,
+                              std::string_view role) {
+  if (lazy) return tuf::VerifyThreshold(lz.SignedBytes(raw), lz.signatures, keys, role_keys, role, &checked);
+  return tuf::VerifyThreshold(env, keys, role_keys, role, &checked);
+}
+
 Result<std::optional<tuf::TargetFile>> Updater::Loaded::Find(const std::string& path) const {
-  if (lazy)
-    return tuf::FindTargetInCanonical(std::string_view(env.signed_bytes.data() + targets_offset, targets_size), path);
+  if (lazy) return lz.Find(raw, path);
   auto it = targets.targets.find(path);
   if (it == targets.targets.end()) return std::optional<tuf::TargetFile>();
   return std::optional<tuf::TargetFile>(it->second);
@@ -54,8 +47,7 @@ Result<std::optional<tuf::TargetFile>> Updater::Loaded::Find(const std::string& 
 
 Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All() const {
   if (!lazy) return targets.targets;
-  std::string_view text(env.signed_bytes.data() + targets_offset, targets_size);
-  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(text, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
+  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(lz.TargetsText(raw), {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
   std::map<std::string, tuf::TargetFile> out;
   for (auto it = j.begin(); it != j.end(); ++it) {
     auto tf = tuf::ParseTargetFile(it.value());
@@ -63,12 +55,6 @@ Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All() const {
     out.emplace_hint(out.end(), it.key(), std::move(*tf));
   }
   return out;
-}
-
-std::string Updater::Loaded::Raw() const {
-  if (!raw.empty()) return raw;
-  auto s = env.Serialize();
-  return s.ok() ? *s : std::string();
 }
 
 Updater::Updater(UpdaterOptions o, Fetcher* fetcher, const Clock& clock, FileSystem* fs)
@@ -82,12 +68,10 @@ std::string Updater::LocalName(const std::string& target_path) { return tuf::Quo
 
 std::string Updater::MetaUrl(const std::string& file) const { return o_.metadata_url + "/" + file; }
 
-Status Updater::Persist(const std::string& role, std::string bytes) {
+Status Updater::Persist(const std::string& role, std::string_view bytes) {
   std::string path = JoinPath(o_.metadata_dir, tuf::MetadataName(role));
-  if (writer_ && role != "root") {  // root (rare) stays synchronous: later steps read it back
-    writer_->Write(std::move(path), std::move(bytes));
-    return Status::OK();
-  }
+  // root (rare) stays synchronous: later steps read it back
+  if (writer_ && role != "root") return writer_->Write(path, bytes);
   return fs_->WriteFileAtomic(path, bytes);
 }
 
@@ -258,7 +242,7 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
   // A role already loaded is verified again against the delegator it is reached through
   // now: a role delegated by two parents with different keys must satisfy each of them.
   if (auto it = targets_.find(role); it != targets_.end()) {
-    PG_RETURN_IF_ERROR(tuf::VerifyThreshold(it->second.env, keys, role_keys, role));
+    PG_RETURN_IF_ERROR(it->second.Verify(keys, role_keys, role));
     return &it->second;
   }
   auto mit = snapshot_->meta.find(role + ".json");
@@ -268,38 +252,47 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
   uint64_t cap = std::min(meta.length.value_or(tuf::kMaxTargetsBytes), tuf::kMaxTargetsBytes);
 
   auto accept = [&](std::string bytes, bool fetched) -> Result<const Loaded*> {
-    if (fetched) PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, bytes, role));
     Loaded loaded;
-    // Large canonical roles: no DOM; the signature is checked over the exact bytes and
-    // targets are looked up in the text when asked for.
-    bool lazy = false;
-    if (bytes.size() >= kLazyRoleBytes) {
-      auto lz = tuf::LazyTargets::Parse(bytes, tuf::kMaxTargetsBytes);
-      if (lz.ok()) {
-        PG_RETURN_IF_ERROR(tuf::VerifyThreshold(lz->env, keys, role_keys, role));
-        loaded.env = std::move(lz->env);
-        loaded.targets = std::move(lz->parsed);
-        loaded.lazy = true;
-        loaded.targets_offset = lz->targets_offset;
-        loaded.targets_size = lz->targets_size;
-        lazy = true;
-      } else if (lz.status().code() != ErrorCode::kUnsupported) {
-        return lz.status().WithContext(role);
+    loaded.raw = std::move(bytes);
+    // A large fetched role is hashed (the snapshot's hash) on another thread while this one
+    // reads and verifies it; nothing is kept unless both pass, and a hash mismatch is the
+    // error reported first, as for a small role.
+    std::future<Status> hash_check;
+    if (fetched) {
+      if (loaded.raw.size() >= kLazyRoleBytes)
+        hash_check = std::async(std::launch::async, [&] { return tuf::CheckMetaFile(meta, loaded.raw, role); });
+      else
+        PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, loaded.raw, role));
+    }
+    auto read_and_verify = [&]() -> Status {
+      // Large canonical roles: no DOM and no copy; the signature is checked over the exact
+      // bytes of the file and targets are looked up in the text when asked for.
+      if (loaded.raw.size() >= kLazyRoleBytes) {
+        auto lz = tuf::LazyTargets::Parse(loaded.raw, tuf::kMaxTargetsBytes);
+        if (lz.ok()) {
+          loaded.lz = std::move(*lz);
+          loaded.lazy = true;
+          PG_RETURN_IF_ERROR(loaded.Verify(keys, role_keys, role));
+          loaded.targets = std::move(loaded.lz.parsed);
+          return Status::OK();
+        }
+        if (lz.status().code() != ErrorCode::kUnsupported) return lz.status().WithContext(role);
       }
-    }
-    if (!lazy) {
-      PG_ASSIGN_OR_RETURN(loaded.env, Envelope::Parse(bytes, tuf::kMaxTargetsBytes));
-      PG_RETURN_IF_ERROR(tuf::VerifyThreshold(loaded.env, keys, role_keys, role));
+      PG_ASSIGN_OR_RETURN(loaded.env, Envelope::Parse(loaded.raw, tuf::kMaxTargetsBytes));
+      PG_RETURN_IF_ERROR(loaded.Verify(keys, role_keys, role));
       PG_ASSIGN_OR_RETURN(loaded.targets, tuf::Targets::FromSigned(loaded.env.signed_json));
-    }
+      return Status::OK();
+    };
+    Status read = read_and_verify();
+    if (hash_check.valid()) PG_RETURN_IF_ERROR(hash_check.get());
+    PG_RETURN_IF_ERROR(read);
     const tuf::Targets& t = loaded.targets;
     if (t.common.version != meta.version)
       return Status(ErrorCode::kMixAndMatch, role + " version " + std::to_string(t.common.version) +
                                                  " differs from the version the snapshot lists (" +
                                                  std::to_string(meta.version) + ")");
     PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
-    if (!loaded.lazy || !SerializesTo(loaded.env, bytes)) loaded.raw = bytes;
-    if (fetched) PG_RETURN_IF_ERROR(Persist(role, std::move(bytes)));
+    if (fetched) PG_RETURN_IF_ERROR(Persist(role, loaded.raw));
     auto [it, _] = targets_.insert_or_assign(role, std::move(loaded));
     return &it->second;
   };
@@ -414,6 +407,9 @@ Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
       return Corrupt(info.path + ": a listed hash is not hexadecimal; cannot name the file to download");
   }
   PG_RETURN_IF_ERROR(fs_->MakeDirs(o_.target_dir));
+  // The verified metadata becomes durable while the target downloads (their syncs share
+  // the journal's commits); FlushMetadataWrites() waits for it.
+  if (writer_) writer_->FlushInBackground();
   std::string final_path = JoinPath(o_.target_dir, LocalName(info.path));
   std::string url = o_.target_base_url + "/" + TargetUrlPath(info.path, hash, root_.consistent_snapshot);
   PG_RETURN_IF_ERROR(FetchTargetTo(fetcher_, url, info.path, info.file, final_path, TargetFetchOptions{}));
@@ -462,7 +458,7 @@ std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {
   if (snapshot_ && !snapshot_raw_.empty())
     out[std::to_string(snapshot_->common.version) + ".snapshot.json"] = snapshot_raw_;
   for (const auto& [role, loaded] : targets_)
-    out[tuf::VersionedMetadataName(loaded.targets.common.version, role)] = loaded.Raw();
+    out[tuf::VersionedMetadataName(loaded.targets.common.version, role)] = loaded.raw;
   return out;
 }
 

@@ -30,10 +30,11 @@ struct UpdaterOptions {
   std::string metadata_url;     // base URL of metadata/ (no trailing slash needed)
   std::string target_base_url;  // base URL of targets/
   std::string target_dir;
-  // Write timestamp, snapshot and targets metadata to metadata_dir on a background thread
-  // (client/metadata_writer.h), overlapping their fsyncs with the rest of the work; the
-  // owner calls FlushMetadataWrites() before relying on the files (the destructor flushes
-  // too). Off: each file is durable before the call that fetched it returns.
+  // Write timestamp, snapshot and targets metadata to metadata_dir as one batch
+  // (client/metadata_writer.h): each file is written at once but made durable and put in
+  // place together, by FlushMetadataWrites(), which the owner calls before relying on the
+  // files (the destructor flushes too). Off: each file is durable before the call that
+  // fetched it returns.
   bool write_metadata_in_background = false;
 };
 
@@ -82,17 +83,17 @@ class Updater {
   // Roles at least this large are read without a DOM when they are canonical JSON.
   static constexpr size_t kLazyRoleBytes = 256 * 1024;
   struct Loaded {
-    tuf::Envelope env;
-    tuf::Targets targets;  // common + delegations; targets too unless lazy
-    // The verified bytes. Empty for a lazy role whose file is exactly env.Serialize()
-    // (canonical): Raw() rebuilds it, so a large role is not held twice.
-    std::string raw;
-    bool lazy = false;     // targets are looked up in env.signed_bytes
-    size_t targets_offset = 0, targets_size = 0;
+    std::string raw;  // the verified bytes, exactly as fetched (or read from the cache)
+    bool lazy = false;
+    tuf::Envelope env;               // !lazy: the parsed envelope
+    tuf::LazyTargets lz;             // lazy: signatures and offsets into raw; no DOM, no copy
+    tuf::Targets targets;            // common + delegations; targets too unless lazy
+    tuf::VerifiedSignatures checked;  // signatures already verified over these bytes
+    Status Verify(const std::map<std::string, PublicKey>& keys, const tuf::RoleKeys& role_keys,
+                  std::string_view role);
     Result<std::optional<tuf::TargetFile>> Find(const std::string& path) const;
     // Every target of the role (parses the text of a lazy role).
     Result<std::map<std::string, tuf::TargetFile>> All() const;
-    std::string Raw() const;
   };
 
   Status LoadTrustedRoot();
@@ -103,7 +104,7 @@ class Updater {
   Status UpdateTargets();
   Result<const Loaded*> LoadDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
                                       const tuf::RoleKeys& role_keys);
-  Status Persist(const std::string& role, std::string bytes);
+  Status Persist(const std::string& role, std::string_view bytes);
   Result<std::string> ReadLocal(const std::string& role, uint64_t cap);
   std::string MetaUrl(const std::string& file) const;
 

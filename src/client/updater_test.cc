@@ -77,6 +77,8 @@ class TestRepo {
       int64_t v = r.first["version"];
       fetcher.files[std::string(kMeta) + "/" + std::to_string(v) + "." + tuf::QuoteRoleName(name) + ".json"] = bytes;
       meta[name + ".json"] = {{"version", v}};
+      if (snapshot_hashes)
+        meta[name + ".json"] = {{"version", v}, {"length", bytes.size()}, {"hashes", {{"sha256", Sha256Hex(bytes)}}}};
     }
     committed_ = true;
     Json snap = {{"_type", "snapshot"}, {"spec_version", "1.0.31"}, {"version", snap_version},
@@ -99,6 +101,7 @@ class TestRepo {
   std::map<std::string, std::pair<Json, std::vector<const PrivateKey*>>> roles;
   std::string snapshot_bytes;
   int64_t snap_version = 0, ts_version = 0;
+  bool snapshot_hashes = false;  // list each role's length and sha256 in the snapshot
   MemoryFetcher fetcher;
 
  private:
@@ -410,6 +413,53 @@ TEST_F(UpdaterTest, LargeFlatTargetsRoleIsVerifiedAndSearchedWithoutADom) {
   // (the snapshot lists no hash for targets.json: only the signature can catch it)
   std::filesystem::remove_all(dir_ + "/meta/targets.json");
   EXPECT_EQ(Refresh().code(), ErrorCode::kUnmetThreshold);
+}
+
+// #12: a large role is hashed on another thread while it is read and verified; a role whose
+// bytes differ from the snapshot's hash is refused for that (not only for its signature),
+// with nothing kept.
+TEST_F(UpdaterTest, LargeRoleNotMatchingTheSnapshotHashIsRefusedAsAHashMismatch) {
+  repo_.snapshot_hashes = true;
+  Json& t = repo_.roles["targets"].first["targets"];
+  for (int i = 0; i < 4000; ++i)
+    t["bulk/file-" + std::to_string(i) + ".bin"] = {{"length", 1}, {"hashes", {{"sha256", std::string(64, 'a')}}}};
+  repo_.Commit();
+  std::string& bytes = repo_.fetcher.files[std::string(kMeta) + "/2.targets.json"];
+  ASSERT_GT(bytes.size(), 256u * 1024);
+  std::string good = bytes;
+  auto pos = bytes.find("file-2000.bin\":{\"hashes\":{\"sha256\":\"a");
+  ASSERT_NE(pos, std::string::npos);
+  bytes[pos + 36] = 'b';  // same length
+  Updater u({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets", true}, &repo_.fetcher, clock_, &RealFileSystem::Get());
+  EXPECT_EQ(u.Refresh().code(), ErrorCode::kHashMismatch);
+  EXPECT_TRUE(u.FlushMetadataWrites().ok());
+  EXPECT_FALSE(RealFileSystem::Get().Exists(dir_ + "/meta/targets.json"));
+  bytes = good;
+  ASSERT_TRUE(u.Refresh().ok());
+  ASSERT_TRUE(u.GetTargetInfo("bulk/file-7.bin").ok());
+}
+
+// The command-line client's mode: verified metadata written as one batch, in place after
+// FlushMetadataWrites() (and made durable while the target downloads), then reused.
+TEST_F(UpdaterTest, BatchedMetadataWritesLandOnFlushAndAreReusedNextTime) {
+  UpdaterOptions o{dir_ + "/meta", kMeta, kTargets, dir_ + "/targets", true};
+  {
+    Updater u(o, &repo_.fetcher, clock_, &RealFileSystem::Get());
+    ASSERT_TRUE(u.Refresh().ok());
+    EXPECT_FALSE(RealFileSystem::Get().Exists(dir_ + "/meta/snapshot.json"));  // not in place yet
+    auto info = u.GetTargetInfo("office/setup.exe");
+    ASSERT_TRUE(info.ok());
+    ASSERT_TRUE(u.DownloadTarget(*info).ok());
+    ASSERT_TRUE(u.FlushMetadataWrites().ok());
+    for (const char* f : {"timestamp.json", "snapshot.json", "targets.json"})
+      EXPECT_TRUE(RealFileSystem::Get().Exists(dir_ + "/meta/" + f)) << f;
+    auto names = RealFileSystem::Get().ListDir(dir_ + "/meta");
+    for (const auto& n : *names) EXPECT_EQ(n.find(".tmp."), std::string::npos) << n;
+  }
+  int before = repo_.fetcher.requests[std::string(kMeta) + "/1.targets.json"];
+  Updater again(o, &repo_.fetcher, clock_, &RealFileSystem::Get());
+  ASSERT_TRUE(again.GetTargetInfo("office/setup.exe").ok());
+  EXPECT_EQ(repo_.fetcher.requests[std::string(kMeta) + "/1.targets.json"], before);  // the local copy was used
 }
 
 // #9.6: a 403 says "not entitled", a 401 "token refused".

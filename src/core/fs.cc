@@ -107,6 +107,39 @@ Status RealFileSystem::WriteFileAtomic(const std::string& path, std::string_view
   return SyncDir(DirName(path));
 }
 
+Status RealFileSystem::WriteFileNoWait(const std::string& path, std::string_view data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot create", path);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status s = Errno("cannot write", path);
+      ::close(fd);
+      return s;
+    }
+    off += static_cast<size_t>(n);
+  }
+  // Start the writeback now (asynchronous): by the time SyncFile is called the blocks are
+  // allocated and mostly written, so the syncs of several files share one journal commit.
+  if (!data.empty()) (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  if (::close(fd) != 0) return Errno("cannot write", path);
+  return Status::OK();
+}
+
+Status RealFileSystem::SyncFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open", path);
+  if (::fdatasync(fd) != 0) {
+    Status s = Errno("cannot fsync", path);
+    ::close(fd);
+    return s;
+  }
+  ::close(fd);
+  return Status::OK();
+}
+
 Status RealFileSystem::Rename(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0) return Errno("cannot rename " + from + " to", to);
   return Status::OK();

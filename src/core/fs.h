@@ -27,6 +27,19 @@ class FileSystem {
   // Names (not paths) of the entries in a directory, sorted.
   virtual Result<std::vector<std::string>> ListDir(const std::string& path) = 0;
   virtual Status SyncDir(const std::string& path) = 0;
+
+  // For writing several files durably at the price of one wait (client/metadata_writer.h):
+  // WriteFileNoWait writes `data` to `path` (created or truncated) and starts writing it to
+  // disk without waiting: nothing is durable yet, and a crash may leave the file short or
+  // empty, so the caller writes to a temporary name, calls SyncFile, and only then renames
+  // it into place. SyncFile waits until the file's contents (and the size needed to read
+  // them) are on stable storage. The defaults are durable at once: WriteFileAtomic, and
+  // nothing more to wait for.
+  virtual Status WriteFileNoWait(const std::string& path, std::string_view data) { return WriteFileAtomic(path, data); }
+  virtual Status SyncFile(const std::string& path) {
+    (void)path;
+    return Status::OK();
+  }
 };
 
 class RealFileSystem : public FileSystem {
@@ -39,6 +52,8 @@ class RealFileSystem : public FileSystem {
   bool Exists(const std::string& path) override;
   Result<std::vector<std::string>> ListDir(const std::string& path) override;
   Status SyncDir(const std::string& path) override;
+  Status WriteFileNoWait(const std::string& path, std::string_view data) override;
+  Status SyncFile(const std::string& path) override;
   // A process-wide instance; never deleted.
   static RealFileSystem& Get();
 };
@@ -54,6 +69,8 @@ class ForwardingFileSystem : public FileSystem {
   bool Exists(const std::string& p) override { return target_->Exists(p); }
   Result<std::vector<std::string>> ListDir(const std::string& p) override { return target_->ListDir(p); }
   Status SyncDir(const std::string& p) override { return target_->SyncDir(p); }
+  Status WriteFileNoWait(const std::string& p, std::string_view d) override { return target_->WriteFileNoWait(p, d); }
+  Status SyncFile(const std::string& p) override { return target_->SyncFile(p); }
 
  protected:
   FileSystem* target_;

@@ -14,6 +14,11 @@ namespace {
 class Scanner {
  public:
   Scanner(std::string_view t, size_t max_depth) : p_(t.data()), end_(t.data() + t.size()), max_depth_(max_depth) {}
+  // Record members into `out` (see ScanCanonical).
+  void Record(std::string_view nested_key, ScannedMembers* out) {
+    nested_key_ = nested_key;
+    out_ = out;
+  }
 
   bool Document() {
     if (!Value(0)) return false;
@@ -158,7 +163,15 @@ class Scanner {
       prev_raw = raw;
       if (p_ >= end_ || *p_ != ':') return false;
       ++p_;
+      const char* vstart = p_;
+      bool nested = out_ && depth == 0 && raw == nested_key_;
+      if (nested) in_nested_ = true;
       if (!Value(depth + 1)) return false;
+      if (nested) in_nested_ = false;
+      if (out_ && (depth == 0 || (depth == 1 && in_nested_))) {
+        RawMember m{raw, std::string_view(vstart, static_cast<size_t>(p_ - vstart))};
+        (depth == 0 ? out_->top : out_->nested).push_back(m);
+      }
       if (p_ >= end_) return false;
       if (*p_ == ',') {
         ++p_;
@@ -175,6 +188,9 @@ class Scanner {
   const char* p_;
   const char* end_;
   size_t max_depth_;
+  std::string_view nested_key_;
+  ScannedMembers* out_ = nullptr;
+  bool in_nested_ = false;
 };
 
 // Skips one value of already-validated canonical text starting at p; returns the end.
@@ -222,6 +238,16 @@ const char* SkipValue(const char* p, const char* end) {
 bool IsCanonicalFast(std::string_view text, size_t max_depth) {
   if (text.empty()) return false;
   return Scanner(text, max_depth).Document();
+}
+
+bool ScanCanonical(std::string_view text, std::string_view nested_key, ScannedMembers* out, size_t max_depth) {
+  ScannedMembers got;
+  if (text.empty()) return false;
+  Scanner s(text, max_depth);
+  s.Record(nested_key, &got);
+  if (!s.Document()) return false;
+  *out = std::move(got);
+  return true;
 }
 
 Result<std::string_view> MemberSlice(std::string_view object_text, std::string_view key) {

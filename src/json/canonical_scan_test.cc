@@ -33,5 +33,33 @@ TEST(MemberSlice, FindsRawValues) {
   EXPECT_EQ(cjson::MemberSlice("[1]", "a").status().code(), ErrorCode::kCorrupt);
 }
 
+TEST(ScanCanonical, RecordsTheTopAndOneNestedObjectsMembersInOnePass) {
+  std::string doc = R"({"a":[{"x":1}],"s\"q":{"k":{"deep":1},"l":"v"},"signed":{"_type":"t","t":{"p":{"q":2}},"v":3},"z":{"y":0}})";
+  cjson::ScannedMembers m;
+  ASSERT_TRUE(cjson::ScanCanonical(doc, "signed", &m));
+  ASSERT_EQ(m.top.size(), 4u);
+  EXPECT_EQ(m.top[0].key, "a");
+  EXPECT_EQ(m.top[0].value, R"([{"x":1}])");
+  EXPECT_EQ(m.top[1].key, R"(s\"q)");  // as written
+  EXPECT_EQ(m.top[2].key, "signed");
+  EXPECT_EQ(m.top[2].value, *cjson::MemberSlice(doc, "signed"));
+  EXPECT_EQ(m.top[3].value, R"({"y":0})");
+  ASSERT_EQ(m.nested.size(), 3u);  // only the members of "signed", not of deeper or other objects
+  EXPECT_EQ(m.nested[0].key, "_type");
+  EXPECT_EQ(m.nested[0].value, R"("t")");
+  EXPECT_EQ(m.nested[1].key, "t");
+  EXPECT_EQ(m.nested[1].value, R"({"p":{"q":2}})");
+  EXPECT_EQ(m.nested[2].value, "3");
+  // Not canonical: false, and nothing recorded.
+  cjson::ScannedMembers none;
+  EXPECT_FALSE(cjson::ScanCanonical(R"({"signed":{"b":1,"a":2}})", "signed", &none));
+  EXPECT_TRUE(none.top.empty() && none.nested.empty());
+  EXPECT_FALSE(cjson::ScanCanonical("", "signed", &none));
+  // A nested key whose value is not an object records no nested members.
+  ASSERT_TRUE(cjson::ScanCanonical(R"({"signed":[{"a":1}]})", "signed", &none));
+  EXPECT_EQ(none.top.size(), 1u);
+  EXPECT_TRUE(none.nested.empty());
+}
+
 }  // namespace
 }  // namespace patchgate

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <set>
 
-#include "core/memory_advice.h"
 #include "crypto/hash.h"
 #include "json/canonical_scan.h"
 
@@ -228,25 +227,48 @@ Status Envelope::Sign(const PrivateKey& key) {
   return Status::OK();
 }
 
-Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKey>& keys,
-                       const RoleKeys& role, std::string_view role_name) {
+bool VerifiedSignatures::Contains(const PublicKey& key, std::string_view sig) const {
+  std::string id = key.keytype() + '\n' + key.scheme() + '\n' + key.public_value() + '\n';
+  id += sig;
+  return entries_.count(id) != 0;
+}
+
+void VerifiedSignatures::Add(const PublicKey& key, std::string_view sig) {
+  std::string id = key.keytype() + '\n' + key.scheme() + '\n' + key.public_value() + '\n';
+  id += sig;
+  entries_.insert(std::move(id));
+}
+
+namespace {
+
+Status VerifyThresholdOver(std::string_view signed_bytes, std::string_view raw_signed_bytes,
+                           const std::vector<Signature>& signatures, const std::map<std::string, PublicKey>& keys,
+                           const RoleKeys& role, std::string_view role_name, VerifiedSignatures* cache) {
   std::set<std::string> allowed(role.keyids.begin(), role.keyids.end());
   std::set<std::string> good;
   std::string last_error;
-  for (const auto& s : env.signatures) {
+  for (const auto& s : signatures) {
     if (!allowed.count(s.keyid) || good.count(s.keyid)) continue;
     auto k = keys.find(s.keyid);
     if (k == keys.end()) continue;
-    Status v = k->second.Verify(env.signed_bytes, s.sig);
-    if (v.ok()) good.insert(s.keyid);
-    else last_error = v.message();
+    if (cache && cache->Contains(k->second, s.sig)) {
+      good.insert(s.keyid);
+      continue;
+    }
+    Status v = k->second.Verify(signed_bytes, s.sig);
+    if (v.ok()) {
+      good.insert(s.keyid);
+      if (cache) cache->Add(k->second, s.sig);
+    } else {
+      last_error = v.message();
+    }
   }
   if (static_cast<int>(good.size()) >= role.threshold) return Status::OK();
-  if (!env.raw_signed_bytes.empty()) {
-    for (const auto& s : env.signatures) {
+  if (!raw_signed_bytes.empty()) {
+    for (const auto& s : signatures) {
       auto k = keys.find(s.keyid);
       if (allowed.count(s.keyid) && !good.count(s.keyid) && k != keys.end() &&
-          k->second.Verify(env.raw_signed_bytes, s.sig).ok())
+          k->second.Verify(raw_signed_bytes, s.sig).ok())
         return Status(ErrorCode::kNonCanonical,
                       std::string(role_name) + " metadata is signed over non-canonical bytes (key " +
                           s.keyid.substr(0, 16) + "); TUF signatures cover the canonical JSON of \"signed\": "
@@ -258,6 +280,19 @@ Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKe
                     std::to_string(role.threshold) + " required";
   if (!last_error.empty()) msg += " (" + last_error + ")";
   return Status(ErrorCode::kUnmetThreshold, msg);
+}
+
+}  // namespace
+
+Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKey>& keys, const RoleKeys& role,
+                       std::string_view role_name, VerifiedSignatures* cache) {
+  return VerifyThresholdOver(env.signed_bytes, env.raw_signed_bytes, env.signatures, keys, role, role_name, cache);
+}
+
+Status VerifyThreshold(std::string_view signed_bytes, const std::vector<Signature>& signatures,
+                       const std::map<std::string, PublicKey>& keys, const RoleKeys& role,
+                       std::string_view role_name, VerifiedSignatures* cache) {
+  return VerifyThresholdOver(signed_bytes, {}, signatures, keys, role, role_name, cache);
 }
 
 Result<Common> ParseCommon(const Json& s, RoleType expected) {
@@ -438,37 +473,43 @@ Result<LazyTargets> LazyTargets::Parse(std::string_view text, uint64_t max_bytes
   if (text.size() > max_bytes)
     return TooLarge("metadata of " + std::to_string(text.size()) + " bytes is over the cap of " +
                     std::to_string(max_bytes));
-  if (!cjson::IsCanonicalFast(text)) return Unsupported("not canonical JSON: parse it with Envelope::Parse");
-  auto sigs_text = cjson::MemberSlice(text, "signatures");
-  auto signed_text = cjson::MemberSlice(text, "signed");
-  if (!sigs_text.ok() || !signed_text.ok() || signed_text->empty() || signed_text->front() != '{')
+  // One pass validates the whole text and records where the members of the envelope and
+  // of "signed" are.
+  cjson::ScannedMembers m;
+  if (!cjson::ScanCanonical(text, "signed", &m)) return Unsupported("not canonical JSON: parse it with Envelope::Parse");
+  auto find = [](const std::vector<cjson::RawMember>& members, std::string_view key) -> std::optional<std::string_view> {
+    for (const auto& member : members)
+      if (member.key == key) return member.value;  // the keys looked up here need no escapes
+    return std::nullopt;
+  };
+  auto sigs_text = find(m.top, "signatures");
+  auto signed_text = find(m.top, "signed");
+  if (!sigs_text || !signed_text || signed_text->empty() || signed_text->front() != '{')
     return Corrupt("metadata needs a \"signatures\" array and a \"signed\" object");
   LazyTargets out;
   // Reuse the envelope parser for the (small) signature list and its checks.
   {
     std::string shell = "{\"signatures\":" + std::string(*sigs_text) + ",\"signed\":{}}";
     PG_ASSIGN_OR_RETURN(Envelope sig_only, Envelope::Parse(shell, max_bytes));
-    out.env.signatures = std::move(sig_only.signatures);
+    out.signatures = std::move(sig_only.signatures);
   }
-  out.env.signed_bytes.reserve(signed_text->size());
-  AdviseHugePages(out.env.signed_bytes.data(), out.env.signed_bytes.capacity());
-  out.env.signed_bytes.assign(signed_text->data(), signed_text->size());
-  std::string_view signed_view(out.env.signed_bytes);
+  out.signed_offset = static_cast<size_t>(signed_text->data() - text.data());
+  out.signed_size = signed_text->size();
   Json small = Json::object();
   for (const char* key : {"_type", "delegations", "expires", "spec_version", "version"}) {
-    auto member = cjson::MemberSlice(signed_view, key);
-    if (!member.ok()) continue;  // ParseCommon names what is missing
+    auto member = find(m.nested, key);
+    if (!member) continue;  // ParseCommon names what is missing
     PG_ASSIGN_OR_RETURN(Json v, cjson::Parse(*member));
     small[key] = std::move(v);
   }
-  auto targets = cjson::MemberSlice(signed_view, "targets");
-  if (!targets.ok() || targets->empty() || targets->front() != '{')
+  auto targets = find(m.nested, "targets");
+  if (!targets || targets->empty() || targets->front() != '{')
     return Corrupt("targets: \"targets\" is not an object");
-  out.targets_offset = static_cast<size_t>(targets->data() - signed_view.data());
+  out.targets_offset = static_cast<size_t>(targets->data() - text.data());
   out.targets_size = targets->size();
   small["targets"] = Json::object();
   PG_ASSIGN_OR_RETURN(out.parsed, Targets::FromSignedWithoutTargets(small));
-  out.env.signed_json = std::move(small);
+  out.signed_json = std::move(small);
   return out;
 }
 
@@ -484,8 +525,8 @@ Result<std::optional<TargetFile>> FindTargetInCanonical(std::string_view targets
   return std::optional<TargetFile>(std::move(*tf));
 }
 
-Result<std::optional<TargetFile>> LazyTargets::Find(std::string_view path) const {
-  return FindTargetInCanonical(std::string_view(env.signed_bytes.data() + targets_offset, targets_size), path);
+Result<std::optional<TargetFile>> LazyTargets::Find(std::string_view text, std::string_view path) const {
+  return FindTargetInCanonical(TargetsText(text), path);
 }
 
 Result<Targets> Targets::FromSigned(const Json& s) { return ParseTargets(s, true); }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,8 +75,26 @@ struct RoleKeys {
 // in role.keyids and signatures that do not verify are ignored. kUnmetThreshold otherwise,
 // or kNonCanonical when the threshold is unmet but an authorised key signed the file's
 // non-canonical "signed" bytes (the signer did not canonicalise; TUF signs canonical JSON).
+//
+// `cache`, when given, belongs to one message (these signed bytes): signatures that
+// verified are remembered there by key material and signature, so checking the same role
+// again (reached through another delegator, or looked up after the refresh) costs no
+// second pass over a multi-MB message. A key that differs in any byte is checked anew.
+class VerifiedSignatures {
+ public:
+  bool Contains(const PublicKey& key, std::string_view sig) const;
+  void Add(const PublicKey& key, std::string_view sig);
+
+ private:
+  std::set<std::string> entries_;
+};
 Status VerifyThreshold(const Envelope& env, const std::map<std::string, PublicKey>& keys,
-                       const RoleKeys& role, std::string_view role_name);
+                       const RoleKeys& role, std::string_view role_name, VerifiedSignatures* cache = nullptr);
+// The same over explicit signed bytes (a view into the file, for a large role read without
+// a copy).
+Status VerifyThreshold(std::string_view signed_bytes, const std::vector<Signature>& signatures,
+                       const std::map<std::string, PublicKey>& keys, const RoleKeys& role,
+                       std::string_view role_name, VerifiedSignatures* cache = nullptr);
 
 // Fields every role has.
 struct Common {
@@ -159,17 +178,24 @@ struct Targets {
 };
 
 // A large targets role without a DOM (issue #12): for a file in canonical form the
-// "signed" bytes are used exactly as they are (the signature is verified over them),
-// only the members of "signed" other than "targets" are parsed, and a single target is
-// looked up in the text on demand (one pass over the sorted "targets" object).
+// "signed" bytes are used exactly as they are in the file (the signature is verified over
+// them, without a copy), the text is read in one validating pass that also records where
+// each member of "signed" is, only the members other than "targets" are parsed, and a
+// single target is looked up in the text on demand (one pass over the sorted "targets"
+// object). Offsets refer to the text given to Parse, which the caller keeps.
 struct LazyTargets {
-  Envelope env;    // env.signed_json holds every member of "signed" but "targets" ({} there)
-  Targets parsed;  // common and delegations; parsed.targets stays empty
-  size_t targets_offset = 0, targets_size = 0;  // the "targets" object within env.signed_bytes
+  std::vector<Signature> signatures;
+  Json signed_json;  // every member of "signed" but "targets" ({} there)
+  Targets parsed;    // common and delegations; parsed.targets stays empty
+  size_t signed_offset = 0, signed_size = 0;    // the "signed" object within the text
+  size_t targets_offset = 0, targets_size = 0;  // the "targets" object within the text
 
+  // `text` is the text that was parsed.
+  std::string_view SignedBytes(std::string_view text) const { return text.substr(signed_offset, signed_size); }
+  std::string_view TargetsText(std::string_view text) const { return text.substr(targets_offset, targets_size); }
   // The entry for `path`; nullopt when the role does not list it. kCorrupt when the entry
   // does not parse.
-  Result<std::optional<TargetFile>> Find(std::string_view path) const;
+  Result<std::optional<TargetFile>> Find(std::string_view text, std::string_view path) const;
   // kUnsupported when `text` is not canonical JSON (use Envelope::Parse and the DOM then).
   static Result<LazyTargets> Parse(std::string_view text, uint64_t max_bytes);
 };

@@ -206,32 +206,58 @@ TEST(LazyTargets, MatchesTheDomAndVerifiesTheExactBytes) {
   std::string text = *env->Serialize();
   auto lazy = LazyTargets::Parse(text, kMaxTargetsBytes);
   ASSERT_TRUE(lazy.ok()) << lazy.status().ToString();
-  EXPECT_EQ(lazy->env.signed_bytes, env->signed_bytes);
-  EXPECT_TRUE(VerifyThreshold(lazy->env, k.pub, k.Role(1), "targets").ok());
+  EXPECT_EQ(lazy->SignedBytes(text), env->signed_bytes);
+  EXPECT_EQ(lazy->SignedBytes(text).data(), text.data() + text.find("\"signed\":") + 9);  // a view, not a copy
+  EXPECT_TRUE(VerifyThreshold(lazy->SignedBytes(text), lazy->signatures, k.pub, k.Role(1), "targets").ok());
   EXPECT_EQ(lazy->parsed.common.version, 4);
   ASSERT_TRUE(lazy->parsed.delegations.has_value());
   auto dom = Targets::FromSigned(env->signed_json);
   for (const auto& [path, tf] : dom->targets) {
-    auto hit = lazy->Find(path);
+    auto hit = lazy->Find(text, path);
     ASSERT_TRUE(hit.ok() && hit->has_value()) << path;
     EXPECT_EQ((*hit)->length, tf.length);
     EXPECT_EQ((*hit)->hashes, tf.hashes);
     EXPECT_EQ((*hit)->custom, tf.custom);
   }
-  EXPECT_FALSE(lazy->Find("p/absent")->has_value());
-  EXPECT_FALSE(lazy->Find("a")->has_value());
-  EXPECT_FALSE(lazy->Find("zzz")->has_value());
+  EXPECT_FALSE(lazy->Find(text, "p/absent")->has_value());
+  EXPECT_FALSE(lazy->Find(text, "a")->has_value());
+  EXPECT_FALSE(lazy->Find(text, "zzz")->has_value());
   // A changed byte in a target entry breaks the signature.
   std::string tampered = text;
   tampered[tampered.find("\"length\":7}") + 9] = '8';
   auto t = LazyTargets::Parse(tampered, kMaxTargetsBytes);
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(VerifyThreshold(t->env, k.pub, k.Role(1), "targets").code(), ErrorCode::kUnmetThreshold);
+  EXPECT_EQ(VerifyThreshold(t->SignedBytes(tampered), t->signatures, k.pub, k.Role(1), "targets").code(),
+            ErrorCode::kUnmetThreshold);
   // Non-canonical text is left to the DOM path.
   EXPECT_EQ(LazyTargets::Parse(Json::parse(text).dump(1), kMaxTargetsBytes).status().code(), ErrorCode::kUnsupported);
   // Repeated signatures are refused here too.
   env->signatures.push_back(env->signatures[0]);
   EXPECT_EQ(LazyTargets::Parse(*env->Serialize(), kMaxTargetsBytes).status().code(), ErrorCode::kDuplicateSignature);
+}
+
+// A signature remembered as verified counts only for the same key material and signature:
+// the cache spares a second pass over the same message, never a check.
+TEST(VerifiedSignatures, RemembersOnlyWhatVerifiedForTheSameKeyBytes) {
+  Keys k = MakeKeys(2);
+  auto env = Envelope::FromSigned(SignedTargets(1));
+  ASSERT_TRUE(env->Sign(k.priv[0]).ok());
+  VerifiedSignatures cache;
+  ASSERT_TRUE(VerifyThreshold(*env, k.pub, k.Role(1), "targets", &cache).ok());
+  const Signature& sig = env->signatures[0];
+  EXPECT_TRUE(cache.Contains(k.pub.at(sig.keyid), sig.sig));
+  // The same keyid bound to other key material (another delegator) is checked anew: fails.
+  std::map<std::string, PublicKey> other{{sig.keyid, k.pub.at(k.priv[1].KeyId())}};
+  EXPECT_FALSE(cache.Contains(other.at(sig.keyid), sig.sig));
+  EXPECT_EQ(VerifyThreshold(*env, other, {{sig.keyid}, 1}, "targets", &cache).code(), ErrorCode::kUnmetThreshold);
+  // A signature that did not verify is not remembered.
+  Envelope bad = *env;
+  bad.signatures[0].sig[0] = bad.signatures[0].sig[0] == 'a' ? 'b' : 'a';
+  VerifiedSignatures cache2;
+  EXPECT_EQ(VerifyThreshold(bad, k.pub, k.Role(1), "targets", &cache2).code(), ErrorCode::kUnmetThreshold);
+  EXPECT_FALSE(cache2.Contains(k.pub.at(sig.keyid), bad.signatures[0].sig));
+  // Cached or not, the threshold is still counted over distinct authorised keys.
+  EXPECT_EQ(VerifyThreshold(*env, k.pub, k.Role(2), "targets", &cache).code(), ErrorCode::kUnmetThreshold);
 }
 
 }  // namespace
