@@ -15,7 +15,8 @@
 # The generated repository is kept in $PATCHGATE_BENCH_CACHE (default
 # /tmp/pg-chainbench-cache) and reused by the next run with the same TARGETS and MB; its
 # one-time publish (every file through the scan gate) runs under eatmydata when present
-# (the publish's fsyncs are not what this bench measures).
+# (the publish's fsyncs are not what this bench measures). GENERATE_ONLY=1: stop once the
+# repository is cached.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -78,6 +79,7 @@ PY
   touch "$cache/done"
   echo "   generated and published in $(( $(now_ms) - t0 )) ms${quick:+ (publish under eatmydata)}"
 fi
+if [[ -n ${GENERATE_ONLY:-} ]]; then echo "== repository cached in $cache"; exit 0; fi
 cp -a "$cache/repo" repo
 "$pg" verify repo >/dev/null
 bytes=$(find repo/targets -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
