@@ -17,6 +17,7 @@
 #include "client/updater.h"
 #include "mirror/poll.h"
 #include "mirror/prefetch.h"
+#include "mirror/trusted_store.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "crypto/hash.h"
@@ -39,39 +40,6 @@ RealFileSystem& Fs() { return RealFileSystem::Get(); }
 
 // 404s for a listed target are retried this many times, 100 ms apart.
 constexpr int kNotFoundRetries = 30;
-
-// The trusted-metadata store of the mirror's Updater. Root, timestamp and snapshot are the
-// rollback-protection state and are written with fsync; a targets role is pinned by the
-// snapshot's version for it, so losing one in a power cut only means fetching it again:
-// those are written (tmp + rename) without an fsync each, which on a 30,000-target
-// repository with hundreds of hashed bins is the difference between seconds and
-// milliseconds.
-class MirrorTrustedFs : public ForwardingFileSystem {
- public:
-  MirrorTrustedFs() : ForwardingFileSystem(&RealFileSystem::Get()) {}
-  Status WriteFileAtomic(const std::string& path, std::string_view data) override {
-    std::string base = path.substr(path.find_last_of('/') + 1);
-    if (base == "root.json" || base == "timestamp.json" || base == "snapshot.json")
-      return target_->WriteFileAtomic(path, data);
-    std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return IOError("cannot create " + tmp + ": " + std::strerror(errno));
-    size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return IOError("cannot write " + tmp + ": " + std::strerror(errno));
-      }
-      off += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return IOError("cannot rename " + tmp);
-    return Status::OK();
-  }
-};
 
 Status WriteFile(const std::string& path, const std::string& bytes, bool sync) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -232,14 +200,26 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   uo.metadata_url = o_.upstream + "/metadata";
   uo.target_base_url = o_.upstream + "/targets";
   uo.target_dir = JoinPath(private_dir(), "staging");
-  uo.write_metadata_in_background = getenv("PGX_BG") != nullptr;  // flushed below, before the switch
   PrefetchOptions po;
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;
   po.have = [this](const std::string& name) { return served_metadata_.count(name) > 0; };  // mu_ is held
   po.make_fetcher = [this] { return NewFetcher(o_); };
   PrefetchFetcher fetcher(WorkerFetcher(0), po);
-  MirrorTrustedFs trusted_fs;
+  // The Updater's trusted store writes on its own thread and publishes each verified
+  // targets role into DIR/metadata as it goes (mirror/trusted_store.h).
+  TrustedStoreOptions to;
+  to.trusted_dir = uo.metadata_dir;
+  to.staging_dir = uo.target_dir;
+  to.served = [this](const std::string& name) -> std::optional<std::string> {  // mu_ is held; read-only
+    auto it = served_metadata_.find(name);
+    if (it == served_metadata_.end() || !Fs().Exists(JoinPath(JoinPath(o_.data_dir, "metadata"), name))) return std::nullopt;
+    return it->second;
+  };
+  to.place = [this](const std::string& staged, const std::string& rel, const std::string& bytes) {
+    return Place(staged, rel, ExpectedFile{Sha256Hex(bytes), bytes.size(), ""});
+  };
+  TrustedStore trusted_fs(to);
   client::Updater u(uo, &fetcher, clock_, &trusted_fs);
 
   // Targets: a pipeline. The walk hands over each role's targets as soon as that role has
@@ -404,8 +384,13 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   pass.targets_fetched = placed;
   pass.bytes_fetched = bytes;
   log::Info("sync: targets fetched and verified", {{"count", std::to_string(queued)}, {"ms", ms()}});
-  // The Updater's trusted state (rollback protection) is on disk before DIR moves on.
-  PG_RETURN_IF_ERROR(u.FlushMetadataWrites());
+  // The Updater's trusted state (rollback protection) is written, and every targets role
+  // it published is in DIR/metadata, before DIR moves on.
+  PG_RETURN_IF_ERROR(trusted_fs.Flush());
+  for (const auto& [name, bytes_] : trusted_fs.Published()) {
+    served_metadata_[name] = bytes_;
+    next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
+  }
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
@@ -421,10 +406,12 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       continue;
     }
     PG_RETURN_IF_ERROR(WriteMetadata(name, bytes_));
-    next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
   }
+  // Every versioned file DIR holds, of this snapshot or an older one, stays expected (the
+  // watch restores any of them from these verified bytes).
   for (const auto& [name, bytes_] : served_metadata_)
-    if (name != "timestamp.json" && !meta.count(name)) next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
+    if (name != "timestamp.json" && !next.count("metadata/" + name))
+      next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
   auto ts = meta.find("timestamp.json");
   if (ts == meta.end()) return Internal("the verified metadata has no timestamp");
   next["metadata/timestamp.json"] = ExpectedFile{Sha256Hex(ts->second), ts->second.size(), ""};
