@@ -383,8 +383,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (node.status().code() == ErrorCode::kUnavailable)
         return Send(c, 503, "the store is unavailable; try again later\n", false);
     }
-    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load())
+    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load()) {
+      if (path->area == Area::kTargets) {
+        if (auto e = catalogue_.Find(path->rel)) Refused(*user, e->path, "fenced: this node is off the compliance policy");
+      }
       return Send(c, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
+    }
     if (!user.ok()) {
       if (user.status().code() == ErrorCode::kUnavailable)
         return Send(c, 503, "the audit store is unavailable; try again later\n", false);
@@ -522,6 +526,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
     return keep;
   }
 
+  void Refused(const User& user, const std::string& target, const std::string& reason) {
+    if (o_.chain.refused && user.id != 0) o_.chain.refused(user, target, reason);
+  }
+
   void Quarantine(const tuf::CatalogueEntry& entry, const std::string& actual, const std::string& why) {
     log::Error("target does not match its signed hash; refusing to serve it",
                {{"target", entry.path}, {"expected", entry.sha256}, {"actual", actual}, {"why", why},
@@ -606,6 +614,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
                                           : "published target missing on disk",
                  {{"target", entry->path}, {"file", "targets/" + rel}});
       if (fd >= 0) ::close(fd);
+      if (!node) Refused(user, entry->path, "not on this node's disk (quarantined or missing)");
       return Send(c, 503, "this file is temporarily unavailable\n", *keep, {}, head_only);
     }
     struct FdCloser {
@@ -616,6 +625,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (!v.ok() || !ConstantTimeEquals(v->v->sha256, entry->sha256) || v->v->length != entry->length) {
       ++metrics_.verify_mismatches;
       Quarantine(*entry, v.ok() ? v->v->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());
+      if (!node) Refused(user, entry->path, "integrity: does not match its signed hash; quarantined");
       return Send(c, 503, "this file failed integrity verification and is not served\n", false);
     }
     std::shared_ptr<const FileVerification> verified = v->v;
@@ -682,6 +692,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (!s.ok()) {
         ++metrics_.verify_mismatches;
         Quarantine(*entry, "changed on disk after verification", s.status().message());
+        if (!node) Refused(user, entry->path, "integrity: changed on disk after verification; quarantined");
         return Send(c, 503, "this file failed integrity verification and is not served\n", false);
       }
       slice = *s;
