@@ -127,7 +127,9 @@ class ServerImpl final : public Server, public ConnectionHandler {
     }
     repo_fd_ = ::open(o_.repo_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (repo_fd_ < 0) return InvalidArgument("cannot open the repository directory " + o_.repo_dir + ": " + std::strerror(errno));
-    return catalogue_.Refresh();
+    // The catalogue reloads off the request path: requests are answered from the current
+    // one (and its timestamp.json) until the next is loaded.
+    return catalogue_.StartBackground();
   }
 
   Status Start() override {
@@ -210,6 +212,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto user = CachedUser(req);
     if (!user) return false;
     if (path->area == Area::kMetadata) {
+      if (auto ts = CatalogueTimestamp(path->rel)) {
+        *go_on = keep;
+        ++metrics_.loop_answers;
+        MetadataResponse(req, path->rel, ts, keep, out, nullptr);
+        return true;
+      }
       int fd = OpenBeneath(repo_fd_, "metadata/" + path->rel);
       if (fd < 0) return false;
       struct stat st {};
@@ -510,6 +518,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
 
   bool ServeMetadata(Conn& c, const RequestHead& req, const std::string& name, bool keep, bool head_only,
                      PendingSend* later, const std::string* node = nullptr) {
+    if (auto ts = CatalogueTimestamp(name)) {
+      MetadataResponse(req, name, ts, keep, later, node);
+      return keep;
+    }
     int fd = OpenBeneath(repo_fd_, "metadata/" + name);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -524,6 +536,14 @@ class ServerImpl final : public Server, public ConnectionHandler {
     // The loop sends it (as the client reads).
     MetadataResponse(req, name, *file, keep, later, node);
     return keep;
+  }
+
+  // timestamp.json as the catalogue was loaded from it (the one a client may act on: every
+  // target it names is in the catalogue); null for any other file.
+  std::shared_ptr<const MetadataFile> CatalogueTimestamp(const std::string& name) {
+    if (name != "timestamp.json" || !catalogue_.background()) return nullptr;
+    CheckGeneration();
+    return catalogue_.Timestamp();
   }
 
   void Refused(const User& user, const std::string& target, const std::string& reason) {
