@@ -158,7 +158,7 @@ Result<Advisory> FromRow(const AdvisoryRow& row) {
   }
 }
 
-Result<std::string> Create(Store& store, const NewAdvisory& n, const Clock& clock) {
+Result<std::string> Create(AdvisoryRegister& store, const NewAdvisory& n, const Clock& clock) {
   PG_RETURN_IF_ERROR(CheckText("--product", n.product, 128, true));
   if (n.product.find_first_of("/ \t\n") != std::string::npos) return InvalidArgument("--product is a product name, not a path");
   PG_RETURN_IF_ERROR(CheckText("--title", n.title, kMaxTitle, true));
@@ -181,14 +181,14 @@ Result<std::string> Create(Store& store, const NewAdvisory& n, const Clock& cloc
   return store.CreateAdvisory(row, static_cast<int>(std::stoi(FormatRfc3339(clock.NowUnix()).substr(0, 4))));
 }
 
-Result<Advisory> Load(Store& store, const std::string& id) {
+Result<Advisory> Load(AdvisoryRegister& store, const std::string& id) {
   std::string upper = id;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   PG_ASSIGN_OR_RETURN(AdvisoryRow row, store.GetAdvisory(upper));
   return FromRow(row);
 }
 
-Status Modify(Store& store, const std::string& id, const std::function<Status(Advisory&)>& change) {
+Status Modify(AdvisoryRegister& store, const std::string& id, const std::function<Status(Advisory&)>& change) {
   for (int attempt = 0; attempt < 20; ++attempt) {
     PG_ASSIGN_OR_RETURN(Advisory a, Load(store, id));
     PG_RETURN_IF_ERROR(change(a));
@@ -210,7 +210,7 @@ void AddRevision(Advisory& a, const std::string& summary, const Clock& clock) {
 }
 }  // namespace
 
-Status SetWorkaround(Store& store, const std::string& id, const std::string& text, const Clock& clock) {
+Status SetWorkaround(AdvisoryRegister& store, const std::string& id, const std::string& text, const Clock& clock) {
   PG_RETURN_IF_ERROR(CheckText("--text", text, kMaxText, true));
   return Modify(store, id, [&](Advisory& a) {
     if (a.state == "published" && !a.workaround.empty() && a.workaround == text) return Status::OK();
@@ -245,7 +245,7 @@ Result<TargetRecord> FromCatalogue(const std::string& repo_dir, const std::strin
 }
 }  // namespace
 
-Result<std::vector<TargetRecord>> ProductTargets(Store& store, const std::string& product, const std::string& repo_dir) {
+Result<std::vector<TargetRecord>> ProductTargets(TargetCatalogue& store, const std::string& product, const std::string& repo_dir) {
   std::map<std::string, TargetRecord> by_path;
   PG_ASSIGN_OR_RETURN(std::vector<std::string> paths, store.ListTargetPaths());
   for (const auto& p : paths) {
@@ -292,7 +292,7 @@ Status SetFix(Store& store, const std::string& id, const std::string& target, co
   });
 }
 
-Status ApplyUpdate(Store& store, const std::string& id, const Update& u, const Clock& clock) {
+Status ApplyUpdate(AdvisoryRegister& store, const std::string& id, const Update& u, const Clock& clock) {
   if (u.title) PG_RETURN_IF_ERROR(CheckText("--title", *u.title, kMaxTitle, true));
   if (u.summary) PG_RETURN_IF_ERROR(CheckText("--summary", *u.summary, kMaxText, true));
   if (u.cve) PG_RETURN_IF_ERROR(CheckCve(*u.cve));

@@ -91,13 +91,13 @@ struct NewAdvisory {
 };
 // Validates (CVE syntax, CVSS vector, severity, TLP, caps on text) and stores a draft with
 // revision 1. Returns the id.
-Result<std::string> Create(Store& store, const NewAdvisory& n, const Clock& clock);
-Result<Advisory> Load(Store& store, const std::string& id);
+Result<std::string> Create(AdvisoryRegister& store, const NewAdvisory& n, const Clock& clock);
+Result<Advisory> Load(AdvisoryRegister& store, const std::string& id);
 // Applies `change` to the stored advisory and writes it back, re-reading and retrying when
 // another writer got there first.
-Status Modify(Store& store, const std::string& id, const std::function<Status(Advisory&)>& change);
+Status Modify(AdvisoryRegister& store, const std::string& id, const std::function<Status(Advisory&)>& change);
 
-Status SetWorkaround(Store& store, const std::string& id, const std::string& text, const Clock& clock);
+Status SetWorkaround(AdvisoryRegister& store, const std::string& id, const std::string& text, const Clock& clock);
 // `target`: a published target of the advisory's product whose scan verdict is clean. With
 // `repo_dir`, it is looked up in the repository's signed TUF metadata (signatures and
 // hashes checked; the scan verdict from the target's custom metadata) and recorded in the
@@ -105,12 +105,12 @@ Status SetWorkaround(Store& store, const std::string& id, const std::string& tex
 Status SetFix(Store& store, const std::string& id, const std::string& target, const Clock& clock,
               const std::string& repo_dir = "");
 // The product's published targets: the store's, and with `repo_dir` the signed catalogue's.
-Result<std::vector<TargetRecord>> ProductTargets(Store& store, const std::string& product, const std::string& repo_dir);
+Result<std::vector<TargetRecord>> ProductTargets(TargetCatalogue& store, const std::string& product, const std::string& repo_dir);
 struct Update {
   std::optional<std::string> title, summary, cve, cvss_vector, severity;
   std::string revision_summary;  // what changed (required)
 };
-Status ApplyUpdate(Store& store, const std::string& id, const Update& u, const Clock& clock);
+Status ApplyUpdate(AdvisoryRegister& store, const std::string& id, const Update& u, const Clock& clock);
 // Refuses a schedule that would publish before the fix exists (publish-at not in the
 // future without a fix), pre-notify after publishing, a workaround step after publishing
 // or without a workaround text, an empty audience, or a published advisory.

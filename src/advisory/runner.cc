@@ -117,7 +117,7 @@ std::string WebhookJson(const Advisory& a, const std::string& step, const Organi
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-Result<notify::DeliveryReport> DeliverStep(Store& store, const Advisory& a, const std::string& step,
+Result<notify::DeliveryReport> DeliverStep(NotificationLedger& store, const Advisory& a, const std::string& step,
                                            const std::vector<Organisation>& orgs, notify::Transport& t,
                                            const RunOptions& o, const Clock& clock, bool include_workaround = true) {
   std::vector<notify::Outgoing> out;
@@ -139,7 +139,7 @@ Result<notify::DeliveryReport> DeliverStep(Store& store, const Advisory& a, cons
   return notify::Deliver(store, "advisory:" + a.id + ":" + step, 0, out, t, o.delivery, clock);
 }
 
-Status MarkDone(Store& store, const std::string& id, const std::vector<std::string>& steps, int64_t at) {
+Status MarkDone(AdvisoryRegister& store, const std::string& id, const std::vector<std::string>& steps, int64_t at) {
   return Modify(store, id, [&](Advisory& a) {
     for (const auto& s : steps) a.steps_done.emplace(s, at);
     return Status::OK();

@@ -25,7 +25,7 @@ std::string Scope::Totals() const {
   return t;
 }
 
-Result<ScopeQuery> QueryForIncident(Store& store, int64_t id) {
+Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t id) {
   PG_ASSIGN_OR_RETURN(Incident inc, store.GetIncident(id));
   ScopeQuery q;
   q.node = inc.node;
@@ -410,7 +410,7 @@ std::string RefusalsHtml(const Scope& s) {
 
 }  // namespace
 
-Status AttachRefusals(Store& store, NodeRegistry& registry, Scope* s) {
+Status AttachRefusals(AuthDirectory& store, NodeRegistry& registry, Scope* s) {
   PG_ASSIGN_OR_RETURN(std::vector<RefusalRecord> rows, registry.ListRefusals(s->query.node, s->query.from, s->query.to));
   std::set<std::string> only(s->query.targets.begin(), s->query.targets.end());
   std::map<std::string, OrgRefusals> by_org;

@@ -52,10 +52,10 @@ struct Scope {
 };
 
 Result<Scope> ComputeScope(Store& store, const ScopeQuery& q);
-Result<ScopeQuery> QueryForIncident(Store& store, int64_t incident_id);
+Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t incident_id);
 // Adds the node's refusals in the window (limited to the query's targets, if any), grouped
-// by organisation, with each organisation's tier and account manager from `store`.
-Status AttachRefusals(Store& store, NodeRegistry& registry, Scope* scope);
+// by organisation, with each organisation's tier and account manager from `directory`.
+Status AttachRefusals(AuthDirectory& directory, NodeRegistry& registry, Scope* scope);
 
 std::string RenderTable(const Scope& s);
 std::string RenderCsv(const Scope& s);

@@ -21,7 +21,7 @@ struct Job {
 
 }  // namespace
 
-Result<DeliveryReport> Deliver(Store& store, const std::string& subject, int64_t incident_id,
+Result<DeliveryReport> Deliver(NotificationLedger& store, const std::string& subject, int64_t incident_id,
                                const std::vector<Outgoing>& outgoing, Transport& t, const DeliveryOptions& o,
                                const Clock& clock) {
   if (o.from.empty() && !o.dry_run) return InvalidArgument("give the sender address (--from)");

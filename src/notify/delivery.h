@@ -21,7 +21,7 @@
 #include "core/clock.h"
 #include "core/status.h"
 #include "notify/transport.h"
-#include "store/store.h"
+#include "store/notification_ledger.h"
 
 namespace patchgate::notify {
 
@@ -54,7 +54,7 @@ struct DeliveryReport {
 };
 
 // `incident_id` is set for incident subjects (the row keeps it), else 0.
-Result<DeliveryReport> Deliver(Store& store, const std::string& subject, int64_t incident_id,
+Result<DeliveryReport> Deliver(NotificationLedger& store, const std::string& subject, int64_t incident_id,
                                const std::vector<Outgoing>& outgoing, Transport& transport,
                                const DeliveryOptions& o, const Clock& clock);
 

@@ -6,8 +6,9 @@
 // "clean" — and a fresh process takes the next files. Each file is opened once; the worker
 // hashes it and scans it through that one descriptor (never mapping a large file whole)
 // and refuses a verdict if the file changed meanwhile. Files of 2 GiB or more are
-// "unscannable" (the engine's own limit). Verdicts are cached in the Store by (sha256,
-// signature version) when a store is given. Thread-compatible: one Scan() call at a time.
+// "unscannable" (the engine's own limit). Verdicts are cached in a VerdictCache (the Store
+// is one) by (sha256, signature version) when one is given. Thread-compatible: one Scan()
+// call at a time.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "store/store.h"
+#include "store/verdict_cache.h"
 
 namespace patchgate::scan {
 
@@ -47,7 +48,7 @@ struct ScanOptions {
   int jobs = 0;                      // scanning threads sharing one engine; 0: number of cores
   int timeout_seconds = 300;         // per file
   std::string worker_path;           // empty: beside the running executable, or $PATCHGATE_SCAN_WORKER
-  Store* cache = nullptr;            // optional verdict cache
+  VerdictCache* cache = nullptr;     // optional verdict cache (a Store is one)
   // Progress callback (files done, bytes done), called from the scanning threads.
   std::function<void(size_t, uint64_t)> progress;
 };

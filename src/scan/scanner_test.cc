@@ -17,6 +17,7 @@
 #include "crypto/hash.h"
 #include "scan/gate.h"
 #include "scan/signature_version.h"
+#include "store/store.h"
 
 namespace patchgate::scan {
 namespace {

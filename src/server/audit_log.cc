@@ -15,7 +15,7 @@ namespace {
 constexpr std::chrono::milliseconds kFinishRetry{200};
 }  // namespace
 
-AuditLog::AuditLog(Store* store, Metrics* metrics, std::chrono::milliseconds finish_delay)
+AuditLog::AuditLog(AuditSink* store, Metrics* metrics, std::chrono::milliseconds finish_delay)
     : store_(store), metrics_(metrics), finish_delay_(std::max(finish_delay, std::chrono::milliseconds(0))) {
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "pg-audit");

@@ -18,7 +18,8 @@
 // A group commit the store refuses for a reason other than an outage (kUnavailable) is
 // retried record by record, so a record the store cannot take fails only its own download.
 //
-// Thread-safe. The store is not owned and must outlive the log.
+// Thread-safe. The store (only its AuditSink role is used) is not owned and must outlive
+// the log.
 #pragma once
 
 #include <chrono>
@@ -31,7 +32,7 @@
 #include <vector>
 
 #include "server/metrics.h"
-#include "store/store.h"
+#include "store/audit_sink.h"
 
 namespace patchgate::server {
 
@@ -42,7 +43,7 @@ class AuditLog {
   static constexpr std::chrono::milliseconds kDefaultFinishDelay{100};
 
   // finish_delay 0: every completion is written on the audit thread's next turn.
-  AuditLog(Store* store, Metrics* metrics, std::chrono::milliseconds finish_delay = kDefaultFinishDelay);
+  AuditLog(AuditSink* store, Metrics* metrics, std::chrono::milliseconds finish_delay = kDefaultFinishDelay);
   ~AuditLog();  // flushes; completions the store still refuses after that are logged and dropped
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
@@ -67,7 +68,7 @@ class AuditLog {
   void Run();
   Clock::time_point FinishesDueAt() const;  // when queued completions are to be written; mu_ held
 
-  Store* store_;
+  AuditSink* store_;
   Metrics* metrics_;
   const std::chrono::milliseconds finish_delay_;
   std::mutex mu_;

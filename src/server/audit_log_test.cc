@@ -12,24 +12,38 @@
 #include <thread>
 
 #include "crypto/hash.h"
-#include "store/forwarding_store.h"
+#include "store/store.h"
 
 namespace patchgate::server {
 namespace {
 
 using std::chrono::milliseconds;
 
-// Counts completion commits; refuses the first `fail_finishes` of them.
-class CountingStore : public ForwardingStore {
+// The audit log's only role on the store: a fake overrides the call it wants to break and
+// forwards the other to the real store.
+class ForwardingSink : public AuditSink {
  public:
-  using ForwardingStore::ForwardingStore;
+  explicit ForwardingSink(AuditSink* target) : target_(target) {}
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
+    return target_->BeginDownloads(s);
+  }
+  Status FinishDownloads(const std::vector<DownloadFinish>& f) override { return target_->FinishDownloads(f); }
+
+ private:
+  AuditSink* target_;
+};
+
+// Counts completion commits; refuses the first `fail_finishes` of them.
+class CountingStore : public ForwardingSink {
+ public:
+  using ForwardingSink::ForwardingSink;
   Status FinishDownloads(const std::vector<DownloadFinish>& f) override {
     ++finish_commits;
     if (fail_finishes > 0) {
       --fail_finishes;
       return Unavailable("database is down (injected)");
     }
-    Status st = ForwardingStore::FinishDownloads(f);
+    Status st = ForwardingSink::FinishDownloads(f);
     if (st.ok()) finish_records += f.size();  // counted once committed
     return st;
   }
@@ -37,9 +51,9 @@ class CountingStore : public ForwardingStore {
   std::atomic<size_t> finish_records{0};
 };
 
-class UnavailableBegins : public ForwardingStore {
+class UnavailableBegins : public ForwardingSink {
  public:
-  using ForwardingStore::ForwardingStore;
+  using ForwardingSink::ForwardingSink;
   Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>&) override {
     return Unavailable("database is down (injected)");
   }
@@ -174,9 +188,9 @@ TEST_F(AuditLogTest, RefusedCompletionsAreRetriedAndDoNotHoldUpBegins) {
 
 // Refuses (as PostgreSQL refuses bytes that are not UTF-8) any batch holding a record whose
 // user agent is "poison"; holds the first commit until released so the others queue up.
-class PoisonStore : public ForwardingStore {
+class PoisonStore : public ForwardingSink {
  public:
-  using ForwardingStore::ForwardingStore;
+  using ForwardingSink::ForwardingSink;
   Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
     if (calls++ == 0) {
       std::unique_lock<std::mutex> l(mu_);
@@ -187,7 +201,7 @@ class PoisonStore : public ForwardingStore {
         if (s.size() > 1) ++refused_batches;
         return Internal("postgresql: invalid byte sequence for encoding \"UTF8\" (injected)");
       }
-    return ForwardingStore::BeginDownloads(s);
+    return ForwardingSink::BeginDownloads(s);
   }
   void Release() {
     std::lock_guard<std::mutex> l(mu_);

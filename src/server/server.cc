@@ -91,8 +91,9 @@ bool ParseListen(const std::string& listen, sockaddr_in* addr) {
 
 class ServerImpl final : public Server, public ConnectionHandler {
  public:
-  ServerImpl(ServerOptions o, Store* store, Store* read_store)
-      : o_(std::move(o)), store_(store), reads_(read_store ? read_store : store), catalogue_(o_.repo_dir),
+  ServerImpl(ServerOptions o, Store* store, AuthDirectory* read_store)
+      : o_(std::move(o)), targets_(store), acks_(store), reads_(read_store ? read_store : store),
+        catalogue_(o_.repo_dir),
         verify_(VerifyCache::kChunkSize, o_.verified_memory_max_file, o_.verified_memory_bytes),
         audit_(store, &metrics_, std::chrono::milliseconds(o_.audit_finish_ms)),
         auth_cache_(o_.auth_cache_ms), entitlement_cache_(o_.auth_cache_ms) {}
@@ -464,7 +465,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       return Send(c, 200, page, keep, {{"Cache-Control", "no-store"}, {"Referrer-Policy", "no-referrer"}}, head_only,
                   "text/html; charset=utf-8");
     }
-    Status st = store_->Acknowledge(Sha256Hex(token), SystemClock::Get().NowMicros());
+    Status st = acks_->Acknowledge(Sha256Hex(token), SystemClock::Get().NowMicros());
     if (st.code() == ErrorCode::kNotFound) return Send(c, 404, "not found\n", keep);
     if (!st.ok()) return Send(c, 503, "try again later\n", false);
     std::string body =
@@ -554,7 +555,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     log::Error("target does not match its signed hash; refusing to serve it",
                {{"target", entry.path}, {"expected", entry.sha256}, {"actual", actual}, {"why", why},
                 {"node", o_.node_name}});
-    Status q = store_->QuarantineTargetOnNode(o_.node_name, entry.path, entry.sha256, actual,
+    Status q = targets_->QuarantineTargetOnNode(o_.node_name, entry.path, entry.sha256, actual,
                                               SystemClock::Get().NowMicros());
     if (!q.ok()) log::Error("could not record the quarantine", {{"target", entry.path}, {"error", q.ToString()}});
   }
@@ -785,8 +786,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
   }
 
   ServerOptions o_;
-  Store* store_;  // writes: audit, quarantine, acknowledgements
-  Store* reads_;  // token and entitlement look-ups (store_ unless a read connection was given)
+  // The store's roles the server uses (the audit record goes through audit_'s AuditSink).
+  TargetCatalogue* targets_;  // node quarantine records
+  NotificationLedger* acks_;  // acknowledgements of notifications
+  AuthDirectory* reads_;      // token and entitlement look-ups (a read connection when given)
   Metrics metrics_;
   Catalogue catalogue_;
   VerifyCache verify_;
@@ -807,7 +810,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
 
 }  // namespace
 
-Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Store* store, Store* read_store) {
+Result<std::unique_ptr<Server>> Server::Create(const ServerOptions& options, Store* store, AuthDirectory* read_store) {
   auto s = std::make_unique<ServerImpl>(options, store, read_store);
   PG_RETURN_IF_ERROR(s->Init());
   return std::unique_ptr<Server>(std::move(s));

@@ -98,11 +98,13 @@ struct ServerOptions {
 
 class Server {
  public:
-  // `store` must outlive the server; it takes the audit record and every write. Token and
-  // entitlement look-ups go to `read_store` when given (a second connection to the same
-  // database, so they do not queue behind audit commits); it must outlive the server too.
+  // `store` must outlive the server; it takes the audit record (AuditSink) and every write
+  // (TargetCatalogue: node quarantine; NotificationLedger: acknowledgements). Token and
+  // entitlement look-ups (AuthDirectory) go to `read_store` when given (a second connection
+  // to the same database, so they do not queue behind audit commits); it must outlive the
+  // server too.
   static Result<std::unique_ptr<Server>> Create(const ServerOptions& options, Store* store,
-                                                Store* read_store = nullptr);
+                                                AuthDirectory* read_store = nullptr);
   virtual ~Server() = default;
   // Binds and listens; afterwards port() is the bound port.
   virtual Status Start() = 0;
