@@ -15,7 +15,8 @@
 # The generated repository is kept in $PATCHGATE_BENCH_CACHE (default
 # /tmp/pg-chainbench-cache) and reused by the next run with the same TARGETS and MB; its
 # one-time publish (every file through the scan gate) runs under eatmydata when present
-# (the publish's fsyncs are not what this bench measures).
+# (the publish's fsyncs are not what this bench measures). GENERATE_ONLY=1: stop once the
+# repository is cached.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -78,6 +79,7 @@ PY
   touch "$cache/done"
   echo "   generated and published in $(( $(now_ms) - t0 )) ms${quick:+ (publish under eatmydata)}"
 fi
+if [[ -n ${GENERATE_ONLY:-} ]]; then echo "== repository cached in $cache"; exit 0; fi
 cp -a "$cache/repo" repo
 "$pg" verify repo >/dev/null
 bytes=$(find repo/targets -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
@@ -93,6 +95,8 @@ tb=$("$pg" node add bench --upstream "http://127.0.0.1:$p0" 2>/dev/null)
 customer=$("$pg" user add Bench alice 2>/dev/null)
 "$pg" serve --repo repo --listen "127.0.0.1:$p0" > origin.log 2>&1 &
 started $!
+origin_pid=$!
+cpu_s() { awk '{printf "%.2f", ($14+$15)/100}' "/proc/$1/stat"; }  # user+system seconds of a running process
 wait_log origin.log listening 120
 
 # The same files, the same server, the same token: the reference pullers.
@@ -100,26 +104,33 @@ find repo/targets -type f | sed "s#^repo/#http://127.0.0.1:$p0/#" > urls.txt
 awk '{printf "url = \"%s\"\noutput = \"%d\"\n", $0, NR}' urls.txt > curl.cfg
 pull_curl() {  # DIR: every file, or the bench stops
   mkdir -p "$1"
-  (cd "$1" && curl -s --fail --parallel --parallel-max "$par" -H "Authorization: Bearer $tb" -K ../curl.cfg)
+  (cd "$1" && /usr/bin/time -f "%U %S" -o ../cpu-$1.txt curl -s --no-progress-meter --fail --parallel --parallel-max "$par" \
+    -H "Authorization: Bearer $tb" -K ../curl.cfg)
   local got
   got=$(find "$1" -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}')
   [[ $got == "$bytes" ]] || { echo "curl got $got bytes, expected $bytes"; exit 1; }
 }
 # Warm the origin's verification cache and the page cache once, so every puller meets the same server state.
 pull_curl warm
+o0=$(cpu_s "$origin_pid")
 t0=$(now_ms); pull_curl curl-a; curl_a=$(( $(now_ms) - t0 ))
+origin_curl=$(python3 -c "print(f'{$(cpu_s "$origin_pid") - $o0:.2f}')")
 mkdir -p wget-out
 t0=$(now_ms)
 wget -q -x -nH -P wget-out --header "Authorization: Bearer $tb" -i urls.txt
 wget_ms=$(( $(now_ms) - t0 ))
 [[ $(find wget-out -type f | wc -l) == "$nfiles" ]] || { echo "wget did not get every file"; exit 1; }
 
+o0=$(cpu_s "$origin_pid")
 t0=$(now_ms)
 "$pg" mirror --upstream "http://127.0.0.1:$p0" --root repo/metadata/1.root.json --data m1 --node-name mirror-1 \
   --listen "127.0.0.1:$p1" --node-token "$t1" --parallel "$par" > m1.log 2>&1 &
 started $!
+m1_pid=$!
 wait_log m1.log "switched to a new snapshot"
 mirror_ms=$(( $(now_ms) - t0 ))
+mirror_cpu=$(cpu_s "$m1_pid")
+origin_mirror=$(python3 -c "print(f'{$(cpu_s "$origin_pid") - $o0:.2f}')")
 wait_log m1.log listening
 t0=$(now_ms); pull_curl curl-b; curl_b=$(( $(now_ms) - t0 ))
 "$pg" verify m1 >/dev/null && echo "mirror-1 verifies (every target hashed against the signed metadata)"
@@ -132,6 +143,9 @@ echo "    of which: metadata verified at $(log_ms m1.log 'sync: metadata verifie
      "switched at $(log_ms m1.log 'mirror switched to a new snapshot') ms (from the first poll; the rest is process start)"
 echo "  curl --parallel --parallel-max $par (same files, same server; before / after the mirror): $curl_a / $curl_b ms, best $(mbps "$bytes" "$curl_ms") (no verification, no fsync)"
 echo "  wget -i (one connection): $wget_ms ms, $(mbps "$bytes" "$wget_ms")"
+read -r cu cs < cpu-curl-a.txt
+echo "  CPU seconds (user+system; wall ratios move with the load of a shared machine): patchgate mirror $mirror_cpu" \
+     "(process start to switch; origin serving it $origin_mirror); curl $(python3 -c "print(f'{$cu + $cs:.2f}')") (origin serving it $origin_curl)"
 best=$(( curl_ms < wget_ms ? curl_ms : wget_ms ))
 python3 -c "print(f'  patchgate mirror throughput / best reference = {$best/$mirror_ms:.2f}x (goal >= 0.8x)')"
 

@@ -12,6 +12,7 @@
 #include "core/text.h"
 #include "incident/import.h"
 #include "incident/scope.h"
+#include "store/node_registry.h"
 #include "notify/notify.h"
 
 namespace patchgate::cli {
@@ -130,6 +131,10 @@ int ScopeCmd(IncidentFlags& f) {
     }
     auto scope = incident::ComputeScope(s, q);
     if (!scope.ok()) return ReportError(scope.status());
+    // What the node refused instead of serving (the chain's registry, same database).
+    auto registry = NodeRegistry::Open(f.store);
+    if (!registry.ok()) return ReportError(registry.status());
+    if (Status st = incident::AttachRefusals(s, **registry, &*scope); !st.ok()) return ReportError(st);
     if (!f.html.empty()) {
       std::ofstream out(f.html, std::ios::trunc);
       out << incident::RenderHtml(*scope);

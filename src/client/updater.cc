@@ -417,6 +417,16 @@ Result<std::string> Updater::DownloadTarget(const TargetInfo& info) {
 }
 
 Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
+  std::vector<TargetInfo> out;
+  PG_RETURN_IF_ERROR(VisitAllTargets([&out](std::vector<TargetInfo> batch) {
+    if (out.empty()) out = std::move(batch);
+    else out.insert(out.end(), std::make_move_iterator(batch.begin()), std::make_move_iterator(batch.end()));
+    return Status::OK();
+  }));
+  return out;
+}
+
+Status Updater::VisitAllTargets(const TargetVisitor& visit) {
   if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
   struct Visit {
     std::string role;
@@ -425,7 +435,6 @@ Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
   };
   std::vector<Visit> stack{{"targets", root_.keys, root_.roles.at("targets")}};
   std::set<std::string> visited, seen_paths;
-  std::vector<TargetInfo> out;
   while (!stack.empty()) {
     Visit v = std::move(stack.back());
     stack.pop_back();
@@ -434,10 +443,12 @@ Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
       return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
     PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
     PG_ASSIGN_OR_RETURN(auto all, loaded->All());
+    std::vector<TargetInfo> batch;
     for (const auto& [path, file] : all) {
       // The first role in walk order that signs a path wins, as in GetTargetInfo.
-      if (seen_paths.insert(path).second) out.push_back(TargetInfo{path, file, v.role});
+      if (seen_paths.insert(path).second) batch.push_back(TargetInfo{path, file, v.role});
     }
+    if (!batch.empty()) PG_RETURN_IF_ERROR(visit(std::move(batch)));
     if (!loaded->targets.delegations) continue;
     const tuf::Delegations& d = *loaded->targets.delegations;
     std::vector<Visit> children;
@@ -448,7 +459,7 @@ Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
     for (const auto& r : d.roles) children.push_back({r.name, d.keys, r.keys});
     for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
   }
-  return out;
+  return Status::OK();
 }
 
 std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {

@@ -10,6 +10,7 @@
 // url-encoded target path. Not thread-safe: one Updater per thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -73,6 +74,12 @@ class Updater {
   // whole delegation tree, hashed bins included), each role verified as in GetTargetInfo.
   // A path signed by several roles is taken from the first in walk order.
   Result<std::vector<TargetInfo>> ListAllTargets();
+  // The same walk, handing over the targets of each role as soon as that role is verified
+  // (a mirror starts downloading them while the next roles are still being fetched and
+  // checked). Each path is handed over once, from the first role in walk order. An error
+  // from `visit` stops the walk and is returned.
+  using TargetVisitor = std::function<Status(std::vector<TargetInfo> batch)>;
+  Status VisitAllTargets(const TargetVisitor& visit);
   // The verified bytes of the trusted metadata, by the name a consistent-snapshot
   // repository publishes them under: "<v>.root.json", "timestamp.json",
   // "<v>.snapshot.json", "<v>.<quoted role>.json" (targets roles loaded so far).

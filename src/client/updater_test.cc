@@ -577,6 +577,59 @@ TEST_F(UpdaterTest, DelegatedRoleSignedByTheWrongKey) {
   EXPECT_EQ(Download("p/x").code(), ErrorCode::kUnmetThreshold);
 }
 
+// The mirror's streaming walk: each role's targets are handed over once that role has
+// verified, in walk order, before later roles are even fetched; a role that does not
+// verify ends the walk with its error and none of its targets is handed over; a visitor's
+// error stops the walk.
+TEST_F(UpdaterTest, VisitAllTargetsHandsOverEachVerifiedRoleInWalkOrder) {
+  PrivateKey dk = NewKey(), wrong = NewKey();
+  repo_.roles["targets"].first["delegations"] = {
+      {"keys", {{dk.KeyId(), dk.public_key().ToJson()}}},
+      {"roles", {{{"name", "a"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", false}, {"paths", {"*"}}},
+                 {{"name", "b"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", false}, {"paths", {"*"}}}}}};
+  repo_.roles["a"] = {TestRepo::Targets(1), {&dk}};
+  repo_.roles["b"] = {TestRepo::Targets(1), {&dk}};
+  repo_.AddTarget("a", "a1", "first");
+  repo_.AddTarget("a", "office/setup.exe", "shadowed: targets signs it first");
+  repo_.AddTarget("b", "b1", "second");
+  repo_.Commit();
+  std::vector<std::pair<std::string, std::string>> seen;  // role, path
+  auto record = [&](std::vector<TargetInfo> batch) {
+    for (auto& t : batch) seen.emplace_back(t.role, t.path);
+    return Status::OK();
+  };
+  {
+    Updater u = Make();
+    ASSERT_TRUE(u.VisitAllTargets(record).ok());
+    std::vector<std::pair<std::string, std::string>> want{{"targets", "office/setup.exe"}, {"a", "a1"}, {"b", "b1"}};
+    EXPECT_EQ(seen, want);
+    // ListAllTargets is the same walk.
+    auto all = u.ListAllTargets();
+    ASSERT_TRUE(all.ok());
+    ASSERT_EQ(all->size(), 3u);
+    EXPECT_EQ((*all)[2].path, "b1");
+  }
+  // A visitor's error stops the walk before b is fetched.
+  int b_fetches = repo_.fetcher.requests[std::string(kMeta) + "/1.b.json"];
+  {
+    Updater u = Make();
+    Status st = u.VisitAllTargets([](std::vector<TargetInfo> batch) {
+      return batch.front().role == "a" ? Status(ErrorCode::kInternal, "enough") : Status::OK();
+    });
+    EXPECT_EQ(st.code(), ErrorCode::kInternal);
+    EXPECT_EQ(repo_.fetcher.requests[std::string(kMeta) + "/1.b.json"], b_fetches);
+  }
+  // b signed by a key it is not delegated to: a's targets were handed over, b's never are.
+  repo_.roles["b"].second = {&wrong};
+  repo_.AddTarget("b", "b2", "evil");
+  repo_.Commit();
+  seen.clear();
+  Updater u = Make();
+  EXPECT_EQ(u.VisitAllTargets(record).code(), ErrorCode::kUnmetThreshold);
+  for (const auto& [role, path] : seen) EXPECT_NE(role, "b") << path;
+  EXPECT_FALSE(seen.empty());
+}
+
 TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {
   char tmpl[] = "/tmp/pgclientXXXXXX";
   std::string dir = mkdtemp(tmpl);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "core/clock.h"
@@ -171,6 +172,73 @@ TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
   EXPECT_NE(RenderJson(*sc).find("\"detail\": \"" + why + "\""), std::string::npos) << RenderJson(*sc);
   EXPECT_NE(RenderTable(*sc).find("aborted: " + why), std::string::npos);
   EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td>"), std::string::npos);
+}
+
+// What each organisation received: verified bytes (downloads) or a refusal (migration
+// 0008). Refusals are listed per organisation in every format, counted apart, limited to
+// the window and the query's targets, and an organisation only refused is not among the
+// organisations that received bytes (it is not notified). Both engines.
+TEST(Scope, RefusalsAreListedPerOrganisationInEveryFormat) {
+  std::vector<std::string> urls;
+  char tmpl[] = "/tmp/pgrefXXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  urls.push_back("sqlite://" + dir + "/store.db");
+  if (const char* pg = std::getenv("PATCHGATE_TEST_PG_URL"); pg && *pg) urls.push_back(pg);
+  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
+  for (const auto& url : urls) {
+    SCOPED_TRACE(url);
+    std::string p = "r" + std::to_string(SystemClock::Get().NowMicros()) + "-";  // a shared PostgreSQL database
+    auto store = Store::Open(url);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    auto reg = NodeRegistry::Open(url);
+    ASSERT_TRUE(reg.ok()) << reg.status().ToString();
+    ASSERT_TRUE((*store)->AddOrganisation({0, p + "Acme", "gold", "Ann Manager", "ann@example.com"}).ok());
+    ASSERT_TRUE((*store)->AddOrganisation({0, p + "Globex", "premier"}).ok());
+    ASSERT_TRUE((*store)->AddUser(p + "Acme", p + "a", p + "ha").ok());
+    ASSERT_TRUE((*store)->AddUser(p + "Globex", p + "g", p + "hg").ok());
+    auto a = (*store)->GetUser(p + "a");
+    auto g = (*store)->GetUser(p + "g");
+    ASSERT_TRUE(a.ok() && g.ok());
+    std::string node = p + "m2";
+    auto ids = (*store)->BeginDownloads({{3'000'000, node, a->id, a->org_id, "office/x.exe", "sha-x"}});
+    ASSERT_TRUE(ids.ok());
+    ASSERT_TRUE((*store)->FinishDownloads({{(*ids)[0], 3'500'000, 10, DownloadOutcome::kComplete, ""}}).ok());
+    const std::string why = "integrity: does not match its signed hash; quarantined";
+    ASSERT_TRUE((*reg)->RecordRefusals({{node, 4'000'000, a->org_id, p + "Acme", p + "a", "office/y.exe", why, 1},
+                                        {node, 5'000'000, g->org_id, p + "Globex", p + "g", "office/y.exe", why, 3},
+                                        {node, 6'000'000, g->org_id, p + "Globex", p + "g", "mail/z.exe", "fenced", 1},
+                                        {node, 99'000'000, g->org_id, p + "Globex", p + "g", "office/y.exe", why, 1},
+                                        {p + "other", 5'000'000, g->org_id, p + "Globex", p + "g", "office/y.exe", why, 1}})
+                    .ok());
+    auto sc = ComputeScope(**store, {node, 2'000'000, 9'000'000});
+    ASSERT_TRUE(sc.ok());
+    ASSERT_TRUE(AttachRefusals(**store, **reg, &*sc).ok());
+    ASSERT_EQ(sc->orgs.size(), 1u);  // only Acme received bytes
+    EXPECT_EQ(sc->orgs[0].name, p + "Acme");
+    ASSERT_EQ(sc->refused.size(), 2u);
+    EXPECT_EQ(sc->refused[0].name, p + "Acme");
+    EXPECT_EQ(sc->refused[0].tier, "gold");
+    EXPECT_EQ(sc->refused[0].account_manager, "Ann Manager");
+    EXPECT_EQ(sc->refused[1].refusals.size(), 2u);  // Globex: y (3 times) and z, not the one outside the window
+    EXPECT_EQ(sc->refusals, 5u);
+    EXPECT_NE(sc->Totals().find("5 refusals (nothing served) to 2 organisations"), std::string::npos) << sc->Totals();
+    std::string csv = RenderCsv(*sc);
+    EXPECT_NE(csv.find(p + "Globex,premier,,," + p + "g,office/y.exe,1970-01-01T00:00:05Z,," + node + ",0,refusal,refused,\"" + why +
+                       " (3 times)\"\n"), std::string::npos) << csv;
+    std::string json = RenderJson(*sc);
+    EXPECT_NE(json.find("\"refusals\": 5"), std::string::npos) << json;
+    EXPECT_NE(json.find("\"reason\": \"fenced\""), std::string::npos) << json;
+    EXPECT_NE(RenderTable(*sc).find("office/y.exe  1970-01-01T00:00:04Z  refused: " + why), std::string::npos) << RenderTable(*sc);
+    EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td><td>3</td>"), std::string::npos);
+    // Limited to the query's targets.
+    auto only = ComputeScope(**store, {node, 2'000'000, 9'000'000, {"mail/z.exe"}});
+    ASSERT_TRUE(only.ok());
+    ASSERT_TRUE(AttachRefusals(**store, **reg, &*only).ok());
+    ASSERT_EQ(only->refused.size(), 1u);
+    EXPECT_EQ(only->refusals, 1u);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {

@@ -19,6 +19,9 @@ std::string Scope::Totals() const {
   if (unfinished)
     t += " (" + std::to_string(unfinished) +
          " never recorded as finished: the node stopped mid-transfer; count it as received)";
+  if (refusals)
+    t += "; " + std::to_string(refusals) + " refusals (nothing served) to " + std::to_string(refused.size()) +
+         " organisations";
   return t;
 }
 
@@ -294,6 +297,13 @@ std::string RenderTable(const Scope& s) {
       out += '\n';
     }
   }
+  if (!s.refused.empty()) out += "\nRefused (nothing was served):\n";
+  for (const auto& g : s.refused) {
+    out += "  " + Tm(g.name) + " [" + Tm(g.tier) + "] account manager: " + Tm(g.account_manager) + "\n";
+    for (const auto& r : g.refusals)
+      out += "    " + Tm(r.username) + "  " + Tm(r.target) + "  " + T(r.at) + "  refused: " + Tm(r.reason) +
+             (r.repeats > 1 ? " (" + std::to_string(r.repeats) + " times)" : "") + "\n";
+  }
   out += "\n" + s.Totals() + "\n";
   return out;
 }
@@ -336,6 +346,14 @@ std::string RenderCsv(const Scope& s) {
       out += '\n';
     }
   }
+  // Refusals: outcome "refused", nothing served (no hash, 0 bytes), the reason as detail.
+  for (const auto& g : s.refused) {
+    for (const auto& r : g.refusals) {
+      std::string detail = r.reason + (r.repeats > 1 ? " (" + std::to_string(r.repeats) + " times)" : "");
+      CsvWriter(&out).Row({g.name, g.tier, g.account_manager, g.account_manager_email, r.username, r.target, T(r.at),
+                           "", r.node, "0", "refusal", "refused", detail});
+    }
+  }
   return out;
 }
 
@@ -360,7 +378,60 @@ std::string RenderJson(const Scope& s) {
                                 {"unknown_user", d.unknown_user}, {"unknown_target", d.unknown_target}});
     j["organisations"].push_back(std::move(o));
   }
+  // What each organisation received instead of bytes: refusals (nothing served).
+  j["totals"]["refusals"] = s.refusals;
+  j["refusals"] = nlohmann::ordered_json::array();
+  for (const auto& g : s.refused) {
+    nlohmann::ordered_json o = {{"name", g.name}, {"tier", g.tier}, {"account_manager", g.account_manager},
+                                {"account_manager_email", g.account_manager_email},
+                                {"refusals", nlohmann::ordered_json::array()}};
+    for (const auto& r : g.refusals)
+      o["refusals"].push_back({{"user", r.username}, {"file", r.target}, {"time", T(r.at)}, {"time_us", r.at},
+                               {"node", r.node}, {"reason", r.reason}, {"repeats", r.repeats}});
+    j["refusals"].push_back(std::move(o));
+  }
   return JsonText(j) + "\n";
+}
+
+namespace {
+
+std::string RefusalsHtml(const Scope& s) {
+  if (s.refused.empty()) return "";
+  std::string rows;
+  for (const auto& g : s.refused)
+    for (const auto& r : g.refusals)
+      rows += "<tr><td>" + Html(g.name) + "</td><td>" + Html(g.tier) + "</td><td>" + Html(g.account_manager) +
+              "</td><td>" + Html(r.username) + "</td><td>" + Html(r.target) + "</td><td>" + T(r.at) + "</td><td>" +
+              Html(r.reason) + "</td><td>" + std::to_string(r.repeats) + "</td></tr>\n";
+  return "<h2>Refused (nothing was served)</h2>\n<table id=\"refusals\"><thead><tr><th>Organisation</th><th>Tier</th>"
+         "<th>Account manager</th><th>User</th><th>File</th><th>Time (UTC)</th><th>Reason</th><th>Times</th></tr>"
+         "</thead><tbody>\n" + rows + "</tbody></table>\n";
+}
+
+}  // namespace
+
+Status AttachRefusals(AuthDirectory& store, NodeRegistry& registry, Scope* s) {
+  PG_ASSIGN_OR_RETURN(std::vector<RefusalRecord> rows, registry.ListRefusals(s->query.node, s->query.from, s->query.to));
+  std::set<std::string> only(s->query.targets.begin(), s->query.targets.end());
+  std::map<std::string, OrgRefusals> by_org;
+  for (auto& r : rows) {
+    if (!only.empty() && !only.count(r.target)) continue;
+    s->refusals += static_cast<size_t>(std::max<int64_t>(1, r.repeats));
+    OrgRefusals& g = by_org[r.organisation];
+    if (g.name.empty()) {
+      g.name = r.organisation;
+      auto org = store.GetOrganisation(r.organisation);
+      if (org.ok()) {
+        g.tier = org->tier;
+        g.account_manager = org->account_manager_name;
+        g.account_manager_email = org->account_manager_email;
+      }
+    }
+    g.refusals.push_back(std::move(r));
+  }
+  s->refused.clear();
+  for (auto& [_, g] : by_org) s->refused.push_back(std::move(g));
+  return Status::OK();
 }
 
 std::string RenderHtml(const Scope& s) {
@@ -400,7 +471,7 @@ std::string RenderHtml(const Scope& s) {
          "</p>\n<p id=\"totals\"><b>" + Html(s.Totals()) + "</b></p>\n" + svg +
          "\n<table id=\"scope\"><thead><tr><th>Organisation</th><th>Tier</th><th>Account manager</th><th>User</th>"
          "<th>File</th><th>Time (UTC)</th><th>SHA-256 served</th><th>Node</th><th>Detail</th></tr></thead><tbody>\n" + rows +
-         "</tbody></table>\n<script>\n"
+         "</tbody></table>\n" + RefusalsHtml(s) + "<script>\n"
          "document.querySelectorAll('#scope th').forEach(function(th, col) {\n"
          "  th.addEventListener('click', function() {\n"
          "    var body = document.querySelector('#scope tbody');\n"

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "store/node_registry.h"
 #include "store/store.h"
 
 namespace patchgate::incident {
@@ -30,17 +31,31 @@ struct OrgScope {
   size_t users = 0, files = 0;
 };
 
+// An organisation's refusals in the window: requests the node answered with a refusal
+// instead of the file (nothing was served; store/node_registry.h RefusalRecord).
+struct OrgRefusals {
+  std::string name, tier, account_manager, account_manager_email;
+  std::vector<RefusalRecord> refusals;  // by time
+};
+
 struct Scope {
   ScopeQuery query;
   std::vector<OrgScope> orgs;  // by name; downloads by unknown users under "(unknown user)"
   size_t downloads = 0, files = 0, users = 0;
   size_t unfinished = 0;  // served records never finished: the node stopped mid-transfer
+  // Refusals by organisation name (AttachRefusals). Not part of `orgs`: an organisation
+  // that was only refused received nothing and is not notified.
+  std::vector<OrgRefusals> refused;
+  size_t refusals = 0;  // refusals in all (each record's repeats counted)
   // "N downloads of M files by U users in K organisations", plus a note on unfinished ones.
   std::string Totals() const;
 };
 
 Result<Scope> ComputeScope(Store& store, const ScopeQuery& q);
 Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t incident_id);
+// Adds the node's refusals in the window (limited to the query's targets, if any), grouped
+// by organisation, with each organisation's tier and account manager from `directory`.
+Status AttachRefusals(AuthDirectory& directory, NodeRegistry& registry, Scope* scope);
 
 std::string RenderTable(const Scope& s);
 std::string RenderCsv(const Scope& s);

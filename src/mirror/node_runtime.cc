@@ -21,6 +21,9 @@ namespace patchgate::mirror {
 namespace {
 
 constexpr char kSoftwareVersion[] = "patchgate 0.1.0";
+// Refusals: one row per (user, target, reason) and minute at most; a bounded queue.
+constexpr int64_t kRefusalWindowMicros = 60'000'000;
+constexpr size_t kMaxPendingRefusals = 10'000;
 
 int64_t Now() { return SystemClock::Get().NowMicros(); }
 
@@ -92,6 +95,25 @@ server::ChainHooks NodeRuntime::Hooks() {
     r.files += 1;
     r.bytes += static_cast<int64_t>(bytes);
   };
+  h.refused = [this](const User& user, const std::string& target, const std::string& reason) {
+    int64_t now = Now();
+    std::lock_guard<std::mutex> l(mu_);
+    auto key = std::make_tuple(user.id, target, reason);
+    auto it = refusals_.find(key);
+    if (it == refusals_.end()) {
+      if (refusals_.size() >= kMaxPendingRefusals) {
+        ++refusals_dropped_;
+        return;
+      }
+      it = refusals_.emplace(key, PendingRefusal{}).first;
+    }
+    PendingRefusal& p = it->second;
+    if (!p.queued) {
+      p.r = RefusalRecord{o_.name, now, user.org_id, user.org_name, user.username, target, reason, 0};
+      p.queued = true;
+    }
+    ++p.r.repeats;
+  };
   h.fenced = &fenced_;
   if (syncer_) h.content_generation = syncer_->generation();
   h.extra_metrics = [this] {
@@ -154,6 +176,56 @@ void NodeRuntime::Stop() {
   if (scanner_.joinable()) scanner_.join();
   if (watch_) watch_->Stop();
   FlushSyncs();
+  FlushRefusals(true);  // the server has stopped: nothing more can arrive
+}
+
+void NodeRuntime::FlushRefusals(bool all) {
+  using Key = std::tuple<int64_t, std::string, std::string>;
+  std::vector<std::pair<Key, RefusalRecord>> batch;
+  int64_t dropped = 0;
+  int64_t now = Now();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto it = refusals_.begin(); it != refusals_.end();) {
+      PendingRefusal& p = it->second;
+      if (p.queued && (all || now - p.last_written >= kRefusalWindowMicros)) {
+        batch.emplace_back(it->first, std::move(p.r));
+        p.queued = false;
+        p.last_written = now;
+      }
+      // A key with nothing queued whose minute is over is forgotten.
+      if (!p.queued && now - p.last_written >= kRefusalWindowMicros) it = refusals_.erase(it);
+      else ++it;
+    }
+    std::swap(dropped, refusals_dropped_);
+  }
+  if (dropped > 0)
+    log::Warn("refusals not recorded: too many distinct (user, target, reason) at once",
+              {{"dropped", std::to_string(dropped)}, {"node", o_.name}});
+  if (batch.empty()) return;
+  std::vector<RefusalRecord> rows;
+  for (const auto& [_, r] : batch) rows.push_back(r);
+  Status st = registry_->RecordRefusals(rows);
+  if (st.ok()) return;
+  if (all) {
+    log::Error("could not record refusals at shutdown; they are lost",
+               {{"error", st.ToString()}, {"count", std::to_string(rows.size())}});
+    return;
+  }
+  log::Warn("could not record refusals; retrying", {{"error", st.ToString()}, {"count", std::to_string(rows.size())}});
+  // Back in the queue for the next flush, folded with any newer refusal of the same key.
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& [key, r] : batch) {
+    PendingRefusal& p = refusals_[key];
+    if (p.queued) {
+      p.r.at = std::min(p.r.at, r.at);
+      p.r.repeats += r.repeats;
+    } else {
+      p.r = std::move(r);
+      p.queued = true;
+    }
+    p.last_written = 0;
+  }
 }
 
 void NodeRuntime::FlushSyncs() {
@@ -250,6 +322,7 @@ void NodeRuntime::HeartbeatLoop() {
     }
     if (stop_) break;
     FlushSyncs();
+    FlushRefusals(false);
     if (std::chrono::steady_clock::now() >= next_beat) {
       Status st = Beat();
       if (!st.ok()) log::Warn("heartbeat failed", {{"node", o_.name}, {"error", st.ToString()}});

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "mirror/sync.h"
 #include "mirror/watch.h"
@@ -63,6 +64,9 @@ class NodeRuntime {
   void HeartbeatLoop();
   void ScanLoop();
   void FlushSyncs();
+  // Writes the queued refusals: a key's first refusal at the next flush, the repeats of the
+  // same minute folded into one row written when that minute is over (or at Stop).
+  void FlushRefusals(bool all);
   Status Beat();
 
   NodeOptions o_;
@@ -77,6 +81,15 @@ class NodeRuntime {
   std::condition_variable wake_;
   // sync records waiting to be written (batched: one transaction per heartbeat tick)
   std::map<std::pair<std::string, std::string>, SyncRecord> pending_syncs_;
+  // Customer refusals waiting to be written, by (user id, target, reason); at most
+  // kMaxPendingRefusals keys (more are counted and dropped: a client cannot grow memory).
+  struct PendingRefusal {
+    RefusalRecord r;
+    int64_t last_written = 0;  // when the previous row of this key was written (0: none this minute)
+    bool queued = false;       // r holds refusals not written yet
+  };
+  std::map<std::tuple<int64_t, std::string, std::string>, PendingRefusal> refusals_;
+  int64_t refusals_dropped_ = 0;
   // node-token answers reused for 1 s
   std::map<std::string, std::pair<int64_t, Result<std::string>>> auth_cache_;
   std::string metrics_text_;

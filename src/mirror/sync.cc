@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <thread>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "client/updater.h"
 #include "mirror/poll.h"
 #include "mirror/prefetch.h"
+#include "mirror/trusted_store.h"
 #include "core/fs.h"
 #include "core/log.h"
 #include "crypto/hash.h"
@@ -38,39 +40,6 @@ RealFileSystem& Fs() { return RealFileSystem::Get(); }
 
 // 404s for a listed target are retried this many times, 100 ms apart.
 constexpr int kNotFoundRetries = 30;
-
-// The trusted-metadata store of the mirror's Updater. Root, timestamp and snapshot are the
-// rollback-protection state and are written with fsync; a targets role is pinned by the
-// snapshot's version for it, so losing one in a power cut only means fetching it again:
-// those are written (tmp + rename) without an fsync each, which on a 30,000-target
-// repository with hundreds of hashed bins is the difference between seconds and
-// milliseconds.
-class MirrorTrustedFs : public ForwardingFileSystem {
- public:
-  MirrorTrustedFs() : ForwardingFileSystem(&RealFileSystem::Get()) {}
-  Status WriteFileAtomic(const std::string& path, std::string_view data) override {
-    std::string base = path.substr(path.find_last_of('/') + 1);
-    if (base == "root.json" || base == "timestamp.json" || base == "snapshot.json")
-      return target_->WriteFileAtomic(path, data);
-    std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return IOError("cannot create " + tmp + ": " + std::strerror(errno));
-    size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return IOError("cannot write " + tmp + ": " + std::strerror(errno));
-      }
-      off += static_cast<size_t>(n);
-    }
-    ::close(fd);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return IOError("cannot rename " + tmp);
-    return Status::OK();
-  }
-};
 
 Status WriteFile(const std::string& path, const std::string& bytes, bool sync) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -224,113 +193,134 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count());
   };
   // Metadata: the client's Updater (every check of the TUF workflow), its downloads of the
-  // roles the mirror lacks made in parallel ahead of its walk (PrefetchFetcher).
+  // roles the mirror lacks made in parallel ahead of its walk (PrefetchFetcher). Fetcher 0
+  // is the Updater's; the target workers use 1..parallel.
   client::UpdaterOptions uo;
   uo.metadata_dir = JoinPath(private_dir(), "trusted");
   uo.metadata_url = o_.upstream + "/metadata";
   uo.target_base_url = o_.upstream + "/targets";
   uo.target_dir = JoinPath(private_dir(), "staging");
-  uo.write_metadata_in_background = true;  // flushed below, before the switch
   PrefetchOptions po;
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;
   po.have = [this](const std::string& name) { return served_metadata_.count(name) > 0; };  // mu_ is held
   po.make_fetcher = [this] { return NewFetcher(o_); };
   PrefetchFetcher fetcher(WorkerFetcher(0), po);
-  MirrorTrustedFs trusted_fs;
-  client::Updater u(uo, &fetcher, clock_, &trusted_fs);
-  PG_RETURN_IF_ERROR(u.Refresh());
-  PG_ASSIGN_OR_RETURN(std::vector<client::TargetInfo> targets, u.ListAllTargets());
-  log::Info("sync: metadata verified", {{"targets", std::to_string(targets.size())}, {"ms", ms()},
-                                        {"roles_prefetched", std::to_string(fetcher.served_from_prefetch())}});
-  std::map<std::string, std::string> meta = u.TrustedMetadataFiles();
-  int64_t version = u.TrustedSnapshotVersion().value_or(0);
-  upstream_version_ = version;
-  pass.upstream_snapshot_version = version;
-
-  // The targets DIR must hold, and those it lacks.
-  std::map<std::string, ExpectedFile> next;
-  struct Job {
-    std::string sha256;
-    tuf::TargetFile file;
-    std::string what;
-    std::vector<std::string> rels;
+  // The Updater's trusted store writes on its own thread and publishes each verified
+  // targets role into DIR/metadata as it goes (mirror/trusted_store.h).
+  TrustedStoreOptions to;
+  to.trusted_dir = uo.metadata_dir;
+  to.staging_dir = uo.target_dir;
+  to.served = [this](const std::string& name) -> std::optional<std::string> {  // mu_ is held; read-only
+    auto it = served_metadata_.find(name);
+    if (it == served_metadata_.end() || !Fs().Exists(JoinPath(JoinPath(o_.data_dir, "metadata"), name))) return std::nullopt;
+    return it->second;
   };
-  std::map<std::string, Job> jobs;  // by sha256: one download per distinct content
-  for (const auto& t : targets) {
-    auto sha = t.file.hashes.find("sha256");
-    if (sha == t.file.hashes.end()) return Corrupt("target " + t.path + " has no sha256: a mirror stores targets by hash");
-    std::string rel = "targets/" + tuf::ConsistentTargetName(t.path, sha->second);
-    ExpectedFile e{sha->second, t.file.length, t.path};
-    std::string abs = JoinPath(o_.data_dir, rel);
-    bool have = false;
-    auto known = expected_.find(rel);
-    if (known != expected_.end() && known->second.sha256 == e.sha256 && SameSize(abs, e.length)) {
-      have = true;  // verified earlier and watched since
-    } else if (SameSize(abs, e.length)) {
-      auto d = Sha256File(abs);  // placed by an earlier pass that did not switch
-      have = d.ok() && d->sha256 == e.sha256;
-    }
-    next[rel] = e;
-    if (have) continue;
-    auto& job = jobs[e.sha256];
-    job.sha256 = e.sha256;
-    job.file = t.file;
-    job.what = t.path;
-    job.rels.push_back(rel);
-  }
+  to.place = [this](const std::string& staged, const std::string& rel, const std::string& bytes) {
+    return Place(staged, rel, ExpectedFile{Sha256Hex(bytes), bytes.size(), ""});
+  };
+  TrustedStore trusted_fs(to);
+  client::Updater u(uo, &fetcher, clock_, &trusted_fs);
 
-  // Parallel, resumable fetch by hash into staging, each file put in place by the worker
-  // that verified it (still invisible to customers: no served metadata names it yet).
-  std::vector<const Job*> todo;
-  for (const auto& [_, j] : jobs) todo.push_back(&j);
-  log::Info("sync: targets to fetch", {{"count", std::to_string(todo.size())}, {"ms", ms()}});
-  std::atomic<size_t> next_job{0}, placed{0};
+  // Targets: a pipeline. The walk hands over each role's targets as soon as that role has
+  // verified (Updater::VisitAllTargets), and `parallel` workers fetch them by hash while
+  // the next roles are still being fetched and checked: on a repository of hundreds of
+  // hashed bins the downloads no longer wait for the last bin. Every target is checked
+  // against the verified role that lists it; nothing fetched is named by served metadata
+  // until the switch below, which happens only if the whole walk and every fetch succeed.
+  // Each worker streams to its own staging file (bounded memory: no body is held), resumes
+  // a partial file left by an earlier pass, and puts the verified file in place.
+  struct Job {
+    std::string rel;
+    ExpectedFile e;
+    tuf::TargetFile file;
+    bool check_existing = false;  // a file of the right size is there: hash it before fetching
+  };
+  std::map<std::string, ExpectedFile> next;              // the walk's thread only
+  std::map<std::string, std::string> first_rel_by_sha;   // one download per distinct content
+  std::vector<std::pair<std::string, std::string>> dups;  // rel, the rel holding the same content
+  std::mutex q_mu;
+  std::condition_variable q_cv;
+  std::deque<Job> queue;
+  bool walk_done = false;
+  size_t queued = 0, listed = 0;
+  std::atomic<size_t> placed{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<bool> failed{false};
-  std::mutex err_mu;
   Status first_error;
   std::string staging = JoinPath(private_dir(), "staging");
   auto fail = [&](Status st) {
-    std::lock_guard<std::mutex> el(err_mu);
+    std::lock_guard<std::mutex> el(q_mu);
     if (first_error.ok()) first_error = std::move(st);
     failed = true;
+    q_cv.notify_all();
   };
-  auto worker = [&](client::Fetcher* f) {
-    while (!failed) {
-      size_t i = next_job++;
-      if (i >= todo.size()) return;
-      const Job& j = *todo[i];
-      std::string url = o_.upstream + "/targets/" + client::TargetUrlPath(j.what, j.sha256, true);
-      client::TargetFetchOptions fo;
-      fo.resume = true;
-      fo.fsync = false;  // one syncfs of DIR's file system before the switch
-      std::string staged = JoinPath(staging, j.sha256);
-      Status st = client::FetchTargetTo(f, url, j.what, j.file, staged, fo);
-      // The upstream serves metadata from disk at once but a new target only once its
-      // catalogue has caught up with its timestamp: a 404 for a target the verified
-      // metadata lists is retried for a while before the pass gives up.
-      for (int attempt = 0; st.code() == ErrorCode::kNotFound && attempt < kNotFoundRetries && !failed; ++attempt) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        st = client::FetchTargetTo(f, url, j.what, j.file, staged, fo);
-      }
-      for (size_t k = 0; st.ok() && k < j.rels.size(); ++k) {
-        std::string from = staged;
-        if (k + 1 < j.rels.size()) {  // the same content under several names: hard links
-          from = staged + ".copy" + std::to_string(k);
-          ::unlink(from.c_str());
-          if (::link(staged.c_str(), from.c_str()) != 0) st = IOError("cannot link " + staged + ": " + std::strerror(errno));
-        }
-        if (st.ok()) st = Place(from, j.rels[k], next[j.rels[k]]);
-      }
-      if (!st.ok()) return fail(st);
-      bytes += j.file.length;
+  auto fetch_one = [&](client::Fetcher* f, const Job& j) -> Status {
+    std::string dest = JoinPath(o_.data_dir, j.rel);
+    if (j.check_existing) {  // placed by an earlier pass that did not switch
+      auto d = Sha256File(dest);
+      if (d.ok() && d->sha256 == j.e.sha256 && d->length == j.e.length) return Status::OK();
+    }
+    std::string url = o_.upstream + "/targets/" + client::TargetUrlPath(j.e.target_path, j.e.sha256, true);
+    client::TargetFetchOptions fo;
+    fo.resume = true;
+    fo.fsync = false;  // one syncfs of DIR's file system before the switch
+    std::string staged = JoinPath(staging, j.e.sha256);
+    Status st = client::FetchTargetTo(f, url, j.e.target_path, j.file, staged, fo);
+    // A 404 for a target the verified metadata lists (an upstream whose catalogue has not
+    // caught up with its timestamp yet) is retried for a while before the pass gives up.
+    for (int attempt = 0; st.code() == ErrorCode::kNotFound && attempt < kNotFoundRetries && !failed; ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      st = client::FetchTargetTo(f, url, j.e.target_path, j.file, staged, fo);
+    }
+    if (st.ok()) st = Place(staged, j.rel, j.e);
+    if (st.ok()) {
+      bytes += j.e.length;
       ++placed;
     }
+    return st;
   };
-  int n = std::min<int>(o_.parallel, static_cast<int>(todo.size()));
-  std::vector<client::Fetcher*> fs;
-  for (int i = 0; i < n; ++i) fs.push_back(WorkerFetcher(static_cast<size_t>(i)));
+  auto worker = [&](client::Fetcher* f) {
+    for (;;) {
+      Job j;
+      {
+        std::unique_lock<std::mutex> l(q_mu);
+        q_cv.wait(l, [&] { return failed.load() || !queue.empty() || walk_done; });
+        if (failed || queue.empty()) return;
+        j = std::move(queue.front());
+        queue.pop_front();
+      }
+      if (Status st = fetch_one(f, j); !st.ok()) return fail(st);
+    }
+  };
+  auto visit = [&](std::vector<client::TargetInfo> batch) -> Status {
+    std::vector<Job> add;
+    for (auto& t : batch) {
+      auto sha = t.file.hashes.find("sha256");
+      if (sha == t.file.hashes.end()) return Corrupt("target " + t.path + " has no sha256: a mirror stores targets by hash");
+      std::string rel = "targets/" + tuf::ConsistentTargetName(t.path, sha->second);
+      ExpectedFile e{sha->second, t.file.length, t.path};
+      ++listed;
+      if (!next.emplace(rel, e).second) continue;
+      std::string abs = JoinPath(o_.data_dir, rel);
+      auto known = expected_.find(rel);
+      bool have = known != expected_.end() && known->second.sha256 == e.sha256 && SameSize(abs, e.length);
+      auto [first, fresh] = first_rel_by_sha.emplace(e.sha256, rel);
+      if (have) continue;  // verified earlier and watched since
+      if (!fresh) {        // the same content under another name: linked once it is in place
+        dups.emplace_back(rel, first->second);
+        continue;
+      }
+      add.push_back(Job{rel, e, std::move(t.file), SameSize(abs, e.length)});
+    }
+    std::lock_guard<std::mutex> l(q_mu);
+    if (failed) return first_error;
+    queued += add.size();
+    for (auto& j : add) queue.push_back(std::move(j));
+    q_cv.notify_all();
+    return Status::OK();
+  };
+
   int dfd = ::open(o_.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0) return IOError("cannot open " + o_.data_dir + ": " + std::strerror(errno));
   struct DirFd {
@@ -342,32 +332,65 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   std::atomic<bool> workers_done{false};
   std::mutex flush_mu;
   std::condition_variable flush_cv;
-  std::thread flusher;
-  if (!todo.empty())
-    flusher = std::thread([&] {
-      std::unique_lock<std::mutex> l(flush_mu);
-      while (!workers_done) {
-        l.unlock();
-        (void)::syncfs(dfd);  // errors are reported by the final syncfs
-        l.lock();
-        flush_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return workers_done.load(); });
-      }
-    });
+  std::vector<client::Fetcher*> worker_fetchers;
+  for (int i = 1; i <= o_.parallel; ++i) worker_fetchers.push_back(WorkerFetcher(static_cast<size_t>(i)));
+  std::thread flusher([&] {
+    std::unique_lock<std::mutex> l(flush_mu);
+    while (!workers_done) {
+      l.unlock();
+      if (placed.load() > 0) (void)::syncfs(dfd);  // errors are reported by the final syncfs
+      l.lock();
+      flush_cv.wait_for(l, std::chrono::milliseconds(200), [&] { return workers_done.load(); });
+    }
+  });
   std::vector<std::thread> threads;
-  for (int i = 0; i < n; ++i) threads.emplace_back(worker, fs[i]);
+  for (auto* f : worker_fetchers) threads.emplace_back(worker, f);
+  Status walked = u.VisitAllTargets(visit);
+  if (auto v = u.TrustedSnapshotVersion()) upstream_version_ = *v;  // lag is known even if a fetch fails
+  {
+    std::lock_guard<std::mutex> l(q_mu);
+    walk_done = true;
+    if (!walked.ok()) failed = true;
+    q_cv.notify_all();
+  }
+  if (walked.ok())
+    log::Info("sync: metadata verified", {{"targets", std::to_string(listed)}, {"ms", ms()},
+                                          {"roles_prefetched", std::to_string(fetcher.served_from_prefetch())},
+                                          {"targets_to_fetch", std::to_string(queued)},
+                                          {"fetched_so_far", std::to_string(placed.load())}});
   for (auto& t : threads) t.join();
+  // The same content under several names: hard links to the verified file.
+  for (size_t k = 0; walked.ok() && first_error.ok() && k < dups.size(); ++k) {
+    const auto& [rel, from_rel] = dups[k];
+    std::string tmp = JoinPath(staging, "link." + std::to_string(k));
+    ::unlink(tmp.c_str());
+    if (::link(JoinPath(o_.data_dir, from_rel).c_str(), tmp.c_str()) != 0)
+      first_error = IOError("cannot link " + from_rel + ": " + std::strerror(errno));
+    else
+      first_error = Place(tmp, rel, next[rel]);
+  }
   {
     std::lock_guard<std::mutex> l(flush_mu);
     workers_done = true;
   }
   flush_cv.notify_all();
-  if (flusher.joinable()) flusher.join();
+  flusher.join();
+  if (!walked.ok()) return walked;
   if (!first_error.ok()) return first_error;
+  size_t target_count = listed;
+  std::map<std::string, std::string> meta = u.TrustedMetadataFiles();
+  int64_t version = u.TrustedSnapshotVersion().value_or(0);
+  pass.upstream_snapshot_version = version;
   pass.targets_fetched = placed;
   pass.bytes_fetched = bytes;
-  log::Info("sync: targets fetched and verified", {{"count", std::to_string(todo.size())}, {"ms", ms()}});
-  // The Updater's trusted state (rollback protection) is on disk before DIR moves on.
-  PG_RETURN_IF_ERROR(u.FlushMetadataWrites());
+  log::Info("sync: targets fetched and verified", {{"count", std::to_string(queued)}, {"ms", ms()}});
+  // The Updater's trusted state (rollback protection) is written, and every targets role
+  // it published is in DIR/metadata, before DIR moves on.
+  PG_RETURN_IF_ERROR(trusted_fs.Flush());
+  for (const auto& [name, bytes_] : trusted_fs.Published()) {
+    served_metadata_[name] = bytes_;
+    next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
+  }
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
@@ -383,10 +406,12 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       continue;
     }
     PG_RETURN_IF_ERROR(WriteMetadata(name, bytes_));
-    next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
   }
+  // Every versioned file DIR holds, of this snapshot or an older one, stays expected (the
+  // watch restores any of them from these verified bytes).
   for (const auto& [name, bytes_] : served_metadata_)
-    if (name != "timestamp.json" && !meta.count(name)) next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
+    if (name != "timestamp.json" && !next.count("metadata/" + name))
+      next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
   auto ts = meta.find("timestamp.json");
   if (ts == meta.end()) return Internal("the verified metadata has no timestamp");
   next["metadata/timestamp.json"] = ExpectedFile{Sha256Hex(ts->second), ts->second.size(), ""};
@@ -407,7 +432,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   pass.changed = true;
   pass.snapshot_version = version;
   log::Info("mirror switched to a new snapshot",
-            {{"snapshot", std::to_string(version)}, {"targets", std::to_string(targets.size())}, {"ms", ms()},
+            {{"snapshot", std::to_string(version)}, {"targets", std::to_string(target_count)}, {"ms", ms()},
              {"fetched", std::to_string(pass.targets_fetched)}, {"bytes", std::to_string(pass.bytes_fetched)}});
   return pass;
 }

@@ -128,7 +128,9 @@ class ServerImpl final : public Server, public ConnectionHandler {
     }
     repo_fd_ = ::open(o_.repo_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (repo_fd_ < 0) return InvalidArgument("cannot open the repository directory " + o_.repo_dir + ": " + std::strerror(errno));
-    return catalogue_.Refresh();
+    // The catalogue reloads off the request path: requests are answered from the current
+    // one (and its timestamp.json) until the next is loaded.
+    return catalogue_.StartBackground();
   }
 
   Status Start() override {
@@ -211,6 +213,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto user = CachedUser(req);
     if (!user) return false;
     if (path->area == Area::kMetadata) {
+      if (auto ts = CatalogueTimestamp(path->rel)) {
+        *go_on = keep;
+        ++metrics_.loop_answers;
+        MetadataResponse(req, path->rel, ts, keep, out, nullptr);
+        return true;
+      }
       // Served from memory only while the file at the path is still the one read (one
       // stat, no open); anything else goes to a worker, which opens it beneath the tree.
       struct stat st {};
@@ -387,8 +395,12 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (node.status().code() == ErrorCode::kUnavailable)
         return Send(later, 503, "the store is unavailable; try again later\n", false);
     }
-    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load())
+    if (user.ok() && o_.chain.fenced && o_.chain.fenced->load()) {
+      if (path->area == Area::kTargets) {
+        if (auto e = catalogue_.Find(path->rel)) Refused(*user, e->path, "fenced: this node is off the compliance policy");
+      }
       return Send(later, 503, "this node is fenced off by the compliance policy; use another mirror\n", false);
+    }
     if (!user.ok()) {
       if (user.status().code() == ErrorCode::kUnavailable)
         return Send(later, 503, "the audit store is unavailable; try again later\n", false);
@@ -510,6 +522,10 @@ class ServerImpl final : public Server, public ConnectionHandler {
 
   bool ServeMetadata(Conn& c, const RequestHead& req, const std::string& name, bool keep, bool head_only,
                      PendingSend* later, const std::string* node = nullptr) {
+    if (auto ts = CatalogueTimestamp(name)) {
+      MetadataResponse(req, name, ts, keep, later, node);
+      return keep;
+    }
     int fd = OpenBeneath(repo_fd_, "metadata/" + name);
     struct stat st {};
     if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -524,6 +540,18 @@ class ServerImpl final : public Server, public ConnectionHandler {
     // The loop sends it (as the client reads).
     MetadataResponse(req, name, *file, keep, later, node);
     return keep;
+  }
+
+  // timestamp.json as the catalogue was loaded from it (the one a client may act on: every
+  // target it names is in the catalogue); null for any other file.
+  std::shared_ptr<const MetadataFile> CatalogueTimestamp(const std::string& name) {
+    if (name != "timestamp.json" || !catalogue_.background()) return nullptr;
+    CheckGeneration();
+    return catalogue_.Timestamp();
+  }
+
+  void Refused(const User& user, const std::string& target, const std::string& reason) {
+    if (o_.chain.refused && user.id != 0) o_.chain.refused(user, target, reason);
   }
 
   void Quarantine(const tuf::CatalogueEntry& entry, const std::string& actual, const std::string& why) {
@@ -610,6 +638,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
                                           : "published target missing on disk",
                  {{"target", entry->path}, {"file", "targets/" + rel}});
       if (fd >= 0) ::close(fd);
+      if (!node) Refused(user, entry->path, "not on this node's disk (quarantined or missing)");
       return Send(later, 503, "this file is temporarily unavailable\n", *keep, {}, head_only);
     }
     struct FdCloser {
@@ -620,6 +649,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (!v.ok() || !ConstantTimeEquals(v->v->sha256, entry->sha256) || v->v->length != entry->length) {
       ++metrics_.verify_mismatches;
       Quarantine(*entry, v.ok() ? v->v->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());
+      if (!node) Refused(user, entry->path, "integrity: does not match its signed hash; quarantined");
       return Send(later, 503, "this file failed integrity verification and is not served\n", false);
     }
     std::shared_ptr<const FileVerification> verified = v->v;
@@ -686,6 +716,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       if (!s.ok()) {
         ++metrics_.verify_mismatches;
         Quarantine(*entry, "changed on disk after verification", s.status().message());
+        if (!node) Refused(user, entry->path, "integrity: changed on disk after verification; quarantined");
         return Send(later, 503, "this file failed integrity verification and is not served\n", false);
       }
       slice = *s;

@@ -47,6 +47,10 @@ struct ChainHooks {
   // A mirror bumps this after switching to a new snapshot: the catalogue is re-checked at
   // the next request instead of after its usual 500 ms.
   const std::atomic<uint64_t>* content_generation = nullptr;
+  // An authenticated customer asked for a target and was refused (503) instead of served:
+  // the user, the signed target path, and why. Called on the request's thread: it must not
+  // block (a node queues it and writes it off the request path, rate-limited).
+  std::function<void(const User& user, const std::string& target, const std::string& reason)> refused;
   // Prometheus text appended to /metrics (the fleet's compliance states).
   std::function<std::string()> extra_metrics;
 };

@@ -1,7 +1,10 @@
 // NodeRegistry over the store's sql::Connection (SQLite or PostgreSQL).
 #include "store/node_registry.h"
 
+#include <algorithm>
 #include <mutex>
+
+#include "core/text.h"
 
 #include "core/clock.h"
 #include "store/sql.h"
@@ -13,6 +16,8 @@ namespace {
 using sql::Param;
 using sql::Row;
 using sql::Rows;
+
+constexpr size_t kMaxRefusalText = 512;
 
 std::string S(const Row& r, size_t i) { return r[i].value_or(""); }
 int64_t I(const Row& r, size_t i) { return r[i] ? std::stoll(*r[i]) : 0; }
@@ -163,6 +168,34 @@ class SqlNodeRegistry final : public NodeRegistry {
                                              "ORDER BY at, id", {node}));
     std::vector<SyncRecord> out;
     for (const auto& r : rows) out.push_back({S(r, 0), S(r, 1), I(r, 2), I(r, 3), I(r, 4)});
+    return out;
+  }
+
+  Status RecordRefusals(const std::vector<RefusalRecord>& refusals) override {
+    if (refusals.empty()) return Status::OK();
+    std::lock_guard<std::mutex> l(mu_);
+    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+    Status st;
+    for (const auto& r : refusals) {
+      st = c_->Query("INSERT INTO refusals (node, at, org_id, organisation, username, target, reason, repeats) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     {r.node, r.at, r.org_id, r.organisation, r.username, StorableText(r.target, kMaxRefusalText),
+                      StorableText(r.reason, kMaxRefusalText), std::max<int64_t>(1, r.repeats)})
+               .status();
+      if (!st.ok()) break;
+    }
+    if (st.ok()) st = c_->ExecScript("COMMIT");
+    if (!st.ok()) (void)c_->ExecScript("ROLLBACK");
+    return st;
+  }
+
+  Result<std::vector<RefusalRecord>> ListRefusals(const std::string& node, int64_t from, int64_t to) override {
+    std::lock_guard<std::mutex> l(mu_);
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT node, at, org_id, organisation, username, target, reason, repeats "
+                                             "FROM refusals WHERE node = ? AND at >= ? AND at <= ? ORDER BY at, id",
+                                             {node, from, to}));
+    std::vector<RefusalRecord> out;
+    for (const auto& r : rows) out.push_back({S(r, 0), I(r, 1), I(r, 2), S(r, 3), S(r, 4), S(r, 5), S(r, 6), I(r, 7)});
     return out;
   }
 

@@ -56,6 +56,18 @@ struct SyncRecord {
   int64_t bytes = 0;
 };
 
+// A node answered an authenticated customer with a refusal instead of the file (nothing
+// was served). Incident scope lists these next to the downloads.
+struct RefusalRecord {
+  std::string node;
+  int64_t at = 0;       // the first refusal folded into this record
+  int64_t org_id = 0;
+  std::string organisation, username;
+  std::string target;   // the signed target path (the request path when unknown)
+  std::string reason;   // e.g. "integrity: quarantined", "fenced", "missing on disk"
+  int64_t repeats = 1;  // identical refusals folded into this record
+};
+
 struct RegisteredNode {
   std::string name;
   std::string role;  // origin | mirror
@@ -86,6 +98,11 @@ class NodeRegistry {
   // One transaction for all records.
   virtual Status RecordSyncs(const std::vector<SyncRecord>& syncs) = 0;
   virtual Result<std::vector<SyncRecord>> ListSyncs(const std::string& node) = 0;
+
+  // Customer refusals (nodes rate-limit them before writing). One transaction for all.
+  virtual Status RecordRefusals(const std::vector<RefusalRecord>& refusals) = 0;
+  // A node's refusals with from <= at <= to, by time.
+  virtual Result<std::vector<RefusalRecord>> ListRefusals(const std::string& node, int64_t from, int64_t to) = 0;
 
   virtual Result<ChainPolicy> GetPolicy() = 0;
   virtual Status SetPolicy(const ChainPolicy& p) = 0;

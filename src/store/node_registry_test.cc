@@ -101,6 +101,30 @@ TEST_P(NodeRegistryTest, SyncsAndPolicy) {
   ASSERT_TRUE(reg_->SetPolicy(ChainPolicy{}).ok());
 }
 
+TEST_P(NodeRegistryTest, RefusalsAreListedByNodeAndWindow) {
+  RefusalRecord a{N("m2"), 100, 7, "Acme", "alice", "office/setup.exe", "integrity: quarantined on this node", 1};
+  RefusalRecord b{N("m2"), 200, 8, "Globex", "bob", std::string("office/\xff\xfe.exe") + std::string(600, 'x'), "fenced", 4};
+  RefusalRecord other{N("m1"), 150, 7, "Acme", "alice", "office/setup.exe", "fenced", 1};
+  ASSERT_TRUE(reg_->RecordRefusals({a, b, other}).ok());
+  auto all = reg_->ListRefusals(N("m2"), 0, 1000);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].organisation, "Acme");
+  EXPECT_EQ((*all)[0].username, "alice");
+  EXPECT_EQ((*all)[0].target, "office/setup.exe");
+  EXPECT_EQ((*all)[0].reason, "integrity: quarantined on this node");
+  EXPECT_EQ((*all)[0].org_id, 7);
+  EXPECT_EQ((*all)[1].repeats, 4);
+  // Text from a request is stored as valid UTF-8, capped.
+  EXPECT_LE((*all)[1].target.size(), 512u);
+  EXPECT_EQ((*all)[1].target.find('\xff'), std::string::npos);
+  auto window = reg_->ListRefusals(N("m2"), 150, 250);
+  ASSERT_TRUE(window.ok());
+  ASSERT_EQ(window->size(), 1u);
+  EXPECT_EQ((*window)[0].username, "bob");
+  EXPECT_TRUE(reg_->RecordRefusals({}).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, NodeRegistryTest, ::testing::Values("sqlite", "postgresql"));
 
 }  // namespace

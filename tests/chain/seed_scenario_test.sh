@@ -42,6 +42,15 @@ wait_log() {
     sleep 0.05
   done
 }
+# eventually SECONDS CMD...: true once CMD succeeds, retried every 0.2 s; false after SECONDS.
+eventually() {
+  local deadline=$(($(now_ms) + $1 * 1000))
+  shift
+  until "$@"; do
+    (($(now_ms) > deadline)) && return 1
+    sleep 0.2
+  done
+}
 start_bg() { local log=$1; shift; "$@" >"$log" 2>&1 & last_pid=$!; pids+=("$last_pid"); }
 
 run_suite() {
@@ -203,6 +212,66 @@ print(f"incident {inc['id']}: scope names {len(named)} organisation(s) ({scope['
 PY
   done
   ok "[$engine] each incident's scope names exactly the organisations that downloaded the files from mirror-2 in its window, with the signed hash of what they received"
+
+  # What each organisation received from mirror-2 during the load: verified bytes or a
+  # refusal. Every (organisation, user, file) the driver saw refused (503) by mirror-2 is a
+  # refusal record in mirror-2's scope, and every refusal there is one the driver saw (only
+  # the driver asks mirror-2 for targets). A node writes a key's first refusal within about
+  # a second (off the request path): waited for, up to 20 s.
+  local refused_503 from to
+  read -r refused_503 from to < <(python3 - load.json <<'PY'
+import json, sys, datetime
+recs = json.load(open(sys.argv[1]))["records"]
+n = sum(1 for r in recs if r["node"] == "mirror-2" and r["status"] == 503)
+t = lambda us: datetime.datetime.fromtimestamp(us / 1e6, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+print(n, t(min(r["start"] for r in recs) - 1_000_000), t(max(r["end"] for r in recs) + 1_000_000))
+PY
+)
+  # (How many requests hit a file between its quarantine and its restore depends on timing:
+  # possibly none on a fast machine. The fence step below makes a refusal for certain.)
+  refusals_match() {
+    "$pg" incident scope --node mirror-2 --from "$from" --to "$to" --json > scope-load.json || return 1
+    python3 - scope-load.json load.json <<'PY'
+import json, sys
+scope = json.load(open(sys.argv[1]))
+recs = json.load(open(sys.argv[2]))["records"]
+want = {(r["org"], r["user"], r["target"]) for r in recs if r["node"] == "mirror-2" and r["status"] == 503}
+got = {(g["name"], x["user"], x["file"]) for g in scope["refusals"] for x in g["refusals"]}
+assert all(x["node"] == "mirror-2" and x["reason"] for g in scope["refusals"] for x in g["refusals"]), scope["refusals"]
+if got != want:
+    print(f"refusals in scope {len(got)}, driver saw {len(want)}; missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}")
+    sys.exit(1)
+print(f"mirror-2 refused {len(want)} (organisation, user, file) during the load; scope lists each: {scope['totals']['text']}",
+      file=sys.stderr)
+PY
+  }
+  eventually 20 refusals_match || { refusals_match || true; fail "mirror-2's scope does not list exactly the refusals the driver saw"; }
+  ok "[$engine] mirror-2's scope over the load says what each organisation received: $refused_503 refusals (503) listed as refusals by organisation, user and file"
+
+  # A refusal for certain: fence non-compliant nodes. mirror-2 (no scanner) answers a
+  # customer 503, and its scope lists that refusal with its reason; then the fence is lifted.
+  local fence_from org user tok file rel
+  fence_from=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+  read -r org user tok file rel < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); u=c["users"][0]; f=sorted(c["targets"])[0]
+print(u["org"], u["user"], u["token"], f, c["targets"][f]["rel"])' config.json)
+  "$pg" policy set --require-scanner --require-watch --fence >/dev/null
+  fenced_503() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$p2/targets/$rel") == 503 ]]
+  }
+  eventually 30 fenced_503 || fail "mirror-2 was not fenced off within 30 s"
+  fenced_listed() {
+    "$pg" incident scope --node mirror-2 --from "$fence_from" --to "$(date -u -d '+1 min' +%Y-%m-%dT%H:%M:%SZ)" --json > scope-fence.json || return 1
+    python3 - scope-fence.json "$org" "$user" "$file" <<'PY'
+import json, sys
+scope = json.load(open(sys.argv[1]))
+org, user, f = sys.argv[2:5]
+sys.exit(0 if any(g["name"] == org and x["user"] == user and x["file"] == f and x["reason"].startswith("fenced")
+                  for g in scope["refusals"] for x in g["refusals"]) else 1)
+PY
+  }
+  eventually 20 fenced_listed || { cat scope-fence.json; fail "the fenced refusal of $user ($org) for $file is not in mirror-2's scope"; }
+  "$pg" policy set --require-scanner --require-watch >/dev/null
+  ok "[$engine] fenced: mirror-2 refused $user ($org) $file with 503, and its scope lists that refusal (reason fenced) under $org"
 
   # nginx serving mirror-1's DIR as it is, and patchgate-client through it.
   if command -v nginx >/dev/null; then
