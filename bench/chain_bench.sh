@@ -160,7 +160,10 @@ for i in 1 2 3 4 5; do
   sha=$(sha256sum < "new$i.bin" | cut -c1-64)
   "$pg" publish repo --product catalogue --insecure-plaintext-keys "new$i.bin" >/dev/null 2>&1
   t0=$(now_ms)
-  until cmp -s repo/metadata/timestamp.json m2/metadata/timestamp.json; do
+  # What a client sees: mirror-2 answering with the new timestamp.json (a node serves the one
+  # its loaded catalogue came from, so it never names a target the node cannot serve yet).
+  until curl -s -o served-ts.json -H "Authorization: Bearer $customer" "http://127.0.0.1:$p2/metadata/timestamp.json" &&
+        cmp -s repo/metadata/timestamp.json served-ts.json; do
     (($(now_ms) - t0 > 60000)) && { echo "no propagation in 60 s"; tail -5 m1.log m2.log; exit 1; }
     sleep 0.01
   done

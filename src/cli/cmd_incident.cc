@@ -132,7 +132,7 @@ int ScopeCmd(IncidentFlags& f) {
     auto scope = incident::ComputeScope(s, q);
     if (!scope.ok()) return ReportError(scope.status());
     // What the node refused instead of serving (the chain's registry, same database).
-    auto registry = NodeRegistry::Open(f.store);
+    auto registry = NodeRegistry::OpenBeside(s, f.store);
     if (!registry.ok()) return ReportError(registry.status());
     if (Status st = incident::AttachRefusals(s, **registry, &*scope); !st.ok()) return ReportError(st);
     if (!f.html.empty()) {

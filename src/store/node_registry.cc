@@ -237,7 +237,12 @@ class SqlNodeRegistry final : public NodeRegistry {
 
 Result<std::unique_ptr<NodeRegistry>> NodeRegistry::Open(const std::string& url) {
   // Store::Open validates the URL and applies the migrations (this registry's tables too).
-  PG_RETURN_IF_ERROR(Store::Open(url).status());
+  auto store = Store::Open(url);
+  PG_RETURN_IF_ERROR(store.status());
+  return OpenBeside(**store, url);
+}
+
+Result<std::unique_ptr<NodeRegistry>> NodeRegistry::OpenBeside(const Store& /*migrated*/, const std::string& url) {
   std::unique_ptr<sql::Connection> conn;
   if (url.rfind("sqlite:", 0) == 0) {
     if (url.find(":memory:") != std::string::npos)

@@ -18,6 +18,8 @@
 
 namespace patchgate {
 
+class Store;
+
 struct NodeHeartbeat {
   std::string node;
   int64_t at = 0;
@@ -80,8 +82,12 @@ struct RegisteredNode {
 class NodeRegistry {
  public:
   virtual ~NodeRegistry() = default;
-  // Same URLs as Store::Open.
+  // Same URLs as Store::Open; applies the migrations first (through Store::Open).
   static Result<std::unique_ptr<NodeRegistry>> Open(const std::string& url);
+  // For a caller that already holds a Store opened on this same URL (so the database is
+  // migrated): one connection, no second migration check. On PostgreSQL each connection is
+  // a fresh server process, so this saves a command like `incident scope` tens of ms.
+  static Result<std::unique_ptr<NodeRegistry>> OpenBeside(const Store& migrated, const std::string& url);
 
   // kAlreadyExists when a node of that name has a token already (revoked or not).
   virtual Status AddNode(const std::string& name, const std::string& role, const std::string& upstream,

@@ -150,8 +150,11 @@ assert rows[0]["node"]=="mirror-2" and rows[0]["user"]=="alice", rows'
   local t0 elapsed
   "$pg" publish repo --product office --insecure-plaintext-keys patch1.exe >/dev/null 2>&1
   t0=$(now_ms)
-  until cmp -s repo/metadata/timestamp.json m2/metadata/timestamp.json; do
-    (($(now_ms) - t0 > 10000)) && fail "no propagation to mirror-2 in 10 s"
+  # Servable means what a client sees: mirror-2 answers with the new timestamp.json (it
+  # serves the one its loaded catalogue came from, which follows the file on disk).
+  until curl -s -o "$work/served-ts.json" -H "Authorization: Bearer $alice" "http://127.0.0.1:$p2/metadata/timestamp.json" &&
+        cmp -s repo/metadata/timestamp.json "$work/served-ts.json"; do
+    (($(now_ms) - t0 > 20000)) && fail "no propagation to mirror-2 in 20 s"
     sleep 0.02
   done
   download "$p2" "$alice" office/patch1.exe "$work/c1" || { cat "$work/c1/err"; fail "new target on mirror-2"; }
