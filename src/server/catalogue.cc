@@ -39,6 +39,17 @@ Result<std::shared_ptr<const MetadataFile>> ReadTimestamp(const std::string& pat
   return m;
 }
 
+// The catalogue keyed as requests name its files: the consistent-snapshot name on disk.
+std::shared_ptr<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>> IndexByServedName(
+    std::vector<tuf::CatalogueEntry> entries) {
+  auto map = std::make_shared<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>>();
+  for (auto& e : entries) {
+    std::string rel = tuf::ConsistentTargetName(e.path, e.sha256);
+    (*map)[rel] = std::make_shared<const tuf::CatalogueEntry>(std::move(e));
+  }
+  return map;
+}
+
 }  // namespace
 
 Status Catalogue::LoadConsistent() {
@@ -55,11 +66,7 @@ Status Catalogue::LoadConsistent() {
   struct stat after {};
   if (::stat(ts.c_str(), &after) != 0 || MetadataFiles::KeyOf(after) != before->key)
     return Unavailable("timestamp.json changed while the catalogue was loaded; loading again");
-  auto map = std::make_shared<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>>();
-  for (auto& e : *entries) {
-    std::string rel = tuf::ConsistentTargetName(e.path, e.sha256);
-    (*map)[rel] = std::make_shared<const tuf::CatalogueEntry>(std::move(e));
-  }
+  auto map = IndexByServedName(std::move(*entries));
   std::lock_guard<std::mutex> l(mu_);
   entries_ = std::move(map);
   timestamp_ = std::move(before);
@@ -168,11 +175,7 @@ Status Catalogue::Refresh() {
   }
   auto entries = tuf::LoadCatalogue(dir_);
   if (!entries.ok()) return entries.status();
-  auto map = std::make_shared<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>>();
-  for (auto& e : *entries) {
-    std::string rel = tuf::ConsistentTargetName(e.path, e.sha256);
-    (*map)[rel] = std::make_shared<const tuf::CatalogueEntry>(std::move(e));
-  }
+  auto map = IndexByServedName(std::move(*entries));
   std::lock_guard<std::mutex> l(mu_);
   entries_ = std::move(map);
   loaded_mtime_ns_ = mtime;
