@@ -10,7 +10,8 @@
 #     read it), removed at exit whatever the outcome;
 #   - pids: add every background process the test starts; at exit each is sent TERM, then
 #     waited for. A test that needs more cleanup registers it with at_exit (run first);
-#   - ok, fail, expect_rc, refute, free_port, now_ms, wait_log, wait_http.
+#   - ok, fail, expect_rc, refute, free_port, now_ms, wait_log, wait_http, eventually,
+#     start_bg, stop_pid.
 set -euo pipefail
 set -E
 trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
@@ -19,6 +20,7 @@ harness_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 pids=()
 pass=0
 work=
+harness_work=
 harness_exit_hooks=()
 
 harness_setup() {  # harness_setup NAME BUILD_DIR
@@ -29,6 +31,7 @@ harness_setup() {  # harness_setup NAME BUILD_DIR
   data="$harness_lib/../data"
   export PATCHGATE_SIGNATURES="$data/signatures"
   work=$(mktemp -d "/tmp/pg-$1.XXXXXX")
+  harness_work=$work  # removed at exit even if the test points $work elsewhere
   chmod 755 "$work"
   trap harness_cleanup EXIT
 }
@@ -41,7 +44,7 @@ harness_cleanup() {
   for hook in "${harness_exit_hooks[@]}"; do eval "$hook" 2>/dev/null; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-  [[ -n "$work" ]] && { chmod -R u+rwx "$work" 2>/dev/null; rm -rf "$work"; }
+  [[ -n "$harness_work" ]] && { chmod -R u+rwx "$harness_work" 2>/dev/null; rm -rf "$harness_work"; }
   return "$rc"
 }
 
@@ -83,3 +86,28 @@ wait_http() {
     sleep 0.05
   done
 }
+
+# eventually SECONDS CMD...: true once CMD succeeds, retried every 0.1 s; false after SECONDS.
+# States that depend on heartbeats and polls are waited for, never slept for: a loaded CI
+# machine stretches every interval.
+eventually() {
+  local deadline=$(($(now_ms) + $1 * 1000))
+  shift
+  until "$@"; do
+    (($(now_ms) > deadline)) && return 1
+    sleep 0.1
+  done
+}
+
+# start_bg LOG CMD...: CMD in the background with its output in LOG; its id is added to
+# pids and left in $last_pid.
+start_bg() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 &
+  last_pid=$!
+  pids+=("$last_pid")
+}
+
+# stop_pid PID: TERM, then wait for it to end.
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
