@@ -10,7 +10,7 @@
 //   };
 //   INSTANTIATE_TEST_SUITE_P(Engines, FooTest, TestEngine::Names(), TestEngine::ParamName);
 //
-// SQLite: a fresh store in a temporary folder, removed when the TestEngine ends.
+// SQLite: a fresh store in a ScratchDir, removed when the TestEngine ends.
 // PostgreSQL: the server named by PATCHGATE_TEST_PG_URL (scripts/test.sh starts one), shared
 // by every test: names a test creates go through Unique() so runs never collide.
 #pragma once
@@ -18,11 +18,12 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "core/clock.h"
+#include "core/scratch_dir.h"
 
 namespace patchgate {
 
@@ -33,20 +34,14 @@ class TestEngine {
 
   TestEngine(const std::string& engine, std::string_view label) {
     if (engine == "sqlite") {
-      std::string tmpl = "/tmp/pg" + std::string(label) + "XXXXXX";
-      if (mkdtemp(tmpl.data()) == nullptr) return;
-      dir_ = tmpl;
-      url_ = "sqlite://" + dir_ + "/store.db";
+      dir_.emplace(label);
+      if (!dir_->path().empty()) url_ = "sqlite://" + dir_->path() + "/store.db";
       return;
     }
     const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
     if (url == nullptr || *url == '\0') return;
     url_ = url;
     prefix_ = std::string(label.substr(0, 1)) + std::to_string(SystemClock::Get().NowMicros()) + "-";
-  }
-  ~TestEngine() {
-    std::error_code ec;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
   }
   TestEngine(const TestEngine&) = delete;
   TestEngine& operator=(const TestEngine&) = delete;
@@ -61,7 +56,8 @@ class TestEngine {
   static std::string ParamName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
  private:
-  std::string dir_, url_, prefix_;
+  std::optional<ScratchDir> dir_;
+  std::string url_, prefix_;
 };
 
 }  // namespace patchgate
