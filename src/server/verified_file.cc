@@ -97,7 +97,7 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) 
     auto it = cache_.find(key);
     if (it != cache_.end() && (!keep_content || it->second.content)) {
       ++m->verify_cache_hits;
-      it->second.last_used = ++tick_;
+      if (it->second.content) Touch(it->second);
       return Verified{it->second.v, it->second.content};
     }
   }
@@ -141,30 +141,38 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) 
   std::lock_guard<std::mutex> l(mu_);
   if (cache_.size() > 100000) {
     cache_.clear();
+    lru_.clear();
     content_bytes_ = 0;
   }
   Entry& e = cache_[key];
-  if (e.content) content_bytes_ -= e.content->size();
+  ForgetContent(e);
   e.v = v;
-  e.content = kept;
-  e.last_used = ++tick_;
   if (kept) {
+    e.content = kept;
+    e.lru = lru_.insert(lru_.end(), key);
     content_bytes_ += kept->size();
     DropContentOverBudget();
   }
   return Verified{std::move(v), std::move(kept)};
 }
 
+void VerifyCache::Touch(Entry& e) { lru_.splice(lru_.end(), lru_, e.lru); }
+
+void VerifyCache::ForgetContent(Entry& e) {
+  if (!e.content) return;
+  content_bytes_ -= e.content->size();
+  e.content.reset();
+  lru_.erase(e.lru);
+}
+
 void VerifyCache::DropContentOverBudget() {
-  while (content_bytes_ > content_budget_) {
-    // Least recently used first. A linear pass: only runs when the budget is exceeded,
-    // and the map holds one entry per served file.
-    Entry* oldest = nullptr;
-    for (auto& [k, e] : cache_)
-      if (e.content && (!oldest || e.last_used < oldest->last_used)) oldest = &e;
-    if (!oldest) break;
-    content_bytes_ -= oldest->content->size();
-    oldest->content.reset();
+  while (content_bytes_ > content_budget_ && !lru_.empty()) {
+    auto it = cache_.find(lru_.front());
+    if (it == cache_.end()) {  // cannot happen: every key in lru_ is in cache_
+      lru_.pop_front();
+      continue;
+    }
+    ForgetContent(it->second);
   }
 }
 
@@ -173,7 +181,7 @@ std::optional<Verified> VerifyCache::CachedContent(const struct stat& st, Metric
   auto it = cache_.find(KeyOf(st));
   if (it == cache_.end() || !it->second.content) return std::nullopt;
   ++m->verify_cache_hits;
-  it->second.last_used = ++tick_;
+  Touch(it->second);
   return Verified{it->second.v, it->second.content};
 }
 

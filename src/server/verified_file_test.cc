@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <vector>
 
 #include "crypto/hash.h"
 
@@ -165,6 +166,49 @@ TEST_F(VerifiedFileTest, LargeFilesAndFilesOverTheBudgetAreNotKept) {
   VerifyCache tight(1000, 1 << 20, /*content_budget=*/bytes_.size() - 1);
   EXPECT_FALSE(VerifyWithContent(tight).content);
   EXPECT_EQ(tight.content_bytes(), 0u);
+}
+
+// Over the budget, the least recently used file's bytes go first (a hit counts as a use),
+// and the budget is never exceeded; a dropped file is read and hashed again when asked for.
+TEST_F(VerifiedFileTest, OverTheBudgetTheLeastRecentlyUsedBytesAreDropped) {
+  VerifyCache cache(1000, 1 << 20, /*content_budget=*/2 * bytes_.size());
+  struct File {
+    int fd;
+    struct stat st;
+  };
+  std::vector<File> files;
+  for (int i = 0; i < 4; ++i) {
+    std::string p = dir_ + "/lru" + std::to_string(i);
+    std::ofstream(p, std::ios::binary) << bytes_;
+    File f{::open(p.c_str(), O_RDONLY | O_CLOEXEC), {}};
+    ASSERT_GE(f.fd, 0);
+    ASSERT_EQ(::fstat(f.fd, &f.st), 0);
+    files.push_back(f);
+  }
+  auto verify = [&](int i) {
+    auto v = cache.Verify(files[i].fd, files[i].st, &m_);
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->content);
+  };
+  verify(0);
+  verify(1);
+  EXPECT_EQ(cache.content_bytes(), 2 * bytes_.size());
+  EXPECT_TRUE(cache.CachedContent(files[0].st, &m_));  // 0 used after 1: 1 is the oldest now
+  verify(2);
+  EXPECT_EQ(cache.content_bytes(), 2 * bytes_.size());
+  EXPECT_TRUE(cache.CachedContent(files[0].st, &m_));
+  EXPECT_FALSE(cache.CachedContent(files[1].st, &m_));
+  EXPECT_TRUE(cache.CachedContent(files[2].st, &m_));
+  verify(3);  // 0 was used before 2
+  EXPECT_FALSE(cache.CachedContent(files[0].st, &m_));
+  EXPECT_TRUE(cache.CachedContent(files[2].st, &m_));
+  EXPECT_TRUE(cache.CachedContent(files[3].st, &m_));
+  uint64_t misses = m_.verify_cache_misses.load();
+  verify(1);  // dropped: read and hashed again, and kept
+  EXPECT_EQ(m_.verify_cache_misses.load(), misses + 1);
+  EXPECT_TRUE(cache.CachedContent(files[1].st, &m_));
+  EXPECT_EQ(cache.content_bytes(), 2 * bytes_.size());
+  for (auto& f : files) ::close(f.fd);
 }
 
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {
