@@ -59,6 +59,8 @@ bool HasFsVerity(int fd);
 class VerifiedBytes {
  public:
   static std::shared_ptr<const VerifiedBytes> Make(std::string bytes);
+  // A private heap copy (no memfd, no mapping): bytes sent once and dropped.
+  static std::shared_ptr<const VerifiedBytes> MakeTransient(std::string bytes);
   ~VerifiedBytes();
   VerifiedBytes(const VerifiedBytes&) = delete;
   VerifiedBytes& operator=(const VerifiedBytes&) = delete;
@@ -92,7 +94,12 @@ class VerifyCache {
   // The verification of the file behind `fd` as of `st` (its fstat), reading it through
   // that fd on a miss (or when a small file's bytes were dropped from memory).
   // kUnavailable if it changed while being read.
-  Result<Verified> Verify(int fd, const struct stat& st, Metrics* m);
+  // cache_content false (a downstream node's bulk pull, which reads every file once): the
+  // verification is cached but no bytes are added to memory, so the pull neither evicts the
+  // customers' hot files nor maps and unmaps a memfd per file; a small file verified now
+  // comes with its bytes in a transient heap copy, and a cached verification without bytes
+  // is a hit (the caller streams with CheckedReader).
+  Result<Verified> Verify(int fd, const struct stat& st, Metrics* m, bool cache_content = true);
   // Only what is cached for `st` with its bytes in memory (no read, no hash): for the
   // event loop, which must not block.
   std::optional<Verified> CachedContent(const struct stat& st, Metrics* m);

@@ -211,6 +211,50 @@ TEST_F(VerifiedFileTest, OverTheBudgetTheLeastRecentlyUsedBytesAreDropped) {
   for (auto& f : files) ::close(f.fd);
 }
 
+// A node's bulk pull (cache_content false): the bytes come with the verification (exactly
+// the hashed ones) but nothing is added to memory, and the verification is cached: the
+// next pull of the same file is a hit without bytes (streamed with CheckedReader).
+TEST_F(VerifiedFileTest, APullThatDoesNotCacheContentAddsNoBytesToMemory) {
+  VerifyCache cache(1000, 1 << 20, 1 << 20);
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd_, &st), 0);
+  auto a = cache.Verify(fd_, st, &m_, /*cache_content=*/false);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->content);
+  EXPECT_EQ(a->content->view(), bytes_);
+  EXPECT_EQ(a->v->sha256, Sha256Hex(bytes_));
+  EXPECT_EQ(cache.content_bytes(), 0u);
+  EXPECT_FALSE(cache.CachedContent(st, &m_));
+  auto b = cache.Verify(fd_, st, &m_, false);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(m_.verify_cache_hits.load(), 1u);
+  EXPECT_FALSE(b->content);
+  EXPECT_EQ(b->v, a->v);
+  // A customer's request of the same file then reads it and keeps its bytes.
+  auto c = cache.Verify(fd_, st, &m_);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->content);
+  EXPECT_EQ(cache.content_bytes(), bytes_.size());
+  // And a node's later pull uses those bytes.
+  auto d = cache.Verify(fd_, st, &m_, false);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->content, c->content);
+}
+
+// One chunk or several, the whole-file hash is the file's SHA-256.
+TEST_F(VerifiedFileTest, WholeHashIsRightForOneChunkAndForMany) {
+  VerifyCache one(bytes_.size() + 10, 1 << 20, 1 << 20);
+  auto a = one.Verify(fd_, [&] { struct stat st {}; ::fstat(fd_, &st); return st; }(), &m_);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->v->chunks.size(), 1u);
+  EXPECT_EQ(a->v->sha256, Sha256Hex(bytes_));
+  VerifyCache many(1000, 1 << 20, 1 << 20);
+  auto b = many.Verify(fd_, [&] { struct stat st {}; ::fstat(fd_, &st); return st; }(), &m_);
+  ASSERT_TRUE(b.ok());
+  EXPECT_GT(b->v->chunks.size(), 1u);
+  EXPECT_EQ(b->v->sha256, Sha256Hex(bytes_));
+}
+
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {
   // This test machine's filesystem may lack fs-verity: the file then uses chunk digests.
   VerifyCache cache(1000);
