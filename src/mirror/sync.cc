@@ -268,7 +268,6 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     std::string rel;
     ExpectedFile e;
     tuf::TargetFile file;
-    bool check_existing = false;  // a file of the right size is there: hash it before fetching
   };
   std::map<std::string, ExpectedFile> next;              // the walk's thread only
   std::map<std::string, std::string> first_rel_by_sha;   // one download per distinct content
@@ -292,7 +291,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   };
   auto fetch_one = [&](client::Fetcher* f, const Job& j) -> Status {
     std::string dest = JoinPath(o_.data_dir, j.rel);
-    if (j.check_existing) {  // placed by an earlier pass that did not switch
+    if (SameSize(dest, j.e.length)) {  // placed by an earlier pass that did not switch: hashed before it counts
       auto d = Sha256File(dest);
       if (d.ok() && d->sha256 == j.e.sha256 && d->length == j.e.length) return Status::OK();
     }
@@ -351,7 +350,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         continue;
       }
       if (std::string dir = DirName(abs); made_dirs.insert(dir).second) PG_RETURN_IF_ERROR(Fs().MakeDirs(dir));
-      add.push_back(Job{rel, e, std::move(t.file), SameSize(abs, e.length)});
+      add.push_back(Job{rel, e, std::move(t.file)});
     }
     std::lock_guard<std::mutex> l(q_mu);
     if (failed) return first_error;
