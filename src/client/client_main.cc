@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   if (metadata_url.empty()) return Fail(InvalidArgument("--metadata-url is required"));
   client::HttpOptions http;
   http.bearer_token = token;
-  auto fetcher = client::NewCurlFetcher(http);
+  auto fetcher = client::NewFetcher(http);
   // Verified metadata is written to the cache in the background (its fsyncs overlap with the
   // rest of the refresh and the download) and is durable before anything is installed and
   // before the process reports success.
