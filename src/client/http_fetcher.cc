@@ -14,7 +14,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
+#include <memory>
 
 namespace patchgate::client {
 namespace {
@@ -233,9 +233,9 @@ class PlainHttpFetcher : public Fetcher {
       sink_error = sink(chunk);
       return sink_error;
     };
-    if (buf_.empty()) buf_.resize(kReadBufferBytes);
+    if (!buf_) buf_.reset(new char[kReadBufferBytes]);  // not zeroed: only what recv writes is touched
     for (;;) {
-      ssize_t n = ::recv(fd_, buf_.data(), buf_.size(), 0);
+      ssize_t n = ::recv(fd_, buf_.get(), kReadBufferBytes, 0);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         PG_ASSIGN_OR_RETURN(bool ready, Wait(POLLIN, &speed));
@@ -251,7 +251,7 @@ class PlainHttpFetcher : public Fetcher {
       }
       *answered = true;
       speed.Got(static_cast<size_t>(n));
-      std::string_view data(buf_.data(), static_cast<size_t>(n));
+      std::string_view data(buf_.get(), static_cast<size_t>(n));
       while (!data.empty()) {
         auto used = parser.Feed(data, on_body);
         if (!used.ok()) {
@@ -303,7 +303,7 @@ class PlainHttpFetcher : public Fetcher {
   HttpResponseLimits limits_;
   int fd_ = -1;
   std::string key_;  // "host port" of fd_
-  std::vector<char> buf_;
+  std::unique_ptr<char[]> buf_;
 };
 
 }  // namespace
