@@ -259,7 +259,7 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
     // error reported first, as for a small role.
     std::future<Status> hash_check;
     if (fetched) {
-      if (loaded.raw.size() >= kLazyRoleBytes)
+      if (loaded.raw.size() >= kBackgroundHashBytes)
         hash_check = std::async(std::launch::async, [&] { return tuf::CheckMetaFile(meta, loaded.raw, role); });
       else
         PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, loaded.raw, role));
