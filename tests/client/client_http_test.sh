@@ -9,31 +9,15 @@
 #  - an https:// URL goes to libcurl (nginx speaks no TLS: the run fails cleanly);
 #  - a target altered on the server is refused and nothing is stored.
 # Usage: client_http_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-build=$(cd "$1" && pwd)
-export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup clienthttp "$1"
 export PATCHGATE_PASSPHRASE=client-http-test
 unset http_proxy all_proxy ALL_PROXY no_proxy NO_PROXY https_proxy HTTPS_PROXY
-pg="$build/src/cli/patchgate"
-client="$build/src/client/patchgate-client"
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x "$nginx_bin" ]] || { echo "nginx is not installed: run scripts/deps.sh"; exit 1; }
-work=$(mktemp -d /tmp/pg-clienthttp.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+[[ -x "$nginx_bin" ]] || fail "nginx is not installed: run scripts/deps.sh"
 
-if readelf -d "$client" | grep NEEDED | grep -q libcurl; then
-  echo "FAIL: patchgate-client names libcurl as NEEDED (loaded at every start)"; exit 1
-fi
-echo "ok: libcurl is not NEEDED by patchgate-client"
+if readelf -d "$client" | grep NEEDED | grep -q libcurl; then fail "patchgate-client names libcurl as NEEDED (loaded at every start)"; fi
+ok "libcurl is not NEEDED by patchgate-client"
 
 repo="$work/repo"
 head -c 200000 /dev/urandom > "$work/setup.exe"
@@ -41,7 +25,7 @@ echo "notes" > "$work/notes.txt"
 "$pg" init "$repo" >/dev/null
 "$pg" publish "$repo" --product office "$work/setup.exe" "$work/notes.txt" >/dev/null
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 ngx="$work/nginx"
 mkdir -p "$ngx/tmp"
 cat > "$ngx/nginx.conf" <<NGX
@@ -59,11 +43,9 @@ http {
 }
 NGX
 chmod a+x "$work"; chmod -R a+rX "$repo"
-"$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;' &
-pids+=($!)
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
-curl -s -o /dev/null "http://127.0.0.1:$port/" || { echo "nginx did not start"; cat "$ngx/error.log"; exit 1; }
+start_bg "$ngx/out.log" "$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;'
 base="http://127.0.0.1:$port"
+wait_http "$base/metadata/1.root.json"
 
 # fresh NAME: a client directory holding only the trusted root.
 fresh() { rm -rf "$work/$1"; "$client" --metadata-dir "$work/$1/meta" init "$repo/metadata/1.root.json"; }
@@ -75,12 +57,12 @@ LD_DEBUG=files "$client" --metadata-dir "$work/plain/meta" --metadata-url "$base
   >"$work/out" 2>"$work/ld"
 cmp "$work/plain/t/office%2Fsetup.exe" "$work/setup.exe"
 cmp "$work/plain/t/office%2Fnotes.txt" "$work/notes.txt"
-if grep -q "file=libcurl" "$work/ld"; then echo "FAIL: a plain http:// run loaded libcurl"; exit 1; fi
+if grep -q "file=libcurl" "$work/ld"; then fail "a plain http:// run loaded libcurl"; fi
 requests=$(grep -c . "$ngx/access.log")
 connections=$(cut -d' ' -f1 "$ngx/access.log" | sort -u | wc -l)
-(( requests >= 6 )) || { echo "FAIL: expected at least 6 requests, nginx logged $requests"; cat "$ngx/access.log"; exit 1; }
-if (( connections != 1 )); then echo "FAIL: $requests requests used $connections connections"; cat "$ngx/access.log"; exit 1; fi
-echo "ok: plain http:// refresh and 2 downloads without libcurl, $requests requests on 1 kept-alive connection"
+(( requests >= 6 )) || { cat "$ngx/access.log"; fail "expected at least 6 requests, nginx logged $requests"; }
+(( connections == 1 )) || { cat "$ngx/access.log"; fail "$requests requests used $connections connections"; }
+ok "plain http:// refresh and 2 downloads without libcurl, $requests requests on 1 kept-alive connection"
 
 # A proxy variable: libcurl and the proxy, exactly as before this fetcher existed.
 fresh proxied
@@ -89,34 +71,27 @@ http_proxy="$base" LD_DEBUG=files "$client" --metadata-dir "$work/proxied/meta" 
   --metadata-url "http://repo.invalid/metadata" --target-name office/notes.txt \
   --target-base-url "http://repo.invalid/targets" --target-dir "$work/proxied/t" download >/dev/null 2>"$work/ld"
 cmp "$work/proxied/t/office%2Fnotes.txt" "$work/notes.txt"
-grep -q "file=libcurl" "$work/ld" || { echo "FAIL: a run with http_proxy did not use libcurl"; exit 1; }
+grep -q "file=libcurl" "$work/ld" || fail "a run with http_proxy did not use libcurl"
 grep -q '"GET http://repo.invalid/metadata/timestamp.json HTTP/1.1" 200' "$ngx/access.log" \
-  || { echo "FAIL: the proxy saw no absolute-form request"; cat "$ngx/access.log"; exit 1; }
+  || { cat "$ngx/access.log"; fail "the proxy saw no absolute-form request"; }
 fresh bypass
-rc=0
-http_proxy="$base" no_proxy=repo.invalid "$client" --metadata-dir "$work/bypass/meta" \
-  --metadata-url "http://repo.invalid/metadata" refresh >/dev/null 2>"$work/err" || rc=$?
-(( rc == 1 )) || { echo "FAIL: no_proxy was not honoured (exit $rc)"; cat "$work/err"; exit 1; }
-echo "ok: http_proxy goes through libcurl and the proxy; no_proxy bypasses it"
+expect_rc 1 env http_proxy="$base" no_proxy=repo.invalid "$client" --metadata-dir "$work/bypass/meta" \
+  --metadata-url "http://repo.invalid/metadata" refresh
+ok "http_proxy goes through libcurl and the proxy; no_proxy bypasses it"
 
 fresh tls
-rc=0
-LD_DEBUG=files "$client" --metadata-dir "$work/tls/meta" --metadata-url "https://127.0.0.1:$port/metadata" refresh \
-  >/dev/null 2>"$work/ld" || rc=$?
-(( rc == 1 )) || { echo "FAIL: https:// against a plain server exited $rc"; exit 1; }
-grep -q "file=libcurl" "$work/ld" || { echo "FAIL: an https:// URL did not go to libcurl"; exit 1; }
-grep -q "patchgate-client: error: " "$work/ld" || { echo "FAIL: no error message"; cat "$work/ld" | tail -3; exit 1; }
-echo "ok: https:// goes to libcurl (loaded on demand)"
+expect_rc 1 env LD_DEBUG=files "$client" --metadata-dir "$work/tls/meta" --metadata-url "https://127.0.0.1:$port/metadata" refresh
+grep -q "file=libcurl" "$work/err" || fail "an https:// URL did not go to libcurl"
+grep -q "patchgate-client: error: " "$work/err" || fail "no error message for a failed https:// refresh"
+ok "https:// goes to libcurl (loaded on demand)"
 
 # A target altered on the server: refused, nothing stored.
 f=$(ls "$repo"/targets/office/*setup.exe)
 printf 'X' | dd of="$f" bs=1 seek=1000 conv=notrunc 2>/dev/null
 fresh tampered
-if "$client" --metadata-dir "$work/tampered/meta" --metadata-url "$base/metadata" --target-name office/setup.exe \
-     --target-base-url "$base/targets" --target-dir "$work/tampered/t" download >/dev/null 2>"$work/err"; then
-  echo "FAIL: an altered target was accepted"; exit 1
-fi
-grep -q "HashMismatch" "$work/err" || { echo "FAIL: expected a hash mismatch"; cat "$work/err"; exit 1; }
-if ls "$work/tampered/t" 2>/dev/null | grep -q .; then echo "FAIL: something was stored"; ls "$work/tampered/t"; exit 1; fi
-echo "ok: an altered target is refused and nothing is stored"
-echo "PASS"
+expect_rc 1 "$client" --metadata-dir "$work/tampered/meta" --metadata-url "$base/metadata" --target-name office/setup.exe \
+  --target-base-url "$base/targets" --target-dir "$work/tampered/t" download
+grep -q "HashMismatch" "$work/err" || { cat "$work/err"; fail "expected a hash mismatch"; }
+if ls "$work/tampered/t" 2>/dev/null | grep -q .; then ls "$work/tampered/t"; fail "something was stored"; fi
+ok "an altered target is refused and nothing is stored"
+echo "PASS ($pass checks)"
