@@ -35,7 +35,8 @@ bool IsPlainHttp(std::string_view url) { return url.substr(0, 7) == "http://"; }
 void InitOpenssl(const std::string& metadata_url, const std::string& target_base_url) {
   bool plain = IsPlainHttp(metadata_url) && (target_base_url.empty() || IsPlainHttp(target_base_url)) &&
                !client::ProxyVariableSet() && !std::getenv("OPENSSL_CONF");
-  OPENSSL_init_crypto(plain ? OPENSSL_INIT_NO_LOAD_CONFIG : OPENSSL_INIT_LOAD_CONFIG, nullptr);
+  // Nor does it free its tables at exit (the process ending frees them): ~3% of a run.
+  OPENSSL_init_crypto((plain ? OPENSSL_INIT_NO_LOAD_CONFIG : OPENSSL_INIT_LOAD_CONFIG) | OPENSSL_INIT_NO_ATEXIT, nullptr);
 }
 
 int Fail(const Status& s) {
