@@ -1001,11 +1001,18 @@ class SqlStore final : public Store {
     return n;
   }
 
+  friend std::optional<sql::SharedConnection> sql::ConnectionOf(Store& store);
   std::mutex mu_;
   std::unique_ptr<sql::Connection> c_;
 };
 
 }  // namespace
+
+std::optional<sql::SharedConnection> sql::ConnectionOf(Store& store) {
+  auto* s = dynamic_cast<SqlStore*>(&store);
+  if (!s) return std::nullopt;
+  return sql::SharedConnection{s->c_.get(), &s->mu_};
+}
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& url) {
   std::unique_ptr<sql::Connection> conn;
