@@ -18,7 +18,12 @@
 #       table output and --csv;
 #     - the floor: the same index query (Store::QueryDownloads, what the scope runs) timed
 #       inside one process with the store already open and the heap the command uses
-#       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs).
+#       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs);
+#     each with the CPU time per command: patchgate's own, and on PostgreSQL the server's
+#     (a fresh server process per command: most of the wall time on a loaded machine);
+#  4. PostgreSQL, when `pgbouncer` is installed: an extra row per window, not the headline,
+#     through a PgBouncer the bench starts (transaction pooling, one server process kept
+#     warm between commands): what a deployment with a pooler gets.
 # Every command's exit status and output are checked (the totals line or the number of CSV
 # rows must be the expected count); a failed run aborts the bench.
 set -euo pipefail
