@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "cli/serve_flags.h"
 #include "core/log.h"
 #include "mirror/node_runtime.h"
 #include "mirror/sync.h"
@@ -20,7 +21,8 @@ namespace patchgate::cli {
 namespace {
 
 struct MirrorFlags {
-  std::string upstream, root, data, store, node_name, listen = "127.0.0.1:8443", token, tls_cert, tls_key, signatures;
+  std::string upstream, root, data, store, node_name, token, signatures;
+  ServingFlags serving;  // --listen, TLS, deadlines, caps... (shared with `serve`)
   double sync_interval = 0.25;
   bool watch = false;
   int verify_interval = 600;
@@ -64,7 +66,7 @@ int RunMirror(MirrorFlags& f) {
   no.upstream = f.upstream;
   no.dir = f.data;
   no.store_url = f.store;
-  no.tls = !f.tls_cert.empty();
+  no.tls = !f.serving.o.tls_cert.empty();
   no.watch = f.watch;
   no.verify_interval_seconds = f.verify_interval;
   no.signatures_dir = f.signatures;
@@ -89,12 +91,11 @@ int RunMirror(MirrorFlags& f) {
   }
   if (stopping) return kExitOk;
 
-  server::ServerOptions o;
+  auto options = f.serving.Options();
+  if (!options.ok()) return ReportError(options.status());
+  server::ServerOptions o = *options;
   o.repo_dir = f.data;
-  o.listen = f.listen;
   o.node_name = f.node_name;
-  o.tls_cert = f.tls_cert;
-  o.tls_key = f.tls_key;
   o.chain = (*rt)->Hooks();
   auto srv = server::Server::Create(o, store->get(), reads->get());
   if (!srv.ok()) return ReportError(srv.status());
@@ -144,10 +145,8 @@ void RegisterMirrorCommands(CLI::App& app, Context& ctx) {
   m->add_option("--data", f->data, "Directory to mirror into (public layout: metadata/, targets/)")->required();
   AddStoreFlag(m, &f->store);
   m->add_option("--node-name", f->node_name, "This node's name (as added with `patchgate node add`)")->required();
-  m->add_option("--listen", f->listen, "IPv4:PORT to serve customers on (default 127.0.0.1:8443)");
   m->add_option("--node-token", f->token, "Node token for the upstream (default $PATCHGATE_NODE_TOKEN)");
-  m->add_option("--tls-cert", f->tls_cert, "PEM certificate chain (enables TLS)");
-  m->add_option("--tls-key", f->tls_key, "PEM private key for --tls-cert");
+  f->serving.Add(m, "IPv4:PORT to serve customers on (default 127.0.0.1:8443)");
   m->add_option("--sync-interval", f->sync_interval, "Seconds between conditional polls of upstream's timestamp.json (default 0.25)");
   m->add_flag("--watch", f->watch, "Integrity watch of DIR (inotify plus a periodic full re-hash)");
   m->add_option("--signatures", f->signatures, "ClamAV signature directory: scan this node's tree (isolated worker)");

@@ -10,6 +10,7 @@
 #include "advisory/runner.h"
 #include "cli/commands.h"
 #include "cli/common_flags.h"
+#include "cli/serve_flags.h"
 #include "core/log.h"
 #include "mirror/node_runtime.h"
 #include "crypto/keys.h"
@@ -22,8 +23,8 @@ namespace {
 
 struct ServeFlags {
   std::string store;
-  server::ServerOptions o;
-  int64_t verified_memory_mb = 256;
+  ServingFlags serving;              // --listen, TLS, deadlines, caps... (shared with `mirror`)
+  server::ServerOptions& o = serving.o;
   bool watch = false;
   std::string signatures;
   int verify_interval = 600;
@@ -112,9 +113,9 @@ int RunServe(ServeFlags& f) {
     due = std::make_unique<advisory::DueRunner>(store->get(), notify::NewCurlTransport(f.smtp), ro, &SystemClock::Get(),
                                                 f.due_interval);
   }
-  if (f.verified_memory_mb < 0) return ReportError(InvalidArgument("--verified-memory-mb must be 0 or more"));
-  f.o.verified_memory_bytes = static_cast<uint64_t>(f.verified_memory_mb) << 20;
-  auto srv = server::Server::Create(f.o, store->get(), reads.get());
+  auto options = f.serving.Options();
+  if (!options.ok()) return ReportError(options.status());
+  auto srv = server::Server::Create(*options, store->get(), reads.get());
   if (!srv.ok()) return ReportError(srv.status());
   Status st = (*srv)->Start();
   if (!st.ok()) return ReportError(st);
@@ -143,27 +144,8 @@ void RegisterServeCommands(CLI::App& app, Context& ctx) {
   auto* serve = app.add_subcommand("serve", "Serve the repository to authenticated, entitled customers, auditing every download");
   serve->add_option("--repo", f->o.repo_dir, "Repository directory (serves its metadata/ and targets/)")->required();
   AddStoreFlag(serve, &f->store);
-  serve->add_option("--listen", f->o.listen, "IPv4:PORT to listen on (default 127.0.0.1:8443)");
-  serve->add_option("--tls-cert", f->o.tls_cert, "PEM certificate chain (enables TLS 1.2/1.3)");
-  serve->add_option("--tls-key", f->o.tls_key, "PEM private key for --tls-cert");
   serve->add_option("--node-name", f->o.node_name, "This node's name in the audit trail (default origin)");
-  serve->add_option("--header-timeout", f->o.header_timeout_seconds, "Seconds a client has to send a request head");
-  serve->add_option("--idle-timeout", f->o.idle_timeout_seconds, "Seconds an idle keep-alive connection is kept");
-  serve->add_option("--send-timeout", f->o.send_timeout_seconds, "Seconds a stalled reader is kept");
-  serve->add_option("--max-connections", f->o.max_connections, "Concurrent connections");
-  serve->add_option("--max-connections-per-address", f->o.max_connections_per_address,
-                    "Concurrent connections from one source address (default 2048)");
-  serve->add_option("--loops", f->o.loops, "Event loops accepting and reading connections (default: one per core)");
-  serve->add_option("--max-workers", f->o.max_workers,
-                    "Threads for store look-ups, verification and streaming large files, at most (default 256)");
-  serve->add_option("--verified-memory-mb", f->verified_memory_mb,
-                    "MiB of verified small-target bytes kept in memory and served from there (default 256; 0: none)");
-  serve->add_option("--max-header-bytes", f->o.limits.max_header_bytes, "Largest request head accepted");
-  serve->add_option("--max-headers", f->o.limits.max_headers, "Most request headers accepted");
-  serve->add_option("--auth-cache-ms", f->o.auth_cache_ms, "Reuse token/entitlement answers this long (0: never)");
-  serve->add_option("--audit-finish-ms", f->o.audit_finish_ms,
-                    "Batch download completions (end, bytes, outcome) this long; the drain writes them (0: at once)");
-  serve->add_option("--drain-seconds", f->o.drain_seconds, "On SIGTERM, how long in-flight downloads may finish");
+  f->serving.Add(serve, "IPv4:PORT to listen on (default 127.0.0.1:8443)");
   serve->add_flag("--watch", f->watch, "Integrity watch of the served tree (inotify plus a periodic full re-hash)");
   serve->add_option("--signatures", f->signatures, "ClamAV signature directory: scan this node's tree (isolated worker)");
   serve->add_option("--verify-interval", f->verify_interval, "Seconds between full re-hashes with --watch (default 600)");

@@ -31,8 +31,9 @@ class Fetcher {
   // range (the caller then starts over from 0). The default supports only offset 0.
   virtual Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink);
 
-  // Convenience: the whole body as a string.
-  Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
+  // Convenience: the whole body as a string. Virtual so that a fetcher holding the body
+  // already (the mirror's metadata prefetch) hands it over without a copy.
+  virtual Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
 };
 
 struct HttpOptions {

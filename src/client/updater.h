@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,11 @@ struct UpdaterOptions {
   // files (the destructor flushes too). Off: each file is durable before the call that
   // fetched it returns.
   bool write_metadata_in_background = false;
+  // VisitAllTargets: how many roles are fetched and checked at once (the walk's own thread
+  // included). Each is checked against its verified delegator exactly as in a walk of one
+  // role at a time, and used in walk order; the fetcher is still used by one thread at a
+  // time. 1: one role at a time.
+  int parallel_roles = 1;
 };
 
 struct TargetInfo {
@@ -111,6 +117,18 @@ class Updater {
   Status UpdateTargets();
   Result<const Loaded*> LoadDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
                                       const tuf::RoleKeys& role_keys);
+  // A role fetched (or read from the trusted copy) and checked against the snapshot's
+  // version, length and hashes, the delegator's keys and threshold, and expiry; nothing is
+  // stored. Safe from several threads at once (the fetcher and file system are used under
+  // io_mu_).
+  struct Checked {
+    Loaded loaded;
+    bool fetched = false;
+  };
+  Result<Checked> CheckDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
+                                 const tuf::RoleKeys& role_keys);
+  // Stores a checked role (persisted when it was fetched) as trusted.
+  Result<const Loaded*> CommitDelegated(const std::string& role, Checked c);
   Status Persist(const std::string& role, std::string_view bytes);
   Result<std::string> ReadLocal(const std::string& role, uint64_t cap);
   std::string MetaUrl(const std::string& file) const;
@@ -127,6 +145,7 @@ class Updater {
   std::optional<tuf::Timestamp> timestamp_;
   std::optional<tuf::Snapshot> snapshot_;
   std::map<std::string, Loaded> targets_;  // "targets" and delegated roles, verified
+  std::mutex io_mu_;  // fetcher_ and fs_ reads by CheckDelegated
   std::unique_ptr<MetadataWriter> writer_;  // write_metadata_in_background only; last: flushed first
 };
 

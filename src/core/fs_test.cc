@@ -1,4 +1,5 @@
 #include "core/fs.h"
+#include "core/scratch_dir.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -6,14 +7,10 @@
 namespace patchgate {
 namespace {
 
-std::string TempDir() {
-  char tmpl[] = "/tmp/pgfsXXXXXX";
-  return mkdtemp(tmpl);
-}
-
 TEST(RealFileSystem, AtomicWriteAndCappedRead) {
   auto& fs = RealFileSystem::Get();
-  std::string dir = TempDir();
+  ScratchDir scratch("fs");
+  const std::string& dir = scratch.path();
   std::string p = JoinPath(dir, "a/b/f.json");
   ASSERT_TRUE(fs.MakeDirs(DirName(p)).ok());
   ASSERT_TRUE(fs.WriteFileAtomic(p, "hello").ok());
@@ -37,7 +34,8 @@ class FailingWrites : public ForwardingFileSystem {
 
 TEST(ForwardingFileSystem, OverridesOneCall) {
   FailingWrites fs(&RealFileSystem::Get());
-  std::string dir = TempDir();
+  ScratchDir scratch("fs");
+  const std::string& dir = scratch.path();
   EXPECT_EQ(fs.WriteFileAtomic(dir + "/x", "y").code(), ErrorCode::kIOError);
   EXPECT_TRUE(fs.Exists(dir));
 }

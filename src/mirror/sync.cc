@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -200,6 +201,9 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   uo.metadata_url = o_.upstream + "/metadata";
   uo.target_base_url = o_.upstream + "/targets";
   uo.target_dir = JoinPath(private_dir(), "staging");
+  // Bins are checked a few at a time (each against its verified delegator, used in walk
+  // order): the walk over hundreds of hashed bins was the critical path of a small sync.
+  uo.parallel_roles = std::min(o_.parallel, 4);
   PrefetchOptions po;
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;

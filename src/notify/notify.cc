@@ -94,15 +94,8 @@ Result<NotifyReport> NotifyIncident(Store& store, int64_t incident_id, Transport
     };
     out.push_back(std::move(m));
   }
-  DeliveryOptions d;
-  d.from = o.from;
-  d.ack_base_url = o.ack_base_url;
-  d.webhook_secret = o.webhook_secret;
-  d.dry_run = o.dry_run;
-  d.max_attempts = o.max_attempts;
-  d.backoff_ms = o.backoff_ms;
-  d.parallel = o.parallel;
-  PG_ASSIGN_OR_RETURN(DeliveryReport dr, Deliver(store, "incident:" + std::to_string(incident_id), incident_id, out, t, d, clock));
+  PG_ASSIGN_OR_RETURN(DeliveryReport dr,
+                      Deliver(store, "incident:" + std::to_string(incident_id), incident_id, out, t, o, clock));
   rep.organisations = dr.organisations;
   rep.sent = dr.sent;
   rep.already_sent = dr.already_sent;

@@ -22,15 +22,8 @@
 
 namespace patchgate::notify {
 
-struct NotifyOptions {
-  std::string from;
-  std::string ack_base_url = "http://127.0.0.1:8443";
-  std::string webhook_secret;  // HMAC-SHA256 key for X-Patchgate-Signature
-  bool dry_run = false;
-  int max_attempts = 3;
-  int backoff_ms = 500;
-  int parallel = 1;
-};
+// Notifying an incident's organisations is one delivery (notify/delivery.h), with its options.
+using NotifyOptions = DeliveryOptions;
 
 struct NotifyReport {
   size_t organisations = 0, sent = 0, already_sent = 0, failed = 0;

@@ -14,10 +14,12 @@
 #include <fstream>
 #include <set>
 #include <map>
+#include <optional>
 #include <regex>
 #include <thread>
 
 #include "core/fs.h"
+#include "core/scratch_dir.h"
 #include "crypto/hash.h"
 #include "incident/world.h"
 #include "notify/smtp_sink.h"
@@ -46,8 +48,8 @@ class NotifyTest : public ::testing::Test {
       if (std::getenv("CI")) FAIL() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
       GTEST_SKIP() << "python3-aiosmtpd is not installed (scripts/deps.sh installs it)";
     }
-    char tmpl[] = "/tmp/pgnotifyXXXXXX";
-    dir_ = mkdtemp(tmpl);
+    scratch_.emplace("notify");
+    dir_ = scratch_->path();
     auto s = Store::Open("sqlite://" + dir_ + "/store.db");
     ASSERT_TRUE(s.ok());
     store_ = std::move(*s);
@@ -70,6 +72,7 @@ class NotifyTest : public ::testing::Test {
     return NotifyIncident(*store_, id_, *t, opts_, SystemClock::Get());
   }
 
+  std::optional<ScratchDir> scratch_;
   std::string dir_;
   std::unique_ptr<Store> store_;
   incident::testing::World world_;

@@ -43,15 +43,21 @@ Result<int64_t> AuditLog::Begin(const DownloadStart& start) {
 }
 
 void AuditLog::BeginAsync(DownloadStart start, std::function<void(Result<int64_t>)> done) {
+  bool wake = false;
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!stop_) {
+      // A thread is woken only when one can take this begin now: not while a write runs
+      // (its writer wakes the other thread when it ends, if begins are waiting), and not
+      // when begins already wait (the wake-up they sent is on its way). Each needless
+      // wake-up was a context switch on the request's path.
+      wake = begins_.empty() && !writing_;
       begins_.push_back(PendingBegin{std::move(start), std::move(done)});
       done = nullptr;
     }
   }
   if (done) return done(Unavailable("the audit log is shutting down"));
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
 }
 
 void AuditLog::Finish(const DownloadFinish& finish) {
@@ -187,7 +193,9 @@ void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
     if (!written.ids.empty()) unsynced_.push_back(std::move(written));
   }
   writing_ = false;
-  cv_.notify_all();  // the other thread may write what queued meanwhile
+  // What queued meanwhile is for the other thread (this one flushes what it wrote, unless a
+  // flush runs: then it writes them itself). Woken only when there is something to write.
+  if (!begins_.empty() || (!finishes_.empty() && Clock::now() >= FinishesDueAt()) || stop_) cv_.notify_all();
   flushed_.notify_all();
 }
 
@@ -232,7 +240,8 @@ void AuditLog::SyncWritten(std::unique_lock<std::mutex>& l) {
     cv_.notify_one();
   }
   syncing_ = false;
-  if (unsynced_writes_) cv_.notify_all();  // written meanwhile: either thread flushes it
+  // Written meanwhile: this thread flushes it on its next turn (waking the other one for
+  // it would only add a context switch).
   flushed_.notify_all();
 }
 

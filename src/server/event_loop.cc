@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -116,6 +117,11 @@ struct LoopConn {
   size_t lingered = 0;
   PendingSend out;
   uint64_t out_taken_before = 0;  // bytes of `out` taken before the last progress check
+  // While another thread holds it (with_worker): `back` is set by that thread once the
+  // connection is in the loop's hand-back lists; `event_while_away` by the loop when its
+  // socket reported an event meanwhile (it is then taken out of epoll, and the thread that
+  // hands it back must wake the loop). Both cleared when the loop takes it back.
+  std::atomic<bool> back{false}, event_while_away{false};
 };
 
 }  // namespace
@@ -136,6 +142,8 @@ struct Loop {
   // Set by the first Wake() after the loop last looked at `returned` and `ready`; the
   // others then need no write to the eventfd (one wake-up per loop turn, not per answer).
   std::atomic<bool> wake_pending{false};
+  // Set while the loop thread waits in epoll_wait with nothing to do.
+  std::atomic<bool> idle{false};
   ~Loop() {
     // Only connections still held by another thread are left (an audit commit that never
     // answered within the exit deadline): leaked rather than freed under that thread.
@@ -330,40 +338,12 @@ struct ConnectionLoops::Impl {
             c->state = State::kAwaiting;
             c->with_worker = true;  // its socket stays registered: see RunLoop
             Loop* lp = &l;
-            wait([lp, c](bool ok) {
-              {
-                std::lock_guard<std::mutex> g(lp->mu);
-                lp->ready.emplace_back(c, ok);
-              }
-              lp->Wake();
-            });
+            wait([this, lp, c](bool ok) { Ready(*lp, c, ok); });
             return;
           }
-          size_t total = p.head.size() + p.body.size();
-          while (p.offset < total) {
-            std::string_view a, b;
-            if (p.offset < p.head.size()) {
-              a = std::string_view(p.head).substr(p.offset);
-              b = p.body;
-            } else {
-              a = p.body.substr(p.offset - p.head.size());
-            }
-            size_t wrote = 0;
-            Io r;
-            if (p.offset >= p.head.size() && p.body_fd >= 0 && c->conn->CanSendFile()) {
-              size_t done = p.offset - p.head.size();
-              r = c->conn->TrySendFile(p.body_fd, p.body_fd_offset + done, p.body.size() - done, &wrote);
-            } else if (p.offset < p.head.size() && p.body_fd >= 0 && c->conn->CanSendFile()) {
-              r = c->conn->TryWrite(a, {}, true, &wrote);  // the head; the body follows by sendfile
-            } else {
-              r = c->conn->TryWrite(a, b, false, &wrote);
-            }
-            p.offset += wrote;
-            if (wrote > 0) c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
-            if (r == Io::kOk) continue;  // all of this part taken; the loop ends when all is
-            if (r == Io::kWouldBlock) return WaitFor(l, c);
-            return Close(l, c);  // reports the bytes taken, not complete
-          }
+          Io r = WriteOut(c);
+          if (r == Io::kWouldBlock) return WaitFor(l, c);
+          if (r != Io::kOk) return Close(l, c);  // reports the bytes taken, not complete
           if (p.done) {
             auto done = std::move(p.done);
             p.done = nullptr;
@@ -397,6 +377,66 @@ struct ConnectionLoops::Impl {
           return;  // not reached: another thread owns it, and its events are not watched meanwhile
       }
     }
+  }
+
+  // Hands `c->out` to the kernel as far as it takes it now (never blocks). kOk: all of it
+  // taken; kWouldBlock: the rest waits for writability; otherwise the connection failed.
+  // On the thread that owns the connection.
+  Io WriteOut(LoopConn* c) {
+    PendingSend& p = c->out;
+    size_t total = p.head.size() + p.body.size();
+    while (p.offset < total) {
+      std::string_view a, b;
+      if (p.offset < p.head.size()) {
+        a = std::string_view(p.head).substr(p.offset);
+        b = p.body;
+      } else {
+        a = p.body.substr(p.offset - p.head.size());
+      }
+      size_t wrote = 0;
+      Io r;
+      if (p.offset >= p.head.size() && p.body_fd >= 0 && c->conn->CanSendFile()) {
+        size_t done = p.offset - p.head.size();
+        r = c->conn->TrySendFile(p.body_fd, p.body_fd_offset + done, p.body.size() - done, &wrote);
+      } else if (p.offset < p.head.size() && p.body_fd >= 0 && c->conn->CanSendFile()) {
+        r = c->conn->TryWrite(a, {}, true, &wrote);  // the head; the body follows by sendfile
+      } else {
+        r = c->conn->TryWrite(a, b, false, &wrote);
+      }
+      p.offset += wrote;
+      if (wrote > 0) c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
+      if (r != Io::kOk) return r;  // kOk: all of this part taken; the loop ends when all is
+    }
+    return Io::kOk;
+  }
+
+  // A held response's wait ended (PendingSend::wait), on the waiter's thread (an audit
+  // thread), which still owns the connection. When the loop is idle, the response is sent
+  // from here at once if the socket takes all of it (plain TCP): it leaves without waiting
+  // for the loop to wake up, and the loop is not woken for it either; it takes the
+  // connection back on its next turn (the client's next request, or its deadline scan).
+  // A busy loop sends it itself (no wake-up to save; the audit thread flushes on instead).
+  // Anything else goes back to the loop at once.
+  void Ready(Loop& l, LoopConn* c, bool ok) {
+    bool wake = true;
+    if (ok && !cutting && l.idle.load() && c->conn->CanSendFile() && WriteOut(c) == Io::kOk) {
+      if (c->out.done) {
+        auto done = std::move(c->out.done);
+        c->out.done = nullptr;
+        done(c->out.body.size(), true);
+      }
+      c->out = PendingSend{};  // the loop goes on from a sent response
+      wake = false;
+    }
+    {
+      std::lock_guard<std::mutex> g(l.mu);
+      l.ready.emplace_back(c, ok);
+    }
+    // After the push: a loop that saw an event for it and took it out of epoll either set
+    // event_while_away before this reads it (then woken here), or reads `back` after this
+    // set it (then it finds it in the list on that same turn).
+    c->back.store(true);
+    if (wake || c->event_while_away.load()) l.Wake();
   }
 
   // The next states set up for Step(): a small response sent from the loop, then reading
@@ -475,6 +515,8 @@ struct ConnectionLoops::Impl {
     }
     for (auto [c, ok] : ready) {
       c->with_worker = false;
+      c->back.store(false);
+      c->event_while_away.store(false);
       c->state = State::kWriting;
       c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
       if (!ok) {  // refused: the prepared refusal instead, then close; nothing to complete
@@ -491,6 +533,8 @@ struct ConnectionLoops::Impl {
     }
     for (LoopConn* c : back) {
       c->with_worker = false;
+      c->back.store(false);
+      c->event_while_away.store(false);
       if (cutting) {
         Close(l, c);
         continue;
@@ -554,7 +598,9 @@ struct ConnectionLoops::Impl {
         if (l.conns.empty() || NowMs() > exit_deadline_ms) break;
       }
       int timeout = static_cast<int>(std::max<int64_t>(0, next_scan - NowMs()));
+      l.idle.store(true);
       int n = ::epoll_wait(l.epfd, evs, 256, timeout);
+      l.idle.store(false);
       for (int i = 0; i < n; ++i) {
         void* p = evs[i].data.ptr;
         if (p == &kListenTag) {
@@ -567,8 +613,13 @@ struct ConnectionLoops::Impl {
           // registration (two epoll_ctl calls per request saved). Should its socket turn
           // readable meanwhile (a pipelined request, a close), it is taken out until it
           // comes back, so a level-triggered event does not spin.
-          if (!c->with_worker) Step(l, c);
-          else Unregister(l, c);
+          // One handed back already (`back`) is taken back after these events, this turn.
+          if (!c->with_worker) {
+            Step(l, c);
+          } else if (!c->back.load()) {
+            c->event_while_away.store(true);
+            Unregister(l, c);
+          }
         }
       }
       l.wake_pending.store(false);  // before looking: a Wake() from now on writes again

@@ -645,7 +645,8 @@ class ServerImpl final : public Server, public ConnectionHandler {
       int fd;
       ~FdCloser() { ::close(fd); }
     } closer{fd};
-    auto v = verify_.Verify(fd, st, &metrics_);
+    // A node's pull adds no bytes to the verified memory (VerifyCache::Verify).
+    auto v = verify_.Verify(fd, st, &metrics_, /*cache_content=*/node == nullptr);
     if (!v.ok() || !ConstantTimeEquals(v->v->sha256, entry->sha256) || v->v->length != entry->length) {
       ++metrics_.verify_mismatches;
       Quarantine(*entry, v.ok() ? v->v->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());

@@ -660,46 +660,56 @@ TEST_P(TokenCheckTest, ATokenWhoseHashDiffersLateIsRefused) {
 INSTANTIATE_TEST_SUITE_P(Engines, TokenCheckTest, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
-// BeginDownloads blocks until the test releases it.
-class HeldAudit : public ForwardingStore {
+// Holds a store call while armed: the call blocks in Pass() until the test disarms it;
+// WaitHeld() says (within 10 s) that one is held. Thread-safe.
+class HoldGate {
  public:
-  using ForwardingStore::ForwardingStore;
-  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
-    {
-      std::unique_lock<std::mutex> l(mu_);
-      held_ = true;
-      cv_.notify_all();
-      cv_.wait(l, [&] { return released_; });
-    }
-    return ForwardingStore::BeginDownloads(s);
-  }
-  void WaitHeld() {
+  void Pass() {
     std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
-  }
-  void Release() {
-    std::lock_guard<std::mutex> l(mu_);
-    released_ = true;
+    if (!armed_) return;
+    held_ = true;
     cv_.notify_all();
+    cv_.wait(l, [&] { return !armed_; });
+  }
+  void Arm(bool on) {
+    std::lock_guard<std::mutex> l(mu_);
+    armed_ = on;
+    cv_.notify_all();
+  }
+  bool WaitHeld() {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
   }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  bool held_ = false, released_ = false;
+  bool armed_ = false, held_ = false;
+};
+
+// The one-step audit record (BeginDownloads: written and durable at once), held at the gate.
+class HeldBegin : public ForwardingStore {
+ public:
+  using ForwardingStore::ForwardingStore;
+  Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
+    gate.Pass();
+    return ForwardingStore::BeginDownloads(s);
+  }
+  HoldGate gate;
 };
 
 TEST_F(ServerTest, NoByteLeavesBeforeTheRecordIsDurable) {
-  HeldAudit held(store_.get());
+  HeldBegin held(store_.get());
+  held.gate.Arm(true);
   StartServer(&held);
   Client c(server_->port());
   c.Send("GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
-  held.WaitHeld();
+  ASSERT_TRUE(held.gate.WaitHeld());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time for any early byte to arrive
   char b;
   ssize_t n = ::recv(c.fd(), &b, 1, MSG_DONTWAIT);
   EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << "the client received bytes before the record was durable";
-  held.Release();
+  held.gate.Arm(false);
   std::string r = c.ReadAll();
   EXPECT_EQ(StatusOf(r), 200);
   EXPECT_EQ(BodyOf(r), office_bytes_);
@@ -914,34 +924,7 @@ TEST_F(ServerTest, ConditionalRequestsGet304ForMetadataAndTargets) {
 TEST_F(ServerTest, TheLoopPathSendsNoByteBeforeTheRecordIsDurable) {
   // With the caches on, a repeated download is answered by the event loop (no worker): its
   // response waits for the group commit without a thread, and still sends nothing before.
-  class Gate : public ForwardingStore {
-   public:
-    using ForwardingStore::ForwardingStore;
-    Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& s) override {
-      std::unique_lock<std::mutex> l(mu_);
-      if (armed_) {
-        held_ = true;
-        cv_.notify_all();
-        cv_.wait(l, [&] { return !armed_; });
-      }
-      l.unlock();
-      return ForwardingStore::BeginDownloads(s);
-    }
-    void Arm(bool on) {
-      std::lock_guard<std::mutex> l(mu_);
-      armed_ = on;
-      cv_.notify_all();
-    }
-    bool WaitHeld() {
-      std::unique_lock<std::mutex> l(mu_);
-      return cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
-    }
-
-   private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool armed_ = false, held_ = false;
-  } gate(store_.get());
+  HeldBegin gate(store_.get());
   tweak_ = [](ServerOptions& o) { o.auth_cache_ms = 60000; };
   StartServer(&gate);
   ASSERT_EQ(BodyOf(Get(office_url_)), office_bytes_);  // warms token, entitlement, verified bytes
@@ -951,17 +934,17 @@ TEST_F(ServerTest, TheLoopPathSendsNoByteBeforeTheRecordIsDurable) {
     return p == std::string::npos ? -1 : std::stol(m.substr(p + 30));
   };
   long before = loop_answers();
-  gate.Arm(true);
+  gate.gate.Arm(true);
   Client c(server_->port());
   c.Send("GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
-  ASSERT_TRUE(gate.WaitHeld());
+  ASSERT_TRUE(gate.gate.WaitHeld());
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time for any early byte to arrive
   char b;
   ssize_t n = ::recv(c.fd(), &b, 1, MSG_DONTWAIT);
   EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << "bytes left before the record was durable";
   EXPECT_EQ(loop_answers(), before + 1) << "the download did not take the loop path";
   EXPECT_EQ(StatusOf(Get("/healthz", "")), 200);  // the held response holds no loop either
-  gate.Arm(false);
+  gate.gate.Arm(false);
   std::string r = c.ReadAll();
   EXPECT_EQ(StatusOf(r), 200);
   EXPECT_EQ(BodyOf(r), office_bytes_);
@@ -969,8 +952,9 @@ TEST_F(ServerTest, TheLoopPathSendsNoByteBeforeTheRecordIsDurable) {
   EXPECT_EQ(Records("complete"), 2u);
 }
 
-// The real store's two steps (written, then flushed to disk), with the flush held while
-// armed: the durable point of a record is the end of its flush, not its write.
+// The real store's two steps (written, then flushed to disk), with the flush held at the
+// gate: the durable point of a record is the end of its flush, not its write. With `fail`
+// set, the flush fails (the disk said no).
 class HeldFlush : public ForwardingStore {
  public:
   explicit HeldFlush(Store* s) : ForwardingStore(s), real_(s) {}
@@ -979,30 +963,15 @@ class HeldFlush : public ForwardingStore {
   }
   Status WriteFinishes(const std::vector<DownloadFinish>& f) override { return real_->WriteFinishes(f); }
   Status SyncDownloads() override {
-    std::unique_lock<std::mutex> l(mu_);
-    if (armed_) {
-      held_ = true;
-      cv_.notify_all();
-      cv_.wait(l, [&] { return !armed_; });
-    }
-    l.unlock();
+    gate.Pass();
+    if (fail) return Unavailable("test: the flush failed");
     return real_->SyncDownloads();
   }
-  void Arm(bool on) {
-    std::lock_guard<std::mutex> l(mu_);
-    armed_ = on;
-    cv_.notify_all();
-  }
-  bool WaitHeld() {
-    std::unique_lock<std::mutex> l(mu_);
-    return cv_.wait_for(l, std::chrono::seconds(10), [&] { return held_; });
-  }
+  HoldGate gate;
+  std::atomic<bool> fail{false};
 
  private:
   Store* real_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool armed_ = false, held_ = false;
 };
 
 // Both serving paths (the loop's, for bytes held in memory; a worker's hash-while-send for
@@ -1018,19 +987,48 @@ TEST_F(ServerTest, NoByteLeavesBeforeTheFlushThatMakesTheRecordDurable) {
     StartServer(&gate);
     ASSERT_EQ(BodyOf(Get(office_url_)), office_bytes_);  // warms the caches
     size_t before = Records();
-    gate.Arm(true);
+    gate.gate.Arm(true);
     Client c(server_->port());
     c.Send("GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\nConnection: close\r\n\r\n");
-    ASSERT_TRUE(gate.WaitHeld());
+    ASSERT_TRUE(gate.gate.WaitHeld());
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time for any early byte to arrive
     EXPECT_EQ(Records(), before + 1) << "the record was not written before its flush (not the two-step path)";
     char b;
     ssize_t n = ::recv(c.fd(), &b, 1, MSG_DONTWAIT);
     EXPECT_TRUE(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) << "bytes left before the record was flushed";
-    gate.Arm(false);
+    gate.gate.Arm(false);
     std::string r = c.ReadAll();
     EXPECT_EQ(StatusOf(r), 200);
     EXPECT_EQ(BodyOf(r), office_bytes_);
+    StopServer();
+  }
+}
+
+// A response held for its flush is sent by the flushing thread itself when the loop is
+// idle; a flush that fails still sends the refusal, never the file (on both paths).
+TEST_F(ServerTest, AFailedFlushSendsTheRefusalNotTheFile) {
+  for (bool in_memory : {true, false}) {
+    SCOPED_TRACE(in_memory ? "loop path, verified bytes in memory" : "worker path, hash-while-send");
+    HeldFlush flush(store_.get());
+    tweak_ = [in_memory](ServerOptions& o) {
+      o.auth_cache_ms = 60000;
+      if (!in_memory) o.verified_memory_max_file = 0;
+    };
+    StartServer(&flush);
+    ASSERT_EQ(BodyOf(Get(mail_url_, "bob-token")), "mail patch");  // warms the caches
+    // Held until the loop waits again (idle: the flushing thread then sends the answer).
+    flush.gate.Arm(true);
+    Client c(server_->port());
+    c.Send("GET " + mail_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer bob-token\r\nConnection: close\r\n\r\n");
+    ASSERT_TRUE(flush.gate.WaitHeld());
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    flush.fail = true;
+    flush.gate.Arm(false);
+    std::string r = c.ReadAll();
+    EXPECT_EQ(StatusOf(r), 503) << r;
+    EXPECT_EQ(r.find("mail patch"), std::string::npos) << r;
+    flush.fail = false;
+    EXPECT_EQ(BodyOf(Get(mail_url_, "bob-token")), "mail patch");  // the next flush works again
     StopServer();
   }
 }

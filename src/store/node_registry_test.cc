@@ -3,11 +3,14 @@
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+
+#include <optional>
 #include <stdlib.h>
 
 #include "core/clock.h"
 #include "store/forwarding_store.h"
 #include "store/store.h"
+#include "store/test_engine.h"
 
 namespace patchgate {
 namespace {
@@ -15,20 +18,16 @@ namespace {
 class NodeRegistryTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "sqlite") {
-      char tmpl[] = "/tmp/pgnodesXXXXXX";
-      url_ = std::string("sqlite://") + mkdtemp(tmpl) + "/store.db";
-    } else {
-      const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
-      if (!url) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against";
-      url_ = url;
-      prefix_ = "t" + std::to_string(SystemClock::Get().NowMicros()) + "-";
-    }
+    engine_.emplace(GetParam(), "nodes");
+    if (!engine_->available()) GTEST_SKIP() << TestEngine::kNoPostgres;
+    url_ = engine_->url();
+    prefix_ = engine_->Unique("");
     auto r = NodeRegistry::Open(url_);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     reg_ = std::move(*r);
   }
   std::string N(const std::string& n) { return prefix_ + n; }
+  std::optional<TestEngine> engine_;
   std::string url_, prefix_;
   std::unique_ptr<NodeRegistry> reg_;
 };
@@ -171,7 +170,7 @@ TEST_P(NodeRegistryTest, OpenBesideSharesTheStoresConnection) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, NodeRegistryTest, ::testing::Values("sqlite", "postgresql"));
+INSTANTIATE_TEST_SUITE_P(Engines, NodeRegistryTest, TestEngine::Names(), TestEngine::ParamName);
 
 }  // namespace
 }  // namespace patchgate

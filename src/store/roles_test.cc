@@ -2,6 +2,8 @@
 // engines (PostgreSQL when PATCHGATE_TEST_PG_URL is set). And a role is small enough to
 // fake on its own: a test double of one role implements that role and nothing else.
 #include <gtest/gtest.h>
+
+#include <optional>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -15,6 +17,7 @@
 #include "store/notification_ledger.h"
 #include "store/store.h"
 #include "store/target_catalogue.h"
+#include "store/test_engine.h"
 #include "store/verdict_cache.h"
 
 namespace patchgate {
@@ -63,24 +66,16 @@ TEST(Roles, OneRoleIsFakedAlone) {
 class RolesTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "sqlite") {
-      char tmpl[] = "/tmp/pgrolesXXXXXX";
-      dir_ = mkdtemp(tmpl);
-      url_ = "sqlite://" + dir_ + "/store.db";
-    } else {
-      const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
-      if (!url) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against";
-      url_ = url;
-      prefix_ = "r" + std::to_string(SystemClock::Get().NowMicros()) + "-";
-    }
+    engine_.emplace(GetParam(), "roles");
+    if (!engine_->available()) GTEST_SKIP() << TestEngine::kNoPostgres;
+    url_ = engine_->url();
+    prefix_ = engine_->Unique("");
     auto s = Store::Open(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
   }
-  void TearDown() override {
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-  std::string dir_, url_, prefix_;
+  std::optional<TestEngine> engine_;
+  std::string url_, prefix_;
   std::unique_ptr<Store> store_;
 };
 
@@ -151,8 +146,7 @@ TEST_P(RolesTest, WhatOneRoleWritesAnotherReads) {
   EXPECT_TRUE(KnownClean(cache, sha, "27000"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, RolesTest, ::testing::Values("sqlite", "postgresql"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, RolesTest, TestEngine::Names(), TestEngine::ParamName);
 
 }  // namespace
 }  // namespace patchgate

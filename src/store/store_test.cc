@@ -3,6 +3,8 @@
 #include "store/store.h"
 
 #include <gtest/gtest.h>
+
+#include <optional>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -10,34 +12,21 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "store/test_engine.h"
 
 namespace patchgate {
 namespace {
 
-std::string FreshUrl(const std::string& engine) {
-  if (engine == "sqlite") {
-    char tmpl[] = "/tmp/pgstoreXXXXXX";
-    return std::string("sqlite://") + mkdtemp(tmpl) + "/store.db";
-  }
-  const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
-  return url ? url : "";
-}
-
 class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    url_ = FreshUrl(GetParam());
-    if (url_.empty()) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against "
-                                      "(scripts/test.sh starts one)";
+    engine_.emplace(GetParam(), "store");
+    if (!engine_->available()) GTEST_SKIP() << TestEngine::kNoPostgres;
+    url_ = engine_->url();
     auto s = Store::Open(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
-    if (GetParam() == "postgresql") {
-      // Each test starts from empty tables.
-      auto c = Store::Open(url_);
-      ASSERT_TRUE(c.ok());
-    }
-    prefix_ = GetParam() == "postgresql" ? "t" + std::to_string(SystemClock::Get().NowMicros()) + "-" : "";
+    prefix_ = engine_->Unique("");
   }
   std::string N(const std::string& name) { return prefix_ + name; }
   int64_t AddOrg(const std::string& name, const std::string& tier = "premier") {
@@ -52,6 +41,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     return id.value_or(0);
   }
 
+  std::optional<TestEngine> engine_;
   std::string url_, prefix_;
   std::unique_ptr<Store> store_;
 };
@@ -468,8 +458,7 @@ TEST_P(StoreTest, AdvisoriesGetSequentialIdsAndCompareAndSwapUpdates) {
   EXPECT_EQ(store_->GetAdvisory("PG-0000-0000").status().code(), ErrorCode::kNotFound);
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, ::testing::Values("sqlite", "postgresql"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTest, TestEngine::Names(), TestEngine::ParamName);
 
 TEST(StoreOpen, RefusesUnknownSchemesAndUnreachableServers) {
   EXPECT_EQ(Store::Open("mysql://x").status().code(), ErrorCode::kInvalidArgument);

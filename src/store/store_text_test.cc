@@ -2,11 +2,14 @@
 // UTF-8 (escaped "\xHH"), cut at character boundaries under named caps; one record's bytes
 // never fail another's write; names that can never work are refused.
 #include <gtest/gtest.h>
+
+#include <optional>
 #include <stdlib.h>
 
 #include "core/clock.h"
 #include "core/text.h"
 #include "store/store.h"
+#include "store/test_engine.h"
 
 namespace patchgate {
 namespace {
@@ -14,15 +17,9 @@ namespace {
 class StoreTextTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "sqlite") {
-      char tmpl[] = "/tmp/pgstoretextXXXXXX";
-      dir_ = mkdtemp(tmpl);
-      url_ = "sqlite://" + dir_ + "/store.db";
-    } else {
-      const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
-      if (!url) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against";
-      url_ = url;
-    }
+    engine_.emplace(GetParam(), "storetext");
+    if (!engine_->available()) GTEST_SKIP() << TestEngine::kNoPostgres;
+    url_ = engine_->url();
     auto s = Store::Open(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
@@ -33,10 +30,6 @@ class StoreTextTest : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(store_->AddOrganisation(o).ok());
     ASSERT_TRUE(store_->AddUser(o.name, prefix_ + "alice", prefix_ + "hash").ok());
     alice_ = *store_->GetUser(prefix_ + "alice");
-  }
-  void TearDown() override {
-    store_.reset();
-    if (!dir_.empty()) std::system(("rm -rf '" + dir_ + "'").c_str());
   }
   DownloadStart Start(int64_t t, std::string ua, std::string range = "") {
     DownloadStart s;
@@ -59,7 +52,8 @@ class StoreTextTest : public ::testing::TestWithParam<std::string> {
     return r.value_or({});
   }
 
-  std::string dir_, url_, prefix_;
+  std::optional<TestEngine> engine_;
+  std::string url_, prefix_;
   std::unique_ptr<Store> store_;
   User alice_;
 };
@@ -193,8 +187,7 @@ TEST(DisplayOutcome, AFreshUnfinishedServedRecordIsCompletingAnOldOneUnfinished)
   EXPECT_EQ(DisplayOutcome(d, now), "in_progress");
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, StoreTextTest, ::testing::Values("sqlite", "postgresql"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Engines, StoreTextTest, TestEngine::Names(), TestEngine::ParamName);
 
 }  // namespace
 }  // namespace patchgate

@@ -7,30 +7,11 @@
 # link; status and call list; the public release with the fix; documents checked by the
 # CSAF validator library and the signature by gpg; `incident advisory`.
 # Usage: advise_cli_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")"
-pwd)
-build=$(cd "$1"
-pwd)
-pg="$build/src/cli/patchgate"
-work=$(mktemp -d /tmp/pg-advise.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for h in "$work/repo/keys/openpgp" "$work/verify"; do [[ -d $h ]] && gpgconf --homedir "$h" --kill gpg-agent 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export PATCHGATE_STORE="sqlite://$work/store.db" PATCHGATE_SIGNATURES="$here/../data/signatures"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup advise "$1"
+at_exit 'for h in "$work/repo/keys/openpgp" "$work/verify"; do [[ -d $h ]] && gpgconf --homedir "$h" --kill gpg-agent; done'
+export PATCHGATE_STORE="sqlite://$work/store.db"
 export PATCHGATE_PASSPHRASE="advise test passphrase"
-pass=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-fail() { echo "FAIL: $*"; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_for() { for _ in $(seq 300); do eval "$1" && return 0; sleep 0.1; done; fail "timed out waiting for: $1"; }
 mails() { ls "$work/mail"/*.eml 2>/dev/null | wc -l; }
 

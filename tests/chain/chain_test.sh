@@ -7,56 +7,10 @@
 # Runs on SQLite, and on PostgreSQL too when PATCHGATE_TEST_PG_URL is set (a fresh
 # database per run).
 # Usage: chain_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-client="$build/src/client/patchgate-client"
-root_work=$(mktemp -d /tmp/pg-chain.XXXXXX)
-chmod 755 "$root_work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$root_work"
-}
-trap cleanup EXIT
-export PATCHGATE_SIGNATURES="$here/../data/signatures"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup chain "$1"
+root_work=$work
 unset PATCHGATE_PASSPHRASE PATCHGATE_NODE_TOKEN PATCHGATE_TOKEN
-pass=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-fail() { echo "FAIL: $*"; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now_ms() { date +%s%3N; }
-wait_log() {  # FILE PATTERN [SECONDS]
-  local deadline=$(($(now_ms) + ${3:-20} * 1000))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    (($(now_ms) > deadline)) && { echo "--- $1"; tail -20 "$1"; fail "timed out waiting for '$2' in $1"; }
-    sleep 0.05
-  done
-}
-start_bg() {  # LOG CMD... ; sets $last_pid
-  local log=$1
-  shift
-  "$@" >"$log" 2>&1 &
-  last_pid=$!
-  pids+=("$last_pid")
-}
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-# eventually SECONDS CMD...: true once CMD succeeds, retried every 0.1 s; false after SECONDS.
-# States that depend on heartbeats and polls are waited for, never slept for: a loaded CI
-# machine stretches every interval.
-eventually() {
-  local deadline=$(($(now_ms) + $1 * 1000))
-  shift
-  until "$@"; do
-    (($(now_ms) > deadline)) && return 1
-    sleep 0.1
-  done
-}
 node_state_is() {  # NODE TEXT: `patchgate nodes` lists NODE with TEXT in its line
   "$pg" nodes > "$work/nodes.txt" 2>&1 && grep "^$1 " "$work/nodes.txt" | grep -q "$2"
 }

@@ -11,47 +11,10 @@
 # patchgate-client downloading through it.
 # Runs on SQLite, and on PostgreSQL too when PATCHGATE_TEST_PG_URL is set.
 # Usage: seed_scenario_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-client="$build/src/client/patchgate-client"
-root_work=$(mktemp -d /tmp/pg-seed.XXXXXX)
-chmod 755 "$root_work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$root_work"
-}
-trap cleanup EXIT
-export PATCHGATE_SIGNATURES="$here/../data/signatures"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup seed "$1"
+root_work=$work
 unset PATCHGATE_PASSPHRASE PATCHGATE_NODE_TOKEN PATCHGATE_TOKEN
-pass=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-fail() { echo "FAIL: $*"; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-now_ms() { date +%s%3N; }
-wait_log() {
-  local deadline=$(($(now_ms) + ${3:-20} * 1000))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    (($(now_ms) > deadline)) && { tail -20 "$1"; fail "timed out waiting for '$2' in $1"; }
-    sleep 0.05
-  done
-}
-# eventually SECONDS CMD...: true once CMD succeeds, retried every 0.2 s; false after SECONDS.
-eventually() {
-  local deadline=$(($(now_ms) + $1 * 1000))
-  shift
-  until "$@"; do
-    (($(now_ms) > deadline)) && return 1
-    sleep 0.2
-  done
-}
-start_bg() { local log=$1; shift; "$@" >"$log" 2>&1 & last_pid=$!; pids+=("$last_pid"); }
 
 run_suite() {
   local store=$1 engine=$2

@@ -5,32 +5,15 @@
 # Needs PATCHGATE_TEST_PG_URL and PATCHGATE_TEST_PG_DIR (scripts/test.sh sets them); stops
 # and restarts that server, so it runs serially.
 # Usage: store_outage_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
+. "$(dirname "$0")/../lib/harness.sh"
 if [[ -z "${PATCHGATE_TEST_PG_URL:-}" || -z "${PATCHGATE_TEST_PG_DIR:-}" ]]; then
   echo "SKIP: store outage (PATCHGATE_TEST_PG_URL / PATCHGATE_TEST_PG_DIR not set; scripts/test.sh sets them)"
   exit 0
 fi
-work=$(mktemp -d /tmp/pg-chainout.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  bash "$here/../pg/pg.sh" restart-stopped "$PATCHGATE_TEST_PG_DIR" >/dev/null 2>&1 || true
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export PATCHGATE_SIGNATURES="$here/../data/signatures"
+harness_setup chainout "$1"
+at_exit 'bash "$here/../pg/pg.sh" restart-stopped "$PATCHGATE_TEST_PG_DIR" >/dev/null'
 unset PATCHGATE_PASSPHRASE PATCHGATE_NODE_TOKEN
 fail() { echo "FAIL: $*"; tail -n 5 "$work/m1.log"; tail -n 5 "$work/origin.log"; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_log() { for _ in $(seq 400); do grep -q "$2" "$1" && return; sleep 0.05; done; tail "$1"; fail "no '$2' in $1"; }
 cd "$work"
 hostport=${PATCHGATE_TEST_PG_URL#postgresql://*@}
 hostport=${hostport%%/*}

@@ -5,18 +5,8 @@
 # download record not finished yet shown as "completing" only while it is fresh.
 # Runs on SQLite, and on PostgreSQL too when PATCHGATE_TEST_PG_URL is set.
 # Usage: admin_cli_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-work=$(mktemp -d /tmp/pg-admin.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-pass=0
-expect_rc() { local want=$1; shift; set +e; "$@" >"$work/out" 2>"$work/err"; local rc=$?; set -e
-  [[ $rc -eq $want ]] || { echo "FAIL: $* -> exit $rc, want $want"; cat "$work/out" "$work/err"; exit 1; }; }
-refute() { if "$@"; then echo "FAIL: expected this to fail: $*"; exit 1; fi; }
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup admin "$1"
 
 sql() {  # sql STORE_URL STATEMENTS: raw SQL with the engine's own client
   if [[ "$1" == sqlite://* ]]; then sqlite3 "${1#sqlite://}" "$2"; else psql -q "$1" -c "$2" >/dev/null; fi

@@ -10,14 +10,8 @@
 #    registered (PATCHGATE_CLI_ALL_AREAS=1);
 #  - when PATCHGATE_TEST_PG_URL is set, a PostgreSQL command loads libpq on demand and works.
 # Usage: startup_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-work=$(mktemp -d /tmp/pg-startup.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup startup "$1"
 
 needed=$(readelf -d "$pg" | grep NEEDED || true)
 for lib in libpq libcurl libgpgme libssl libcrypto; do

@@ -10,21 +10,10 @@
 #    parses, CSV whose cells no spreadsheet evaluates, tables without control bytes;
 #  - an old record never finished stays "in_progress" (unfinished).
 # Usage: text_safety_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-build=$(cd "$1" && pwd)
-export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
-pg="$build/src/cli/patchgate"
-work=$(mktemp -d /tmp/pg-text.XXXXXX)
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup text "$1"
 server=
-cleanup() {
-  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+at_exit '[[ -n "$server" ]] && { kill "$server"; wait "$server"; }'
 export PATCHGATE_PASSPHRASE=text-test PATCHGATE_STORE="sqlite://$work/store.db"
 db="$work/store.db"
 "$pg" init "$work/repo" >/dev/null

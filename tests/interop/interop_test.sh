@@ -9,31 +9,14 @@
 #     with node's ed25519 (someone else's canonical JSON and signatures).
 # Every server started here is stopped by its own pid, and the scratch folder removed,
 # pass or fail. Usage: interop_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
-pg="$build/src/cli/patchgate"
-client="$build/src/client/patchgate-client"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup interop "$1"
 if ! command -v node >/dev/null; then echo "SKIP: node is not installed"; exit 0; fi
 if [[ ! -d "$here/node_modules/tuf-js" ]]; then
   echo "tests/interop/node_modules missing: run scripts/deps.sh (npm ci)"; exit 1
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x "$nginx_bin" ]] || { echo "nginx is not installed: run scripts/deps.sh"; exit 1; }
-work=$(mktemp -d /tmp/pg-interop.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_nginx DIR: nginx serves DIR as static files; sets $port. Runs in this shell (not in
 # a command substitution) so its pid reaches `pids`.

@@ -2,20 +2,11 @@
 # `kill -9` at any point of `patchgate publish` leaves a repository that `patchgate verify`
 # accepts and a client can use. Also checks the CLI's exit codes on bad input.
 # Usage: publish_kill_test.sh BUILD_DIR [ITERATIONS]
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup kill "$1"
 iterations=${2:-25}
-pg="$build/src/cli/patchgate"
-client="$build/src/client/patchgate-client"
-work=$(mktemp -d /tmp/pg-kill.XXXXXX)
 server=
-cleanup() { [[ -n "$server" ]] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+at_exit '[[ -n "$server" ]] && kill "$server"'
 export PATCHGATE_PASSPHRASE=kill-test
 
 "$pg" init "$work/repo" --bins-threshold 40 --bin-bits 3 >/dev/null

@@ -4,16 +4,9 @@
 # the cap; nothing left in DIR/.staging or DIR/targets/, metadata unchanged. The input is a
 # sparse 3 GiB file, so a copy would show as seconds of work and gigabytes written.
 # Usage: publish_size_cap_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup sizecap "$1"
 unset PATCHGATE_PASSPHRASE
-work=$(mktemp -d /tmp/pg-sizecap.XXXXXX)
-trap 'rm -rf "$work"' EXIT
 "$pg" init "$work/repo" --insecure-plaintext-keys >/dev/null
 echo "small and clean" > "$work/ok.txt"
 "$pg" publish "$work/repo" --product office --insecure-plaintext-keys "$work/ok.txt" >/dev/null

@@ -5,26 +5,10 @@
 # notify through a real SMTP server -> acknowledgement link served by `patchgate serve`
 # -> notify status -> call-list.
 # Usage: respond_cli_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")"
-pwd)
-build=$(cd "$1"
-pwd)
-pg="$build/src/cli/patchgate"
-work=$(mktemp -d /tmp/pg-respond.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-export PATCHGATE_STORE="sqlite://$work/store.db" PATCHGATE_SIGNATURES="$here/../data/signatures"
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup respond "$1"
+export PATCHGATE_STORE="sqlite://$work/store.db"
 unset PATCHGATE_PASSPHRASE
-pass=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-refute() { if "$@"; then echo "FAIL: expected this to fail: $*"; exit 1; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Customers.
 "$pg" org add Contoso --tier premier --account-manager "Ann Example <ann@vendor.example>" --phone "+1 555 0100" \

@@ -4,22 +4,10 @@
 # an infected publish leaving every metadata byte as it was, and a rescan after a
 # signature update finding a published target infected.
 # Usage: scan_cli_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-sigs="$here/../data/signatures"
-work=$(mktemp -d /tmp/pg-scancli.XXXXXX)
-chmod 755 "$work"
-trap 'chmod -R u+rwx "$work" 2>/dev/null; rm -rf "$work"' EXIT
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup scancli "$1"
+sigs="$data/signatures"
 export PATCHGATE_PASSPHRASE=scan-test
-pass=0
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
-expect_rc() { local want=$1; shift; set +e; "$@" >"$work/out" 2>"$work/err"; local rc=$?; set -e
-  [[ $rc -eq $want ]] || { echo "FAIL: $* -> exit $rc, want $want"; cat "$work/out" "$work/err"; exit 1; }; }
 
 mkdir -p "$work/in"
 cp /bin/true "$work/in/clean-true"

@@ -5,20 +5,11 @@
 # `patchgate downloads --json` reads them. On SQLite, and on PostgreSQL when
 # PATCHGATE_TEST_PG_URL is set (scripts/test.sh sets it).
 # Usage: hostile_text_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-export PATCHGATE_SIGNATURES="$here/../data/signatures"
-work=$(mktemp -d /tmp/pg-hostile.XXXXXX)
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup hostile "$1"
 server=
-cleanup() { [[ -n "$server" ]] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+at_exit '[[ -n "$server" ]] && kill "$server"'
 unset PATCHGATE_PASSPHRASE
-pass=0
 
 run() {  # run STORE_URL LABEL
   export PATCHGATE_STORE="$1"

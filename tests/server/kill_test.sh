@@ -3,22 +3,11 @@
 # download whose first byte reached a client is on the record. Then SIGTERM drains
 # in-flight downloads and completes their records.
 # Usage: kill_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-build=$(cd "$1" && pwd)
-export PATCHGATE_SIGNATURES="$(cd "$(dirname "$0")/../data/signatures" && pwd)"
-pg="$build/src/cli/patchgate"
-work=$(mktemp -d /tmp/pg-servekill.XXXXXX)
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup servekill "$1"
 server=
 clients=()  # the curl processes this script started, by id
-cleanup() {
-  [[ -n "$server" ]] && kill -9 "$server" 2>/dev/null
-  for c in "${clients[@]}"; do kill "$c" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+at_exit '[[ -n "$server" ]] && kill -9 "$server"; for c in "${clients[@]}"; do kill "$c"; done'
 export PATCHGATE_PASSPHRASE=kill-test PATCHGATE_STORE="sqlite://$work/store.db"
 "$pg" init "$work/repo" >/dev/null
 head -c $((8 * 1024 * 1024)) /dev/urandom > "$work/big.bin"

@@ -4,20 +4,11 @@
 #    unrecorded), and served again once the database is back. Needs PATCHGATE_TEST_PG_URL and
 #    PATCHGATE_TEST_PG_DIR (scripts/test.sh sets them); skipped with a reason otherwise.
 # Usage: tls_and_pg_outage_test.sh BUILD_DIR
-set -euo pipefail
-# A command that stops this script names itself (errexit alone exits without a word).
-set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
-here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "$1" && pwd)
-pg="$build/src/cli/patchgate"
-export PATCHGATE_SIGNATURES="$here/../data/signatures"
-work=$(mktemp -d /tmp/pg-tls.XXXXXX)
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup tls "$1"
 server=
-cleanup() { [[ -n "$server" ]] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+at_exit '[[ -n "$server" ]] && kill "$server"'
 unset PATCHGATE_PASSPHRASE
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 setup() {  # setup STORE_URL
   export PATCHGATE_STORE="$1"
   rm -rf "$work/repo" "$work/repo.root-keys"
