@@ -93,8 +93,12 @@ class Updater {
   std::optional<int64_t> TrustedSnapshotVersion() const;
 
  private:
-  // Roles at least this large are read without a DOM when they are canonical JSON.
-  static constexpr size_t kLazyRoleBytes = 256 * 1024;
+  // Targets roles from this size on are read without a DOM (tuf::LazyTargets: one scan of
+  // the text, a target looked up in it when asked for): a hash bin of a few hundred
+  // entries already costs the DOM parse more than the scan. From kBackgroundHashBytes on,
+  // the snapshot's hash of the role is checked on a second thread meanwhile.
+  static constexpr size_t kLazyRoleBytes = 8 * 1024;
+  static constexpr size_t kBackgroundHashBytes = 256 * 1024;
   struct Loaded {
     std::string raw;  // the verified bytes, exactly as fetched (or read from the cache)
     bool lazy = false;

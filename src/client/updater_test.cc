@@ -439,6 +439,44 @@ TEST_F(UpdaterTest, LargeRoleNotMatchingTheSnapshotHashIsRefusedAsAHashMismatch)
   ASSERT_TRUE(u.GetTargetInfo("bulk/file-7.bin").ok());
 }
 
+// A large role's signature is checked on a second thread over the bytes the envelope's
+// shape points to (all that follows `,"signed":`), while the text is scanned: that check
+// counts only when the scan finds the same signed bytes. Here a member after "signed"
+// makes them differ: a signature over the guessed bytes must not pass for the role, and a
+// signature over the real "signed" object must.
+TEST_F(UpdaterTest, LargeRoleSignatureCountsOnlyOverTheSignedObjectTheScanFinds) {
+  Json& t = repo_.roles["targets"].first["targets"];
+  for (int i = 0; i < 4000; ++i)
+    t["bulk/file-" + std::to_string(i) + ".bin"] = {{"length", 1}, {"hashes", {{"sha256", std::string(64, 'a')}}}};
+  repo_.Commit();
+  std::string& bytes = repo_.fetcher.files[std::string(kMeta) + "/2.targets.json"];
+  ASSERT_GT(bytes.size(), 256u * 1024);
+  const std::string head = "{\"signatures\":", mark = ",\"signed\":";
+  size_t at = bytes.find(mark);
+  ASSERT_NE(at, std::string::npos);
+  std::string signed_object = bytes.substr(at + mark.size(), bytes.size() - 1 - at - mark.size());
+  auto with = [&](std::string_view signed_over) {
+    auto sig = repo_.targets_key.SignHex(signed_over);
+    EXPECT_TRUE(sig.ok());
+    return head + "[{\"keyid\":\"" + repo_.targets_key.KeyId() + "\",\"sig\":\"" + *sig + "\"}]" + mark +
+           signed_object + ",\"zz\":{}}";
+  };
+  // Signed over what a guess would take (the object and the member after it): refused.
+  std::string guessed = signed_object + ",\"zz\":{}";
+  bytes = with(guessed);
+  {
+    Updater u({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"}, &repo_.fetcher, clock_, &RealFileSystem::Get());
+    Status st = u.Refresh();
+    EXPECT_FALSE(st.ok());
+    EXPECT_TRUE(st.code() == ErrorCode::kUnmetThreshold || st.code() == ErrorCode::kBadSignature) << st.ToString();
+  }
+  // Signed over the "signed" object itself: accepted (the check is made again over it).
+  bytes = with(signed_object);
+  Updater u({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"}, &repo_.fetcher, clock_, &RealFileSystem::Get());
+  ASSERT_TRUE(u.Refresh().ok());
+  EXPECT_TRUE(u.GetTargetInfo("bulk/file-7.bin").ok());
+}
+
 // The command-line client's mode: verified metadata written as one batch, in place after
 // FlushMetadataWrites() (and made durable while the target downloads), then reused.
 TEST_F(UpdaterTest, BatchedMetadataWritesLandOnFlushAndAreReusedNextTime) {
