@@ -12,6 +12,12 @@
 //      up to audit_finish_ms; nothing waits on them; the drain writes them all).
 // Thread-safe; Run() blocks until Stop() (or SIGTERM via the CLI), then drains in-flight
 // downloads and completes their records.
+//
+// Inside: server.cc binds, authenticates and routes (routes.h: the route table) to the
+// handlers: download_service.h (targets: the three promises above), the metadata, ack,
+// health and metrics handlers in server.cc; event_loop.h holds the connections,
+// audit_log.h the group commit, verified_file.h the verification, replies.h the small
+// responses every handler shares.
 #pragma once
 
 #include <atomic>
