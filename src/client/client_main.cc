@@ -8,11 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include "client/fetcher.h"
+#include "client/http_fetcher.h"
 #include "client/updater.h"
 #include "core/clock.h"
 #include "core/fs.h"
@@ -20,6 +24,20 @@
 namespace {
 
 using namespace patchgate;
+
+bool IsPlainHttp(std::string_view url) { return url.substr(0, 7) == "http://"; }
+
+// OpenSSL reads the system's openssl.cnf on first use: about a fifth of its start-up here.
+// A run whose every request is plain HTTP without a proxy uses OpenSSL only to check
+// signatures and hashes with its built-in provider, so it skips the file; a run that may
+// speak TLS (https://, or any proxy) loads it as usual, since it may set the TLS policy
+// libcurl then follows. OPENSSL_CONF, when set, is always read.
+void InitOpenssl(const std::string& metadata_url, const std::string& target_base_url) {
+  bool plain = IsPlainHttp(metadata_url) && (target_base_url.empty() || IsPlainHttp(target_base_url)) &&
+               !client::ProxyVariableSet() && !std::getenv("OPENSSL_CONF");
+  // Nor does it free its tables at exit (the process ending frees them): ~3% of a run.
+  OPENSSL_init_crypto((plain ? OPENSSL_INIT_NO_LOAD_CONFIG : OPENSSL_INIT_LOAD_CONFIG) | OPENSSL_INIT_NO_ATEXIT, nullptr);
+}
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "patchgate-client: error: %s\n", s.ToString().c_str());
@@ -58,6 +76,7 @@ int main(int argc, char** argv) {
   if (token.empty())
     if (const char* t = std::getenv("PATCHGATE_TOKEN")) token = t;
 
+  InitOpenssl(metadata_url, target_base_url);
   auto& fs = RealFileSystem::Get();
   if (init->parsed()) {
     Status st = client::Updater::InitTrustedRoot(metadata_dir, root_file, &fs);
@@ -66,7 +85,7 @@ int main(int argc, char** argv) {
   if (metadata_url.empty()) return Fail(InvalidArgument("--metadata-url is required"));
   client::HttpOptions http;
   http.bearer_token = token;
-  auto fetcher = client::NewCurlFetcher(http);
+  auto fetcher = client::NewFetcher(http);
   // Verified metadata is written to the cache in the background (its fsyncs overlap with the
   // rest of the refresh and the download) and is durable before anything is installed and
   // before the process reports success.

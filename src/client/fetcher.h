@@ -1,6 +1,7 @@
 // Network seam of the client: fetch a URL, streaming the body to a sink, never reading
 // more than a stated maximum. CurlFetcher is the real implementation (libcurl, bearer
-// token, connect and slow-retrieval timeouts); MemoryFetcher serves from a map for tests
+// token, connect and slow-retrieval timeouts); NewFetcher adds the client's own plain-HTTP
+// fetcher in front of it (http_fetcher.h); MemoryFetcher serves from a map for tests
 // and can inject faults. A Fetcher may be used from one thread at a time.
 #pragma once
 
@@ -31,8 +32,9 @@ class Fetcher {
   // range (the caller then starts over from 0). The default supports only offset 0.
   virtual Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink);
 
-  // Convenience: the whole body as a string.
-  Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
+  // Convenience: the whole body as a string. Virtual so that a fetcher holding the body
+  // already (the mirror's metadata prefetch) hands it over without a copy.
+  virtual Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
 };
 
 struct HttpOptions {
@@ -45,7 +47,13 @@ struct HttpOptions {
   std::string user_agent = "patchgate-client/0.1";
 };
 
+// libcurl for every URL (loaded with dlopen on the first request: kUnavailable, naming the
+// package, when it cannot be).
 std::unique_ptr<Fetcher> NewCurlFetcher(const HttpOptions& options);
+
+// The client's fetcher: its own HTTP/1.1 fetcher (http_fetcher.h) for plain http:// URLs
+// when no proxy variable applies; libcurl for https://, proxies and any other URL.
+std::unique_ptr<Fetcher> NewFetcher(const HttpOptions& options);
 
 // The Status for an HTTP response code: OK for 2xx, kNotFound for 404, kForbidden ("not
 // entitled") for 403, kUnauthorized ("token refused") for 401, kNetwork otherwise.

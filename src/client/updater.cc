@@ -4,9 +4,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <future>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "client/target_fetch.h"
@@ -28,6 +34,38 @@ bool SameKeys(const tuf::Root& a, const tuf::Root& b, const std::string& role) {
   const auto& rb = b.roles.at(role);
   std::set<std::string> ka(ra.keyids.begin(), ra.keyids.end()), kb(rb.keyids.begin(), rb.keyids.end());
   return ka == kb && ra.threshold == rb.threshold;
+}
+
+// What a canonical envelope's signature check needs, found without reading the whole
+// text: canonical form puts "signatures" first and "signed" last, so the signed bytes are
+// what follows the first `,"signed":` up to the closing brace. A guess only: the check
+// made over it counts once the full scan (LazyTargets::Parse) has found exactly the same
+// signed bytes and signatures; any other text is checked again over what the scan found.
+struct EnvelopeGuess {
+  std::vector<tuf::Signature> signatures;
+  size_t signed_offset = 0, signed_size = 0;
+};
+std::optional<EnvelopeGuess> GuessEnvelope(std::string_view text) {
+  constexpr std::string_view kHead = "{\"signatures\":", kSigned = ",\"signed\":{";
+  if (text.size() < kHead.size() + kSigned.size() + 1 || text.substr(0, kHead.size()) != kHead || text.back() != '}')
+    return std::nullopt;
+  size_t pos = text.find(kSigned, kHead.size());
+  if (pos == std::string_view::npos) return std::nullopt;
+  std::string shell = "{\"signatures\":" + std::string(text.substr(kHead.size(), pos - kHead.size())) + ",\"signed\":{}}";
+  auto env = tuf::Envelope::Parse(shell, tuf::kMaxTargetsBytes);
+  if (!env.ok()) return std::nullopt;
+  EnvelopeGuess g;
+  g.signatures = std::move(env->signatures);
+  g.signed_offset = pos + kSigned.size() - 1;
+  g.signed_size = text.size() - 1 - g.signed_offset;
+  return g;
+}
+
+bool SameSignatures(const std::vector<tuf::Signature>& a, const std::vector<tuf::Signature>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i].keyid != b[i].keyid || a[i].sig != b[i].sig) return false;
+  return true;
 }
 
 }  // namespace
@@ -245,13 +283,25 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
     PG_RETURN_IF_ERROR(it->second.Verify(keys, role_keys, role));
     return &it->second;
   }
+  PG_ASSIGN_OR_RETURN(Checked c, CheckDelegated(role, keys, role_keys));
+  return CommitDelegated(role, std::move(c));
+}
+
+Result<const Updater::Loaded*> Updater::CommitDelegated(const std::string& role, Checked c) {
+  if (c.fetched) PG_RETURN_IF_ERROR(Persist(role, c.loaded.raw));
+  auto [it, _] = targets_.insert_or_assign(role, std::move(c.loaded));
+  return &it->second;
+}
+
+Result<Updater::Checked> Updater::CheckDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
+                                                 const tuf::RoleKeys& role_keys) {
   auto mit = snapshot_->meta.find(role + ".json");
   if (mit == snapshot_->meta.end())
     return Status(ErrorCode::kMixAndMatch, "role " + role + " is not listed in the trusted snapshot");
   const tuf::MetaFile& meta = mit->second;
   uint64_t cap = std::min(meta.length.value_or(tuf::kMaxTargetsBytes), tuf::kMaxTargetsBytes);
 
-  auto accept = [&](std::string bytes, bool fetched) -> Result<const Loaded*> {
+  auto accept = [&](std::string bytes, bool fetched) -> Result<Checked> {
     Loaded loaded;
     loaded.raw = std::move(bytes);
     // A large fetched role is hashed (the snapshot's hash) on another thread while this one
@@ -259,16 +309,41 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
     // error reported first, as for a small role.
     std::future<Status> hash_check;
     if (fetched) {
-      if (loaded.raw.size() >= kLazyRoleBytes)
+      if (loaded.raw.size() >= kBackgroundHashBytes)
         hash_check = std::async(std::launch::async, [&] { return tuf::CheckMetaFile(meta, loaded.raw, role); });
       else
         PG_RETURN_IF_ERROR(tuf::CheckMetaFile(meta, loaded.raw, role));
+    }
+    // A large role's signature check (hashing all of its signed bytes) runs on another
+    // thread while this one scans the text, over the bytes the envelope's shape points to;
+    // it counts only if the scan finds the same (GuessEnvelope).
+    std::optional<EnvelopeGuess> guess;
+    std::future<Status> guessed_check;
+    tuf::VerifiedSignatures guessed_checked;
+    if (loaded.raw.size() >= kBackgroundHashBytes && (guess = GuessEnvelope(loaded.raw))) {
+      guessed_check = std::async(std::launch::async, [&] {
+        return tuf::VerifyThreshold(std::string_view(loaded.raw).substr(guess->signed_offset, guess->signed_size),
+                                    guess->signatures, keys, role_keys, role, &guessed_checked);
+      });
     }
     auto read_and_verify = [&]() -> Status {
       // Large canonical roles: no DOM and no copy; the signature is checked over the exact
       // bytes of the file and targets are looked up in the text when asked for.
       if (loaded.raw.size() >= kLazyRoleBytes) {
         auto lz = tuf::LazyTargets::Parse(loaded.raw, tuf::kMaxTargetsBytes);
+        if (guessed_check.valid()) {
+          Status guessed = guessed_check.get();
+          if (lz.ok() && lz->signed_offset == guess->signed_offset && lz->signed_size == guess->signed_size &&
+              SameSignatures(lz->signatures, guess->signatures)) {
+            // The check was made over exactly these bytes and signatures.
+            loaded.lz = std::move(*lz);
+            loaded.lazy = true;
+            loaded.checked = std::move(guessed_checked);
+            PG_RETURN_IF_ERROR(guessed);
+            loaded.targets = std::move(loaded.lz.parsed);
+            return Status::OK();
+          }
+        }
         if (lz.ok()) {
           loaded.lz = std::move(*lz);
           loaded.lazy = true;
@@ -292,19 +367,24 @@ Result<const Updater::Loaded*> Updater::LoadDelegated(const std::string& role,
                                                  " differs from the version the snapshot lists (" +
                                                  std::to_string(meta.version) + ")");
     PG_RETURN_IF_ERROR(tuf::CheckNotExpired(t.common, clock_, role));
-    if (fetched) PG_RETURN_IF_ERROR(Persist(role, loaded.raw));
-    auto [it, _] = targets_.insert_or_assign(role, std::move(loaded));
-    return &it->second;
+    return Checked{std::move(loaded), fetched};
   };
 
   // A trusted local copy of exactly the listed version is reused.
-  if (auto local = ReadLocal(role, tuf::kMaxTargetsBytes); local.ok()) {
+  Result<std::string> local = [&] {
+    std::lock_guard<std::mutex> l(io_mu_);
+    return ReadLocal(role, tuf::kMaxTargetsBytes);
+  }();
+  if (local.ok()) {
     auto r = accept(std::move(*local), false);
     if (r.ok()) return r;
   }
   std::string file = root_.consistent_snapshot ? tuf::VersionedMetadataName(meta.version, role)
                                                : tuf::MetadataName(role);
-  auto bytes = fetcher_->FetchAll(MetaUrl(file), cap);
+  Result<std::string> bytes = [&] {
+    std::lock_guard<std::mutex> l(io_mu_);
+    return fetcher_->FetchAll(MetaUrl(file), cap);
+  }();
   if (!bytes.ok()) {
     if (bytes.status().code() == ErrorCode::kTooLarge)
       return Status(ErrorCode::kLengthMismatch, role + " is longer than its signed length: " + bytes.status().message());
@@ -426,22 +506,133 @@ Result<std::vector<TargetInfo>> Updater::ListAllTargets() {
   return out;
 }
 
+namespace {
+
+// Checks roles ahead of the walk on a few threads (UpdaterOptions::parallel_roles): a role
+// is handed in only once its delegator is verified (its keys come from that verified
+// delegator), and its result is used only when the walk reaches that very entry.
+template <typename Job, typename Out>
+class Lookahead {
+ public:
+  Lookahead(int threads, std::function<Out(const Job&)> run) : run_(std::move(run)) {
+    for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+  }
+  ~Lookahead() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+      queue_.clear();
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  bool Started(uint64_t id) {
+    std::lock_guard<std::mutex> l(mu_);
+    return started_.count(id) > 0;
+  }
+  void Start(uint64_t id, Job job) {
+    std::lock_guard<std::mutex> l(mu_);
+    started_.insert(id);
+    queue_.emplace_back(id, std::move(job));
+    cv_.notify_one();
+  }
+  // The result for id (waiting for it), or nullopt if id was never started.
+  std::optional<Out> Take(uint64_t id) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!started_.count(id)) return std::nullopt;
+    // Not picked up yet: run here rather than wait in line.
+    auto q = std::find_if(queue_.begin(), queue_.end(), [&](const auto& e) { return e.first == id; });
+    if (q != queue_.end()) {
+      Job job = std::move(q->second);
+      queue_.erase(q);
+      started_.erase(id);
+      l.unlock();
+      return run_(job);
+    }
+    cv_.wait(l, [&] { return done_.count(id) > 0; });
+    Out out = std::move(done_.at(id));
+    done_.erase(id);
+    started_.erase(id);
+    return out;
+  }
+
+ private:
+  void Work() {
+    for (;;) {
+      std::pair<uint64_t, Job> j;
+      {
+        std::unique_lock<std::mutex> l(mu_);
+        cv_.wait(l, [&] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        j = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      Out out = run_(j.second);
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        done_.emplace(j.first, std::move(out));
+      }
+      cv_.notify_all();
+    }
+  }
+  std::function<Out(const Job&)> run_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::deque<std::pair<uint64_t, Job>> queue_;
+  std::set<uint64_t> started_;
+  std::map<uint64_t, Out> done_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
 Status Updater::VisitAllTargets(const TargetVisitor& visit) {
   if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
   struct Visit {
+    uint64_t id;
     std::string role;
-    std::map<std::string, PublicKey> keys;
+    std::map<std::string, PublicKey> keys;  // of the verified delegator
     tuf::RoleKeys role_keys;
   };
-  std::vector<Visit> stack{{"targets", root_.keys, root_.roles.at("targets")}};
+  uint64_t next_id = 0;
+  std::vector<Visit> stack{{next_id++, "targets", root_.keys, root_.roles.at("targets")}};
   std::set<std::string> visited, seen_paths;
+  // With parallel_roles > 1, the next roles on the stack (each delegated by a role already
+  // verified) are fetched and checked on other threads while this one walks: the same
+  // checks (CheckDelegated: the snapshot's version, length and hashes, the delegator's keys
+  // and threshold, expiry), and a role's targets are used only here, in walk order, after
+  // its check passed.
+  const int ahead = std::max(0, o_.parallel_roles - 1);
+  std::unique_ptr<Lookahead<Visit, Result<Checked>>> pool;
+  if (ahead > 0)
+    pool = std::make_unique<Lookahead<Visit, Result<Checked>>>(
+        ahead, [this](const Visit& v) { return CheckDelegated(v.role, v.keys, v.role_keys); });
+  std::set<std::string> speculated;  // roles handed to the pool (each at most once)
   while (!stack.empty()) {
     Visit v = std::move(stack.back());
     stack.pop_back();
     if (!visited.insert(v.role).second) continue;
     if (visited.size() > static_cast<size_t>(tuf::kMaxDelegationDepth) * 1024)
       return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
-    PG_ASSIGN_OR_RETURN(const Loaded* loaded, LoadDelegated(v.role, v.keys, v.role_keys));
+    if (pool) {
+      // Keep up to 2 * threads of the roles walked next in the pool's hands.
+      int started = 0;
+      for (auto it = stack.rbegin(); it != stack.rend() && started < 2 * ahead; ++it) {
+        if (visited.count(it->role) || targets_.count(it->role) || speculated.count(it->role)) continue;
+        speculated.insert(it->role);
+        pool->Start(it->id, *it);
+        ++started;
+      }
+    }
+    const Loaded* loaded = nullptr;
+    std::optional<Result<Checked>> ahead_result = pool ? pool->Take(v.id) : std::nullopt;
+    if (ahead_result) {
+      if (!ahead_result->ok()) return ahead_result->status();
+      PG_ASSIGN_OR_RETURN(loaded, CommitDelegated(v.role, std::move(**ahead_result)));
+    } else {
+      PG_ASSIGN_OR_RETURN(loaded, LoadDelegated(v.role, v.keys, v.role_keys));
+    }
     PG_ASSIGN_OR_RETURN(auto all, loaded->All());
     std::vector<TargetInfo> batch;
     for (const auto& [path, file] : all) {
@@ -454,9 +645,9 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
     std::vector<Visit> children;
     if (d.succinct) {
       for (int i = 0; i < d.succinct->NumBins(); ++i)
-        children.push_back({d.succinct->BinName(i), d.keys, d.succinct->keys});
+        children.push_back({next_id++, d.succinct->BinName(i), d.keys, d.succinct->keys});
     }
-    for (const auto& r : d.roles) children.push_back({r.name, d.keys, r.keys});
+    for (const auto& r : d.roles) children.push_back({next_id++, r.name, d.keys, r.keys});
     for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
   }
   return Status::OK();

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +38,11 @@ struct UpdaterOptions {
   // files (the destructor flushes too). Off: each file is durable before the call that
   // fetched it returns.
   bool write_metadata_in_background = false;
+  // VisitAllTargets: how many roles are fetched and checked at once (the walk's own thread
+  // included). Each is checked against its verified delegator exactly as in a walk of one
+  // role at a time, and used in walk order; the fetcher is still used by one thread at a
+  // time. 1: one role at a time.
+  int parallel_roles = 1;
 };
 
 struct TargetInfo {
@@ -87,8 +93,12 @@ class Updater {
   std::optional<int64_t> TrustedSnapshotVersion() const;
 
  private:
-  // Roles at least this large are read without a DOM when they are canonical JSON.
-  static constexpr size_t kLazyRoleBytes = 256 * 1024;
+  // Targets roles from this size on are read without a DOM (tuf::LazyTargets: one scan of
+  // the text, a target looked up in it when asked for): a hash bin of a few hundred
+  // entries already costs the DOM parse more than the scan. From kBackgroundHashBytes on,
+  // the snapshot's hash of the role is checked on a second thread meanwhile.
+  static constexpr size_t kLazyRoleBytes = 8 * 1024;
+  static constexpr size_t kBackgroundHashBytes = 256 * 1024;
   struct Loaded {
     std::string raw;  // the verified bytes, exactly as fetched (or read from the cache)
     bool lazy = false;
@@ -111,6 +121,18 @@ class Updater {
   Status UpdateTargets();
   Result<const Loaded*> LoadDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
                                       const tuf::RoleKeys& role_keys);
+  // A role fetched (or read from the trusted copy) and checked against the snapshot's
+  // version, length and hashes, the delegator's keys and threshold, and expiry; nothing is
+  // stored. Safe from several threads at once (the fetcher and file system are used under
+  // io_mu_).
+  struct Checked {
+    Loaded loaded;
+    bool fetched = false;
+  };
+  Result<Checked> CheckDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
+                                 const tuf::RoleKeys& role_keys);
+  // Stores a checked role (persisted when it was fetched) as trusted.
+  Result<const Loaded*> CommitDelegated(const std::string& role, Checked c);
   Status Persist(const std::string& role, std::string_view bytes);
   Result<std::string> ReadLocal(const std::string& role, uint64_t cap);
   std::string MetaUrl(const std::string& file) const;
@@ -127,6 +149,7 @@ class Updater {
   std::optional<tuf::Timestamp> timestamp_;
   std::optional<tuf::Snapshot> snapshot_;
   std::map<std::string, Loaded> targets_;  // "targets" and delegated roles, verified
+  std::mutex io_mu_;  // fetcher_ and fs_ reads by CheckDelegated
   std::unique_ptr<MetadataWriter> writer_;  // write_metadata_in_background only; last: flushed first
 };
 

@@ -439,6 +439,44 @@ TEST_F(UpdaterTest, LargeRoleNotMatchingTheSnapshotHashIsRefusedAsAHashMismatch)
   ASSERT_TRUE(u.GetTargetInfo("bulk/file-7.bin").ok());
 }
 
+// A large role's signature is checked on a second thread over the bytes the envelope's
+// shape points to (all that follows `,"signed":`), while the text is scanned: that check
+// counts only when the scan finds the same signed bytes. Here a member after "signed"
+// makes them differ: a signature over the guessed bytes must not pass for the role, and a
+// signature over the real "signed" object must.
+TEST_F(UpdaterTest, LargeRoleSignatureCountsOnlyOverTheSignedObjectTheScanFinds) {
+  Json& t = repo_.roles["targets"].first["targets"];
+  for (int i = 0; i < 4000; ++i)
+    t["bulk/file-" + std::to_string(i) + ".bin"] = {{"length", 1}, {"hashes", {{"sha256", std::string(64, 'a')}}}};
+  repo_.Commit();
+  std::string& bytes = repo_.fetcher.files[std::string(kMeta) + "/2.targets.json"];
+  ASSERT_GT(bytes.size(), 256u * 1024);
+  const std::string head = "{\"signatures\":", mark = ",\"signed\":";
+  size_t at = bytes.find(mark);
+  ASSERT_NE(at, std::string::npos);
+  std::string signed_object = bytes.substr(at + mark.size(), bytes.size() - 1 - at - mark.size());
+  auto with = [&](std::string_view signed_over) {
+    auto sig = repo_.targets_key.SignHex(signed_over);
+    EXPECT_TRUE(sig.ok());
+    return head + "[{\"keyid\":\"" + repo_.targets_key.KeyId() + "\",\"sig\":\"" + *sig + "\"}]" + mark +
+           signed_object + ",\"zz\":{}}";
+  };
+  // Signed over what a guess would take (the object and the member after it): refused.
+  std::string guessed = signed_object + ",\"zz\":{}";
+  bytes = with(guessed);
+  {
+    Updater u({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"}, &repo_.fetcher, clock_, &RealFileSystem::Get());
+    Status st = u.Refresh();
+    EXPECT_FALSE(st.ok());
+    EXPECT_TRUE(st.code() == ErrorCode::kUnmetThreshold || st.code() == ErrorCode::kBadSignature) << st.ToString();
+  }
+  // Signed over the "signed" object itself: accepted (the check is made again over it).
+  bytes = with(signed_object);
+  Updater u({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"}, &repo_.fetcher, clock_, &RealFileSystem::Get());
+  ASSERT_TRUE(u.Refresh().ok());
+  EXPECT_TRUE(u.GetTargetInfo("bulk/file-7.bin").ok());
+}
+
 // The command-line client's mode: verified metadata written as one batch, in place after
 // FlushMetadataWrites() (and made durable while the target downloads), then reused.
 TEST_F(UpdaterTest, BatchedMetadataWritesLandOnFlushAndAreReusedNextTime) {
@@ -628,6 +666,76 @@ TEST_F(UpdaterTest, VisitAllTargetsHandsOverEachVerifiedRoleInWalkOrder) {
   EXPECT_EQ(u.VisitAllTargets(record).code(), ErrorCode::kUnmetThreshold);
   for (const auto& [role, path] : seen) EXPECT_NE(role, "b") << path;
   EXPECT_FALSE(seen.empty());
+}
+
+// parallel_roles > 1: the roles after the current one are checked on other threads, and
+// the walk hands over the same targets in the same order; a role that does not verify
+// (wrong signer, or a version other than the snapshot's) stops the walk there, and none
+// of its targets, nor any of a later role's, is handed over.
+TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
+  PrivateKey dk = NewKey(), wrong = NewKey();
+  Json delegated = Json::array();
+  for (int i = 0; i < 12; ++i) {
+    std::string name = "r" + std::to_string(i);
+    delegated.push_back({{"name", name}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                         {"paths", {"*"}}});
+    repo_.roles[name] = {TestRepo::Targets(1), {&dk}};
+    repo_.AddTarget(name, name + "/a.bin", name + " a");
+    repo_.AddTarget(name, name + "/b.bin", name + " b");
+  }
+  repo_.roles["targets"].first["delegations"] = {{"keys", {{dk.KeyId(), dk.public_key().ToJson()}}},
+                                                 {"roles", delegated}};
+  repo_.Commit();
+  auto make = [&](int parallel) {
+    UpdaterOptions o{dir_ + "/meta-" + std::to_string(parallel), kMeta, kTargets, dir_ + "/targets"};
+    o.parallel_roles = parallel;
+    EXPECT_TRUE(Updater::InitTrustedRoot(o.metadata_dir, dir_ + "/trusted-root.json", &RealFileSystem::Get()).ok());
+    return std::make_unique<Updater>(o, &repo_.fetcher, clock_, &RealFileSystem::Get());
+  };
+  auto walk = [&](Updater& u, std::vector<std::pair<std::string, std::string>>* seen) {
+    return u.VisitAllTargets([seen](std::vector<TargetInfo> batch) {
+      for (auto& t : batch) seen->emplace_back(t.role, t.path);
+      return Status::OK();
+    });
+  };
+  std::vector<std::pair<std::string, std::string>> one, four;
+  ASSERT_TRUE(walk(*make(1), &one).ok());
+  ASSERT_TRUE(walk(*make(4), &four).ok());
+  EXPECT_EQ(one.size(), 1u + 2 * 12);
+  EXPECT_EQ(four, one);
+  // The trusted copies the parallel walk stored are the verified bytes (a fresh parallel
+  // walk reuses them and agrees).
+  four.clear();
+  ASSERT_TRUE(walk(*make(4), &four).ok());
+  EXPECT_EQ(four, one);
+
+  auto later_than = [](const std::vector<std::pair<std::string, std::string>>& seen, int bad) {
+    for (const auto& [role, path] : seen)
+      if (role != "targets" && std::stoi(role.substr(1)) >= bad) return role;
+    return std::string();
+  };
+  // r7 signed by a key it is not delegated to.
+  repo_.roles["r7"].second = {&wrong};
+  repo_.Commit();
+  for (int parallel : {1, 4}) {
+    std::vector<std::pair<std::string, std::string>> seen;
+    auto u = make(parallel + 10);
+    EXPECT_EQ(walk(*u, &seen).code(), ErrorCode::kUnmetThreshold) << parallel;
+    EXPECT_EQ(later_than(seen, 7), "") << "a target of a role at or after the bad one was handed over";
+    EXPECT_EQ(seen.size(), 1u + 2 * 7) << parallel;
+  }
+  // r5 served at a version other than the snapshot lists (mix and match).
+  repo_.roles["r7"].second = {&dk};
+  repo_.Commit();
+  std::string r5 = repo_.fetcher.files[std::string(kMeta) + "/" + std::to_string(repo_.roles["r5"].first["version"].get<int64_t>()) + ".r5.json"];
+  repo_.fetcher.files[std::string(kMeta) + "/" + std::to_string(repo_.roles["r5"].first["version"].get<int64_t>()) + ".r5.json"] =
+      repo_.fetcher.files[std::string(kMeta) + "/" + std::to_string(repo_.roles["r5"].first["version"].get<int64_t>() - 1) + ".r5.json"];
+  for (int parallel : {1, 4}) {
+    std::vector<std::pair<std::string, std::string>> seen;
+    auto u = make(parallel + 20);
+    EXPECT_EQ(walk(*u, &seen).code(), ErrorCode::kMixAndMatch) << parallel;
+    EXPECT_EQ(later_than(seen, 5), "");
+  }
 }
 
 TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {

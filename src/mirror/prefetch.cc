@@ -60,30 +60,28 @@ Status PrefetchFetcher::FetchFrom(const std::string& url, uint64_t offset, uint6
   return direct_->FetchFrom(url, offset, max_bytes, sink);
 }
 
-Status PrefetchFetcher::Fetch(const std::string& url, uint64_t max_bytes, const client::Sink& sink) {
-  {
-    std::unique_lock<std::mutex> l(mu_);
-    // Queued but not started: the caller fetches it itself (no point waiting in line).
-    auto q = std::find_if(queue_.begin(), queue_.end(), [&](const auto& e) { return e.first == url; });
-    if (q != queue_.end()) queue_.erase(q);
-    cv_.wait(l, [&] { return !pending_.count(url); });
-    auto it = done_.find(url);
-    if (it != done_.end()) {
-      Result<std::string> got = std::move(it->second);
-      done_.erase(it);
-      l.unlock();
-      if (got.ok()) {
-        ++hits_;
-        {
-          std::lock_guard<std::mutex> l2(mu_);
-          held_ -= std::min<uint64_t>(held_, got->size());
-        }
-        cv_.notify_all();
-        return SinkCapped(url, *got, max_bytes, sink);
-      }
-      // A failed prefetch is tried once more, directly (its error is the caller's to see).
-    }
+std::optional<Result<std::string>> PrefetchFetcher::Take(const std::string& url) {
+  std::unique_lock<std::mutex> l(mu_);
+  // Queued but not started: the caller fetches it itself (no point waiting in line).
+  auto q = std::find_if(queue_.begin(), queue_.end(), [&](const auto& e) { return e.first == url; });
+  if (q != queue_.end()) queue_.erase(q);
+  cv_.wait(l, [&] { return !pending_.count(url); });
+  auto it = done_.find(url);
+  if (it == done_.end()) return std::nullopt;
+  Result<std::string> got = std::move(it->second);
+  done_.erase(it);
+  if (got.ok()) {
+    ++hits_;
+    held_ -= std::min<uint64_t>(held_, got->size());
+    l.unlock();
+    cv_.notify_all();
   }
+  return got;
+}
+
+Status PrefetchFetcher::Fetch(const std::string& url, uint64_t max_bytes, const client::Sink& sink) {
+  // A failed prefetch is tried once more, directly (its error is the caller's to see).
+  if (auto got = Take(url); got && got->ok()) return SinkCapped(url, **got, max_bytes, sink);
   if (!IsVersionedSnapshotUrl(url, o_.metadata_url)) return direct_->Fetch(url, max_bytes, sink);
   std::string body;
   Status st = direct_->Fetch(url, max_bytes, [&](std::string_view chunk) {
@@ -92,6 +90,21 @@ Status PrefetchFetcher::Fetch(const std::string& url, uint64_t max_bytes, const 
   });
   if (st.ok()) StartFromSnapshot(body);
   return st;
+}
+
+Result<std::string> PrefetchFetcher::FetchAll(const std::string& url, uint64_t max_bytes) {
+  if (auto got = Take(url); got && got->ok()) {
+    if ((*got)->size() > max_bytes)
+      return TooLarge(url + " sent more than the maximum of " + std::to_string(max_bytes) + " bytes; stopped reading");
+    return std::move(**got);
+  }
+  std::string body;
+  Status st = Fetch(url, max_bytes, [&](std::string_view chunk) {
+    body.append(chunk);
+    return Status::OK();
+  });
+  if (!st.ok()) return st;
+  return body;
 }
 
 void PrefetchFetcher::StartFromSnapshot(const std::string& bytes) {
@@ -137,7 +150,12 @@ void PrefetchFetcher::Worker() {
       queue_.pop_front();
       pending_[url] = true;
     }
-    Result<std::string> r = f->FetchAll(url, cap);
+    std::string body;  // grows with the body: the cap is often the 64 MiB maximum
+    Status st = f->Fetch(url, cap, [&body](std::string_view chunk) {
+      body.append(chunk);
+      return Status::OK();
+    });
+    Result<std::string> r = st.ok() ? Result<std::string>(std::move(body)) : Result<std::string>(st);
     {
       std::lock_guard<std::mutex> l(mu_);
       pending_.erase(url);

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +50,10 @@ class PrefetchFetcher : public client::Fetcher {
 
   Status Fetch(const std::string& url, uint64_t max_bytes, const client::Sink& sink) override;
   Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const client::Sink& sink) override;
+  // A prefetched body is handed over as it is (moved, not copied); anything else is read
+  // into a string that grows with the body: a role's cap is often the 64 MiB maximum (a
+  // snapshot may list no length), and reserving that per role cost a zeroed huge page each.
+  Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes) override;
 
   // How many files were queued and how many answers came from the prefetch (for logs/tests).
   size_t queued() const;
@@ -58,6 +63,10 @@ class PrefetchFetcher : public client::Fetcher {
 
  private:
   void StartFromSnapshot(const std::string& bytes);
+  // The prefetched answer for url, once any download of it in flight has finished (the
+  // caller then owns it); nullopt when it was not prefetched (or is queued only: dropped
+  // from the queue, the caller fetches it itself).
+  std::optional<Result<std::string>> Take(const std::string& url);
   void Worker();
 
   client::Fetcher* direct_;

@@ -134,7 +134,8 @@ bool DownloadService::Serve(Conn& c, const RequestHead& req, const std::string& 
     int fd;
     ~FdCloser() { ::close(fd); }
   } closer{fd};
-  auto v = d_.verify->Verify(fd, st, d_.metrics);
+  // A node's pull adds no bytes to the verified memory (VerifyCache::Verify).
+  auto v = d_.verify->Verify(fd, st, d_.metrics, /*cache_content=*/node == nullptr);
   if (!v.ok() || !ConstantTimeEquals(v->v->sha256, entry->sha256) || v->v->length != entry->length) {
     ++d_.metrics->verify_mismatches;
     Quarantine(*entry, v.ok() ? v->v->sha256 : "unreadable", v.ok() ? "whole-file hash" : v.status().ToString());

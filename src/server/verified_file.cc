@@ -66,6 +66,14 @@ std::shared_ptr<const VerifiedBytes> VerifiedBytes::Make(std::string bytes) {
   return b;
 }
 
+std::shared_ptr<const VerifiedBytes> VerifiedBytes::MakeTransient(std::string bytes) {
+  std::shared_ptr<VerifiedBytes> b(new VerifiedBytes);
+  b->size_ = bytes.size();
+  b->owned_ = std::move(bytes);
+  b->data_ = b->owned_.data();
+  return b;
+}
+
 VerifiedBytes::~VerifiedBytes() {
   if (map_) ::munmap(map_, size_);
   if (fd_ >= 0) ::close(fd_);
@@ -88,16 +96,17 @@ VerifyCache::Key VerifyCache::KeyOf(const struct stat& st) {
           int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
 }
 
-Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) {
+Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, bool cache_content) {
   Key key = KeyOf(st);
-  const bool keep_content = st.st_size >= 0 && static_cast<uint64_t>(st.st_size) <= max_cached_file_ &&
-                            static_cast<uint64_t>(st.st_size) <= content_budget_;
+  const bool small = st.st_size >= 0 && static_cast<uint64_t>(st.st_size) <= max_cached_file_;
+  const bool store_content = small && cache_content && static_cast<uint64_t>(st.st_size) <= content_budget_;
+  const bool keep_content = store_content || (small && !cache_content);  // read whole into one buffer
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = cache_.find(key);
-    if (it != cache_.end() && (!keep_content || it->second.content)) {
+    if (it != cache_.end() && (!store_content || it->second.content)) {
       ++m->verify_cache_hits;
-      it->second.last_used = ++tick_;
+      if (it->second.content) Touch(it->second);
       return Verified{it->second.v, it->second.content};
     }
   }
@@ -120,12 +129,23 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) 
     if (!ReadFull(fd, at, want, off, &got)) return IOError(std::string("cannot read target: ") + std::strerror(errno));
     if (got == 0) break;
     std::string_view chunk(at, got);
-    whole.Update(chunk);
+    // A file read whole into `content` with chunk digests is hashed whole at the end, and
+    // not at all when it is one chunk (its digest is the whole file's): one SHA-256 pass.
+    if (!keep_content || v->mode != ServeMode::kChunkDigests) whole.Update(chunk);
     if (v->mode == ServeMode::kChunkDigests) v->chunks.push_back(ChunkDigest(chunk));
     off += got;
     if (got < want) break;
   }
-  v->sha256 = whole.FinalHex();
+  if (keep_content && v->mode == ServeMode::kChunkDigests) {
+    if (v->chunks.size() == 1) {
+      v->sha256 = HexEncode(std::string_view(reinterpret_cast<const char*>(v->chunks[0].data()), v->chunks[0].size()));
+    } else {
+      whole.Update(std::string_view(content.data(), off));
+      v->sha256 = whole.FinalHex();
+    }
+  } else {
+    v->sha256 = whole.FinalHex();
+  }
   v->length = off;
   struct stat after {};
   if (::fstat(fd, &after) != 0 || KeyOf(after) < key || key < KeyOf(after) ||
@@ -136,35 +156,54 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m) 
   std::shared_ptr<const VerifiedBytes> kept;
   if (keep_content) {
     content.resize(off);
+    if (!store_content) {
+      std::lock_guard<std::mutex> l(mu_);
+      if (cache_.size() > 100000) {
+        cache_.clear();
+        lru_.clear();
+        content_bytes_ = 0;
+      }
+      Entry& e = cache_[key];
+      if (!e.content) e.v = v;  // bytes held already for this key stay (they match it)
+      return Verified{std::move(v), VerifiedBytes::MakeTransient(std::move(content))};
+    }
     kept = VerifiedBytes::Make(std::move(content));
   }
   std::lock_guard<std::mutex> l(mu_);
   if (cache_.size() > 100000) {
     cache_.clear();
+    lru_.clear();
     content_bytes_ = 0;
   }
   Entry& e = cache_[key];
-  if (e.content) content_bytes_ -= e.content->size();
+  ForgetContent(e);
   e.v = v;
-  e.content = kept;
-  e.last_used = ++tick_;
   if (kept) {
+    e.content = kept;
+    e.lru = lru_.insert(lru_.end(), key);
     content_bytes_ += kept->size();
     DropContentOverBudget();
   }
   return Verified{std::move(v), std::move(kept)};
 }
 
+void VerifyCache::Touch(Entry& e) { lru_.splice(lru_.end(), lru_, e.lru); }
+
+void VerifyCache::ForgetContent(Entry& e) {
+  if (!e.content) return;
+  content_bytes_ -= e.content->size();
+  e.content.reset();
+  lru_.erase(e.lru);
+}
+
 void VerifyCache::DropContentOverBudget() {
-  while (content_bytes_ > content_budget_) {
-    // Least recently used first. A linear pass: only runs when the budget is exceeded,
-    // and the map holds one entry per served file.
-    Entry* oldest = nullptr;
-    for (auto& [k, e] : cache_)
-      if (e.content && (!oldest || e.last_used < oldest->last_used)) oldest = &e;
-    if (!oldest) break;
-    content_bytes_ -= oldest->content->size();
-    oldest->content.reset();
+  while (content_bytes_ > content_budget_ && !lru_.empty()) {
+    auto it = cache_.find(lru_.front());
+    if (it == cache_.end()) {  // cannot happen: every key in lru_ is in cache_
+      lru_.pop_front();
+      continue;
+    }
+    ForgetContent(it->second);
   }
 }
 
@@ -173,7 +212,7 @@ std::optional<Verified> VerifyCache::CachedContent(const struct stat& st, Metric
   auto it = cache_.find(KeyOf(st));
   if (it == cache_.end() || !it->second.content) return std::nullopt;
   ++m->verify_cache_hits;
-  it->second.last_used = ++tick_;
+  Touch(it->second);
   return Verified{it->second.v, it->second.content};
 }
 

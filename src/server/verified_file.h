@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -58,6 +59,8 @@ bool HasFsVerity(int fd);
 class VerifiedBytes {
  public:
   static std::shared_ptr<const VerifiedBytes> Make(std::string bytes);
+  // A private heap copy (no memfd, no mapping): bytes sent once and dropped.
+  static std::shared_ptr<const VerifiedBytes> MakeTransient(std::string bytes);
   ~VerifiedBytes();
   VerifiedBytes(const VerifiedBytes&) = delete;
   VerifiedBytes& operator=(const VerifiedBytes&) = delete;
@@ -91,7 +94,12 @@ class VerifyCache {
   // The verification of the file behind `fd` as of `st` (its fstat), reading it through
   // that fd on a miss (or when a small file's bytes were dropped from memory).
   // kUnavailable if it changed while being read.
-  Result<Verified> Verify(int fd, const struct stat& st, Metrics* m);
+  // cache_content false (a downstream node's bulk pull, which reads every file once): the
+  // verification is cached but no bytes are added to memory, so the pull neither evicts the
+  // customers' hot files nor maps and unmaps a memfd per file; a small file verified now
+  // comes with its bytes in a transient heap copy, and a cached verification without bytes
+  // is a hit (the caller streams with CheckedReader).
+  Result<Verified> Verify(int fd, const struct stat& st, Metrics* m, bool cache_content = true);
   // Only what is cached for `st` with its bytes in memory (no read, no hash): for the
   // event loop, which must not block.
   std::optional<Verified> CachedContent(const struct stat& st, Metrics* m);
@@ -111,14 +119,19 @@ class VerifyCache {
   struct Entry {
     std::shared_ptr<const FileVerification> v;
     std::shared_ptr<const VerifiedBytes> content;
-    uint64_t last_used = 0;
+    std::list<Key>::iterator lru;  // its place in lru_ while content is held
   };
-  void DropContentOverBudget();  // mu_ held
+  // mu_ held. Least recently used content is dropped first, in O(1) per drop: a pull of a
+  // repository larger than the budget (a mirror's initial sync) misses on every file, and
+  // a scan of the whole map per miss cost milliseconds per request at 30,000 files.
+  void DropContentOverBudget();
+  void Touch(Entry& e);            // e holds content: most recently used now
+  void ForgetContent(Entry& e);    // drops e's content and its place in lru_
   const size_t chunk_size_, max_cached_file_, content_budget_;
   mutable std::mutex mu_;
   std::map<Key, Entry> cache_;
+  std::list<Key> lru_;  // keys of the entries holding content, least recently used first
   size_t content_bytes_ = 0;
-  uint64_t tick_ = 0;
 };
 
 // Reads [first, last] of a verified file, chunk by chunk, each chunk checked against its

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <vector>
 
 #include "crypto/hash.h"
 
@@ -165,6 +166,93 @@ TEST_F(VerifiedFileTest, LargeFilesAndFilesOverTheBudgetAreNotKept) {
   VerifyCache tight(1000, 1 << 20, /*content_budget=*/bytes_.size() - 1);
   EXPECT_FALSE(VerifyWithContent(tight).content);
   EXPECT_EQ(tight.content_bytes(), 0u);
+}
+
+// Over the budget, the least recently used file's bytes go first (a hit counts as a use),
+// and the budget is never exceeded; a dropped file is read and hashed again when asked for.
+TEST_F(VerifiedFileTest, OverTheBudgetTheLeastRecentlyUsedBytesAreDropped) {
+  VerifyCache cache(1000, 1 << 20, /*content_budget=*/2 * bytes_.size());
+  struct File {
+    int fd;
+    struct stat st;
+  };
+  std::vector<File> files;
+  for (int i = 0; i < 4; ++i) {
+    std::string p = dir_ + "/lru" + std::to_string(i);
+    std::ofstream(p, std::ios::binary) << bytes_;
+    File f{::open(p.c_str(), O_RDONLY | O_CLOEXEC), {}};
+    ASSERT_GE(f.fd, 0);
+    ASSERT_EQ(::fstat(f.fd, &f.st), 0);
+    files.push_back(f);
+  }
+  auto verify = [&](int i) {
+    auto v = cache.Verify(files[i].fd, files[i].st, &m_);
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->content);
+  };
+  verify(0);
+  verify(1);
+  EXPECT_EQ(cache.content_bytes(), 2 * bytes_.size());
+  EXPECT_TRUE(cache.CachedContent(files[0].st, &m_));  // 0 used after 1: 1 is the oldest now
+  verify(2);
+  EXPECT_EQ(cache.content_bytes(), 2 * bytes_.size());
+  EXPECT_TRUE(cache.CachedContent(files[0].st, &m_));
+  EXPECT_FALSE(cache.CachedContent(files[1].st, &m_));
+  EXPECT_TRUE(cache.CachedContent(files[2].st, &m_));
+  verify(3);  // 0 was used before 2
+  EXPECT_FALSE(cache.CachedContent(files[0].st, &m_));
+  EXPECT_TRUE(cache.CachedContent(files[2].st, &m_));
+  EXPECT_TRUE(cache.CachedContent(files[3].st, &m_));
+  uint64_t misses = m_.verify_cache_misses.load();
+  verify(1);  // dropped: read and hashed again, and kept
+  EXPECT_EQ(m_.verify_cache_misses.load(), misses + 1);
+  EXPECT_TRUE(cache.CachedContent(files[1].st, &m_));
+  EXPECT_EQ(cache.content_bytes(), 2 * bytes_.size());
+  for (auto& f : files) ::close(f.fd);
+}
+
+// A node's bulk pull (cache_content false): the bytes come with the verification (exactly
+// the hashed ones) but nothing is added to memory, and the verification is cached: the
+// next pull of the same file is a hit without bytes (streamed with CheckedReader).
+TEST_F(VerifiedFileTest, APullThatDoesNotCacheContentAddsNoBytesToMemory) {
+  VerifyCache cache(1000, 1 << 20, 1 << 20);
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd_, &st), 0);
+  auto a = cache.Verify(fd_, st, &m_, /*cache_content=*/false);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->content);
+  EXPECT_EQ(a->content->view(), bytes_);
+  EXPECT_EQ(a->v->sha256, Sha256Hex(bytes_));
+  EXPECT_EQ(cache.content_bytes(), 0u);
+  EXPECT_FALSE(cache.CachedContent(st, &m_));
+  auto b = cache.Verify(fd_, st, &m_, false);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(m_.verify_cache_hits.load(), 1u);
+  EXPECT_FALSE(b->content);
+  EXPECT_EQ(b->v, a->v);
+  // A customer's request of the same file then reads it and keeps its bytes.
+  auto c = cache.Verify(fd_, st, &m_);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->content);
+  EXPECT_EQ(cache.content_bytes(), bytes_.size());
+  // And a node's later pull uses those bytes.
+  auto d = cache.Verify(fd_, st, &m_, false);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->content, c->content);
+}
+
+// One chunk or several, the whole-file hash is the file's SHA-256.
+TEST_F(VerifiedFileTest, WholeHashIsRightForOneChunkAndForMany) {
+  VerifyCache one(bytes_.size() + 10, 1 << 20, 1 << 20);
+  auto a = one.Verify(fd_, [&] { struct stat st {}; ::fstat(fd_, &st); return st; }(), &m_);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->v->chunks.size(), 1u);
+  EXPECT_EQ(a->v->sha256, Sha256Hex(bytes_));
+  VerifyCache many(1000, 1 << 20, 1 << 20);
+  auto b = many.Verify(fd_, [&] { struct stat st {}; ::fstat(fd_, &st); return st; }(), &m_);
+  ASSERT_TRUE(b.ok());
+  EXPECT_GT(b->v->chunks.size(), 1u);
+  EXPECT_EQ(b->v->sha256, Sha256Hex(bytes_));
 }
 
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# patchgate-client's HTTP (#12), as a whole program against nginx on loopback:
+#  - libcurl is not loaded at start (not DT_NEEDED) and a plain http:// refresh and
+#    download never maps it: the client's own fetcher speaks HTTP/1.1 and keeps one
+#    connection alive for every request of the run (nginx logs one connection number);
+#  - a proxy variable still sends the requests through libcurl and the proxy (nginx here
+#    answers the absolute-form requests for a host name that does not resolve), and
+#    no_proxy still bypasses it (the name then fails to resolve);
+#  - an https:// URL goes to libcurl (nginx speaks no TLS: the run fails cleanly);
+#  - a target altered on the server is refused and nothing is stored.
+# Usage: client_http_test.sh BUILD_DIR
+. "$(dirname "$0")/../lib/harness.sh"
+harness_setup clienthttp "$1"
+export PATCHGATE_PASSPHRASE=client-http-test
+unset http_proxy all_proxy ALL_PROXY no_proxy NO_PROXY https_proxy HTTPS_PROXY
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+[[ -x "$nginx_bin" ]] || fail "nginx is not installed: run scripts/deps.sh"
+
+if readelf -d "$client" | grep NEEDED | grep -q libcurl; then fail "patchgate-client names libcurl as NEEDED (loaded at every start)"; fi
+ok "libcurl is not NEEDED by patchgate-client"
+
+repo="$work/repo"
+head -c 200000 /dev/urandom > "$work/setup.exe"
+echo "notes" > "$work/notes.txt"
+"$pg" init "$repo" >/dev/null
+"$pg" publish "$repo" --product office "$work/setup.exe" "$work/notes.txt" >/dev/null
+
+port=$(free_port)
+ngx="$work/nginx"
+mkdir -p "$ngx/tmp"
+cat > "$ngx/nginx.conf" <<NGX
+worker_processes 1;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events { worker_connections 64; }
+http {
+  log_format conn '\$connection "\$request" \$status';
+  access_log $ngx/access.log conn;
+  client_body_temp_path $ngx/tmp/body; proxy_temp_path $ngx/tmp/proxy; fastcgi_temp_path $ngx/tmp/fcgi;
+  uwsgi_temp_path $ngx/tmp/uwsgi; scgi_temp_path $ngx/tmp/scgi;
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:$port; root $repo; }
+}
+NGX
+chmod a+x "$work"; chmod -R a+rX "$repo"
+start_bg "$ngx/out.log" "$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;'
+base="http://127.0.0.1:$port"
+wait_http "$base/metadata/1.root.json"
+
+# fresh NAME: a client directory holding only the trusted root.
+fresh() { rm -rf "$work/$1"; "$client" --metadata-dir "$work/$1/meta" init "$repo/metadata/1.root.json"; }
+
+fresh plain
+: > "$ngx/access.log"
+LD_DEBUG=files "$client" --metadata-dir "$work/plain/meta" --metadata-url "$base/metadata" --target-name office/setup.exe \
+  --target-name office/notes.txt --target-base-url "$base/targets" --target-dir "$work/plain/t" download \
+  >"$work/out" 2>"$work/ld"
+cmp "$work/plain/t/office%2Fsetup.exe" "$work/setup.exe"
+cmp "$work/plain/t/office%2Fnotes.txt" "$work/notes.txt"
+if grep -q "file=libcurl" "$work/ld"; then fail "a plain http:// run loaded libcurl"; fi
+requests=$(grep -c . "$ngx/access.log")
+connections=$(cut -d' ' -f1 "$ngx/access.log" | sort -u | wc -l)
+(( requests >= 6 )) || { cat "$ngx/access.log"; fail "expected at least 6 requests, nginx logged $requests"; }
+(( connections == 1 )) || { cat "$ngx/access.log"; fail "$requests requests used $connections connections"; }
+ok "plain http:// refresh and 2 downloads without libcurl, $requests requests on 1 kept-alive connection"
+
+# A proxy variable: libcurl and the proxy, exactly as before this fetcher existed.
+fresh proxied
+: > "$ngx/access.log"
+http_proxy="$base" LD_DEBUG=files "$client" --metadata-dir "$work/proxied/meta" \
+  --metadata-url "http://repo.invalid/metadata" --target-name office/notes.txt \
+  --target-base-url "http://repo.invalid/targets" --target-dir "$work/proxied/t" download >/dev/null 2>"$work/ld"
+cmp "$work/proxied/t/office%2Fnotes.txt" "$work/notes.txt"
+grep -q "file=libcurl" "$work/ld" || fail "a run with http_proxy did not use libcurl"
+grep -q '"GET http://repo.invalid/metadata/timestamp.json HTTP/1.1" 200' "$ngx/access.log" \
+  || { cat "$ngx/access.log"; fail "the proxy saw no absolute-form request"; }
+fresh bypass
+expect_rc 1 env http_proxy="$base" no_proxy=repo.invalid "$client" --metadata-dir "$work/bypass/meta" \
+  --metadata-url "http://repo.invalid/metadata" refresh
+ok "http_proxy goes through libcurl and the proxy; no_proxy bypasses it"
+
+fresh tls
+expect_rc 1 env LD_DEBUG=files "$client" --metadata-dir "$work/tls/meta" --metadata-url "https://127.0.0.1:$port/metadata" refresh
+grep -q "file=libcurl" "$work/err" || fail "an https:// URL did not go to libcurl"
+grep -q "patchgate-client: error: " "$work/err" || fail "no error message for a failed https:// refresh"
+ok "https:// goes to libcurl (loaded on demand)"
+
+# A target altered on the server: refused, nothing stored.
+f=$(ls "$repo"/targets/office/*setup.exe)
+printf 'X' | dd of="$f" bs=1 seek=1000 conv=notrunc 2>/dev/null
+fresh tampered
+expect_rc 1 "$client" --metadata-dir "$work/tampered/meta" --metadata-url "$base/metadata" --target-name office/setup.exe \
+  --target-base-url "$base/targets" --target-dir "$work/tampered/t" download
+grep -q "HashMismatch" "$work/err" || { cat "$work/err"; fail "expected a hash mismatch"; }
+if ls "$work/tampered/t" 2>/dev/null | grep -q .; then ls "$work/tampered/t"; fail "something was stored"; fi
+ok "an altered target is refused and nothing is stored"
+echo "PASS ($pass checks)"
