@@ -3,7 +3,7 @@
 # verification on) against nginx (access_log on), same files, same run. CPU time is read
 # from /proc (user + system, every thread of the server; master + workers of nginx) around
 # each wrk run, so the figure holds on a loaded machine where req/s do not.
-# Usage: [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
+# Usage: [PG=BINARY] [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
 #   PERF=record also records `perf record -g` of patchgate during each row, PERF=stat counts its
 #   context switches and system calls per request (files left in $PERF_DIR, default
 #   /tmp/pg-serve-cpu-perf).
@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 secs=${2:-5}
-pg="$build/src/cli/patchgate"
+pg="${PG:-$build/src/cli/patchgate}"  # PG=/path/to/patchgate: another build (before/after)
 work=$(mktemp -d /tmp/pg-servecpu.XXXXXX)
 chmod 755 "$work"
 server= ngx=
