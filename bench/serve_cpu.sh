@@ -11,7 +11,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 secs=${2:-5}
-pg="${PG:-$build/src/cli/patchgate}"  # PG=/path/to/patchgate: another build (before/after)
+pg="$build/src/cli/patchgate"
+serve_bin="${PG:-$pg}"  # PG=/path/to/patchgate: serve with another build (before/after)
 work=$(mktemp -d /tmp/pg-servecpu.XXXXXX)
 chmod 755 "$work"
 server= ngx=
@@ -35,7 +36,7 @@ token=$("$pg" user add Bench wrk 2>/dev/null)
 chmod -R o+rX "$work/repo"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 p1=$(free_port); p2=$(free_port)
-"$pg" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench ${SERVE_ARGS:-} >"$work/serve.log" 2>&1 &
+"$serve_bin" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench ${SERVE_ARGS:-} >"$work/serve.log" 2>&1 &
 server=$!
 cat > "$work/nginx.conf" <<NGX
 worker_processes 2;
