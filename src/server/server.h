@@ -80,7 +80,7 @@ struct ServerOptions {
   // verified_memory_max_file; least recently used dropped past verified_memory_bytes).
   // Larger files stream from disk on a worker with every chunk checked before it is sent
   // (hash-while-send: about five times the CPU per byte of a sendfile from memory).
-  uint64_t verified_memory_max_file = 64 << 20;
+  uint64_t verified_memory_max_file = 4 << 20;
   uint64_t verified_memory_bytes = 256 << 20;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
   // How long a verified token and an entitlement answer are reused without asking the
