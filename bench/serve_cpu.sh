@@ -3,7 +3,7 @@
 # verification on) against nginx (access_log on), same files, same run. CPU time is read
 # from /proc (user + system, every thread of the server; master + workers of nginx) around
 # each wrk run, so the figure holds on a loaded machine where req/s do not.
-# Usage: [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
+# Usage: [PG=BINARY] [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
 #   PERF=record also records `perf record -g` of patchgate during each row, PERF=stat counts its
 #   context switches and system calls per request (files left in $PERF_DIR, default
 #   /tmp/pg-serve-cpu-perf).
@@ -12,6 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 secs=${2:-5}
 pg="$build/src/cli/patchgate"
+serve_bin="${PG:-$pg}"  # PG=/path/to/patchgate: serve with another build (before/after)
 work=$(mktemp -d /tmp/pg-servecpu.XXXXXX)
 chmod 755 "$work"
 server= ngx=
@@ -35,7 +36,7 @@ token=$("$pg" user add Bench wrk 2>/dev/null)
 chmod -R o+rX "$work/repo"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 p1=$(free_port); p2=$(free_port)
-"$pg" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench ${SERVE_ARGS:-} >"$work/serve.log" 2>&1 &
+"$serve_bin" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench ${SERVE_ARGS:-} >"$work/serve.log" 2>&1 &
 server=$!
 cat > "$work/nginx.conf" <<NGX
 worker_processes 2;

@@ -19,7 +19,7 @@ void ServingFlags::Add(CLI::App* cmd, const char* listen_help) {
                   "MiB of verified target bytes kept in memory (sealed memfds, least recently used dropped) and "
                   "sent from there with sendfile (default 256; 0: none)");
   cmd->add_option("--verified-memory-max-file-mb", verified_memory_max_file_mb,
-                  "Largest target kept in that memory, in MiB (default 64); larger ones are read from disk and "
+                  "Largest target kept in that memory, in MiB (default 4); larger ones are read from disk and "
                   "checked chunk by chunk while they are sent (about five times the CPU per byte)");
   cmd->add_option("--max-header-bytes", o.limits.max_header_bytes, "Largest request head accepted");
   cmd->add_option("--max-headers", o.limits.max_headers, "Most request headers accepted");

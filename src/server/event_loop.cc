@@ -520,7 +520,7 @@ struct ConnectionLoops::Impl {
       c->state = State::kWriting;
       c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
       if (!ok) {  // refused: the prepared refusal instead, then close; nothing to complete
-        std::string refusal = std::move(c->out.refusal);
+        std::string refusal = c->out.refusal ? c->out.refusal() : std::string();
         c->out = PendingSend{};
         c->out.head = std::move(refusal);
         c->close_after = true;

@@ -44,10 +44,11 @@ struct PendingSend {
   std::function<void(uint64_t body_sent, bool complete)> done;
   // Set: nothing is sent before this says so (the audit record's group commit). The loop
   // calls it once with `ready`, which may be called from any thread, once: true sends the
-  // response; false sends `refusal` instead and closes (`done` is then never called).
+  // response; false sends the refusal instead and closes (`done` is then never called).
   // Meanwhile the connection holds no thread.
   std::function<void(std::function<void(bool ok)> ready)> wait;
-  std::string refusal;
+  // The refusal: a whole response, made only when needed (on the loop thread).
+  std::string (*refusal)() = nullptr;
   bool empty() const { return offset >= head.size() + body.size() && !done && !wait; }
 };
 

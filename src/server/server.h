@@ -12,6 +12,12 @@
 //      up to audit_finish_ms; nothing waits on them; the drain writes them all).
 // Thread-safe; Run() blocks until Stop() (or SIGTERM via the CLI), then drains in-flight
 // downloads and completes their records.
+//
+// Inside: server.cc binds, authenticates and routes (routes.h: the route table) to the
+// handlers: download_service.h (targets: the three promises above), the metadata, ack,
+// health and metrics handlers in server.cc; event_loop.h holds the connections,
+// audit_log.h the group commit, verified_file.h the verification, replies.h the small
+// responses every handler shares.
 #pragma once
 
 #include <atomic>
@@ -74,7 +80,7 @@ struct ServerOptions {
   // verified_memory_max_file; least recently used dropped past verified_memory_bytes).
   // Larger files stream from disk on a worker with every chunk checked before it is sent
   // (hash-while-send: about five times the CPU per byte of a sendfile from memory).
-  uint64_t verified_memory_max_file = 64 << 20;
+  uint64_t verified_memory_max_file = 4 << 20;
   uint64_t verified_memory_bytes = 256 << 20;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
   // How long a verified token and an entitlement answer are reused without asking the

@@ -448,6 +448,12 @@ class SlowReader {
 
 class TamperTest : public ServerTest {
  protected:
+  // The hash-while-send path: the 16 MiB file is not kept in verified memory (a test below
+  // raises the cap to see the memory path instead).
+  void SetUp() override {
+    ServerTest::SetUp();
+    tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 4 << 20; };
+  }
   void PublishBig() {
     big_ = std::string(16 << 20, '\0');
     uint32_t x = 12345;
@@ -530,6 +536,32 @@ TEST_F(TamperTest, ARangeOnAChangedChunkGetsNoChangedByte) {
   }
   StopServer();
   EXPECT_EQ(Records(), 1u);  // refused requests are not downloads
+}
+
+// Kept in verified memory (a sealed memfd, sent with sendfile): a file changed on disk
+// mid-download changes nothing that is sent (the bytes sent are the verified ones, whole);
+// the next request sees the changed file, verifies it again and refuses it (quarantined).
+TEST_F(TamperTest, AFileKeptInMemoryIsSentAsVerifiedAndRefusedOnceChanged) {
+  PublishBig();
+  audit_finish_ms_ = 0;
+  tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 64 << 20; };
+  StartServer();
+  ASSERT_EQ(BodyOf(Get(big_url_)), big_);  // verified and kept
+  SlowReader c(server_->port());
+  c.Send("GET " + big_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n");
+  ASSERT_TRUE(c.ReadUntil(1 << 20));
+  std::string evil(64 * 1024, 'E');
+  PokeInPlace(big_file_, 12 << 20, evil);
+  ASSERT_TRUE(c.ReadUntil(c.got().find("\r\n\r\n") + 4 + big_.size()));
+  std::string body = c.got().substr(c.got().find("\r\n\r\n") + 4);
+  EXPECT_EQ(body, big_) << "the bytes sent are not the verified ones";
+  std::string r = Get(big_url_);
+  EXPECT_EQ(StatusOf(r), 503);
+  EXPECT_EQ(r.find(evil.substr(0, 64)), std::string::npos);
+  std::string m = Get("/metrics", "");
+  EXPECT_EQ(m.find("patchgate_verify_mismatch_total 0"), std::string::npos) << m;
+  StopServer();
+  EXPECT_EQ(Records("complete"), 2u);
 }
 
 TEST_F(ServerTest, AfterA400ThatSaysCloseNothingMoreIsServed) {
