@@ -18,7 +18,12 @@
 #       table output and --csv;
 #     - the floor: the same index query (Store::QueryDownloads, what the scope runs) timed
 #       inside one process with the store already open and the heap the command uses
-#       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs).
+#       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs);
+#     each with the CPU time per command: patchgate's own, and on PostgreSQL the server's
+#     (a fresh server process per command: most of the wall time on a loaded machine);
+#  4. PostgreSQL, when `pgbouncer` is installed: an extra row per window, not the headline,
+#     through a PgBouncer the bench starts (transaction pooling, one server process kept
+#     warm between commands): what a deployment with a pooler gets.
 # Every command's exit status and output are checked (the totals line or the number of CSV
 # rows must be the expected count); a failed run aborts the bench.
 set -euo pipefail
@@ -31,7 +36,7 @@ engines=${5:-sqlite postgresql}
 pg="$build/src/cli/patchgate"
 work=$(mktemp -d /tmp/pg-scopebench.XXXXXX)
 chmod 755 "$work"
-trap 'bash "$root/tests/pg/pg.sh" stop "$work/pg" >/dev/null 2>&1; rm -rf "$work"' EXIT
+trap '[[ -s $work/pg/bouncer/pgbouncer.pid ]] && kill "$(cat "$work/pg/bouncer/pgbouncer.pid")" 2>/dev/null; bash "$root/tests/pg/pg.sh" stop "$work/pg" >/dev/null 2>&1; rm -rf "$work"' EXIT
 
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peers: $(sqlite3 --version | cut -d' ' -f1 | sed 's/^/SQLite /') (library and shell), $(/usr/lib/postgresql/15/bin/postgres --version)"
@@ -39,27 +44,106 @@ echo "patchgate: $("$pg" --version), $(git -C "$root" rev-parse --short HEAD 2>/
 echo "trail: about $downloads served downloads over $days days and 20 nodes, generated in SQL"
 
 # time_cli LABEL EXPECTED_ROWS MODE CMD...: 11 fresh processes; MODE table checks the totals
-# line, csv the number of data rows, list the exit status and the header line.
+# line, csv the number of data rows, list the exit status and the header line. Prints the
+# wall time (median, min) and the CPU time per command: patchgate's own (user + system, its
+# page faults beside), and, with PostgreSQL (SERVER_PID set: the postmaster), the server's:
+# the postmaster's reaped children (each command's server process) plus the live children
+# (a pooler's warm server processes, the background processes) and the postmaster's own
+# (forking), plus the pooler's when there is one (SERVER_PID "postmaster pooler"), in
+# 10 ms clock ticks summed over the 11 runs.
 time_cli() {
   python3 - "$@" <<'PY'
-import statistics, subprocess, sys, time
+import os, statistics, sys, time
 label, expected, mode, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-times = []
+server = os.environ.get("SERVER_PID", "").split()
+def server_ticks():
+    def fields(pid):
+        with open(f"/proc/{pid}/stat") as f: return f.read().rsplit(")", 1)[1].split()
+    total = 0
+    for top in server:
+        f = fields(top)
+        total += sum(int(x) for x in f[11:15])  # utime + stime (its own, e.g. forking), cutime + cstime (ended children)
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit(): continue
+            try:
+                c = fields(pid)
+                if c[1] == top: total += int(c[11]) + int(c[12])  # a live child's utime + stime
+            except (OSError, IndexError): pass
+    return total
+def run(cmd):
+    # posix_spawn (no copy of this Python process to fault in) and wait4: the rusage of the
+    # command alone. Returns exit status, stdout, stderr, rusage.
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=[
+        (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2),
+        (os.POSIX_SPAWN_CLOSE, out_r), (os.POSIX_SPAWN_CLOSE, err_r)])
+    os.close(out_w); os.close(err_w)
+    with os.fdopen(out_r, "rb") as o, os.fdopen(err_r, "rb") as e:
+        out = o.read(); err = e.read()
+    _, status, ru = os.wait4(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err, ru
+times, cpu, faults = [], 0.0, 0
+s0 = server_ticks()
 for i in range(11):
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    code, stdout, stderr, ru = run(cmd)
     times.append((time.perf_counter() - t) * 1000)
-    if r.returncode != 0:
-        sys.exit(f"FAILED (exit {r.returncode}): {' '.join(cmd)}\n{r.stderr.decode(errors='replace')}")
-    out = r.stdout.decode(errors="replace")
+    cpu += (ru.ru_utime + ru.ru_stime) * 1000 / 11
+    faults += ru.ru_minflt
+    if code != 0:
+        sys.exit(f"FAILED (exit {code}): {' '.join(cmd)}\n{stderr.decode(errors='replace')}")
+    out = stdout.decode(errors="replace")
     if mode == "table" and f"\n{expected} downloads of " not in out:
         sys.exit(f"FAILED: expected {expected} downloads in the totals line of: {' '.join(cmd)}\n{out[-400:]}")
     if mode == "csv" and out.count("\n") != expected + 1:
         sys.exit(f"FAILED: expected {expected} CSV rows, got {out.count(chr(10)) - 1}: {' '.join(cmd)}")
     if mode == "list" and not out.startswith("ID "):
         sys.exit(f"FAILED: no incident list header from: {' '.join(cmd)}\n{out[:200]}")
-print(f"  {label}: median {statistics.median(times):.1f} ms, min {min(times):.1f} ms (11 fresh processes)")
+s1 = server_ticks()
+faults /= 11
+line = f"  {label}: median {statistics.median(times):.1f} ms, min {min(times):.1f} ms (11 fresh processes)"
+line += f"; CPU per command: patchgate {cpu:.1f} ms ({faults:.0f} page faults)"
+if server: line += f", server {(s1 - s0) * 1000 / os.sysconf('SC_CLK_TCK') / 11:.1f} ms"
+print(line)
 PY
+}
+
+# start_pgbouncer PGDIR: a PgBouncer (Debian package pgbouncer) in front of the bench's
+# server, on another loopback port; prints its URL. Transaction pooling keeps one server
+# process warm between commands. It ignores the `options` startup parameter patchgate's
+# store sends (PgBouncer cannot forward it) and sets the same session settings once per
+# server connection (connect_query). Runs as the server's user when the bench runs as root
+# (PgBouncer refuses root).
+start_pgbouncer() {
+  local dir=$1/bouncer port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir"
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+patchgate = host=127.0.0.1 port=$(cat "$1/port") dbname=patchgate user=postgres connect_query='SET max_parallel_workers_per_gather = 0; SET client_min_messages = warning'
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+pool_mode = transaction
+default_pool_size = 2
+ignore_startup_parameters = options
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+  echo '"postgres" ""' >"$dir/users.txt"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown -R patchgate-pg "$dir"
+    runuser -u patchgate-pg -- pgbouncer -d "$dir/pgbouncer.ini" >/dev/null
+  else
+    pgbouncer -d "$dir/pgbouncer.ini" >/dev/null
+  fi
+  for _ in $(seq 100); do [[ -s $dir/pgbouncer.pid ]] && break; sleep 0.1; done
+  [[ -s $dir/pgbouncer.pid ]] || { echo "FAILED: pgbouncer did not start" >&2; cat "$dir/pgbouncer.log" >&2; exit 1; }
+  echo "postgresql://postgres@127.0.0.1:$port/patchgate"
 }
 
 t0=1790000000000000
@@ -95,12 +179,14 @@ SQL
 for engine in $engines; do
   echo
   echo "== $engine"
+  unset SERVER_PID
   if [[ $engine == sqlite ]]; then
     url="sqlite://$work/scope.db"
     series_of() { echo "generate_series($1, $2)"; }
     q() { sqlite3 -batch -bail "$work/scope.db" "$@"; }
   else
     url=$(bash "$root/tests/pg/pg.sh" start "$work/pg")
+    SERVER_PID=$(head -1 "$work/pg/db/postmaster.pid"); export SERVER_PID
     series_of() { echo "generate_series($1::bigint, $2) AS s(value)"; }
     q() { psql "$url" -qAt -v ON_ERROR_STOP=1 -c "$@"; }
   fi
@@ -126,6 +212,11 @@ for engine in $engines; do
   echo "  generated $total download records in $(python3 -c "import time; print(f'{time.time() - $start:.0f}')") s (indexes and triggers re-created after the load)"
   [[ $(q "SELECT COUNT(*) FROM download_bounds") == 20 ]] || { echo "FAILED: no bound for each of the 20 nodes"; exit 1; }
   time_cli "process start + store open + one tiny query (patchgate incident list)" 0 list "$pg" incident list --store "$url"
+  bouncer_url=
+  if [[ $engine == postgresql ]] && command -v pgbouncer >/dev/null; then
+    bouncer_url=$(start_pgbouncer "$work/pg")
+    "$pg" incident list --store "$bouncer_url" >/dev/null  # the pool's server process, started once
+  fi
   for window in "seed 7 $seed_from $seed_to" "busy 3 $busy_from $busy_to"; do
     read -r kind n from to <<<"$window"
     node="bench-node-$n"
@@ -138,7 +229,13 @@ for engine in $engines; do
       "$pg" incident scope --node "$node" --from "$(rfc "$from")" --to "$(rfc "$to")" --store "$url" --csv
     read -r med min < <("$build/bench/scope_bench" floor "$url" "$node" "$(rfc "$from")" "$(rfc "$to")" "$expected")
     echo "  floor, the bare index query in one process with the store open (and the command's huge-page heap): median $med ms, min $min ms (7 runs)"
+    if [[ -n $bouncer_url ]]; then
+      SERVER_PID="$SERVER_PID $(cat "$work/pg/bouncer/pgbouncer.pid")" time_cli \
+        "extra row, a deployment with a pooler (not the headline): whole command through PgBouncer, table output" \
+        "$expected" table "$pg" incident scope --node "$node" --from "$(rfc "$from")" --to "$(rfc "$to")" --store "$bouncer_url"
+    fi
   done
+  if [[ -n $bouncer_url ]]; then kill "$(cat "$work/pg/bouncer/pgbouncer.pid")"; fi
   if ((lines > 0)); then "$build/bench/scope_bench" import "$url" "$lines"; fi
   if [[ $engine == sqlite ]]; then
     echo "  database size: $(du -ch "$work"/scope.db* | tail -1 | cut -f1)"

@@ -12,7 +12,7 @@ APT_PACKAGES=(
   libssl-dev libcurl4-openssl-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   libsqlite3-dev sqlite3 libpq-dev libboost1.81-dev libclamav-dev libgpgme-dev
   # real peers used by the tests and benchmarks
-  clamav clamav-daemon clamdscan clamav-testfiles postgresql-15 python3 python3-aiosmtpd nginx wrk zip unzip
+  clamav clamav-daemon clamdscan clamav-testfiles postgresql-15 pgbouncer python3 python3-aiosmtpd nginx wrk zip unzip
   chromium procps curl util-linux gnupg wget eatmydata
 )
 

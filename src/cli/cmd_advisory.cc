@@ -360,7 +360,7 @@ int IncidentAdvisory(AdvisoryFlags& f) {
     if (!inc.ok()) return ReportError(inc.status());
     auto q = incident::QueryForIncident(s, inc->id);
     if (!q.ok()) return ReportError(q.status());
-    auto scope = incident::ComputeScope(s, *q);
+    auto scope = incident::ComputeScope(s, s, *q);
     if (!scope.ok()) return ReportError(scope.status());
     std::printf("%s", advisory::RenderIncidentResponse(*inc, *scope, *tlp, SystemClock::Get().NowMicros(), PublisherOf(f)).c_str());
     return kExitOk;

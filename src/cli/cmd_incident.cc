@@ -129,7 +129,7 @@ int ScopeCmd(IncidentFlags& f) {
       q.to = w->second;
       q.targets = f.targets;
     }
-    auto scope = incident::ComputeScope(s, q);
+    auto scope = incident::ComputeScope(s, s, q);
     if (!scope.ok()) return ReportError(scope.status());
     // What the node refused instead of serving (the chain's registry, same database).
     auto registry = NodeRegistry::OpenBeside(s, f.store);
@@ -222,7 +222,7 @@ int CallList(IncidentFlags& f) {
   return WithStore(f.store, [&](Store& s) {
     auto q = incident::QueryForIncident(s, *id);
     if (!q.ok()) return ReportError(q.status());
-    auto scope = incident::ComputeScope(s, *q);
+    auto scope = incident::ComputeScope(s, s, *q);
     if (!scope.ok()) return ReportError(scope.status());
     auto ns = s.ListNotifications(*id);
     if (!ns.ok()) return ReportError(ns.status());

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <future>
 #include <thread>
 
 #include "cli/commands.h"
@@ -48,8 +49,6 @@ int RunMirror(MirrorFlags& f) {
 
   auto store = OpenStore(f.store);
   if (!store.ok()) return ReportError(store.status());
-  auto reads = OpenStore(f.store);
-  if (!reads.ok()) return ReportError(reads.status());
 
   mirror::SyncOptions so;
   so.upstream = f.upstream;
@@ -59,6 +58,19 @@ int RunMirror(MirrorFlags& f) {
   so.parallel = f.parallel;
   mirror::Syncer syncer(so);
   if (Status st = syncer.Open(); !st.ok()) return ReportError(st);
+  // The first pass needs no store: it starts now, while the second store connection and
+  // the node's registration are made (each a few round trips, or an fsync, on a busy host).
+  std::future<Result<mirror::SyncPass>> first;
+  if (syncer.served_snapshot_version() == 0)
+    first = std::async(std::launch::async, [&syncer] { return syncer.SyncOnce(); });
+  auto wait_first = [&first] {
+    if (first.valid()) first.wait();
+  };
+  auto reads = OpenStore(f.store);
+  if (!reads.ok()) {
+    wait_first();
+    return ReportError(reads.status());
+  }
 
   mirror::NodeOptions no;
   no.name = f.node_name;
@@ -71,7 +83,10 @@ int RunMirror(MirrorFlags& f) {
   no.verify_interval_seconds = f.verify_interval;
   no.signatures_dir = f.signatures;
   auto rt = mirror::NodeRuntime::Create(no, store->get(), &syncer);
-  if (!rt.ok()) return ReportError(rt.status());
+  if (!rt.ok()) {
+    wait_first();
+    return ReportError(rt.status());
+  }
 
   std::atomic<bool> stopping{false};
   std::thread signals([&] {
@@ -83,7 +98,7 @@ int RunMirror(MirrorFlags& f) {
 
   // A mirror with nothing verified yet serves nothing: the first pass must succeed.
   while (syncer.served_snapshot_version() == 0 && !stopping) {
-    auto pass = syncer.SyncOnce();
+    auto pass = first.valid() ? first.get() : syncer.SyncOnce();
     if (pass.ok()) break;
     log::Error("initial sync failed; retrying", {{"upstream", f.upstream}, {"error", pass.status().ToString()}});
     (*rt)->ReportSync(false, pass.status().ToString());

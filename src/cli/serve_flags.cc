@@ -16,7 +16,11 @@ void ServingFlags::Add(CLI::App* cmd, const char* listen_help) {
   cmd->add_option("--max-workers", o.max_workers,
                   "Threads for store look-ups, verification and streaming large files, at most (default 256)");
   cmd->add_option("--verified-memory-mb", verified_memory_mb,
-                  "MiB of verified small-target bytes kept in memory and served from there (default 256; 0: none)");
+                  "MiB of verified target bytes kept in memory (sealed memfds, least recently used dropped) and "
+                  "sent from there with sendfile (default 256; 0: none)");
+  cmd->add_option("--verified-memory-max-file-mb", verified_memory_max_file_mb,
+                  "Largest target kept in that memory, in MiB (default 64); larger ones are read from disk and "
+                  "checked chunk by chunk while they are sent (about five times the CPU per byte)");
   cmd->add_option("--max-header-bytes", o.limits.max_header_bytes, "Largest request head accepted");
   cmd->add_option("--max-headers", o.limits.max_headers, "Most request headers accepted");
   cmd->add_option("--auth-cache-ms", o.auth_cache_ms, "Reuse token/entitlement answers this long (0: never)");
@@ -28,8 +32,11 @@ void ServingFlags::Add(CLI::App* cmd, const char* listen_help) {
 Result<server::ServerOptions> ServingFlags::Options() const {
   if (verified_memory_mb < 0) return InvalidArgument("--verified-memory-mb must be 0 or more");
   if (verified_memory_mb > (int64_t{1} << 30)) return InvalidArgument("--verified-memory-mb is too large");
+  if (verified_memory_max_file_mb < 0 || verified_memory_max_file_mb > (int64_t{1} << 30))
+    return InvalidArgument("--verified-memory-max-file-mb must be between 0 and 2^30");
   server::ServerOptions out = o;
   out.verified_memory_bytes = static_cast<uint64_t>(verified_memory_mb) << 20;
+  out.verified_memory_max_file = static_cast<uint64_t>(verified_memory_max_file_mb) << 20;
   return out;
 }
 

@@ -50,7 +50,7 @@ Status FetchTargetTo(Fetcher* fetcher, const std::string& url, const std::string
     if (h.ok()) hashers.emplace(alg, std::move(*h));
   }
   if (hashers.empty()) return Unsupported(what + " lists no hash algorithm this client supports");
-  std::string tmp = dest + ".part";
+  std::string tmp = o.partial_path.empty() ? dest + ".part" : o.partial_path;
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (o.resume ? 0 : O_TRUNC), 0644);
   if (fd < 0) return IOError("cannot create " + tmp + ": " + std::strerror(errno));
   uint64_t have = 0;
@@ -112,6 +112,7 @@ Status FetchTargetTo(Fetcher* fetcher, const std::string& url, const std::string
     if (!keep_partial) ::unlink(tmp.c_str());
     return st;
   }
+  if (o.before_rename) o.before_rename();
   if (::rename(tmp.c_str(), dest.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());

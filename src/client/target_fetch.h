@@ -3,6 +3,7 @@
 // mirror's parallel sync use. Thread-compatible: one Fetcher per thread.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "client/fetcher.h"
@@ -19,9 +20,16 @@ struct TargetFetchOptions {
   // fsync the file before renaming it to dest. A mirror skips it and syncs its whole tree
   // once before switching snapshots.
   bool fsync = true;
+  // Where the partial download lives (on dest's file system); empty: "<dest>.part". A
+  // mirror keeps it in its private staging folder and renames the verified file straight
+  // to its served name: one rename, and nothing partial ever inside the served tree.
+  std::string partial_path;
+  // Called once the bytes matched, just before the rename to dest (a mirror tells its
+  // integrity watch that this write is expected).
+  std::function<void()> before_rename;
 };
 
-// Fetches `url` into "<dest>.part", checks the signed length (stops reading past it:
+// Fetches `url` into "<dest>.part" (or options.partial_path), checks the signed length (stops reading past it:
 // kLengthMismatch) and every signed hash this build supports (kHashMismatch), then
 // renames it to `dest`. `what` names the target in errors. Nothing is left at `dest`
 // unless it matched.

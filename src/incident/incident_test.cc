@@ -87,7 +87,7 @@ TEST(Scope, ServedDownloadsMatchTheGroundTruthExactly) {
   auto w = testing::MakeWorld(*store, {});
   testing::RecordServed(*store, w);
   ScopeQuery q{w.spec.node, w.spec.window_start, w.spec.window_end};
-  auto s = ComputeScope(*store, q);
+  auto s = ComputeScope(*store, *store, q);
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(Keys(*s), w.truth);
   EXPECT_EQ(s->orgs.size(), w.affected_orgs.size());
@@ -98,7 +98,7 @@ TEST(Scope, ServedDownloadsMatchTheGroundTruthExactly) {
   // Limited to some files: exactly those.
   std::string one = std::get<2>(*w.truth.begin());
   q.targets = {one};
-  auto only = ComputeScope(*store, q);
+  auto only = ComputeScope(*store, *store, q);
   for (const auto& g : only->orgs)
     for (const auto& d : g.downloads) EXPECT_EQ(d.target_path, one);
   // Renderers carry the same totals.
@@ -120,11 +120,11 @@ TEST(Scope, ADownloadStillStreamingWhenTheWindowOpensCounts) {
   DownloadStart s{1'000, "n1", u->id, u->org_id, "p/f", "x"};
   auto ids = store->BeginDownloads({s});
   ASSERT_TRUE(store->FinishDownloads({{(*ids)[0], 5'000'000, 10, DownloadOutcome::kComplete}}).ok());
-  auto sc = ComputeScope(*store, {"n1", 2'000'000, 9'000'000});
+  auto sc = ComputeScope(*store, *store, {"n1", 2'000'000, 9'000'000});
   EXPECT_EQ(sc->downloads, 1u);
-  sc = ComputeScope(*store, {"n1", 6'000'000, 9'000'000});
+  sc = ComputeScope(*store, *store, {"n1", 6'000'000, 9'000'000});
   EXPECT_EQ(sc->downloads, 0u);
-  EXPECT_EQ(ComputeScope(*store, {"n1", 9, 1}).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(ComputeScope(*store, *store, {"n1", 9, 1}).status().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
@@ -143,7 +143,7 @@ TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
   ASSERT_TRUE(store->FinishDownloads({{(*ids)[1], 5'000'000, 10, DownloadOutcome::kComplete},
                                       {(*ids)[2], 4'600'000, 0, DownloadOutcome::kAborted}})
                   .ok());
-  auto sc = ComputeScope(*store, {"n1", 2'000'000, 9'000'000});
+  auto sc = ComputeScope(*store, *store, {"n1", 2'000'000, 9'000'000});
   ASSERT_TRUE(sc.ok());
   EXPECT_EQ(sc->downloads, 2u);
   EXPECT_EQ(sc->unfinished, 1u);
@@ -155,23 +155,48 @@ TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
 
 TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
   // A download cut because the file changed on disk mid-stream (migration 0005): in scope
-  // (bytes were sent), and every output says why it ended.
-  std::string dir;
-  auto store = FreshStore(&dir);
-  ASSERT_TRUE(store->AddOrganisation({0, "Acme", "gold"}).ok());
-  ASSERT_TRUE(store->AddUser("Acme", "a", "h").ok());
-  auto u = store->GetUser("a");
-  auto ids = store->BeginDownloads({{3'000'000, "n1", u->id, u->org_id, "p/f", "x"}});
-  ASSERT_TRUE(ids.ok());
-  const std::string why = "integrity: chunk 3 (bytes 786432-1048575) no longer matches its verified digest";
-  ASSERT_TRUE(store->FinishDownloads({{(*ids)[0], 4'000'000, 786432, DownloadOutcome::kAborted, why}}).ok());
-  auto sc = ComputeScope(*store, {"n1", 2'000'000, 9'000'000});
-  ASSERT_TRUE(sc.ok());
-  EXPECT_EQ(sc->downloads, 1u);
-  EXPECT_NE(RenderCsv(*sc).find(",aborted," + why + "\n"), std::string::npos) << RenderCsv(*sc);
-  EXPECT_NE(RenderJson(*sc).find("\"detail\": \"" + why + "\""), std::string::npos) << RenderJson(*sc);
-  EXPECT_NE(RenderTable(*sc).find("aborted: " + why), std::string::npos);
-  EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td>"), std::string::npos);
+  // (bytes were sent), and every output says why it ended. The detail is read by id after
+  // the window's rows; each aborted row gets its own, the others none. Both engines.
+  std::vector<std::string> urls;
+  char tmpl[] = "/tmp/pgcutXXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  urls.push_back("sqlite://" + dir + "/store.db");
+  if (const char* pg = std::getenv("PATCHGATE_TEST_PG_URL"); pg && *pg) urls.push_back(pg);
+  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
+  for (const auto& url : urls) {
+    SCOPED_TRACE(url);
+    std::string p = "c" + std::to_string(SystemClock::Get().NowMicros()) + "-";  // a shared PostgreSQL database
+    auto opened = Store::Open(url);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    Store* store = opened->get();
+    ASSERT_TRUE(store->AddOrganisation({0, p + "Acme", "gold"}).ok());
+    ASSERT_TRUE(store->AddUser(p + "Acme", p + "a", p + "h").ok());
+    auto u = store->GetUser(p + "a");
+    ASSERT_TRUE(u.ok());
+    const std::string node = p + "n1";
+    auto ids = store->BeginDownloads({{3'000'000, node, u->id, u->org_id, "p/f", "x"},
+                                      {3'100'000, node, u->id, u->org_id, "p/g", "y"},
+                                      {3'200'000, node, u->id, u->org_id, "p/h", "z"}});
+    ASSERT_TRUE(ids.ok());
+    const std::string why = "integrity: chunk 3 (bytes 786432-1048575) no longer matches its verified digest";
+    const std::string why2 = "integrity: chunk 0 (bytes 0-262143) no longer matches its verified digest";
+    ASSERT_TRUE(store->FinishDownloads({{(*ids)[0], 4'000'000, 786432, DownloadOutcome::kAborted, why},
+                                        {(*ids)[1], 4'000'000, 100, DownloadOutcome::kComplete, ""},
+                                        {(*ids)[2], 4'000'000, 5, DownloadOutcome::kAborted, why2}})
+                    .ok());
+    auto sc = ComputeScope(*store, *store, {node, 2'000'000, 9'000'000});
+    ASSERT_TRUE(sc.ok()) << sc.status().ToString();
+    EXPECT_EQ(sc->downloads, 3u);
+    EXPECT_NE(RenderCsv(*sc).find("p/f,1970-01-01T00:00:03Z,x," + node + ",786432,served,aborted," + why + "\n"),
+              std::string::npos) << RenderCsv(*sc);
+    EXPECT_NE(RenderCsv(*sc).find(",complete,\n"), std::string::npos) << RenderCsv(*sc);
+    EXPECT_NE(RenderCsv(*sc).find("p/h,1970-01-01T00:00:03Z,z," + node + ",5,served,aborted," + why2 + "\n"),
+              std::string::npos) << RenderCsv(*sc);
+    EXPECT_NE(RenderJson(*sc).find("\"detail\": \"" + why + "\""), std::string::npos) << RenderJson(*sc);
+    EXPECT_NE(RenderTable(*sc).find("aborted: " + why), std::string::npos);
+    EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td>"), std::string::npos);
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // What each organisation received: verified bytes (downloads) or a refusal (migration
@@ -210,7 +235,7 @@ TEST(Scope, RefusalsAreListedPerOrganisationInEveryFormat) {
                                         {node, 99'000'000, g->org_id, p + "Globex", p + "g", "office/y.exe", why, 1},
                                         {p + "other", 5'000'000, g->org_id, p + "Globex", p + "g", "office/y.exe", why, 1}})
                     .ok());
-    auto sc = ComputeScope(**store, {node, 2'000'000, 9'000'000});
+    auto sc = ComputeScope(**store, **store, {node, 2'000'000, 9'000'000});
     ASSERT_TRUE(sc.ok());
     ASSERT_TRUE(AttachRefusals(**store, **reg, &*sc).ok());
     ASSERT_EQ(sc->orgs.size(), 1u);  // only Acme received bytes
@@ -231,7 +256,7 @@ TEST(Scope, RefusalsAreListedPerOrganisationInEveryFormat) {
     EXPECT_NE(RenderTable(*sc).find("office/y.exe  1970-01-01T00:00:04Z  refused: " + why), std::string::npos) << RenderTable(*sc);
     EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td><td>3</td>"), std::string::npos);
     // Limited to the query's targets.
-    auto only = ComputeScope(**store, {node, 2'000'000, 9'000'000, {"mail/z.exe"}});
+    auto only = ComputeScope(**store, **store, {node, 2'000'000, 9'000'000, {"mail/z.exe"}});
     ASSERT_TRUE(only.ok());
     ASSERT_TRUE(AttachRefusals(**store, **reg, &*only).ok());
     ASSERT_EQ(only->refused.size(), 1u);
@@ -258,7 +283,7 @@ TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {
   auto again = ImportNginxLog(*store, dir + "/access.log", {w.spec.node});
   EXPECT_EQ(again->imported, 0u);
   EXPECT_EQ(again->duplicates, r->imported);
-  auto s = ComputeScope(*store, {w.spec.node, w.spec.window_start, w.spec.window_end});
+  auto s = ComputeScope(*store, *store, {w.spec.node, w.spec.window_start, w.spec.window_end});
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(Keys(*s), w.truth);
   EXPECT_EQ(s->orgs.size(), 26u);
@@ -435,7 +460,7 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
       EXPECT_EQ(plan->find("SCAN d"), std::string::npos) << *plan;
     }
     // And the scope itself: the 200 downloads of that node-day.
-    auto sc = ComputeScope(**store, {*q.node, *q.since, *q.until});
+    auto sc = ComputeScope(**store, **store, {*q.node, *q.since, *q.until});
     ASSERT_TRUE(sc.ok());
     EXPECT_EQ(sc->downloads, 200u);
   }
@@ -479,16 +504,16 @@ TEST(Scope, WindowsReachBackByTheLongestRecordedDownload) {
     ASSERT_TRUE(s.FinishDownloads({{(*ids)[0], t0 + 30 * hour, 10, DownloadOutcome::kComplete},
                                    {(*ids)[1], t0 + hour + 1'000'000, 10, DownloadOutcome::kComplete}})
                     .ok());
-    auto sc = ComputeScope(s, {long_node, t0 + 29 * hour, t0 + 31 * hour});
+    auto sc = ComputeScope(s, s, {long_node, t0 + 29 * hour, t0 + 31 * hour});
     ASSERT_TRUE(sc.ok()) << sc.status().ToString();
     EXPECT_EQ(sc->downloads, 1u);
-    sc = ComputeScope(s, {long_node, t0 + 30 * hour + 1, t0 + 31 * hour});
+    sc = ComputeScope(s, s, {long_node, t0 + 30 * hour + 1, t0 + 31 * hour});
     EXPECT_EQ(sc->downloads, 0u);
     // Never finished (the node died): in a window opening 23 h later, not in one 25 h later.
-    sc = ComputeScope(s, {dead_node, t0 + 23 * hour, t0 + 24 * hour});
+    sc = ComputeScope(s, s, {dead_node, t0 + 23 * hour, t0 + 24 * hour});
     EXPECT_EQ(sc->downloads, 1u);
     EXPECT_EQ(sc->unfinished, 1u);
-    sc = ComputeScope(s, {dead_node, t0 + 25 * hour, t0 + 26 * hour});
+    sc = ComputeScope(s, s, {dead_node, t0 + 25 * hour, t0 + 26 * hour});
     EXPECT_EQ(sc->downloads, 0u);
     // Imported rows keep the bound too (a 2-hour line is not one the log format has, so
     // this one goes through the bulk path directly).
@@ -514,9 +539,9 @@ TEST(Scope, WindowsReachBackByTheLongestRecordedDownload) {
     auto imp = s.ImportDownloads({d, h});
     ASSERT_TRUE(imp.ok()) << imp.status().ToString();
     EXPECT_EQ(imp->inserted, 2u);
-    sc = ComputeScope(s, {d.node, t0 + hour, t0 + 3 * hour});
+    sc = ComputeScope(s, s, {d.node, t0 + hour, t0 + 3 * hour});
     EXPECT_EQ(sc->downloads, 1u);
-    sc = ComputeScope(s, {h.node, t0, t0});
+    sc = ComputeScope(s, s, {h.node, t0, t0});
     ASSERT_TRUE(sc.ok()) << sc.status().ToString();
     ASSERT_EQ(sc->downloads, 1u);
     EXPECT_EQ(sc->orgs[0].downloads[0].target_path, h.target_path);

@@ -37,7 +37,7 @@ Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t id) {
   return q;
 }
 
-Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
+Result<Scope> ComputeScope(DownloadTrail& trail, AuthDirectory& directory, const ScopeQuery& q) {
   if (q.node.empty()) return InvalidArgument("name the node (--node)");
   if (q.to < q.from) return InvalidArgument("the window ends before it starts");
   DownloadQuery dq;
@@ -47,11 +47,11 @@ Result<Scope> ComputeScope(Store& store, const ScopeQuery& q) {
   dq.targets = q.targets;
   dq.successful_only = true;
   dq.scope_columns = true;  // what the scope reports, straight from the scope index
-  PG_ASSIGN_OR_RETURN(std::vector<Download> rows, store.QueryDownloads(dq));
+  PG_ASSIGN_OR_RETURN(std::vector<Download> rows, trail.QueryDownloads(dq));
   Scope s;
   s.query = q;
   if (rows.empty()) return s;
-  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, store.ListOrganisations());
+  PG_ASSIGN_OR_RETURN(std::vector<Organisation> orgs, directory.ListOrganisations());
   std::unordered_map<int64_t, const Organisation*> by_id;
   by_id.reserve(orgs.size());
   for (const auto& o : orgs) by_id.emplace(o.id, &o);

@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "core/status.h"
+#include "store/auth_directory.h"
+#include "store/download_trail.h"
+#include "store/incident_register.h"
 #include "store/node_registry.h"
-#include "store/store.h"
 
 namespace patchgate::incident {
 
@@ -51,7 +53,9 @@ struct Scope {
   std::string Totals() const;
 };
 
-Result<Scope> ComputeScope(Store& store, const ScopeQuery& q);
+// Reads the window's downloads from `trail` and the organisations behind them from
+// `directory` (usually one Store, passed for both roles).
+Result<Scope> ComputeScope(DownloadTrail& trail, AuthDirectory& directory, const ScopeQuery& q);
 Result<ScopeQuery> QueryForIncident(IncidentRegister& store, int64_t incident_id);
 // Adds the node's refusals in the window (limited to the query's targets, if any), grouped
 // by organisation, with each organisation's tier and account manager from `directory`.

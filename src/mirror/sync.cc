@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -120,20 +121,49 @@ Status Syncer::LoadServed() {
     }
     expected[rel] = ExpectedFile{e.sha256, e.length, e.path};
   }
-  auto names = Fs().ListDir(JoinPath(o_.data_dir, "metadata"));
+  // Which versions the served snapshot names (its timestamp and snapshot verified just now
+  // by LoadCatalogue): a versioned file newer than those is a leftover of a pass that never
+  // switched, written without a sync, and possibly torn by a power cut. It is not trusted as
+  // served bytes (which the next pass would have to match): it is removed and fetched again.
+  std::string mdir = JoinPath(o_.data_dir, "metadata");
+  PG_ASSIGN_OR_RETURN(std::string ts_bytes, Fs().ReadFile(ts_path, tuf::kMaxTimestampBytes));
+  PG_ASSIGN_OR_RETURN(tuf::Envelope ts_env, tuf::Envelope::Parse(ts_bytes, tuf::kMaxTimestampBytes));
+  PG_ASSIGN_OR_RETURN(tuf::Timestamp ts, tuf::Timestamp::FromSigned(ts_env.signed_json));
+  served_version_ = ts.snapshot.version;
+  std::map<std::string, int64_t> role_versions;  // role -> version the served snapshot lists
+  {
+    PG_ASSIGN_OR_RETURN(std::string snap_bytes,
+                        Fs().ReadFile(JoinPath(mdir, tuf::VersionedMetadataName(ts.snapshot.version, "snapshot")),
+                                      tuf::kMaxSnapshotBytes));
+    PG_ASSIGN_OR_RETURN(tuf::Envelope env, tuf::Envelope::Parse(snap_bytes, tuf::kMaxSnapshotBytes));
+    PG_ASSIGN_OR_RETURN(tuf::Snapshot snap, tuf::Snapshot::FromSigned(env.signed_json));
+    for (const auto& [file, m] : snap.meta)
+      if (file.size() > 5) role_versions[file.substr(0, file.size() - 5)] = m.version;
+  }
+  auto leftover = [&](const std::string& n) {
+    auto v = tuf::ParseVersionedMetadataName(n);
+    if (!v || v->role == "root") return false;  // the root chain is checked by LoadCatalogue
+    if (v->role == "snapshot") return v->version > ts.snapshot.version;
+    auto it = role_versions.find(v->role);
+    return it == role_versions.end() || v->version > it->second;
+  };
+  auto names = Fs().ListDir(mdir);
   if (!names.ok()) return names.status();
+  size_t removed = 0;
   for (const auto& n : *names) {
-    auto bytes = Fs().ReadFile(JoinPath(JoinPath(o_.data_dir, "metadata"), n), tuf::kMaxTargetsBytes);
+    if (leftover(n)) {
+      if (::unlink(JoinPath(mdir, n).c_str()) == 0) ++removed;
+      continue;
+    }
+    auto bytes = Fs().ReadFile(JoinPath(mdir, n), tuf::kMaxTargetsBytes);
     if (!bytes.ok()) continue;
     served_metadata_[n] = *bytes;
     expected["metadata/" + n] = ExpectedFile{Sha256Hex(*bytes), bytes->size(), ""};
   }
+  if (removed > 0)
+    log::Info("removed metadata left by a sync pass that never switched; it is fetched and verified again",
+              {{"files", std::to_string(removed)}});
   expected_ = std::move(expected);
-  auto ts = tuf::Envelope::Parse(served_metadata_["timestamp.json"], tuf::kMaxTimestampBytes);
-  if (ts.ok()) {
-    auto t = tuf::Timestamp::FromSigned(ts->signed_json);
-    if (t.ok()) served_version_ = t->snapshot.version;
-  }
   // Only a fully verified tree lets the next pass skip on an unchanged upstream timestamp.
   if (all_good) last_timestamp_ = served_metadata_["timestamp.json"];
   verified_existing_ = true;
@@ -238,11 +268,11 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     std::string rel;
     ExpectedFile e;
     tuf::TargetFile file;
-    bool check_existing = false;  // a file of the right size is there: hash it before fetching
   };
   std::map<std::string, ExpectedFile> next;              // the walk's thread only
   std::map<std::string, std::string> first_rel_by_sha;   // one download per distinct content
   std::vector<std::pair<std::string, std::string>> dups;  // rel, the rel holding the same content
+  std::set<std::string> made_dirs;                         // folders under targets/ made by this pass
   std::mutex q_mu;
   std::condition_variable q_cv;
   std::deque<Job> queue;
@@ -261,7 +291,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   };
   auto fetch_one = [&](client::Fetcher* f, const Job& j) -> Status {
     std::string dest = JoinPath(o_.data_dir, j.rel);
-    if (j.check_existing) {  // placed by an earlier pass that did not switch
+    if (SameSize(dest, j.e.length)) {  // placed by an earlier pass that did not switch: hashed before it counts
       auto d = Sha256File(dest);
       if (d.ok() && d->sha256 == j.e.sha256 && d->length == j.e.length) return Status::OK();
     }
@@ -269,15 +299,19 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     client::TargetFetchOptions fo;
     fo.resume = true;
     fo.fsync = false;  // one syncfs of DIR's file system before the switch
-    std::string staged = JoinPath(staging, j.e.sha256);
-    Status st = client::FetchTargetTo(f, url, j.e.target_path, j.file, staged, fo);
+    // The partial file stays in staging; the verified one is renamed straight to its name
+    // under targets/ (whose folder the walk made), the watch told first.
+    fo.partial_path = JoinPath(staging, j.e.sha256 + ".part");
+    fo.before_rename = [this, &j] {
+      if (on_place_) on_place_(j.rel, j.e);
+    };
+    Status st = client::FetchTargetTo(f, url, j.e.target_path, j.file, dest, fo);
     // A 404 for a target the verified metadata lists (an upstream whose catalogue has not
     // caught up with its timestamp yet) is retried for a while before the pass gives up.
     for (int attempt = 0; st.code() == ErrorCode::kNotFound && attempt < kNotFoundRetries && !failed; ++attempt) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      st = client::FetchTargetTo(f, url, j.e.target_path, j.file, staged, fo);
+      st = client::FetchTargetTo(f, url, j.e.target_path, j.file, dest, fo);
     }
-    if (st.ok()) st = Place(staged, j.rel, j.e);
     if (st.ok()) {
       bytes += j.e.length;
       ++placed;
@@ -315,7 +349,8 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         dups.emplace_back(rel, first->second);
         continue;
       }
-      add.push_back(Job{rel, e, std::move(t.file), SameSize(abs, e.length)});
+      if (std::string dir = DirName(abs); made_dirs.insert(dir).second) PG_RETURN_IF_ERROR(Fs().MakeDirs(dir));
+      add.push_back(Job{rel, e, std::move(t.file)});
     }
     std::lock_guard<std::mutex> l(q_mu);
     if (failed) return first_error;

@@ -10,6 +10,30 @@
 // serve it too; the mirror's private state lives in DIR/.patchgate/ (trusted metadata,
 // staging, quarantine), which is never served. No signing key is ever fetched or held.
 //
+// Durability and crashes. No file is fsynced on its own on the way (an fdatasync costs
+// milliseconds per file on a plain disk: a sync of 30,000 targets would wait minutes for
+// it). A target is streamed to DIR/.patchgate/staging, hashed while it arrives, and once
+// its length and hashes match the verified metadata it is renamed to its content-addressed
+// name under targets/ ("<sha256>.<name>": no other bytes can ever be correct there). The
+// metadata of the new snapshot is written under its versioned names the same way. All of
+// that is unsynced and named by no served metadata yet. Then one syncfs(2) of DIR's file
+// system makes every byte of the pass durable (a flusher thread calls it every 200 ms
+// during the pass, so the last one has little left to write), and only then is
+// timestamp.json written, fsynced and renamed, and its directory fsynced: the switch.
+// What a crash leaves:
+//  - before that syncfs returned: DIR's timestamp.json still names the old snapshot, whose
+//    files were all durable at its own switch. Files of the unfinished pass may be torn
+//    (after a power cut, any content under a right name). None is trusted: on restart,
+//    Open() re-hashes every target of the served snapshot against its verified metadata
+//    and drops any versioned metadata file newer than what the served snapshot names
+//    (LoadServed); the next pass hashes any file it finds under targets/ that the served
+//    snapshot does not name before counting it as present, re-hashes staged partial files
+//    before resuming them, and re-verifies the trusted copies of roles it reuses (signature,
+//    version). A torn file is fetched again.
+//  - after the syncfs: every file of the new snapshot is on disk before timestamp.json
+//    names it; a crash before timestamp.json's rename leaves the old one.
+// So a customer never sees metadata whose targets are not durable and verified on this node.
+//
 // Upstream serving tampered, rolled-back or mismatching data: SyncOnce() returns the
 // error, nothing of the bad pass is exposed, and DIR keeps the last good snapshot.
 // Threading: SyncOnce() and Restore() may be called from different threads; they are

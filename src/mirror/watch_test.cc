@@ -97,6 +97,9 @@ TEST_F(WatchTest, AChangedFileIsQuarantinedRestoredAndAnIncidentOpened) {
   ASSERT_EQ(q->size(), 1u);
   auto kept = RealFileSystem::Get().ReadFile(dir_ + "/.patchgate/quarantine/" + (*q)[0], 1 << 20);
   EXPECT_EQ(*kept, good_ + "MARKER");
+  // The restore hook returns before the watch clears the file's pending state: waited for.
+  for (int i = 0; i < 500 && watch_->status().quarantine_pending != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(watch_->status().quarantine_pending, 0);
 }
 

@@ -66,7 +66,7 @@ Result<NotifyReport> NotifyIncident(Store& store, int64_t incident_id, Transport
                                     const Clock& clock) {
   if (o.from.empty() && !o.dry_run) return InvalidArgument("give the sender address (--from)");
   PG_ASSIGN_OR_RETURN(incident::ScopeQuery q, incident::QueryForIncident(store, incident_id));
-  PG_ASSIGN_OR_RETURN(incident::Scope scope, incident::ComputeScope(store, q));
+  PG_ASSIGN_OR_RETURN(incident::Scope scope, incident::ComputeScope(store, store, q));
   NotifyReport rep;
   std::vector<Outgoing> out;
   for (const auto& g : scope.orgs) {

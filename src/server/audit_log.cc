@@ -173,6 +173,7 @@ void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
     }
   }
   Status finished = finishes.empty() ? Status::OK() : store_->WriteFinishes(finishes);
+  metrics_->audit_writes += (begins.empty() ? 0 : 1) + (finishes.empty() ? 0 : 1);
 
   l.lock();
   if (!finished.ok()) {
@@ -207,6 +208,7 @@ void AuditLog::SyncWritten(std::unique_lock<std::mutex>& l) {
   l.unlock();
 
   Status st = store_->SyncDownloads();
+  ++metrics_->audit_flushes;
   auto now = Clock::now();
   std::vector<DownloadFinish> not_served;
   for (auto& w : batch) {

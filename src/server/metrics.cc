@@ -57,6 +57,12 @@ std::string Metrics::Render() const {
   line("patchgate_audit_records_total %llu\n", u(audit_records));
   line("patchgate_audit_failures_total %llu\n", u(audit_failures));
   line("patchgate_audit_row_retries_total %llu\n", u(audit_row_retries));
+  out += "# HELP patchgate_audit_writes_total Audit transactions written (begins and completions).\n"
+         "# TYPE patchgate_audit_writes_total counter\n";
+  line("patchgate_audit_writes_total %llu\n", u(audit_writes));
+  out += "# HELP patchgate_audit_flushes_total Flushes of the audit store to disk.\n"
+         "# TYPE patchgate_audit_flushes_total counter\n";
+  line("patchgate_audit_flushes_total %llu\n", u(audit_flushes));
   out += "# HELP patchgate_audit_commit_seconds Latency of one group commit.\n# TYPE patchgate_audit_commit_seconds histogram\n";
   uint64_t cum = 0;
   for (size_t i = 0; i < kBuckets.size(); ++i) {

@@ -21,6 +21,10 @@ struct Metrics {
   // Downloads cut because the bytes read no longer matched the chunk digests.
   std::atomic<uint64_t> integrity_aborts{0};
   std::atomic<uint64_t> audit_row_retries{0};  // group commits retried row by row
+  // Audit transactions written (begins and/or completions) and flushes to disk: each costs
+  // a fixed amount whatever its size, so records per write and per flush say how well the
+  // group commit amortises it.
+  std::atomic<uint64_t> audit_writes{0}, audit_flushes{0};
   // Requests answered by an event loop without a worker (everything they needed was cached).
   std::atomic<uint64_t> loop_answers{0};
   // Audit commit latency histogram (seconds): buckets and running sum in microseconds.

@@ -69,10 +69,12 @@ struct ServerOptions {
   int max_connections_per_address = 2048;
   int loops = 0;          // event loops (threads accepting and reading); 0: one per core
   int max_workers = 256;  // threads for look-ups, verification and sending files, at most
-  // Verified bytes of small targets kept in memory and sent from there (files up to
+  // Verified bytes of targets kept in memory (a sealed memfd per file) and sent from there
+  // by the event loop with sendfile(2), no re-read and no re-hash (files up to
   // verified_memory_max_file; least recently used dropped past verified_memory_bytes).
-  // Larger files stream from disk with every chunk checked before it is sent.
-  uint64_t verified_memory_max_file = 4 << 20;
+  // Larger files stream from disk on a worker with every chunk checked before it is sent
+  // (hash-while-send: about five times the CPU per byte of a sendfile from memory).
+  uint64_t verified_memory_max_file = 64 << 20;
   uint64_t verified_memory_bytes = 256 << 20;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
   // How long a verified token and an entitlement answer are reused without asking the

@@ -59,13 +59,16 @@ bool ValidNodeName(const std::string& n) {
 
 class SqlNodeRegistry final : public NodeRegistry {
  public:
-  explicit SqlNodeRegistry(std::unique_ptr<sql::Connection> c) : c_(std::move(c)) {}
+  // Owns its connection and lock.
+  explicit SqlNodeRegistry(std::unique_ptr<sql::Connection> c) : owned_(std::move(c)), c_(owned_.get()), mu_(&own_mu_) {}
+  // Runs on a store's connection, under the store's lock (sql::ConnectionOf).
+  explicit SqlNodeRegistry(sql::SharedConnection shared) : c_(shared.conn), mu_(shared.mu) {}
 
   Status AddNode(const std::string& name, const std::string& role, const std::string& upstream,
                  const std::string& token_hash) override {
     if (!ValidNodeName(name)) return InvalidArgument("a node name is 1-64 letters, digits, '-', '_' or '.'");
     if (role != "mirror" && role != "origin") return InvalidArgument("--role must be mirror or origin");
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     Status st = c_->Query("INSERT INTO node_tokens (node, token_hash, created_at) VALUES (?, ?, ?)",
                           {name, token_hash, SystemClock::Get().NowMicros()}).status();
@@ -80,7 +83,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Status RevokeNode(const std::string& name) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_RETURN_IF_ERROR(c_->Query("UPDATE node_tokens SET revoked_at = ? WHERE node = ? AND revoked_at IS NULL",
                                  {SystemClock::Get().NowMicros(), name}).status());
     if (c_->Changes() > 0) return Status::OK();
@@ -90,7 +93,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Result<std::string> AuthenticateNodeTokenHash(const std::string& token_hash) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT node, revoked_at FROM node_tokens WHERE token_hash = ?", {token_hash}));
     if (rows.empty()) return Unauthorized("unknown node token");
     if (rows[0][1]) return Unauthorized("node token revoked");
@@ -99,13 +102,13 @@ class SqlNodeRegistry final : public NodeRegistry {
 
   Status EnsureNode(const std::string& name, const std::string& role, const std::string& upstream) override {
     if (!ValidNodeName(name)) return InvalidArgument("a node name is 1-64 letters, digits, '-', '_' or '.'");
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     return c_->Query("INSERT INTO nodes (name, role, upstream) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
                      {name, role, upstream}).status();
   }
 
   Status PutHeartbeat(const NodeHeartbeat& h) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_RETURN_IF_ERROR(c_->Query(
         "INSERT INTO node_heartbeats (node, at, role, software_version, snapshot_version, origin_snapshot_version, "
         "lag_seconds, upstream_ok, upstream_error, scanner_loaded, signature_age_seconds, scan_infected, watch_alive, "
@@ -126,7 +129,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Result<std::vector<RegisteredNode>> ListNodes() override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_ASSIGN_OR_RETURN(
         Rows rows,
         c_->Query(std::string("SELECT n.name, n.role, n.upstream, t.token_hash, t.revoked_at, h.node, ") + kHeartbeatCols +
@@ -149,7 +152,7 @@ class SqlNodeRegistry final : public NodeRegistry {
 
   Status RecordSyncs(const std::vector<SyncRecord>& syncs) override {
     if (syncs.empty()) return Status::OK();
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     Status st;
     for (const auto& s : syncs) {
@@ -163,7 +166,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Result<std::vector<SyncRecord>> ListSyncs(const std::string& node) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT node, what, at, files, bytes FROM node_syncs WHERE node = ? "
                                              "ORDER BY at, id", {node}));
     std::vector<SyncRecord> out;
@@ -173,7 +176,7 @@ class SqlNodeRegistry final : public NodeRegistry {
 
   Status RecordRefusals(const std::vector<RefusalRecord>& refusals) override {
     if (refusals.empty()) return Status::OK();
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
     Status st;
     for (const auto& r : refusals) {
@@ -190,7 +193,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Result<std::vector<RefusalRecord>> ListRefusals(const std::string& node, int64_t from, int64_t to) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT node, at, org_id, organisation, username, target, reason, repeats "
                                              "FROM refusals WHERE node = ? AND at >= ? AND at <= ? ORDER BY at, id",
                                              {node, from, to}));
@@ -200,7 +203,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Result<ChainPolicy> GetPolicy() override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     PG_ASSIGN_OR_RETURN(Rows rows, c_->Query("SELECT require_scanner, max_signature_age_seconds, require_watch, "
                                              "max_lag_seconds, max_heartbeat_age_seconds, fence FROM chain_policy "
                                              "WHERE id = 1", {}));
@@ -216,7 +219,7 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
   Status SetPolicy(const ChainPolicy& p) override {
-    std::lock_guard<std::mutex> l(mu_);
+    std::lock_guard<std::mutex> l(*mu_);
     return c_->Query("INSERT INTO chain_policy (id, require_scanner, max_signature_age_seconds, require_watch, "
                      "max_lag_seconds, max_heartbeat_age_seconds, fence, updated_at) VALUES (1, ?, ?, ?, ?, ?, ?, ?) "
                      "ON CONFLICT (id) DO UPDATE SET require_scanner = excluded.require_scanner, "
@@ -229,20 +232,18 @@ class SqlNodeRegistry final : public NodeRegistry {
   }
 
  private:
-  std::mutex mu_;
-  std::unique_ptr<sql::Connection> c_;
+  std::unique_ptr<sql::Connection> owned_;  // null when running on a store's connection
+  sql::Connection* c_;
+  std::mutex own_mu_;
+  std::mutex* mu_;  // &own_mu_, or the store's lock
 };
 
 }  // namespace
 
-Result<std::unique_ptr<NodeRegistry>> NodeRegistry::Open(const std::string& url) {
-  // Store::Open validates the URL and applies the migrations (this registry's tables too).
-  auto store = Store::Open(url);
-  PG_RETURN_IF_ERROR(store.status());
-  return OpenBeside(**store, url);
-}
+namespace {
 
-Result<std::unique_ptr<NodeRegistry>> NodeRegistry::OpenBeside(const Store& /*migrated*/, const std::string& url) {
+// A registry on a connection of its own to `url`.
+Result<std::unique_ptr<NodeRegistry>> OpenOwnConnection(const std::string& url) {
   std::unique_ptr<sql::Connection> conn;
   if (url.rfind("sqlite:", 0) == 0) {
     if (url.find(":memory:") != std::string::npos)
@@ -252,6 +253,23 @@ Result<std::unique_ptr<NodeRegistry>> NodeRegistry::OpenBeside(const Store& /*mi
     PG_ASSIGN_OR_RETURN(conn, sql::OpenPostgres(url));
   }
   return std::unique_ptr<NodeRegistry>(std::make_unique<SqlNodeRegistry>(sql::WithStorableText(std::move(conn))));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NodeRegistry>> NodeRegistry::Open(const std::string& url) {
+  // Store::Open validates the URL and applies the migrations (this registry's tables too);
+  // that store is closed again, so the registry gets a connection of its own.
+  PG_RETURN_IF_ERROR(Store::Open(url).status());
+  return OpenOwnConnection(url);
+}
+
+Result<std::unique_ptr<NodeRegistry>> NodeRegistry::OpenBeside(Store& migrated, const std::string& url) {
+  // The store's own connection when it has one: no second connection (on PostgreSQL each
+  // is a fresh server process, ~20 ms of server CPU before its first query).
+  if (auto shared = sql::ConnectionOf(migrated))
+    return std::unique_ptr<NodeRegistry>(std::make_unique<SqlNodeRegistry>(*shared));
+  return OpenOwnConnection(url);
 }
 
 }  // namespace patchgate

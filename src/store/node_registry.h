@@ -85,9 +85,12 @@ class NodeRegistry {
   // Same URLs as Store::Open; applies the migrations first (through Store::Open).
   static Result<std::unique_ptr<NodeRegistry>> Open(const std::string& url);
   // For a caller that already holds a Store opened on this same URL (so the database is
-  // migrated): one connection, no second migration check. On PostgreSQL each connection is
-  // a fresh server process, so this saves a command like `incident scope` tens of ms.
-  static Result<std::unique_ptr<NodeRegistry>> OpenBeside(const Store& migrated, const std::string& url);
+  // migrated): no second migration check, and no second connection: the registry runs on
+  // the store's own connection, its statements serialised with the store's (a Store that
+  // is not Store::Open's, e.g. a test double, gets one new connection to `url`). On
+  // PostgreSQL each connection is a fresh server process, so this saves a command like
+  // `incident scope` tens of ms. The registry must not outlive `migrated`.
+  static Result<std::unique_ptr<NodeRegistry>> OpenBeside(Store& migrated, const std::string& url);
 
   // kAlreadyExists when a node of that name has a token already (revoked or not).
   virtual Status AddNode(const std::string& name, const std::string& role, const std::string& upstream,

@@ -2,11 +2,14 @@
 #include "store/node_registry.h"
 
 #include <gtest/gtest.h>
+#include <libpq-fe.h>
 
 #include <optional>
 #include <stdlib.h>
 
 #include "core/clock.h"
+#include "store/forwarding_store.h"
+#include "store/store.h"
 #include "store/test_engine.h"
 
 namespace patchgate {
@@ -122,6 +125,49 @@ TEST_P(NodeRegistryTest, RefusalsAreListedByNodeAndWindow) {
   ASSERT_EQ(window->size(), 1u);
   EXPECT_EQ((*window)[0].username, "bob");
   EXPECT_TRUE(reg_->RecordRefusals({}).ok());
+}
+
+// Beside a store, the registry runs on the store's own connection: one server process on
+// PostgreSQL (counted in pg_stat_activity by a unique application_name), and on SQLite
+// even a private in-memory database is shared. A store that is not Store::Open's gets a
+// connection of its own, which still works.
+TEST_P(NodeRegistryTest, OpenBesideSharesTheStoresConnection) {
+  std::string url = url_;
+  const std::string app = "pgreg" + std::to_string(SystemClock::Get().NowMicros());
+  if (GetParam() == "sqlite") url = "sqlite::memory:";
+  else url += (url.find('?') == std::string::npos ? "?" : "&") + std::string("application_name=") + app;
+  auto store = Store::Open(url);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto beside = NodeRegistry::OpenBeside(**store, url);
+  ASSERT_TRUE(beside.ok()) << beside.status().ToString();
+  RefusalRecord r{N("m9"), 300, 7, "Acme", "alice", "office/setup.exe", "fenced", 1};
+  ASSERT_TRUE((*beside)->RecordRefusals({r}).ok());
+  auto got = (*beside)->ListRefusals(N("m9"), 0, 1000);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ(got->size(), 1u);
+  ASSERT_TRUE((*store)->ListOrganisations().ok());  // the store still runs on it
+  if (GetParam() == "postgresql") {
+    PGconn* probe = PQconnectdb(url_.c_str());
+    ASSERT_EQ(PQstatus(probe), CONNECTION_OK) << PQerrorMessage(probe);
+    const char* values[] = {app.c_str()};
+    PGresult* res = PQexecParams(probe, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1,
+                                 nullptr, values, nullptr, nullptr, 0);
+    ASSERT_EQ(PQresultStatus(res), PGRES_TUPLES_OK) << PQresultErrorMessage(res);
+    EXPECT_STREQ(PQgetvalue(res, 0, 0), "1") << "the store and the registry beside it use one connection";
+    PQclear(res);
+    PQfinish(probe);
+  }
+  // Not the SQL store: its own connection (on a file or server database, not a private one).
+  ForwardingStore other(store->get());
+  if (GetParam() == "sqlite") {
+    EXPECT_EQ(NodeRegistry::OpenBeside(other, url).status().code(), ErrorCode::kInvalidArgument);
+  } else {
+    auto own = NodeRegistry::OpenBeside(other, url_);
+    ASSERT_TRUE(own.ok()) << own.status().ToString();
+    auto again = (*own)->ListRefusals(N("m9"), 0, 1000);
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(again->size(), 1u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, NodeRegistryTest, TestEngine::Names(), TestEngine::ParamName);

@@ -1,5 +1,8 @@
 #include <libpq-fe.h>
 
+#include <cstdlib>
+#include <vector>
+
 #include "store/sql.h"
 
 namespace patchgate::sql {
@@ -38,9 +41,28 @@ class PgConnection : public Connection {
     // the same settings with one SET instead.
     const bool own_options = url_.find("options=") != std::string::npos;
     static constexpr char kSession[] = "-c client_min_messages=warning -c max_parallel_workers_per_gather=0";
-    const char* keys[] = {"dbname", own_options ? nullptr : "options", nullptr};
-    const char* values[] = {url_.c_str(), own_options ? nullptr : kSession, nullptr};
-    conn_ = PQconnectdbParams(keys, values, 1);
+    // GSSAPI encryption is off unless asked for (gssencmode in the URL, or PGGSSENCMODE).
+    // libpq's default, "prefer", looks for Kerberos credentials before every connection
+    // (loading the GSS mechanisms, reading the Kerberos configuration and credential
+    // cache) and, where a ticket exists, tries a GSS-encrypted session first: a round trip
+    // a server without GSS refuses. TLS is untouched: sslmode stays libpq's default
+    // ("prefer"), or what the URL or PGSSLMODE says, so a server that requires TLS gets it.
+    // A value given here comes before the URL, which overrides it.
+    const bool own_gss = url_.find("gssencmode=") != std::string::npos || std::getenv("PGGSSENCMODE") != nullptr;
+    std::vector<const char*> keys, values;
+    if (!own_gss) {
+      keys.push_back("gssencmode");
+      values.push_back("disable");
+    }
+    keys.push_back("dbname");
+    values.push_back(url_.c_str());
+    if (!own_options) {
+      keys.push_back("options");
+      values.push_back(kSession);
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    conn_ = PQconnectdbParams(keys.data(), values.data(), 1);
     if (PQstatus(conn_) != CONNECTION_OK) {
       std::string m = PQerrorMessage(conn_);
       PQfinish(conn_);

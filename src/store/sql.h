@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,10 @@
 #include <vector>
 
 #include "core/status.h"
+
+namespace patchgate {
+class Store;
+}
 
 namespace patchgate::sql {
 
@@ -90,5 +95,16 @@ std::unique_ptr<Connection> WithStorableText(std::unique_ptr<Connection> conn);
 Result<std::unique_ptr<Connection>> OpenSqlite(const std::string& url);
 // url "postgresql://..." or "postgres://..." (libpq connection URI).
 Result<std::unique_ptr<Connection>> OpenPostgres(const std::string& url);
+
+// The connection a Store opened by Store::Open runs on, with the lock that serialises its
+// statements (a caller holds `mu` around every call on `conn`, and for a transaction around
+// all of its statements). Lets another role (NodeRegistry::OpenBeside) share the store's
+// connection instead of opening a second one. Both live as long as the Store.
+struct SharedConnection {
+  Connection* conn = nullptr;
+  std::mutex* mu = nullptr;
+};
+// nullopt for a Store that is not the SQL store (e.g. a test's ForwardingStore).
+std::optional<SharedConnection> ConnectionOf(Store& store);
 
 }  // namespace patchgate::sql

@@ -470,3 +470,24 @@ TEST(StoreOpen, RefusesUnknownSchemesAndUnreachableServers) {
 
 }  // namespace
 }  // namespace patchgate
+
+namespace patchgate {
+namespace {
+
+// The store turns GSS encryption off unless asked for; a URL that asks for it is obeyed:
+// `gssencmode=require` against a server without GSS (the test server) is refused, where
+// the same URL with `gssencmode=disable` (what the store uses by default) connects.
+TEST(StoreOpen, PostgresUrlKeepsItsOwnGssEncMode) {
+  const char* url = std::getenv("PATCHGATE_TEST_PG_URL");
+  if (!url) GTEST_SKIP() << "PATCHGATE_TEST_PG_URL is not set: no PostgreSQL to test against";
+  const std::string base = url, sep = base.find('?') == std::string::npos ? "?" : "&";
+  EXPECT_TRUE(Store::Open(base).ok());
+  EXPECT_TRUE(Store::Open(base + sep + "gssencmode=disable").ok());
+  auto required = Store::Open(base + sep + "gssencmode=require");
+  ASSERT_FALSE(required.ok());
+  EXPECT_EQ(required.status().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(required.status().message().find("GSS"), std::string::npos) << required.status().ToString();
+}
+
+}  // namespace
+}  // namespace patchgate
