@@ -526,9 +526,10 @@ class Lookahead {
     cv_.notify_all();
     for (auto& t : threads_) t.join();
   }
-  bool Started(uint64_t id) {
+  // Started and not taken yet (queued, running or done).
+  size_t Pending() {
     std::lock_guard<std::mutex> l(mu_);
-    return started_.count(id) > 0;
+    return started_.size();
   }
   void Start(uint64_t id, Job job) {
     std::lock_guard<std::mutex> l(mu_);
@@ -612,17 +613,19 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
   while (!stack.empty()) {
     Visit v = std::move(stack.back());
     stack.pop_back();
-    if (!visited.insert(v.role).second) continue;
+    if (!visited.insert(v.role).second) {
+      if (pool) (void)pool->Take(v.id);  // checked ahead for nothing: dropped (frees its place)
+      continue;
+    }
     if (visited.size() > static_cast<size_t>(tuf::kMaxDelegationDepth) * 1024)
       return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
     if (pool) {
-      // Keep up to 2 * threads of the roles walked next in the pool's hands.
-      int started = 0;
-      for (auto it = stack.rbegin(); it != stack.rend() && started < 2 * ahead; ++it) {
+      // Up to 2 * threads of the roles walked next are in the pool's hands at a time
+      // (bounded memory however many roles there are).
+      for (auto it = stack.rbegin(); it != stack.rend() && pool->Pending() < static_cast<size_t>(2 * ahead); ++it) {
         if (visited.count(it->role) || targets_.count(it->role) || speculated.count(it->role)) continue;
         speculated.insert(it->role);
         pool->Start(it->id, *it);
-        ++started;
       }
     }
     const Loaded* loaded = nullptr;

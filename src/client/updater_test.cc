@@ -686,8 +686,9 @@ TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
   repo_.roles["targets"].first["delegations"] = {{"keys", {{dk.KeyId(), dk.public_key().ToJson()}}},
                                                  {"roles", delegated}};
   repo_.Commit();
-  auto make = [&](int parallel) {
-    UpdaterOptions o{dir_ + "/meta-" + std::to_string(parallel), kMeta, kTargets, dir_ + "/targets"};
+  auto make = [&](int parallel, int fresh_dir = 0) {
+    UpdaterOptions o{dir_ + "/meta-" + std::to_string(parallel) + "-" + std::to_string(fresh_dir), kMeta, kTargets,
+                     dir_ + "/targets"};
     o.parallel_roles = parallel;
     EXPECT_TRUE(Updater::InitTrustedRoot(o.metadata_dir, dir_ + "/trusted-root.json", &RealFileSystem::Get()).ok());
     return std::make_unique<Updater>(o, &repo_.fetcher, clock_, &RealFileSystem::Get());
@@ -709,6 +710,19 @@ TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
   ASSERT_TRUE(walk(*make(4), &four).ok());
   EXPECT_EQ(four, one);
 
+  // The roles checked ahead are a bounded window: a walk stopped by its visitor at r1
+  // never fetched r11.
+  {
+    auto u = make(4, 1);
+    std::string r11 = std::string(kMeta) + "/" + std::to_string(repo_.roles["r11"].first["version"].get<int64_t>()) + ".r11.json";
+    int before = repo_.fetcher.requests[r11];
+    Status st = u->VisitAllTargets([](std::vector<TargetInfo> batch) {
+      return batch.front().role == "r1" ? Status(ErrorCode::kInternal, "enough") : Status::OK();
+    });
+    EXPECT_EQ(st.code(), ErrorCode::kInternal);
+    u.reset();  // joins the threads checking ahead
+    EXPECT_EQ(repo_.fetcher.requests[r11], before);
+  }
   auto later_than = [](const std::vector<std::pair<std::string, std::string>>& seen, int bad) {
     for (const auto& [role, path] : seen)
       if (role != "targets" && std::stoi(role.substr(1)) >= bad) return role;
@@ -719,7 +733,7 @@ TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
   repo_.Commit();
   for (int parallel : {1, 4}) {
     std::vector<std::pair<std::string, std::string>> seen;
-    auto u = make(parallel + 10);
+    auto u = make(parallel, 2);
     EXPECT_EQ(walk(*u, &seen).code(), ErrorCode::kUnmetThreshold) << parallel;
     EXPECT_EQ(later_than(seen, 7), "") << "a target of a role at or after the bad one was handed over";
     EXPECT_EQ(seen.size(), 1u + 2 * 7) << parallel;
@@ -732,7 +746,7 @@ TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
       repo_.fetcher.files[std::string(kMeta) + "/" + std::to_string(repo_.roles["r5"].first["version"].get<int64_t>() - 1) + ".r5.json"];
   for (int parallel : {1, 4}) {
     std::vector<std::pair<std::string, std::string>> seen;
-    auto u = make(parallel + 20);
+    auto u = make(parallel, 3);
     EXPECT_EQ(walk(*u, &seen).code(), ErrorCode::kMixAndMatch) << parallel;
     EXPECT_EQ(later_than(seen, 5), "");
   }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/clock.h"
+#include "core/scratch_dir.h"
 #include "incident/import.h"
 #include "incident/nginx_log.h"
 #include "incident/scope.h"
@@ -15,10 +16,18 @@
 namespace patchgate::incident {
 namespace {
 
-std::unique_ptr<Store> FreshStore(std::string* dir) {
-  char tmpl[] = "/tmp/pgincXXXXXX";
-  *dir = mkdtemp(tmpl);
-  auto s = Store::Open("sqlite://" + *dir + "/store.db");
+// The store URLs a two-engine test runs on: a fresh SQLite file in `dir` (a ScratchDir's
+// path), then the PostgreSQL server of PATCHGATE_TEST_PG_URL when it is set.
+std::vector<std::string> EngineUrls(const std::string& dir) {
+  std::vector<std::string> urls = {"sqlite://" + dir + "/store.db"};
+  if (const char* pg = std::getenv("PATCHGATE_TEST_PG_URL"); pg && *pg) urls.push_back(pg);
+  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
+  return urls;
+}
+
+// A fresh SQLite store in `dir` (a ScratchDir's path, which outlives the store).
+std::unique_ptr<Store> FreshStore(const std::string& dir) {
+  auto s = Store::Open("sqlite://" + dir + "/store.db");
   EXPECT_TRUE(s.ok());
   return std::move(*s);
 }
@@ -82,8 +91,9 @@ TEST(NginxLog, RefusesControlBytesAndInvalidUtf8) {
 }
 
 TEST(Scope, ServedDownloadsMatchTheGroundTruthExactly) {
-  std::string dir;
-  auto store = FreshStore(&dir);
+  ScratchDir scratch("inc");
+  const std::string& dir = scratch.path();
+  auto store = FreshStore(dir);
   auto w = testing::MakeWorld(*store, {});
   testing::RecordServed(*store, w);
   ScopeQuery q{w.spec.node, w.spec.window_start, w.spec.window_end};
@@ -112,8 +122,9 @@ TEST(Scope, ServedDownloadsMatchTheGroundTruthExactly) {
 }
 
 TEST(Scope, ADownloadStillStreamingWhenTheWindowOpensCounts) {
-  std::string dir;
-  auto store = FreshStore(&dir);
+  ScratchDir scratch("inc");
+  const std::string& dir = scratch.path();
+  auto store = FreshStore(dir);
   ASSERT_TRUE(store->AddOrganisation({0, "Acme", "gold"}).ok());
   ASSERT_TRUE(store->AddUser("Acme", "a", "h").ok());
   auto u = store->GetUser("a");
@@ -130,8 +141,9 @@ TEST(Scope, ADownloadStillStreamingWhenTheWindowOpensCounts) {
 TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
   // The node recorded the download before its first byte, then died (kill -9, power):
   // no end was ever written. It may have delivered everything, so it is in scope.
-  std::string dir;
-  auto store = FreshStore(&dir);
+  ScratchDir scratch("inc");
+  const std::string& dir = scratch.path();
+  auto store = FreshStore(dir);
   ASSERT_TRUE(store->AddOrganisation({0, "Acme", "gold"}).ok());
   ASSERT_TRUE(store->AddUser("Acme", "a", "h").ok());
   auto u = store->GetUser("a");
@@ -157,12 +169,8 @@ TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
   // A download cut because the file changed on disk mid-stream (migration 0005): in scope
   // (bytes were sent), and every output says why it ended. The detail is read by id after
   // the window's rows; each aborted row gets its own, the others none. Both engines.
-  std::vector<std::string> urls;
-  char tmpl[] = "/tmp/pgcutXXXXXX";
-  std::string dir = mkdtemp(tmpl);
-  urls.push_back("sqlite://" + dir + "/store.db");
-  if (const char* pg = std::getenv("PATCHGATE_TEST_PG_URL"); pg && *pg) urls.push_back(pg);
-  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
+  ScratchDir scratch("cut");
+  const std::vector<std::string> urls = EngineUrls(scratch.path());
   for (const auto& url : urls) {
     SCOPED_TRACE(url);
     std::string p = "c" + std::to_string(SystemClock::Get().NowMicros()) + "-";  // a shared PostgreSQL database
@@ -196,7 +204,6 @@ TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
     EXPECT_NE(RenderTable(*sc).find("aborted: " + why), std::string::npos);
     EXPECT_NE(RenderHtml(*sc).find("<td>" + why + "</td>"), std::string::npos);
   }
-  std::filesystem::remove_all(dir);
 }
 
 // What each organisation received: verified bytes (downloads) or a refusal (migration
@@ -204,12 +211,8 @@ TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
 // the window and the query's targets, and an organisation only refused is not among the
 // organisations that received bytes (it is not notified). Both engines.
 TEST(Scope, RefusalsAreListedPerOrganisationInEveryFormat) {
-  std::vector<std::string> urls;
-  char tmpl[] = "/tmp/pgrefXXXXXX";
-  std::string dir = mkdtemp(tmpl);
-  urls.push_back("sqlite://" + dir + "/store.db");
-  if (const char* pg = std::getenv("PATCHGATE_TEST_PG_URL"); pg && *pg) urls.push_back(pg);
-  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
+  ScratchDir scratch("ref");
+  const std::vector<std::string> urls = EngineUrls(scratch.path());
   for (const auto& url : urls) {
     SCOPED_TRACE(url);
     std::string p = "r" + std::to_string(SystemClock::Get().NowMicros()) + "-";  // a shared PostgreSQL database
@@ -262,13 +265,12 @@ TEST(Scope, RefusalsAreListedPerOrganisationInEveryFormat) {
     ASSERT_EQ(only->refused.size(), 1u);
     EXPECT_EQ(only->refusals, 1u);
   }
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {
-  std::string dir;
-  auto store = FreshStore(&dir);
+  ScratchDir scratch("inc");
+  const std::string& dir = scratch.path();
+  auto store = FreshStore(dir);
   auto w = testing::MakeWorld(*store, {});
   std::string log = testing::AsNginxLog(w, w.spec.node);
   log += "this line is not a log line\n";
@@ -296,8 +298,9 @@ TEST(Import, AnImportedLogGivesTheSameScopeAndIsIdempotent) {
 }
 
 TEST(Import, OddLinesAreCountedWithTheirNumbersAndTheRestIsImported) {
-  std::string dir;
-  auto store = FreshStore(&dir);
+  ScratchDir scratch("inc");
+  const std::string& dir = scratch.path();
+  auto store = FreshStore(dir);
   const std::string line =
       "203.0.113.9 - carol [01/Sep/2026:00:00:%02d +0000] \"GET /targets/x/y.bin HTTP/1.1\" 200 5 \"-\" \"-\"";
   auto at = [&](int sec) {
@@ -349,8 +352,9 @@ class FailingImportStore : public ForwardingStore {
 };
 
 TEST(Import, AStoreOutageMidwayLosesNothingAndARerunCompletesIt) {
-  std::string dir;
-  auto store = FreshStore(&dir);
+  ScratchDir scratch("inc");
+  const std::string& dir = scratch.path();
+  auto store = FreshStore(dir);
   std::ofstream out(dir + "/big.log");
   for (int i = 0; i < 50; ++i)
     out << "203.0.113.9 - dave [01/Sep/2026:00:01:" << (i < 10 ? "0" : "") << i
@@ -380,13 +384,9 @@ bool Psql(const std::string& url, const std::string& sql) {
 // it from the covering scope index alone; PostgreSQL uses the (node, started_at, ended_at)
 // index and never a parallel plan, even when the server is set up to favour one.
 TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
-  std::vector<std::string> urls;
-  char tmpl[] = "/tmp/pgplanXXXXXX";
-  std::string dir = mkdtemp(tmpl);
-  urls.push_back("sqlite://" + dir + "/store.db");
+  ScratchDir scratch("plan");
+  const std::vector<std::string> urls = EngineUrls(scratch.path());
   const char* pg = std::getenv("PATCHGATE_TEST_PG_URL");
-  if (pg && *pg) urls.push_back(pg);
-  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
   std::string pg_db;
   if (pg && *pg) {
     std::string u = pg;
@@ -394,12 +394,11 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
     pg_db = pg_db.substr(0, pg_db.find('?'));
   }
   struct Cleanup {
-    std::string dir, url, db;
+    std::string url, db;
     ~Cleanup() {
       if (!db.empty()) Psql(url, "ALTER DATABASE \\\"" + db + "\\\" RESET ALL");
-      std::system(("rm -rf '" + dir + "'").c_str());
     }
-  } cleanup{dir, pg ? pg : "", pg_db};
+  } cleanup{pg ? pg : "", pg_db};
   const std::string tag = "plan" + std::to_string(SystemClock::Get().NowMicros());
   const int64_t t0 = 1'790'000'000LL * 1'000'000, day = 86'400LL * 1'000'000;
   for (const auto& url : urls) {
@@ -473,17 +472,8 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
 // start, not later; and a row whose texts are too long for PostgreSQL's covering index is
 // stored and found all the same.
 TEST(Scope, WindowsReachBackByTheLongestRecordedDownload) {
-  std::vector<std::string> urls;
-  char tmpl[] = "/tmp/pgboundXXXXXX";
-  std::string dir = mkdtemp(tmpl);
-  urls.push_back("sqlite://" + dir + "/store.db");
-  const char* pg = std::getenv("PATCHGATE_TEST_PG_URL");
-  if (pg && *pg) urls.push_back(pg);
-  else std::fprintf(stderr, "PATCHGATE_TEST_PG_URL is not set: the PostgreSQL half of this test is skipped\n");
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() { std::system(("rm -rf '" + dir + "'").c_str()); }
-  } cleanup{dir};
+  ScratchDir scratch("bound");
+  const std::vector<std::string> urls = EngineUrls(scratch.path());
   const int64_t hour = 3'600LL * 1'000'000, t0 = 1'790'000'000LL * 1'000'000;
   for (const auto& url : urls) {
     SCOPED_TRACE(url);

@@ -73,7 +73,7 @@ std::unique_ptr<client::Fetcher> NewFetcher(const SyncOptions& o) {
   h.connect_timeout_seconds = o.connect_timeout_seconds;
   h.low_speed_seconds = o.low_speed_seconds;
   h.user_agent = "patchgate-mirror/0.1";
-  return client::NewCurlFetcher(h);
+  return client::NewFetcher(h);  // the client's own HTTP/1.1 fetcher for http://, libcurl otherwise
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/fs.h"
+#include "core/scratch_dir.h"
 #include "crypto/hash.h"
 #include "scan/gate.h"
 #include "scan/signature_version.h"
@@ -30,8 +31,7 @@ const char kMarker[] = "PATCHGATE-SIMULATED-FILE-INFECTOR-FUNLOVE\n";
 class ScannerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pgscanXXXXXX";
-    dir_ = mkdtemp(tmpl);
+    dir_ = scratch_.path();
   }
   std::string Write(const std::string& name, const std::string& content) {
     std::string p = dir_ + "/" + name;
@@ -54,6 +54,7 @@ class ScannerTest : public ::testing::Test {
   }
   FileResult One(Scanner& s, const std::string& path) { return (*s.Scan({path}))[0]; }
 
+  ScratchDir scratch_{"scan"};
   std::string dir_;
 };
 
