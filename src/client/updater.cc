@@ -8,7 +8,9 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -590,14 +592,40 @@ class Lookahead {
 
 Status Updater::VisitAllTargets(const TargetVisitor& visit) {
   if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
+  // A role is trusted only for the paths every delegation on its way down allows (a bin
+  // only for the paths that hash to it): a target it lists outside them is one no client
+  // would take from it (GetTargetInfo never asks it), so it is not handed over.
+  using PathRule = std::function<bool(const std::string&)>;
+  using PathRules = std::shared_ptr<const std::vector<PathRule>>;
   struct Visit {
     uint64_t id;
     std::string role;
     std::map<std::string, PublicKey> keys;  // of the verified delegator
     tuf::RoleKeys role_keys;
+    PathRules rules;        // all must allow a path for this role to be trusted for it
+    bool terminating = false;
   };
+  auto with = [](const PathRules& parent, PathRule rule) {
+    auto r = std::make_shared<std::vector<PathRule>>(parent ? *parent : std::vector<PathRule>{});
+    r->push_back(std::move(rule));
+    return PathRules(std::move(r));
+  };
+  auto allows = [](const PathRules& rules, const std::string& path) {
+    if (!rules) return true;
+    for (const auto& rule : *rules)
+      if (!rule(path)) return false;
+    return true;
+  };
+  // A terminating delegation ends a client's search for every path it allows: once its
+  // role's walk is over (the stack is back to `below` entries), no later role is trusted
+  // for those paths.
+  struct Blocker {
+    size_t below;
+    PathRules rules;
+  };
+  std::vector<Blocker> blockers;
   uint64_t next_id = 0;
-  std::vector<Visit> stack{{next_id++, "targets", root_.keys, root_.roles.at("targets")}};
+  std::vector<Visit> stack{{next_id++, "targets", root_.keys, root_.roles.at("targets"), nullptr, false}};
   std::set<std::string> visited, seen_paths;
   // With parallel_roles > 1, the next roles on the stack (each delegated by a role already
   // verified) are fetched and checked on other threads while this one walks: the same
@@ -611,12 +639,16 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
         ahead, [this](const Visit& v) { return CheckDelegated(v.role, v.keys, v.role_keys); });
   std::set<std::string> speculated;  // roles handed to the pool (each at most once)
   while (!stack.empty()) {
+    std::vector<PathRules> blocked;  // the terminating delegations whose walk is over
+    for (const auto& b : blockers)
+      if (stack.size() <= b.below) blocked.push_back(b.rules);
     Visit v = std::move(stack.back());
     stack.pop_back();
     if (!visited.insert(v.role).second) {
       if (pool) (void)pool->Take(v.id);  // checked ahead for nothing: dropped (frees its place)
       continue;
     }
+    if (v.terminating) blockers.push_back({stack.size(), v.rules});
     if (visited.size() > static_cast<size_t>(tuf::kMaxDelegationDepth) * 1024)
       return Status(ErrorCode::kDelegationDepth, "more delegated roles than this client walks");
     if (pool) {
@@ -639,6 +671,10 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
     PG_ASSIGN_OR_RETURN(auto all, loaded->All());
     std::vector<TargetInfo> batch;
     for (const auto& [path, file] : all) {
+      if (!allows(v.rules, path)) continue;  // outside what this role is delegated
+      bool after_terminating = false;
+      for (const auto& b : blocked) after_terminating = after_terminating || allows(b, path);
+      if (after_terminating) continue;
       // The first role in walk order that signs a path wins, as in GetTargetInfo.
       if (seen_paths.insert(path).second) batch.push_back(TargetInfo{path, file, v.role});
     }
@@ -647,10 +683,21 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
     const tuf::Delegations& d = *loaded->targets.delegations;
     std::vector<Visit> children;
     if (d.succinct) {
-      for (int i = 0; i < d.succinct->NumBins(); ++i)
-        children.push_back({next_id++, d.succinct->BinName(i), d.keys, d.succinct->keys});
+      auto bins = std::make_shared<const tuf::SuccinctRoles>(*d.succinct);
+      for (int i = 0; i < d.succinct->NumBins(); ++i) {
+        std::string bin = d.succinct->BinName(i);
+        children.push_back({next_id++, bin, d.keys, d.succinct->keys,
+                            with(v.rules, [bins, bin](const std::string& p) { return bins->BinFor(p) == bin; }),
+                            false});
+      }
+    } else {
+      for (const auto& r : d.roles) {
+        auto delegation = std::make_shared<const tuf::DelegatedRole>(r);
+        children.push_back({next_id++, r.name, d.keys, r.keys,
+                            with(v.rules, [delegation](const std::string& p) { return delegation->Matches(p); }),
+                            r.terminating});
+      }
     }
-    for (const auto& r : d.roles) children.push_back({next_id++, r.name, d.keys, r.keys});
     for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
   }
   return Status::OK();

@@ -604,6 +604,45 @@ TEST_F(UpdaterTest, DelegatedTargetsAndTerminatingRoles) {
   EXPECT_TRUE(RealFileSystem::Get().Exists(dir_ + "/meta/products%2Fmail.json"));
 }
 
+// The walk (what a mirror fetches) hands over exactly what GetTargetInfo would find: not a
+// target a role lists outside the paths it is delegated, nor one a terminating delegation
+// earlier in the walk already answers for.
+TEST_F(UpdaterTest, VisitAllTargetsTrustsARoleOnlyForItsDelegatedPaths) {
+  PrivateKey dk = NewKey(), other = NewKey();
+  repo_.roles["targets"].first["delegations"] = {
+      {"keys", {{dk.KeyId(), dk.public_key().ToJson()}, {other.KeyId(), other.public_key().ToJson()}}},
+      {"roles", {{{"name", "products/mail"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", true},
+                  {"paths", {"mail/*"}}},
+                 {{"name", "fallback"}, {"keyids", {other.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                  {"paths", {"*/*"}}}}}};
+  repo_.roles["products/mail"] = {TestRepo::Targets(1), {&dk}};
+  repo_.roles["fallback"] = {TestRepo::Targets(1), {&other}};
+  repo_.AddTarget("products/mail", "mail/patch.bin", "mail patch");
+  repo_.AddTarget("products/mail", "office/outside.bin", "outside mail/*");
+  repo_.AddTarget("fallback", "mail/evil.bin", "evil");  // products/mail is terminating for mail/*
+  repo_.AddTarget("fallback", "other/tool.bin", "tool");
+  repo_.AddTarget("fallback", "toplevel.bin", "not */*");
+  repo_.Commit();
+  for (int parallel : {1, 4}) {
+    SCOPED_TRACE(parallel);
+    UpdaterOptions o{dir_ + "/meta-paths-" + std::to_string(parallel), kMeta, kTargets, dir_ + "/targets"};
+    o.parallel_roles = parallel;
+    ASSERT_TRUE(Updater::InitTrustedRoot(o.metadata_dir, dir_ + "/trusted-root.json", &RealFileSystem::Get()).ok());
+    Updater u(o, &repo_.fetcher, clock_, &RealFileSystem::Get());
+    std::vector<std::pair<std::string, std::string>> seen;  // role, path
+    ASSERT_TRUE(u.VisitAllTargets([&](std::vector<TargetInfo> batch) {
+                   for (auto& t : batch) seen.emplace_back(t.role, t.path);
+                   return Status::OK();
+                 }).ok());
+    std::vector<std::pair<std::string, std::string>> want{
+        {"targets", "office/setup.exe"}, {"products/mail", "mail/patch.bin"}, {"fallback", "other/tool.bin"}};
+    EXPECT_EQ(seen, want);
+    // What the walk leaves out, a client's lookup does not find either.
+    for (const char* path : {"office/outside.bin", "mail/evil.bin", "toplevel.bin"})
+      EXPECT_EQ(u.GetTargetInfo(path).status().code(), ErrorCode::kNotFound) << path;
+  }
+}
+
 TEST_F(UpdaterTest, DelegatedRoleSignedByTheWrongKey) {
   PrivateKey dk = NewKey(), wrong = NewKey();
   repo_.roles["targets"].first["delegations"] = {
@@ -678,7 +717,7 @@ TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
   for (int i = 0; i < 12; ++i) {
     std::string name = "r" + std::to_string(i);
     delegated.push_back({{"name", name}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", false},
-                         {"paths", {"*"}}});
+                         {"paths", {name + "/*"}}});
     repo_.roles[name] = {TestRepo::Targets(1), {&dk}};
     repo_.AddTarget(name, name + "/a.bin", name + " a");
     repo_.AddTarget(name, name + "/b.bin", name + " b");
