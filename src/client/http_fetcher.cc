@@ -139,7 +139,9 @@ class PlainHttpFetcher : public Fetcher {
     std::string port = std::to_string(u.port);
     int rc = ::getaddrinfo(u.host.c_str(), port.c_str(), &hints, &res);
     if (rc != 0) return NetworkError(url + ": cannot resolve host " + u.host + ": " + ::gai_strerror(rc));
-    auto deadline = SteadyClock::now() + std::chrono::seconds(std::max(1L, o_.connect_timeout_seconds));
+    // 0 means libcurl's default connect timeout (300 s), as for the libcurl fetcher.
+    long connect_seconds = o_.connect_timeout_seconds > 0 ? o_.connect_timeout_seconds : 300;
+    auto deadline = SteadyClock::now() + std::chrono::seconds(connect_seconds);
     std::string last = "no address";
     int fd = -1;
     for (addrinfo* a = res; a && fd < 0; a = a->ai_next) {
@@ -161,7 +163,7 @@ class PlainHttpFetcher : public Fetcher {
       int err = 0;
       socklen_t len = sizeof err;
       if (n <= 0) {
-        last = n == 0 ? "timed out after " + std::to_string(o_.connect_timeout_seconds) + " s" : std::strerror(errno);
+        last = n == 0 ? "timed out after " + std::to_string(connect_seconds) + " s" : std::strerror(errno);
         ::close(s);
         if (n == 0) break;
         continue;

@@ -63,3 +63,30 @@ TEST(ScanCanonical, RecordsTheTopAndOneNestedObjectsMembersInOnePass) {
 
 }  // namespace
 }  // namespace patchgate
+
+// The string fast paths (sixteen, then eight bytes at a time) stop at every byte the
+// byte-wise code must see, wherever it falls in a block: the verdict is the one of
+// parse+encode for each special byte at each offset.
+namespace patchgate::cjson {
+namespace {
+TEST(IsCanonicalFast, StringFastPathsStopAtEverySpecialByteAtEveryOffset) {
+  const char* specials[] = {"\"", "\\\"", "\\\\", "\\n", "\\u0001", "\x01", "\x1f", "\x7f", "\xc3\xa9",
+                            "\xff", "\xe2\x82", "\xf0\x9f\x98\x80", "\x80"};
+  int checked = 0;
+  for (size_t pos = 0; pos < 40; ++pos) {
+    for (const char* sp : specials) {
+      std::string text = "\"" + std::string(pos, 'a') + sp + std::string(21, 'b') + "\"";
+      ASSERT_EQ(IsCanonicalFast(text), IsCanonical(text)) << pos << " " << sp;
+      std::string doc = "{\"signed\":{\"k\":" + text + "}}";
+      ScannedMembers m;
+      ASSERT_EQ(ScanCanonical(doc, "signed", &m), IsCanonical(doc)) << pos << " " << sp;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 40 * 13);
+  // Sanity: a long plain string is canonical, one with a raw control byte late in it is not.
+  EXPECT_TRUE(IsCanonicalFast("\"" + std::string(100, 'x') + "\""));
+  EXPECT_FALSE(IsCanonicalFast("\"" + std::string(37, 'x') + "\x02" + "\""));
+}
+}  // namespace
+}  // namespace patchgate::cjson
