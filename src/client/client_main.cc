@@ -25,19 +25,11 @@ namespace {
 
 using namespace patchgate;
 
-bool IsPlainHttp(std::string_view url) { return url.substr(0, 7) == "http://"; }
 
-// OpenSSL reads the system's openssl.cnf on first use: about a fifth of its start-up here.
-// A run whose every request is plain HTTP without a proxy uses OpenSSL only to check
-// signatures and hashes with its built-in provider, so it skips the file; a run that may
-// speak TLS (https://, or any proxy) loads it as usual, since it may set the TLS policy
-// libcurl then follows. OPENSSL_CONF, when set, is always read.
-void InitOpenssl(const std::string& metadata_url, const std::string& target_base_url) {
-  bool plain = IsPlainHttp(metadata_url) && (target_base_url.empty() || IsPlainHttp(target_base_url)) &&
-               !client::ProxyVariableSet() && !std::getenv("OPENSSL_CONF");
-  // Nor does it free its tables at exit (the process ending frees them): ~3% of a run.
-  OPENSSL_init_crypto((plain ? OPENSSL_INIT_NO_LOAD_CONFIG : OPENSSL_INIT_LOAD_CONFIG) | OPENSSL_INIT_NO_ATEXIT, nullptr);
-}
+// OpenSSL always reads the system's openssl.cnf (an administrator's providers, e.g. FIPS,
+// govern the signature checks too, whatever the transport), but does not free its tables at
+// exit: the process ending frees them (~3% of a run).
+void InitOpenssl() { OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, nullptr); }
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "patchgate-client: error: %s\n", s.ToString().c_str());
@@ -76,7 +68,7 @@ int main(int argc, char** argv) {
   if (token.empty())
     if (const char* t = std::getenv("PATCHGATE_TOKEN")) token = t;
 
-  InitOpenssl(metadata_url, target_base_url);
+  InitOpenssl();
   auto& fs = RealFileSystem::Get();
   if (init->parsed()) {
     Status st = client::Updater::InitTrustedRoot(metadata_dir, root_file, &fs);
