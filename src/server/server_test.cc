@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/scratch_dir.h"
 #include "core/text.h"
 #include "crypto/hash.h"
 #include "store/forwarding_store.h"
@@ -67,8 +68,7 @@ std::string BodyOf(const std::string& resp) {
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/pgserveXXXXXX";
-    dir_ = mkdtemp(tmpl);
+    dir_ = scratch_.path();
     tuf::InitOptions io;
     io.dir = dir_ + "/repo";
     tuf::KeyAccess access{"pw", false};
@@ -139,6 +139,7 @@ class ServerTest : public ::testing::Test {
     return n;
   }
 
+  ScratchDir scratch_{"serve"};  // removed after the server and store below are gone
   std::string dir_, office_bytes_, office_url_, mail_url_;
   int audit_finish_ms_ = 100;
   int send_timeout_ = 30;
