@@ -21,6 +21,31 @@ namespace {
 // Plain connections send a body at least this large from the sealed memfd (sendfile, no
 // copy through user space); a smaller one goes out with the head in one write.
 constexpr uint64_t kSendfileFromMemfdMin = 64 << 10;
+
+// The bytes a request asks for of a file of `len` bytes: all of it, or its one Range, with
+// the header as it is recorded; `unsatisfiable` for a range outside the file (416). Both
+// serving paths (a worker's and the loop's) answer from this.
+struct RequestedBytes {
+  bool unsatisfiable = false;
+  bool ranged = false;
+  uint64_t first = 0, last = 0;
+  std::string header;
+};
+RequestedBytes RequestedBytesOf(const RequestHead& req, uint64_t len) {
+  RequestedBytes want;
+  want.last = len ? len - 1 : 0;
+  if (auto r = req.Header("range")) {
+    want.header = CaptureText(*r, kMaxRangeBytes);
+    ByteRange br = ParseRange(*r, len);
+    if (br.kind == ByteRange::Kind::kUnsatisfiable) want.unsatisfiable = true;
+    if (br.kind == ByteRange::Kind::kRange) {
+      want.ranged = true;
+      want.first = br.first;
+      want.last = br.last;
+    }
+  }
+  return want;
+}
 }  // namespace
 
 void DownloadService::CheckGeneration() {
@@ -147,20 +172,13 @@ bool DownloadService::Serve(Conn& c, const RequestHead& req, const std::string& 
   // compared with the signed one. Sent as they are (no re-read, no re-hash).
   std::shared_ptr<const VerifiedBytes> content = v->content;
 
-  uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
-  bool ranged = false;
-  std::string range_header;
-  if (auto r = req.Header("range")) {
-    range_header = CaptureText(*r, kMaxRangeBytes);
-    ByteRange br = ParseRange(*r, len);
-    if (br.kind == ByteRange::Kind::kUnsatisfiable)
-      return SendSmall(later, d_.metrics, 416, "range not satisfiable\n", *keep, {{"Content-Range", "bytes */" + std::to_string(len)}}, head_only);
-    if (br.kind == ByteRange::Kind::kRange) {
-      ranged = true;
-      first = br.first;
-      last = br.last;
-    }
-  }
+  uint64_t len = entry->length;
+  RequestedBytes want = RequestedBytesOf(req, len);
+  if (want.unsatisfiable)
+    return SendSmall(later, d_.metrics, 416, "range not satisfiable\n", *keep, {{"Content-Range", "bytes */" + std::to_string(len)}}, head_only);
+  uint64_t first = want.first, last = want.last;
+  bool ranged = want.ranged;
+  std::string range_header = std::move(want.header);
   std::string etag = "\"" + entry->sha256 + "\"";
   if (auto inm = req.Header("if-none-match"); inm && IfNoneMatchHits(*inm, etag)) {
     // Not a download: nothing is sent, so nothing is recorded. Content-Length is what a
@@ -270,19 +288,12 @@ bool DownloadService::ServeFromLoop(const RequestHead& req, const std::string& r
       v->v->length != entry->length)
     return false;
   if (req.Header("if-none-match")) return false;
-  uint64_t len = entry->length, first = 0, last = len ? len - 1 : 0;
-  bool ranged = false;
-  std::string range_header;
-  if (auto r = req.Header("range")) {
-    range_header = CaptureText(*r, kMaxRangeBytes);
-    ByteRange br = ParseRange(*r, len);
-    if (br.kind == ByteRange::Kind::kUnsatisfiable) return false;
-    if (br.kind == ByteRange::Kind::kRange) {
-      ranged = true;
-      first = br.first;
-      last = br.last;
-    }
-  }
+  uint64_t len = entry->length;
+  RequestedBytes want = RequestedBytesOf(req, len);
+  if (want.unsatisfiable) return false;
+  uint64_t first = want.first, last = want.last;
+  bool ranged = want.ranged;
+  std::string range_header = std::move(want.header);
   ++d_.metrics->loop_answers;
   DownloadFromMemory(req, user, *entry, v->content, first, last, ranged, range_header, remote, keep, out);
   return true;

@@ -158,11 +158,7 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
     content.resize(off);
     if (!store_content) {
       std::lock_guard<std::mutex> l(mu_);
-      if (cache_.size() > 100000) {
-        cache_.clear();
-        lru_.clear();
-        content_bytes_ = 0;
-      }
+      BoundEntries();
       Entry& e = cache_[key];
       if (!e.content) e.v = v;  // bytes held already for this key stay (they match it)
       return Verified{std::move(v), VerifiedBytes::MakeTransient(std::move(content))};
@@ -170,11 +166,7 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
     kept = VerifiedBytes::Make(std::move(content));
   }
   std::lock_guard<std::mutex> l(mu_);
-  if (cache_.size() > 100000) {
-    cache_.clear();
-    lru_.clear();
-    content_bytes_ = 0;
-  }
+  BoundEntries();
   Entry& e = cache_[key];
   ForgetContent(e);
   e.v = v;
@@ -188,6 +180,13 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
 }
 
 void VerifyCache::Touch(Entry& e) { lru_.splice(lru_.end(), lru_, e.lru); }
+
+void VerifyCache::BoundEntries() {
+  if (cache_.size() <= 100000) return;
+  cache_.clear();
+  lru_.clear();
+  content_bytes_ = 0;
+}
 
 void VerifyCache::ForgetContent(Entry& e) {
   if (!e.content) return;

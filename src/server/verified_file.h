@@ -126,6 +126,7 @@ class VerifyCache {
   // a scan of the whole map per miss cost milliseconds per request at 30,000 files.
   void DropContentOverBudget();
   void Touch(Entry& e);            // e holds content: most recently used now
+  void BoundEntries();             // under mu_: past 100,000 entries, starts again empty
   void ForgetContent(Entry& e);    // drops e's content and its place in lru_
   const size_t chunk_size_, max_cached_file_, content_budget_;
   mutable std::mutex mu_;
