@@ -128,6 +128,18 @@ class UpdaterTest : public ::testing::Test {
     return Updater({dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"}, &repo_.fetcher, clock_, &RealFileSystem::Get());
   }
   Status Refresh() { return Make().Refresh(); }
+  // targets delegates "products/mail" (terminating, mail/*, key dk), then "fallback" (*/*,
+  // key other).
+  void DelegateMailAndFallback(const PrivateKey& dk, const PrivateKey& other) {
+    repo_.roles["targets"].first["delegations"] = {
+        {"keys", {{dk.KeyId(), dk.public_key().ToJson()}, {other.KeyId(), other.public_key().ToJson()}}},
+        {"roles", {{{"name", "products/mail"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", true},
+                    {"paths", {"mail/*"}}},
+                   {{"name", "fallback"}, {"keyids", {other.KeyId()}}, {"threshold", 1}, {"terminating", false},
+                    {"paths", {"*/*"}}}}}};
+    repo_.roles["products/mail"] = {TestRepo::Targets(1), {&dk}};
+    repo_.roles["fallback"] = {TestRepo::Targets(1), {&other}};
+  }
   Status Download(const std::string& name) {
     Updater u = Make();
     auto info = u.GetTargetInfo(name);
@@ -586,14 +598,7 @@ TEST_F(UpdaterTest, ExcessiveDelegationDepth) {
 
 TEST_F(UpdaterTest, DelegatedTargetsAndTerminatingRoles) {
   PrivateKey dk = NewKey(), other = NewKey();
-  repo_.roles["targets"].first["delegations"] = {
-      {"keys", {{dk.KeyId(), dk.public_key().ToJson()}, {other.KeyId(), other.public_key().ToJson()}}},
-      {"roles", {{{"name", "products/mail"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", true},
-                  {"paths", {"mail/*"}}},
-                 {{"name", "fallback"}, {"keyids", {other.KeyId()}}, {"threshold", 1}, {"terminating", false},
-                  {"paths", {"*/*"}}}}}};
-  repo_.roles["products/mail"] = {TestRepo::Targets(1), {&dk}};
-  repo_.roles["fallback"] = {TestRepo::Targets(1), {&other}};
+  DelegateMailAndFallback(dk, other);
   repo_.AddTarget("products/mail", "mail/patch.bin", "mail patch");
   repo_.AddTarget("fallback", "mail/evil.bin", "evil");  // shadowed: products/mail is terminating
   repo_.AddTarget("fallback", "other/tool.bin", "tool");
@@ -609,14 +614,7 @@ TEST_F(UpdaterTest, DelegatedTargetsAndTerminatingRoles) {
 // earlier in the walk already answers for.
 TEST_F(UpdaterTest, VisitAllTargetsTrustsARoleOnlyForItsDelegatedPaths) {
   PrivateKey dk = NewKey(), other = NewKey();
-  repo_.roles["targets"].first["delegations"] = {
-      {"keys", {{dk.KeyId(), dk.public_key().ToJson()}, {other.KeyId(), other.public_key().ToJson()}}},
-      {"roles", {{{"name", "products/mail"}, {"keyids", {dk.KeyId()}}, {"threshold", 1}, {"terminating", true},
-                  {"paths", {"mail/*"}}},
-                 {{"name", "fallback"}, {"keyids", {other.KeyId()}}, {"threshold", 1}, {"terminating", false},
-                  {"paths", {"*/*"}}}}}};
-  repo_.roles["products/mail"] = {TestRepo::Targets(1), {&dk}};
-  repo_.roles["fallback"] = {TestRepo::Targets(1), {&other}};
+  DelegateMailAndFallback(dk, other);
   repo_.AddTarget("products/mail", "mail/patch.bin", "mail patch");
   repo_.AddTarget("products/mail", "office/outside.bin", "outside mail/*");
   repo_.AddTarget("fallback", "mail/evil.bin", "evil");  // products/mail is terminating for mail/*
