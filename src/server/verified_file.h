@@ -109,8 +109,9 @@ class VerifyCache {
   static constexpr size_t kMaxCachedFile = 64 << 20;
   // Verified bytes kept in memory, in all (held files plus loads in progress): 256 MiB
   // holds four files of the largest kept size at once, or a release's hot set of smaller
-  // ones, and bounds the server's memory for them whatever the traffic (raise it with
-  // --verified-memory-mb on a machine with more memory).
+  // ones, and bounds the memory kept for them (a file dropped while responses are still
+  // sent from it is freed when the last one ends); raise it with --verified-memory-mb on a
+  // machine with more memory.
   static constexpr size_t kContentBudget = 256 << 20;
   // A node's bulk pull (cache_content false) gets the bytes of files up to this size in a
   // transient heap copy; larger ones it streams.
