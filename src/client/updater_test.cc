@@ -6,8 +6,11 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "crypto/hash.h"
+#include "tuf/repository.h"
+#include "core/scratch_dir.h"
 
 namespace patchgate::client {
 namespace {
@@ -806,6 +809,54 @@ TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {
             ErrorCode::kUnmetThreshold);
   Updater u({dir + "/empty", kMeta, kTargets, dir + "/t"}, &repo.fetcher, SystemClock::Get(), &RealFileSystem::Get());
   EXPECT_EQ(u.Refresh().code(), ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace patchgate::client
+
+namespace patchgate::client {
+namespace {
+
+// A lookup on a repository made by `patchgate publish` with hash bins fetches and verifies
+// the top-level roles, the product's role and the ONE bin the target's path hashes to (TUF
+// 5.6.7: only the delegations on the path to the target), never the other bins.
+TEST(UpdaterBins, ALookupFetchesAndVerifiesOnlyTheBinItsPathHashesTo) {
+  ScratchDir dir("clientbins");
+  const std::string repo = dir.path() + "/repo";
+  tuf::InitOptions io;
+  io.dir = repo;
+  io.bins_threshold = 4;  // more targets than this: hash bins
+  io.bin_bits = 3;        // 8 bins
+  tuf::KeyAccess access{"pw", false};
+  ASSERT_TRUE(tuf::InitRepository(io, access, SystemClock::Get()).ok());
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 16; ++i) {
+    inputs.push_back(dir.path() + "/f" + std::to_string(i) + ".bin");
+    std::ofstream(inputs.back()) << "file " << i;
+  }
+  ASSERT_TRUE(tuf::Publish({repo, "office", "1", false, nullptr}, inputs, access, SystemClock::Get()).ok());
+  MemoryFetcher fetcher;  // the repository's files at http://repo/...
+  size_t bins_published = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(repo)) {
+    if (!e.is_regular_file()) continue;
+    std::string rel = std::filesystem::relative(e.path(), repo).string();
+    fetcher.files["http://repo/" + rel] = *RealFileSystem::Get().ReadFile(e.path().string(), 1 << 20);
+    if (rel.rfind("metadata/", 0) == 0 && rel.find(".bins.") != std::string::npos) ++bins_published;
+  }
+  ASSERT_GE(bins_published, 8u);
+  ASSERT_TRUE(Updater::InitTrustedRoot(dir.path() + "/meta", repo + "/metadata/1.root.json", &RealFileSystem::Get()).ok());
+  Updater u({dir.path() + "/meta", kMeta, kTargets, dir.path() + "/targets"}, &fetcher, SystemClock::Get(),
+            &RealFileSystem::Get());
+  auto info = u.GetTargetInfo("office/f5.bin");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  ASSERT_TRUE(u.DownloadTarget(*info).ok());
+  std::vector<std::string> bins_fetched;
+  for (const auto& [url, n] : fetcher.requests)
+    if (url.find("/metadata/") != std::string::npos && url.find(".bins.") != std::string::npos) bins_fetched.push_back(url);
+  ASSERT_EQ(bins_fetched.size(), 1u) << "bins fetched for one target: " << bins_fetched.size();
+  EXPECT_NE(bins_fetched[0].find("." + info->role + ".json"), std::string::npos)
+      << bins_fetched[0] << " is not the bin that signs the target (" << info->role << ")";
+  EXPECT_EQ(u.TrustedMetadataFiles().size(), 6u);  // root, timestamp, snapshot, targets, product, one bin
 }
 
 }  // namespace
