@@ -382,7 +382,8 @@ bool Psql(const std::string& url, const std::string& sql) {
 
 // The scope query's plan, on a trail large enough for the planner to care: SQLite answers
 // it from the covering scope index alone; PostgreSQL uses the (node, started_at, ended_at)
-// index and never a parallel plan, even when the server is set up to favour one.
+// index and never a parallel plan nor JIT compilation, even when the server is set up to
+// favour both.
 TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
   ScratchDir scratch("plan");
   const std::vector<std::string> urls = EngineUrls(scratch.path());
@@ -410,7 +411,10 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
                             "ALTER DATABASE \\\"" + pg_db + "\\\" SET parallel_setup_cost = 0; "
                             "ALTER DATABASE \\\"" + pg_db + "\\\" SET parallel_tuple_cost = 0; "
                             "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_index_scan_size = 0; "
-                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_table_scan_size = 0"));
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_table_scan_size = 0; "
+                            // and to compile every plan to machine code (where LLVM is installed)
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET jit = on; "
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET jit_above_cost = 0"));
     }
     auto store = Store::Open(url);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -442,13 +446,15 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
     std::fprintf(stderr, "%s plan:\n%s", postgres ? "PostgreSQL" : "SQLite", plan->c_str());
     if (postgres) {
       // Index-only from the covering index; the two small partial indexes for the rest;
-      // no table scan, no parallel plan.
+      // no table scan, no parallel plan, no JIT section (EXPLAIN prints one when the plan
+      // would be compiled).
       EXPECT_NE(plan->find("Index Only Scan using downloads_node_scope"), std::string::npos) << *plan;
       EXPECT_NE(plan->find("downloads_node_long"), std::string::npos) << *plan;
       EXPECT_NE(plan->find("downloads_unfinished"), std::string::npos) << *plan;
       EXPECT_EQ(plan->find("Seq Scan on downloads"), std::string::npos) << *plan;
       EXPECT_EQ(plan->find("Gather"), std::string::npos) << *plan;
       EXPECT_EQ(plan->find("Parallel"), std::string::npos) << *plan;
+      EXPECT_EQ(plan->find("JIT"), std::string::npos) << *plan;
     } else {
       // The range starts at the window minus the node's longest download (5 s here), not a
       // day before it.
