@@ -110,9 +110,9 @@ int Show(IncidentFlags& f) {
 
 int ScopeCmd(IncidentFlags& f) {
   if (f.json + f.csv + !f.html.empty() > 1) return ReportError(InvalidArgument("choose one of --json, --csv, --html"));
-  // One result, then the process ends: its rows, groups and text on huge pages (a busy
-  // node-day touched ~20 MB in 4 KiB page faults; core/heap_huge_pages.h).
-  GrowHeapOnHugePages(size_t{256} << 20);
+  // One result, then the process ends: its rows, groups and text go on huge pages (a busy
+  // node-day touched ~20 MB in 4 KiB page faults; core/heap_huge_pages.h), set up by main()
+  // before the first allocation.
   return WithStore(f.store, [&](Store& s) {
     incident::ScopeQuery q;
     if (!f.id_text.empty()) {
