@@ -133,7 +133,7 @@ start_pgbouncer() {
   mkdir -p "$dir"
   cat >"$dir/pgbouncer.ini" <<INI
 [databases]
-patchgate = host=127.0.0.1 port=$(cat "$1/port") dbname=patchgate user=postgres connect_query='SET max_parallel_workers_per_gather = 0; SET client_min_messages = warning'
+patchgate = host=127.0.0.1 port=$(cat "$1/port") dbname=patchgate user=postgres connect_query='SET max_parallel_workers_per_gather = 0; SET client_min_messages = warning; SET jit = off'
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
