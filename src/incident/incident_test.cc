@@ -165,6 +165,86 @@ TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
   EXPECT_NE(RenderTable(*sc).find("unfinished"), std::string::npos);
 }
 
+// Files are counted per organisation (its distinct files) and in total (distinct across
+// organisations): two organisations sharing one of their files, one user downloading the
+// same file twice.
+TEST(Scope, FilesAreCountedPerOrganisationAndInTotal) {
+  ScratchDir scratch("inc");
+  auto store = FreshStore(scratch.path());
+  for (const char* org : {"Acme", "Bolt"}) {
+    ASSERT_TRUE(store->AddOrganisation({0, org, "gold"}).ok());
+  }
+  ASSERT_TRUE(store->AddUser("Acme", "a1", "h1").ok());
+  ASSERT_TRUE(store->AddUser("Acme", "a2", "h2").ok());
+  ASSERT_TRUE(store->AddUser("Bolt", "b1", "h3").ok());
+  auto a1 = store->GetUser("a1"), a2 = store->GetUser("a2"), b1 = store->GetUser("b1");
+  // Acme: p/shared twice (a1), p/shared (a2), p/acme (a2): 4 downloads, 2 files.
+  // Bolt: p/shared, p/bolt-1, p/bolt-2: 3 downloads, 3 files. In total: 4 files.
+  std::vector<DownloadStart> starts = {{1'000'000, "n1", a1->id, a1->org_id, "p/shared", "x"},
+                                       {2'000'000, "n1", a1->id, a1->org_id, "p/shared", "x"},
+                                       {3'000'000, "n1", a2->id, a2->org_id, "p/shared", "x"},
+                                       {4'000'000, "n1", a2->id, a2->org_id, "p/acme", "x"},
+                                       {5'000'000, "n1", b1->id, b1->org_id, "p/shared", "x"},
+                                       {6'000'000, "n1", b1->id, b1->org_id, "p/bolt-1", "x"},
+                                       {7'000'000, "n1", b1->id, b1->org_id, "p/bolt-2", "x"}};
+  auto ids = store->BeginDownloads(starts);
+  ASSERT_TRUE(ids.ok());
+  std::vector<DownloadFinish> ends;
+  for (int64_t id : *ids) ends.push_back({id, 9'000'000, 10, DownloadOutcome::kComplete});
+  ASSERT_TRUE(store->FinishDownloads(ends).ok());
+  auto sc = ComputeScope(*store, *store, {"n1", 0, 10'000'000});
+  ASSERT_TRUE(sc.ok()) << sc.status().ToString();
+  ASSERT_EQ(sc->orgs.size(), 2u);
+  EXPECT_EQ(sc->orgs[0].name, "Acme");
+  EXPECT_EQ(sc->orgs[0].downloads.size(), 4u);
+  EXPECT_EQ(sc->orgs[0].files, 2u);
+  EXPECT_EQ(sc->orgs[0].users, 2u);
+  EXPECT_EQ(sc->orgs[1].name, "Bolt");
+  EXPECT_EQ(sc->orgs[1].files, 3u);
+  EXPECT_EQ(sc->orgs[1].users, 1u);
+  EXPECT_EQ(sc->files, 4u);
+  EXPECT_EQ(sc->Totals(), "7 downloads of 4 files by 3 users in 2 organisations");
+}
+
+// The table escapes every byte a terminal could act on (below 0x20, 0x7f and above),
+// wherever it sits in a text: the fast path that passes printable ASCII through checks
+// eight bytes at a time, so each byte is tried at each position of a 19-byte name.
+TEST(Scope, TheTableEscapesEveryNonPrintableByteWhereverItSits) {
+  for (unsigned char bad : {0x00, 0x01, 0x07, 0x0a, 0x1b, 0x1f, 0x7f, 0x80, 0x9b, 0xc3, 0xff}) {
+    for (size_t pos = 0; pos < 19; ++pos) {
+      std::string name(19, 'u');
+      name[pos] = static_cast<char>(bad);
+      Scope s;
+      s.query = {"n1", 0, 1};
+      OrgScope g;
+      g.name = "Acme";
+      Download d;
+      d.username = name;
+      d.target_path = "p/" + name;
+      d.sha256 = std::string(64, 'a');
+      g.downloads.push_back(d);
+      s.orgs.push_back(g);
+      const std::string table = RenderTable(s);
+      EXPECT_EQ(table.find(name), std::string::npos) << "byte " << int(bad) << " at " << pos;
+      if (bad != 0x0a) EXPECT_EQ(table.find(static_cast<char>(bad)), std::string::npos) << "byte " << int(bad) << " at " << pos;
+    }
+  }
+  // And printable ASCII of every length passes through as it is.
+  for (size_t len = 0; len < 20; ++len) {
+    std::string name;
+    for (size_t i = 0; i < len; ++i) name.push_back(static_cast<char>(0x20 + (i * 7) % 95));
+    Scope s;
+    s.query = {"n1", 0, 1};
+    OrgScope g;
+    g.name = "Acme";
+    Download d;
+    d.username = "user-" + name;
+    g.downloads.push_back(d);
+    s.orgs.push_back(g);
+    EXPECT_NE(RenderTable(s).find("  user-" + name + "\n"), std::string::npos) << len;
+  }
+}
+
 TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
   // A download cut because the file changed on disk mid-stream (migration 0005): in scope
   // (bytes were sent), and every output says why it ended. The detail is read by id after
