@@ -610,6 +610,11 @@ class SqlStore final : public Store {
     std::lock_guard<std::mutex> l(mu_);
     PG_RETURN_IF_ERROR(WithDownloadsSql(q, [&](const std::string& sql, const std::vector<Param>& p) {
       if (q.scope_columns) {
+        // Room for a busy node-day's rows up front: growing by doubling moved each record
+        // (11 strings) once more on average, 7% of a 16,663-row scope's instructions.
+        // Address space only until rows are written (the scope's heap is reserved anyway:
+        // core/heap_huge_pages.h); a larger scope grows as before.
+        out.reserve(size_t{1} << 15);
         PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { ScopeDownloadFromView(r, out.emplace_back()); }));
         return ReadAbortedDetails(out);
       }
