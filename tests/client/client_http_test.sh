@@ -13,8 +13,7 @@
 harness_setup clienthttp "$1"
 export PATCHGATE_PASSPHRASE=client-http-test
 unset http_proxy all_proxy ALL_PROXY no_proxy NO_PROXY https_proxy HTTPS_PROXY
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x "$nginx_bin" ]] || fail "nginx is not installed: run scripts/deps.sh"
+. "$here/../lib/nginx.sh"
 
 if readelf -d "$client" | grep NEEDED | grep -q libcurl; then fail "patchgate-client names libcurl as NEEDED (loaded at every start)"; fi
 ok "libcurl is not NEEDED by patchgate-client"
@@ -25,25 +24,8 @@ echo "notes" > "$work/notes.txt"
 "$pg" init "$repo" >/dev/null
 "$pg" publish "$repo" --product office "$work/setup.exe" "$work/notes.txt" >/dev/null
 
-port=$(free_port)
-ngx="$work/nginx"
-mkdir -p "$ngx/tmp"
-cat > "$ngx/nginx.conf" <<NGX
-worker_processes 1;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log;
-events { worker_connections 64; }
-http {
-  log_format conn '\$connection "\$request" \$status';
-  access_log $ngx/access.log conn;
-  client_body_temp_path $ngx/tmp/body; proxy_temp_path $ngx/tmp/proxy; fastcgi_temp_path $ngx/tmp/fcgi;
-  uwsgi_temp_path $ngx/tmp/uwsgi; scgi_temp_path $ngx/tmp/scgi;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:$port; root $repo; }
-}
-NGX
-chmod a+x "$work"; chmod -R a+rX "$repo"
-start_bg "$ngx/out.log" "$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;'
+# nginx logs each request's connection number: one number means one kept-alive connection.
+NGINX_LOG_FORMAT='$connection "$request" $status' start_nginx "$repo"
 base="http://127.0.0.1:$port"
 wait_http "$base/metadata/1.root.json"
 
