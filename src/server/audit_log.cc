@@ -108,11 +108,14 @@ void AuditLog::Run() {
     if (stop_ && begins_.empty() && finishes_.empty() && !unsynced_writes_) return;
     // Folding comes after every write and flush that is due; with begins waiting (the
     // other thread is writing) only once a backlog has built up.
-    if (!stop_ && !folding_ && Clock::now() >= FoldDueAt() && (begins_.empty() || unfolded_ >= 4 * kFoldBatch)) {
+    const bool fold_due = !stop_ && !folding_ && Clock::now() >= FoldDueAt();
+    if (fold_due && (begins_.empty() || unfolded_ >= 4 * kFoldBatch)) {
       FoldBatch(l);
       continue;
     }
-    Clock::time_point wake = folding_ || stop_ ? Clock::time_point::max() : FoldDueAt();
+    // A fold held back by waiting begins is for whichever thread comes round once they
+    // are written (it re-checks): no deadline for it, or this thread would spin.
+    Clock::time_point wake = folding_ || stop_ || fold_due ? Clock::time_point::max() : FoldDueAt();
     if (!writing_ && !finishes_.empty()) wake = std::min(wake, FinishesDueAt());
     if (wake == Clock::time_point::max()) cv_.wait(l);
     else cv_.wait_until(l, wake);
