@@ -133,6 +133,17 @@ class SqliteConnection : public Connection {
   }
 
   Status ExecScript(std::string_view sql) override {
+    // One short statement (BEGIN, COMMIT, a PRAGMA: every audit transaction runs four) is
+    // prepared once and kept, not parsed again on each call.
+    if (sql.size() <= kMaxCachedScript && sql.find(';') == std::string_view::npos) {
+      PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(sql));
+      int rc;
+      while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      }
+      Status s = rc == SQLITE_DONE ? Status::OK() : Err("exec");
+      sqlite3_reset(st);
+      return s;
+    }
     char* msg = nullptr;
     if (sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
       std::string m = msg ? msg : "unknown error";
@@ -225,6 +236,7 @@ class SqliteConnection : public Connection {
     return Internal("sqlite: " + msg);
   }
 
+  static constexpr size_t kMaxCachedScript = 64;
   sqlite3* db_;
   std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
   std::string wal_path_;  // empty: not in WAL mode (or in memory)
