@@ -1,6 +1,7 @@
 #include "client/updater.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "client/target_fetch.h"
@@ -590,13 +592,194 @@ class Lookahead {
 
 }  // namespace
 
-Status Updater::VisitAllTargets(const TargetVisitor& visit) {
+namespace {
+
+// A role is trusted only for the paths every delegation on its way down allows (a bin only
+// for the paths that hash to it): a target it lists outside them is one no client would
+// take from it (GetTargetInfo never asks it), so it is not handed over.
+using PathRule = std::function<bool(const std::string&)>;
+using PathRules = std::shared_ptr<const std::vector<PathRule>>;
+
+bool Allows(const PathRules& rules, const std::string& path) {
+  if (!rules) return true;
+  for (const auto& rule : *rules)
+    if (!rule(path)) return false;
+  return true;
+}
+// Trusted for `path` under `rules`, and not answered for by a terminating delegation whose
+// walk ended before this role (`blocked`).
+bool Admits(const PathRules& rules, const std::vector<PathRules>& blocked, const std::string& path) {
+  if (!Allows(rules, path)) return false;
+  for (const auto& b : blocked)
+    if (Allows(b, path)) return false;
+  return true;
+}
+
+// What a file is without reading it: replaced, rewritten or touched since, it has another
+// identity (a write changes mtime and ctime; ctime cannot be set back).
+struct FileIdentity {
+  uint64_t dev = 0, ino = 0;
+  int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+std::optional<FileIdentity> IdentityOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+                      int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+                      int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
+}
+
+// Everything a role's signature check depends on besides its bytes: the threshold and the
+// key material of each key id its delegator names for it.
+std::string KeysPrint(const std::map<std::string, PublicKey>& keys, const tuf::RoleKeys& rk) {
+  std::string p = "threshold=" + std::to_string(rk.threshold);
+  for (const auto& id : rk.keyids) {
+    p += "\nkey " + id + "=";
+    if (auto k = keys.find(id); k != keys.end()) p += k->second.keytype() + " " + k->second.scheme() + " " + k->second.public_value();
+  }
+  return p;
+}
+
+bool SameMeta(const tuf::MetaFile& a, const tuf::MetaFile& b) {
+  return a.version == b.version && a.length == b.length && a.hashes == b.hashes;
+}
+
+}  // namespace
+
+struct WalkMemory::State {
+  struct Role {
+    Updater::Loaded loaded;  // verified
+    tuf::MetaFile meta;      // as the snapshot it was verified under listed it
+    std::optional<FileIdentity> trusted_copy;  // its file in the trusted dir (RememberWalk)
+    std::string print;                          // KeysPrint of its delegator's keys for it
+    std::shared_ptr<const std::map<std::string, PublicKey>> keys;  // its delegator's keys
+    tuf::RoleKeys role_keys;
+    PathRules rules;
+    std::vector<PathRules> blocked;
+    std::vector<std::string> admitted;  // the paths it is trusted for and lists
+  };
+  std::vector<std::string> order;  // walk order
+  std::map<std::string, Role> roles;
+  std::unordered_map<std::string, std::string> owner;  // path -> the role it was handed over from
+  bool disjoint = true;  // no path was admitted by two roles
+};
+
+WalkMemory::WalkMemory(std::unique_ptr<State> s) : s_(std::move(s)) {}
+WalkMemory::~WalkMemory() = default;
+Updater::~Updater() = default;
+
+namespace {
+
+// The remembered role, when it stands for a fresh check of `role` delegated with `print`.
+const WalkMemory::State::Role* Reusable(const WalkMemory::State* last, const std::string& role, const std::string& print,
+                                        const tuf::Snapshot& snapshot, const std::string& metadata_dir) {
+  if (!last) return nullptr;
+  auto it = last->roles.find(role);
+  if (it == last->roles.end()) return nullptr;
+  const auto& r = it->second;
+  auto m = snapshot.meta.find(role + ".json");
+  if (m == snapshot.meta.end() || !SameMeta(m->second, r.meta) || r.print != print) return nullptr;
+  if (!r.trusted_copy || IdentityOf(JoinPath(metadata_dir, tuf::MetadataName(role))) != r.trusted_copy) return nullptr;
+  return &r;
+}
+
+}  // namespace
+
+std::unique_ptr<WalkMemory> Updater::RememberWalk() {
+  if (!walk_) return nullptr;
+  for (auto& [role, r] : walk_->roles)
+    if (!r.trusted_copy) r.trusted_copy = IdentityOf(JoinPath(o_.metadata_dir, tuf::MetadataName(role)));
+  return std::unique_ptr<WalkMemory>(new WalkMemory(std::move(walk_)));
+}
+
+Status Updater::VisitAllTargets(const TargetVisitor& visit) { return VisitAllTargets(visit, nullptr, nullptr); }
+
+Result<bool> Updater::IncrementalWalk(const TargetVisitor& visit, const WalkMemory::State& last, WalkStats& st) {
+  if (!last.disjoint || last.order.empty()) return false;
+  // Which roles changed. One that delegates (or whose keys from root changed) changes the
+  // tree's shape or keys: the whole walk then.
+  std::vector<std::string> changed;
+  for (const auto& role : last.order) {
+    const auto& r = last.roles.at(role);
+    std::string print = role == "targets" ? KeysPrint(root_.keys, root_.roles.at("targets")) : r.print;
+    if (const auto* keep = Reusable(&last, role, print, *snapshot_, o_.metadata_dir)) {
+      PG_RETURN_IF_ERROR(tuf::CheckNotExpired(keep->loaded.targets.common, clock_, role));
+      continue;
+    }
+    if (role == "targets" || r.loaded.targets.delegations) return false;
+    changed.push_back(role);
+  }
+  // Each changed role, checked against the (unchanged) delegator's keys as in a full walk;
+  // it must still delegate nothing and claim no path an unchanged role holds.
+  struct Fresh {
+    std::string role;
+    Checked checked;
+    std::map<std::string, tuf::TargetFile> all;
+    std::vector<std::string> admitted;
+  };
+  std::set<std::string> changed_set(changed.begin(), changed.end());
+  std::unordered_map<std::string, std::string> claimed;
+  std::vector<Fresh> fresh;
+  for (const auto& role : changed) {
+    const auto& r = last.roles.at(role);
+    PG_ASSIGN_OR_RETURN(Checked c, CheckDelegated(role, *r.keys, r.role_keys));
+    ++st.roles_checked;
+    if (c.loaded.targets.delegations) return false;
+    PG_ASSIGN_OR_RETURN(auto all, c.loaded.All());
+    std::vector<std::string> admitted;
+    for (const auto& [path, file] : all) {
+      if (!Admits(r.rules, r.blocked, path)) continue;
+      auto o = last.owner.find(path);
+      if (o != last.owner.end() && o->second != role && !changed_set.count(o->second)) return false;
+      if (!claimed.emplace(path, role).second) return false;
+      admitted.push_back(path);
+    }
+    fresh.push_back(Fresh{role, std::move(c), std::move(all), std::move(admitted)});
+  }
+  // Commit: the reused roles as they were, the changed ones as checked now.
+  auto next = std::make_unique<WalkMemory::State>(last);
+  for (const auto& role : last.order)
+    if (!changed_set.count(role)) {
+      targets_.insert_or_assign(role, last.roles.at(role).loaded);
+      ++st.roles_reused;
+    }
+  for (const auto& f : fresh)
+    for (const auto& path : next->roles.at(f.role).admitted) next->owner.erase(path);
+  st.incremental = true;
+  st.changed_roles = changed;
+  for (auto& f : fresh) {
+    auto& nr = next->roles.at(f.role);
+    PG_ASSIGN_OR_RETURN(const Loaded* loaded, CommitDelegated(f.role, std::move(f.checked)));
+    nr.loaded = *loaded;
+    nr.meta = snapshot_->meta.at(f.role + ".json");
+    nr.trusted_copy.reset();  // rewritten or read now: taken again by RememberWalk
+    std::vector<TargetInfo> batch;
+    batch.reserve(f.admitted.size());
+    for (const auto& path : f.admitted) {
+      next->owner[path] = f.role;
+      batch.push_back(TargetInfo{path, std::move(f.all.at(path)), f.role});
+    }
+    nr.admitted = std::move(f.admitted);
+    PG_RETURN_IF_ERROR(visit(std::move(batch)));
+  }
+  walk_ = std::move(next);
+  return true;
+}
+
+Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* memory, WalkStats* stats) {
   if (!refreshed_) PG_RETURN_IF_ERROR(Refresh());
-  // A role is trusted only for the paths every delegation on its way down allows (a bin
-  // only for the paths that hash to it): a target it lists outside them is one no client
-  // would take from it (GetTargetInfo never asks it), so it is not handed over.
-  using PathRule = std::function<bool(const std::string&)>;
-  using PathRules = std::shared_ptr<const std::vector<PathRule>>;
+  WalkStats local;
+  WalkStats& st = stats ? *stats : local;
+  st = WalkStats{};
+  walk_.reset();
+  const WalkMemory::State* last = memory ? memory->s_.get() : nullptr;
+  if (last) {
+    PG_ASSIGN_OR_RETURN(bool done, IncrementalWalk(visit, *last, st));
+    if (done) return Status::OK();
+    st = WalkStats{};
+  }
+  auto next = std::make_unique<WalkMemory::State>();
   struct Visit {
     uint64_t id;
     std::string role;
@@ -609,12 +792,6 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
     auto r = std::make_shared<std::vector<PathRule>>(parent ? *parent : std::vector<PathRule>{});
     r->push_back(std::move(rule));
     return PathRules(std::move(r));
-  };
-  auto allows = [](const PathRules& rules, const std::string& path) {
-    if (!rules) return true;
-    for (const auto& rule : *rules)
-      if (!rule(path)) return false;
-    return true;
   };
   // A terminating delegation ends a client's search for every path it allows: once its
   // role's walk is over (the stack is back to `below` entries), no later role is trusted
@@ -633,6 +810,15 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
   // and threshold, expiry), and a role's targets are used only here, in walk order, after
   // its check passed.
   const int ahead = std::max(0, o_.parallel_roles - 1);
+  // Roles the memory will most likely stand for (listed unchanged, trusted copy unchanged;
+  // the keys are compared when the walk reaches them): not checked ahead.
+  auto likely_reused = [&](const std::string& role) {
+    if (!last) return false;
+    auto it = last->roles.find(role);
+    if (it == last->roles.end()) return false;
+    auto m = snapshot_->meta.find(role + ".json");
+    return m != snapshot_->meta.end() && SameMeta(m->second, it->second.meta);
+  };
   std::unique_ptr<Lookahead<Visit, Result<Checked>>> pool;
   if (ahead > 0)
     pool = std::make_unique<Lookahead<Visit, Result<Checked>>>(
@@ -655,28 +841,50 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
       // Up to 2 * threads of the roles walked next are in the pool's hands at a time
       // (bounded memory however many roles there are).
       for (auto it = stack.rbegin(); it != stack.rend() && pool->Pending() < static_cast<size_t>(2 * ahead); ++it) {
-        if (visited.count(it->role) || targets_.count(it->role) || speculated.count(it->role)) continue;
+        if (visited.count(it->role) || targets_.count(it->role) || speculated.count(it->role) || likely_reused(it->role))
+          continue;
         speculated.insert(it->role);
         pool->Start(it->id, *it);
       }
     }
     const Loaded* loaded = nullptr;
     std::optional<Result<Checked>> ahead_result = pool ? pool->Take(v.id) : std::nullopt;
-    if (ahead_result) {
+    std::string print = KeysPrint(v.keys, v.role_keys);
+    const auto* keep = Reusable(last, v.role, print, *snapshot_, o_.metadata_dir);
+    if (keep) {
+      PG_RETURN_IF_ERROR(tuf::CheckNotExpired(keep->loaded.targets.common, clock_, v.role));
+      loaded = &targets_.insert_or_assign(v.role, keep->loaded).first->second;
+      ++st.roles_reused;
+    } else if (ahead_result) {
       if (!ahead_result->ok()) return ahead_result->status();
       PG_ASSIGN_OR_RETURN(loaded, CommitDelegated(v.role, std::move(**ahead_result)));
+      ++st.roles_checked;
     } else {
+      bool had = targets_.count(v.role) > 0;
       PG_ASSIGN_OR_RETURN(loaded, LoadDelegated(v.role, v.keys, v.role_keys));
+      if (!had) ++st.roles_checked;
     }
+    WalkMemory::State::Role& remembered = next->roles[v.role];
+    next->order.push_back(v.role);
+    remembered.meta = snapshot_->meta.at(v.role + ".json");
+    if (keep) remembered.trusted_copy = keep->trusted_copy;
+    remembered.print = std::move(print);
+    remembered.keys = std::make_shared<const std::map<std::string, PublicKey>>(v.keys);
+    remembered.role_keys = v.role_keys;
+    remembered.rules = v.rules;
+    remembered.blocked = blocked;
     PG_ASSIGN_OR_RETURN(auto all, loaded->All());
     std::vector<TargetInfo> batch;
     for (const auto& [path, file] : all) {
-      if (!allows(v.rules, path)) continue;  // outside what this role is delegated
-      bool after_terminating = false;
-      for (const auto& b : blocked) after_terminating = after_terminating || allows(b, path);
-      if (after_terminating) continue;
+      if (!Admits(v.rules, blocked, path)) continue;  // outside what this role is delegated
+      remembered.admitted.push_back(path);
       // The first role in walk order that signs a path wins, as in GetTargetInfo.
-      if (seen_paths.insert(path).second) batch.push_back(TargetInfo{path, file, v.role});
+      if (seen_paths.insert(path).second) {
+        batch.push_back(TargetInfo{path, file, v.role});
+        next->owner.emplace(path, v.role);
+      } else {
+        next->disjoint = false;
+      }
     }
     if (!batch.empty()) PG_RETURN_IF_ERROR(visit(std::move(batch)));
     if (!loaded->targets.delegations) continue;
@@ -700,6 +908,8 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit) {
     }
     for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(std::move(*it));
   }
+  for (auto& [role, r] : next->roles) r.loaded = targets_.at(role);
+  walk_ = std::move(next);
   return Status::OK();
 }
 

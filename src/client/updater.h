@@ -51,8 +51,33 @@ struct TargetInfo {
   std::string role;  // the role that signed it
 };
 
+// What a walk over the whole delegation tree (Updater::VisitAllTargets) verified, kept by a
+// caller that walks the same repository again and again (a mirror) from one Updater to the
+// next: see VisitAllTargets. Opaque; made by Updater::RememberWalk().
+class WalkMemory {
+ public:
+  ~WalkMemory();
+  struct State;  // defined in updater.cc
+
+ private:
+  friend class Updater;
+  explicit WalkMemory(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+// How a walk went (for logs and tests).
+struct WalkStats {
+  size_t roles_checked = 0;  // read (fetched, or from the trusted copy) and verified
+  size_t roles_reused = 0;   // taken from the WalkMemory
+  // Only the roles in changed_roles were handed over: each one's batch is all of its
+  // targets (possibly none), and every other role's targets are those of the remembered walk.
+  bool incremental = false;
+  std::vector<std::string> changed_roles;
+};
+
 class Updater {
  public:
+  ~Updater();
   // `fetcher`, `clock` and `fs` must outlive the Updater.
   Updater(UpdaterOptions options, Fetcher* fetcher, const Clock& clock, FileSystem* fs);
 
@@ -86,6 +111,21 @@ class Updater {
   // from `visit` stops the walk and is returned.
   using TargetVisitor = std::function<Status(std::vector<TargetInfo> batch)>;
   Status VisitAllTargets(const TargetVisitor& visit);
+  // With the memory of an earlier walk (from RememberWalk() after it; null: none), a role
+  // is reused without being read or verified again when it is exactly as trusted as it
+  // would be after a fresh check: the new snapshot lists it with the same version (and
+  // length and hashes), its trusted copy on disk is the file the remembered walk left
+  // (device, inode, size, mtime, ctime), and its delegator gives it the same keys (key
+  // material) and threshold as then; its expiry is checked again. When a delegator changed
+  // its keys, the unchanged role is verified again against the new ones.
+  // When no role that delegates changed, the remembered walk had no path trusted to two
+  // roles, and the changed roles delegate nothing and claim no path another role holds,
+  // the walk is incremental (stats->incremental): only the changed roles are fetched,
+  // verified and handed over. Otherwise it is the whole walk (unchanged roles reused).
+  Status VisitAllTargets(const TargetVisitor& visit, const WalkMemory* last, WalkStats* stats);
+  // After a successful VisitAllTargets, once the trusted metadata is on disk (the caller
+  // flushed its file system): the memory of this walk for the next Updater.
+  std::unique_ptr<WalkMemory> RememberWalk();
   // The verified bytes of the trusted metadata, by the name a consistent-snapshot
   // repository publishes them under: "<v>.root.json", "timestamp.json",
   // "<v>.snapshot.json", "<v>.<quoted role>.json" (targets roles loaded so far).
@@ -93,6 +133,7 @@ class Updater {
   std::optional<int64_t> TrustedSnapshotVersion() const;
 
  private:
+  friend struct WalkMemory::State;
   // Targets roles from this size on are read without a DOM (tuf::LazyTargets: one scan of
   // the text, a target looked up in it when asked for): a hash bin of a few hundred
   // entries already costs the DOM parse more than the scan. From kBackgroundHashBytes on,
@@ -131,6 +172,9 @@ class Updater {
   };
   Result<Checked> CheckDelegated(const std::string& role, const std::map<std::string, PublicKey>& keys,
                                  const tuf::RoleKeys& role_keys);
+  // VisitAllTargets over `last` when only leaf roles changed: true when it walked (and
+  // handed over) incrementally, false when the whole walk is needed.
+  Result<bool> IncrementalWalk(const TargetVisitor& visit, const WalkMemory::State& last, WalkStats& st);
   // Stores a checked role (persisted when it was fetched) as trusted.
   Result<const Loaded*> CommitDelegated(const std::string& role, Checked c);
   Status Persist(const std::string& role, std::string_view bytes);
@@ -149,6 +193,7 @@ class Updater {
   std::optional<tuf::Timestamp> timestamp_;
   std::optional<tuf::Snapshot> snapshot_;
   std::map<std::string, Loaded> targets_;  // "targets" and delegated roles, verified
+  std::unique_ptr<WalkMemory::State> walk_;  // what the last VisitAllTargets verified (RememberWalk)
   std::mutex io_mu_;  // fetcher_ and fs_ reads by CheckDelegated
   std::unique_ptr<MetadataWriter> writer_;  // write_metadata_in_background only; last: flushed first
 };

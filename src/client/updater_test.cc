@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <set>
 
 #include "crypto/hash.h"
 
@@ -67,12 +68,14 @@ class TestRepo {
     fetcher.files[std::string(kTargets) + "/" + remote] = content;
   }
 
-  // Signs every role at a new version, then snapshot and timestamp.
-  void Commit() {
+  // Signs every role at a new version (only the roles in `changed`, when given), then
+  // snapshot and timestamp.
+  void Commit(const std::set<std::string>& changed = {}) {
     ++snap_version;
     Json meta = Json::object();
     for (auto& [name, r] : roles) {
-      r.first["version"] = r.first["version"].get<int64_t>() + (committed_ ? 1 : 0);
+      bool bump = committed_ && (changed.empty() || changed.count(name));
+      r.first["version"] = r.first["version"].get<int64_t>() + (bump ? 1 : 0);
       std::string bytes = Sign(r.first, r.second);
       int64_t v = r.first["version"];
       fetcher.files[std::string(kMeta) + "/" + std::to_string(v) + "." + tuf::QuoteRoleName(name) + ".json"] = bytes;
@@ -787,6 +790,131 @@ TEST_F(UpdaterTest, VisitAllTargetsWithParallelRolesKeepsOrderAndEveryCheck) {
     EXPECT_EQ(walk(*u, &seen).code(), ErrorCode::kMixAndMatch) << parallel;
     EXPECT_EQ(later_than(seen, 5), "");
   }
+}
+
+// A mirror's next walk (WalkMemory from the last one): after a publish to one hash bin,
+// only that bin is fetched, verified and handed over; the other bins and targets are
+// reused, and the result is what a walk from scratch finds.
+class WalkMemoryTest : public UpdaterTest {
+ protected:
+  // targets delegates 4 succinct hash bins ("bins-0".."bins-3", key bin_key_) holding 16 targets.
+  void SetUpBins() {
+    bins_.keys = {{bin_key_.KeyId()}, 1};
+    bins_.bit_length = 2;
+    bins_.name_prefix = "bins";
+    repo_.roles["targets"].first["delegations"] = {
+        {"keys", {{bin_key_.KeyId(), bin_key_.public_key().ToJson()}}},
+        {"succinct_roles",
+         {{"keyids", {bin_key_.KeyId()}}, {"threshold", 1}, {"bit_length", 2}, {"name_prefix", "bins"}}}};
+    for (int i = 0; i < 4; ++i) repo_.roles[bins_.BinName(i)] = {TestRepo::Targets(1), {&bin_key_}};
+    for (int i = 0; i < 16; ++i) Add("f/" + std::to_string(i) + ".bin");
+    repo_.Commit();
+  }
+  void Add(const std::string& path) { repo_.AddTarget(bins_.BinFor(path), path, "bytes of " + path); }
+  int BinFetches() {
+    int n = 0;
+    for (const auto& [url, count] : repo_.fetcher.requests)
+      if (url.find(".bins-") != std::string::npos) n += count;
+    return n;
+  }
+  static std::set<std::string> Walk(Updater& u, const WalkMemory* memory, WalkStats* stats, Status* st) {
+    std::set<std::string> paths;
+    *st = u.VisitAllTargets(
+        [&](std::vector<TargetInfo> batch) {
+          for (const auto& t : batch) paths.insert(t.role + ":" + t.path);
+          return Status::OK();
+        },
+        memory, stats);
+    return paths;
+  }
+  PrivateKey bin_key_ = NewKey();
+  tuf::SuccinctRoles bins_;
+};
+
+TEST_F(WalkMemoryTest, AfterAPublishToOneBinOnlyThatBinIsFetchedVerifiedAndHandedOver) {
+  SetUpBins();
+  std::unique_ptr<WalkMemory> memory;
+  {
+    Updater u = Make();
+    WalkStats ws;
+    Status st;
+    auto all = Walk(u, nullptr, &ws, &st);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(all.size(), 17u);  // office/setup.exe in targets, 16 in the bins
+    EXPECT_EQ(ws.roles_checked, 4u);
+    EXPECT_FALSE(ws.incremental);
+    memory = u.RememberWalk();
+    ASSERT_TRUE(memory);
+  }
+  std::string path = "g/new.bin", bin = bins_.BinFor(path);
+  Add(path);
+  repo_.Commit({bin});
+  int fetches = BinFetches();
+  Updater u = Make();
+  WalkStats ws;
+  Status st;
+  auto handed = Walk(u, memory.get(), &ws, &st);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(ws.incremental);
+  EXPECT_EQ(ws.roles_checked, 1u);
+  EXPECT_EQ(ws.roles_reused, 4u);  // targets and the 3 other bins
+  EXPECT_EQ(ws.changed_roles, std::vector<std::string>{bin});
+  EXPECT_EQ(BinFetches() - fetches, 1);  // that bin's new version, nothing else
+  // What was handed over: all of that bin's targets (the new one among them), and only those.
+  ASSERT_TRUE(handed.count(bin + ":" + path));
+  for (const auto& h : handed) EXPECT_EQ(h.substr(0, bin.size() + 1), bin + ":") << h;
+  // A walk from scratch lists exactly the remembered targets with that bin's replaced.
+  Updater fresh = Make();
+  WalkStats fs;
+  auto everything = Walk(fresh, nullptr, &fs, &st);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(everything.size(), 18u);
+  for (const auto& h : handed) EXPECT_TRUE(everything.count(h)) << h;
+  // The memory of the incremental walk serves the next one: nothing changed, nothing fetched.
+  auto again = u.RememberWalk();
+  ASSERT_TRUE(again);
+  repo_.Commit({"none"});  // a new snapshot and timestamp, every role unchanged
+  fetches = BinFetches();
+  Updater third = Make();
+  auto none = Walk(third, again.get(), &ws, &st);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(ws.incremental);
+  EXPECT_EQ(ws.roles_checked, 0u);
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(BinFetches(), fetches);
+}
+
+// targets now delegates its bins to a new key; the bins did not change and are still signed
+// by the old key. Remembered as verified, they are no longer trusted: the walk refuses them.
+TEST_F(WalkMemoryTest, AnUnchangedBinSignedByTheKeyItsDelegatorReplacedIsRefused) {
+  SetUpBins();
+  std::unique_ptr<WalkMemory> memory;
+  {
+    Updater u = Make();
+    Status st;
+    WalkStats ws;
+    Walk(u, nullptr, &ws, &st);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    memory = u.RememberWalk();
+  }
+  PrivateKey replacement = NewKey();
+  auto& d = repo_.roles["targets"].first["delegations"];
+  d["keys"] = {{replacement.KeyId(), replacement.public_key().ToJson()}};
+  d["succinct_roles"]["keyids"] = {replacement.KeyId()};
+  repo_.Commit({"targets"});
+  Updater u = Make();
+  WalkStats ws;
+  Status st;
+  auto handed = Walk(u, memory.get(), &ws, &st);
+  EXPECT_EQ(st.code(), ErrorCode::kUnmetThreshold) << st.ToString();
+  for (const auto& h : handed) EXPECT_EQ(h.rfind("bins-", 0), std::string::npos) << h;
+  // Re-signed by the new key, the same bins are accepted again.
+  for (int i = 0; i < 4; ++i) repo_.roles[bins_.BinName(i)].second = {&replacement};
+  repo_.Commit({bins_.BinName(0), bins_.BinName(1), bins_.BinName(2), bins_.BinName(3)});
+  Updater v = Make();
+  auto all = Walk(v, memory.get(), &ws, &st);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(all.size(), 17u);
 }
 
 TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {

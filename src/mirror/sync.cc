@@ -270,6 +270,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     tuf::TargetFile file;
   };
   std::map<std::string, ExpectedFile> next;              // the walk's thread only
+  std::map<std::string, std::vector<std::string>> next_role_rels;  // role -> its targets' rels
   std::map<std::string, std::string> first_rel_by_sha;   // one download per distinct content
   std::vector<std::pair<std::string, std::string>> dups;  // rel, the rel holding the same content
   std::set<std::string> made_dirs;                         // folders under targets/ made by this pass
@@ -340,6 +341,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       ExpectedFile e{sha->second, t.file.length, t.path};
       ++listed;
       if (!next.emplace(rel, e).second) continue;
+      next_role_rels[t.role].push_back(rel);
       std::string abs = JoinPath(o_.data_dir, rel);
       auto known = expected_.find(rel);
       bool have = known != expected_.end() && known->second.sha256 == e.sha256 && SameSize(abs, e.length);
@@ -384,7 +386,11 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   });
   std::vector<std::thread> threads;
   for (auto* f : worker_fetchers) threads.emplace_back(worker, f);
-  Status walked = u.VisitAllTargets(visit);
+  // Roles the last good pass verified are reused when exactly as trusted (Updater::
+  // VisitAllTargets); when only leaf roles changed (a publish touching one hash bin), only
+  // they are fetched, verified and handed over.
+  client::WalkStats walk;
+  Status walked = u.VisitAllTargets(visit, walk_memory_.get(), &walk);
   if (auto v = u.TrustedSnapshotVersion()) upstream_version_ = *v;  // lag is known even if a fetch fails
   {
     std::lock_guard<std::mutex> l(q_mu);
@@ -394,6 +400,9 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   }
   if (walked.ok())
     log::Info("sync: metadata verified", {{"targets", std::to_string(listed)}, {"ms", ms()},
+                                          {"roles_checked", std::to_string(walk.roles_checked)},
+                                          {"roles_reused", std::to_string(walk.roles_reused)},
+                                          {"incremental", walk.incremental ? "yes" : "no"},
                                           {"roles_prefetched", std::to_string(fetcher.served_from_prefetch())},
                                           {"targets_to_fetch", std::to_string(queued)},
                                           {"fetched_so_far", std::to_string(placed.load())}});
@@ -416,7 +425,21 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   flusher.join();
   if (!walked.ok()) return walked;
   if (!first_error.ok()) return first_error;
-  size_t target_count = listed;
+  if (walk.incremental) {
+    // Only the changed roles were handed over: every other role's targets are those of the
+    // served snapshot.
+    std::map<std::string, ExpectedFile> all = expected_;
+    for (const auto& role : walk.changed_roles) {
+      if (auto old = role_rels_.find(role); old != role_rels_.end())
+        for (const auto& rel : old->second) all.erase(rel);
+      next_role_rels.try_emplace(role);
+    }
+    for (auto& [rel, e] : next) all.insert_or_assign(rel, std::move(e));
+    next = std::move(all);
+    for (const auto& [role, rels] : role_rels_) next_role_rels.try_emplace(role, rels);
+  }
+  size_t target_count = 0;
+  for (const auto& [role, rels] : next_role_rels) target_count += rels.size();
   std::map<std::string, std::string> meta = u.TrustedMetadataFiles();
   int64_t version = u.TrustedSnapshotVersion().value_or(0);
   pass.upstream_snapshot_version = version;
@@ -467,6 +490,10 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   PG_RETURN_IF_ERROR(Fs().SyncDir(JoinPath(o_.data_dir, "metadata")));
   last_timestamp_ = ts->second;
   served_version_ = version;
+  // What this pass verified stands for the next one (the trusted copies are on disk since
+  // trusted_fs.Flush() above).
+  walk_memory_ = u.RememberWalk();
+  role_rels_ = std::move(next_role_rels);
   ++generation_;
   pass.changed = true;
   pass.snapshot_version = version;

@@ -55,6 +55,7 @@
 
 namespace patchgate::client {
 class Fetcher;
+class WalkMemory;
 }
 
 namespace patchgate::mirror {
@@ -137,6 +138,10 @@ class Syncer {
   std::vector<std::unique_ptr<client::Fetcher>> fetchers_;
   std::map<std::string, ExpectedFile> expected_;          // rel -> content, served snapshot
   std::map<std::string, std::string> served_metadata_;    // metadata name -> verified bytes
+  // The walk that verified the served snapshot (null before the first pass of this process),
+  // and the targets each of its roles listed (rels, as in expected_).
+  std::unique_ptr<client::WalkMemory> walk_memory_;
+  std::map<std::string, std::vector<std::string>> role_rels_;
   std::function<void(const std::string&, const ExpectedFile&)> on_place_;
   std::atomic<int64_t> served_version_{0}, upstream_version_{0};
   std::atomic<uint64_t> generation_{0};

@@ -39,14 +39,15 @@ Result<std::shared_ptr<const MetadataFile>> ReadTimestamp(const std::string& pat
   return m;
 }
 
-// The catalogue keyed as requests name its files: the consistent-snapshot name on disk.
+// The catalogue keyed as requests name its files: the consistent-snapshot name on disk. An
+// entry shares the ownership of its role's list (which the next load reuses when the role
+// is unchanged): no copy of the entries.
 std::shared_ptr<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>> IndexByServedName(
-    std::vector<tuf::CatalogueEntry> entries) {
+    const std::vector<tuf::CatalogueLoader::RoleEntries>& roles) {
   auto map = std::make_shared<std::map<std::string, std::shared_ptr<const tuf::CatalogueEntry>>>();
-  for (auto& e : entries) {
-    std::string rel = tuf::ConsistentTargetName(e.path, e.sha256);
-    (*map)[rel] = std::make_shared<const tuf::CatalogueEntry>(std::move(e));
-  }
+  for (const auto& role : roles)
+    for (const auto& e : *role)
+      (*map)[tuf::ConsistentTargetName(e.path, e.sha256)] = std::shared_ptr<const tuf::CatalogueEntry>(role, &e);
   return map;
 }
 
@@ -59,21 +60,30 @@ Status Catalogue::LoadConsistent() {
     std::lock_guard<std::mutex> l(mu_);
     if (timestamp_ && timestamp_->key == before->key) return Status::OK();  // unchanged
   }
-  auto entries = tuf::LoadCatalogue(dir_);
+  size_t roles_read = 0;
+  auto entries = Load(&roles_read);
   if (!entries.ok()) return entries.status();
   // The load read timestamp.json by its path: the bytes kept are those only if the file is
   // still the one read before (a publisher replaces it by rename); else the next round.
   struct stat after {};
   if (::stat(ts.c_str(), &after) != 0 || MetadataFiles::KeyOf(after) != before->key)
     return Unavailable("timestamp.json changed while the catalogue was loaded; loading again");
-  auto map = IndexByServedName(std::move(*entries));
+  auto map = IndexByServedName(*entries);
   std::lock_guard<std::mutex> l(mu_);
   entries_ = std::move(map);
   timestamp_ = std::move(before);
   loaded_mtime_ns_ = std::get<3>(timestamp_->key);
   loaded_ino_ = static_cast<int64_t>(std::get<1>(timestamp_->key));
-  log::Info("catalogue loaded", {{"targets", std::to_string(entries_->size())}, {"off_request_path", "yes"}});
+  log::Info("catalogue loaded", {{"targets", std::to_string(entries_->size())}, {"off_request_path", "yes"},
+                                 {"roles_read", std::to_string(roles_read)}});
   return Status::OK();
+}
+
+Result<std::vector<tuf::CatalogueLoader::RoleEntries>> Catalogue::Load(size_t* roles_read) {
+  std::lock_guard<std::mutex> l(walker_mu_);
+  auto r = walker_.Load();
+  *roles_read = walker_.roles_read();
+  return r;
 }
 
 Status Catalogue::StartBackground() {
@@ -173,14 +183,15 @@ Status Catalogue::Refresh() {
     std::lock_guard<std::mutex> l(mu_);
     if (mtime == loaded_mtime_ns_ && static_cast<int64_t>(st.st_ino) == loaded_ino_) return Status::OK();
   }
-  auto entries = tuf::LoadCatalogue(dir_);
+  size_t roles_read = 0;
+  auto entries = Load(&roles_read);
   if (!entries.ok()) return entries.status();
-  auto map = IndexByServedName(std::move(*entries));
+  auto map = IndexByServedName(*entries);
   std::lock_guard<std::mutex> l(mu_);
   entries_ = std::move(map);
   loaded_mtime_ns_ = mtime;
   loaded_ino_ = static_cast<int64_t>(st.st_ino);
-  log::Info("catalogue loaded", {{"targets", std::to_string(entries_->size())}});
+  log::Info("catalogue loaded", {{"targets", std::to_string(entries_->size())}, {"roles_read", std::to_string(roles_read)}});
   return Status::OK();
 }
 

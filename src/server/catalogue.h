@@ -20,6 +20,7 @@
 
 #include "core/status.h"
 #include "server/served_files.h"
+#include "tuf/catalogue.h"
 #include "tuf/repository.h"
 
 namespace patchgate::server {
@@ -27,7 +28,7 @@ namespace patchgate::server {
 class Catalogue {
  public:
   static constexpr int kPollMs = 20;
-  explicit Catalogue(std::string repo_dir) : dir_(std::move(repo_dir)) {}
+  explicit Catalogue(std::string repo_dir) : dir_(repo_dir), walker_(std::move(repo_dir)) {}
   ~Catalogue();
   // Loads the catalogue now, then keeps it current from a loader thread (stopped by the
   // destructor). From then on Refresh() loads nothing and returns the last load's status.
@@ -53,9 +54,13 @@ class Catalogue {
  private:
   // Loads the catalogue and the timestamp.json bytes it was built from (background mode).
   Status LoadConsistent();
+  // One load through walker_ (a role unchanged since the last load is not read again).
+  Result<std::vector<tuf::CatalogueLoader::RoleEntries>> Load(size_t* roles_read);
   void Loop();
 
   std::string dir_;
+  std::mutex walker_mu_;
+  tuf::CatalogueLoader walker_;  // under walker_mu_
   std::atomic<bool> background_{false}, stop_{false};
   std::thread loader_;
   std::condition_variable wake_;

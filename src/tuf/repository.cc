@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "crypto/hash.h"
@@ -1061,6 +1063,18 @@ struct Walk {
 
 void Problem(Walk* w, std::string p) { w->problems.push_back(std::move(p)); }
 
+// The roles a targets role delegates to, in walk order: hash bins first, then named roles;
+// each with the keys and threshold it must meet and the delegation that limits its paths
+// (none for a bin).
+std::vector<std::pair<std::string, std::pair<RoleKeys, std::optional<DelegatedRole>>>> DelegatedChildren(
+    const Delegations& d) {
+  std::vector<std::pair<std::string, std::pair<RoleKeys, std::optional<DelegatedRole>>>> children;
+  if (d.succinct)
+    for (int i = 0; i < d.succinct->NumBins(); ++i) children.push_back({d.succinct->BinName(i), {d.succinct->keys, std::nullopt}});
+  for (const auto& r : d.roles) children.push_back({r.name, {r.keys, r}});
+  return children;
+}
+
 // Verifies one role file against its signed version (and length/hashes when listed).
 std::optional<Envelope> CheckRoleFile(const std::string& dir, const std::string& role, const MetaFile& m,
                                       const std::map<std::string, PublicKey>& keys, const RoleKeys& rk,
@@ -1112,17 +1126,7 @@ void WalkTargetsRole(const std::string& dir, const Snapshot& snap, const std::st
     return;
   }
   const Delegations& d = *parsed->delegations;
-  std::vector<std::pair<std::string, std::pair<RoleKeys, std::optional<DelegatedRole>>>> children;
-  if (d.succinct) {
-    for (int i = 0; i < d.succinct->NumBins(); ++i) {
-      DelegatedRole bin;
-      bin.name = d.succinct->BinName(i);
-      bin.keys = d.succinct->keys;
-      children.push_back({bin.name, {d.succinct->keys, std::nullopt}});
-    }
-  }
-  for (const auto& r : d.roles) children.push_back({r.name, {r.keys, r}});
-  for (const auto& [name, info] : children) {
+  for (const auto& [name, info] : DelegatedChildren(d)) {
     if (!visited->insert(name).second) {
       Problem(w, role + ": delegation to " + name + " forms a loop or repeats a role");
       continue;
@@ -1137,8 +1141,13 @@ void WalkTargetsRole(const std::string& dir, const Snapshot& snap, const std::st
   }
 }
 
-Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
-  Walk w;
+// The chain down to the snapshot: every root version, timestamp.json and the snapshot it
+// names, each checked (problems into w). Nothing when the walk cannot go on.
+struct Top {
+  Root root;
+  Snapshot snapshot;
+};
+Result<std::optional<Top>> WalkTop(const std::string& dir, const Clock& clock, Walk& w) {
   PG_ASSIGN_OR_RETURN(int64_t highest, HighestRootVersion(dir));
   std::optional<Root> trusted;
   for (int64_t v = 1; v <= highest; ++v) {
@@ -1171,7 +1180,7 @@ Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
   auto ts_env = ReadEnvelope(JoinPath(MetaDir(dir), "timestamp.json"), kMaxTimestampBytes);
   if (!ts_env.ok()) {
     Problem(&w, ts_env.status().ToString());
-    return w;
+    return std::optional<Top>();
   }
   ++w.roles;
   st = VerifyThreshold(*ts_env, trusted->keys, trusted->roles.at("timestamp"), "timestamp");
@@ -1179,7 +1188,7 @@ Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
   auto ts = Timestamp::FromSigned(ts_env->signed_json);
   if (!ts.ok()) {
     Problem(&w, "timestamp.json: " + ts.status().ToString());
-    return w;
+    return std::optional<Top>();
   }
   w.timestamp_version = ts->common.version;
   st = CheckNotExpired(ts->common, clock, "timestamp");
@@ -1187,21 +1196,32 @@ Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
 
   auto snap_env = CheckRoleFile(dir, "snapshot", ts->snapshot, trusted->keys, trusted->roles.at("snapshot"),
                                 RoleType::kSnapshot, clock, &w);
-  if (!snap_env) return w;
+  if (!snap_env) return std::optional<Top>();
   auto snap = Snapshot::FromSigned(snap_env->signed_json);
   if (!snap.ok()) {
     Problem(&w, "snapshot: " + snap.status().ToString());
-    return w;
+    return std::optional<Top>();
   }
   w.snapshot_version = snap->common.version;
   w.roles_seen = {"root", "snapshot", "targets"};
   for (const auto& [name, m] : snap->meta)
     if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) w.roles_seen.insert(name.substr(0, name.size() - 5));
-  auto targets_env = CheckRoleFile(dir, "targets", snap->meta.at("targets.json"), trusted->keys,
-                                   trusted->roles.at("targets"), RoleType::kTargets, clock, &w);
+  if (!snap->meta.count("targets.json")) {
+    Problem(&w, "the snapshot does not list targets.json");
+    return std::optional<Top>();
+  }
+  return std::optional<Top>(Top{std::move(*trusted), std::move(*snap)});
+}
+
+Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
+  Walk w;
+  PG_ASSIGN_OR_RETURN(std::optional<Top> top, WalkTop(dir, clock, w));
+  if (!top) return w;
+  auto targets_env = CheckRoleFile(dir, "targets", top->snapshot.meta.at("targets.json"), top->root.keys,
+                                   top->root.roles.at("targets"), RoleType::kTargets, clock, &w);
   if (!targets_env) return w;
   std::set<std::string> visited{"targets"};
-  WalkTargetsRole(dir, *snap, "targets", *targets_env, std::nullopt, clock, 0, &visited, &w);
+  WalkTargetsRole(dir, top->snapshot, "targets", *targets_env, std::nullopt, clock, 0, &visited, &w);
   return w;
 }
 
@@ -1335,27 +1355,150 @@ Result<VerifyReport> VerifyRepository(const std::string& dir, const Clock& clock
   return r;
 }
 
-Result<std::vector<CatalogueEntry>> LoadCatalogue(const std::string& dir) {
-  PG_ASSIGN_OR_RETURN(Walk w, WalkRepository(dir, SystemClock::Get()));
+namespace {
+
+// What a file on disk is, without reading it: a file replaced, rewritten or touched since
+// has another identity (a rewrite in place changes mtime and ctime; ctime cannot be set back).
+struct FileIdentity {
+  uint64_t dev = 0, ino = 0;
+  int64_t size = -1, mtime_ns = 0, ctime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+std::optional<FileIdentity> IdentityOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
+                      int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+                      int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
+}
+
+bool SameMeta(const MetaFile& a, const MetaFile& b) {
+  return a.version == b.version && a.length == b.length && a.hashes == b.hashes;
+}
+
+// Everything a role's check depends on besides its own bytes: the keys (material) and
+// threshold its delegator gives it, and the paths it is delegated.
+std::string DelegationPrint(const std::map<std::string, PublicKey>& keys, const RoleKeys& rk,
+                            const std::optional<DelegatedRole>& delegation) {
+  std::string p = "threshold=" + std::to_string(rk.threshold);
+  for (const auto& id : rk.keyids) {
+    p += "\nkey " + id + "=";
+    if (auto k = keys.find(id); k != keys.end()) p += k->second.ToJson().dump();
+  }
+  if (delegation) {
+    p += "\nterminating=" + std::to_string(delegation->terminating);
+    for (const auto& g : delegation->paths) p += "\npath " + g;
+    for (const auto& h : delegation->path_hash_prefixes) p += "\nprefix " + h;
+  }
+  return p;
+}
+
+}  // namespace
+
+struct CatalogueLoader::Memo {
+  MetaFile meta;  // as the snapshot listed it
+  FileIdentity id;
+  std::string print;
+  Common common;
+  std::optional<Delegations> delegations;
+  RoleEntries entries;
+};
+
+CatalogueLoader::CatalogueLoader(std::string dir) : dir_(std::move(dir)) {}
+CatalogueLoader::~CatalogueLoader() = default;
+
+Result<std::vector<CatalogueLoader::RoleEntries>> CatalogueLoader::Load() {
+  const Clock& clock = SystemClock::Get();
+  Walk w;
+  roles_read_ = roles_reused_ = 0;
+  PG_ASSIGN_OR_RETURN(std::optional<Top> top, WalkTop(dir_, clock, w));
+  std::vector<RoleEntries> out;
+  std::map<std::string, Memo> next;
+  std::string targets_dir = JoinPath(dir_, "targets");
+  std::set<std::string> visited{"targets"};
+  // One role: reused from the last good load, or read and checked as WalkRepository does;
+  // then its delegations, depth first.
+  std::function<void(const std::string&, const MetaFile&, const std::map<std::string, PublicKey>&, const RoleKeys&,
+                     const std::optional<DelegatedRole>&, int)>
+      role_walk = [&](const std::string& role, const MetaFile& m, const std::map<std::string, PublicKey>& keys,
+                      const RoleKeys& rk, const std::optional<DelegatedRole>& delegation, int depth) {
+        std::string file = JoinPath(MetaDir(dir_), MetaFileName(m.version, role));
+        std::string print = DelegationPrint(keys, rk, delegation);
+        std::optional<FileIdentity> id = IdentityOf(file);
+        Memo memo;
+        auto had = memo_.find(role);
+        if (id && had != memo_.end() && SameMeta(had->second.meta, m) && had->second.id == *id && had->second.print == print) {
+          memo = had->second;  // shares the entries and delegations
+          next[role] = memo;
+          ++roles_reused_;
+          Status st = CheckNotExpired(memo.common, clock, role);
+          if (!st.ok()) Problem(&w, st.ToString());
+        } else {
+          size_t problems = w.problems.size();
+          ++roles_read_;
+          auto env = CheckRoleFile(dir_, role, m, keys, rk, RoleType::kTargets, clock, &w);
+          if (!env) return;
+          auto parsed = Targets::FromSigned(env->signed_json);
+          if (!parsed.ok()) {
+            Problem(&w, role + ": " + parsed.status().ToString());
+            return;
+          }
+          auto entries = std::make_shared<std::vector<CatalogueEntry>>();
+          entries->reserve(parsed->targets.size());
+          for (auto& [path, tf] : parsed->targets) {
+            if (delegation && !delegation->Matches(path))
+              Problem(&w, role + ": target " + path + " is outside the paths delegated to the role");
+            auto sha = tf.hashes.find("sha256");
+            if (sha == tf.hashes.end()) continue;
+            CatalogueEntry e;
+            e.path = path;
+            e.sha256 = sha->second;
+            e.length = tf.length;
+            if (tf.custom.is_object()) e.product = tf.custom.value("product", "");
+            e.custom = std::move(tf.custom);
+            e.file = JoinPath(targets_dir, ConsistentTargetName(path, e.sha256));
+            entries->push_back(std::move(e));
+          }
+          memo = Memo{m, id.value_or(FileIdentity{}), print, parsed->common, std::move(parsed->delegations),
+                      std::move(entries)};
+          // Remembered only when the role itself checked clean and its file is still the one read.
+          if (w.problems.size() == problems && id && IdentityOf(file) == id) next[role] = memo;
+        }
+        out.push_back(memo.entries);
+        if (!memo.delegations) return;
+        if (depth >= kMaxDelegationDepth) {
+          Problem(&w, role + ": delegations nested deeper than " + std::to_string(kMaxDelegationDepth));
+          return;
+        }
+        const Delegations& d = *memo.delegations;
+        for (const auto& [name, info] : DelegatedChildren(d)) {
+          if (!visited.insert(name).second) {
+            Problem(&w, role + ": delegation to " + name + " forms a loop or repeats a role");
+            continue;
+          }
+          auto it = top->snapshot.meta.find(name + ".json");
+          if (it == top->snapshot.meta.end()) {
+            Problem(&w, "delegated role " + name + " is not listed in the snapshot");
+            continue;
+          }
+          role_walk(name, it->second, d.keys, info.first, info.second, depth + 1);
+        }
+      };
+  if (top) role_walk("targets", top->snapshot.meta.at("targets.json"), top->root.keys, top->root.roles.at("targets"),
+                     std::nullopt, 0);
   // Expiry is a client's concern; a server keeps serving while `patchgate refresh` is due.
   for (const auto& p : w.problems)
     if (p.find("ExpiredMetadata") == std::string::npos)
       return Corrupt("the repository's signed metadata does not verify: " + p + " (run `patchgate verify`)");
+  memo_ = std::move(next);
+  return out;
+}
+
+Result<std::vector<CatalogueEntry>> LoadCatalogue(const std::string& dir) {
+  CatalogueLoader loader(dir);
+  PG_ASSIGN_OR_RETURN(std::vector<CatalogueLoader::RoleEntries> roles, loader.Load());
   std::vector<CatalogueEntry> out;
-  out.reserve(w.targets.size());
-  std::string targets_dir = JoinPath(dir, "targets");
-  for (auto& t : w.targets) {
-    CatalogueEntry e;
-    e.path = t.path;
-    auto sha = t.file.hashes.find("sha256");
-    if (sha == t.file.hashes.end()) continue;
-    e.sha256 = sha->second;
-    e.length = t.file.length;
-    if (t.file.custom.is_object()) e.product = t.file.custom.value("product", "");
-    e.custom = std::move(t.file.custom);
-    e.file = JoinPath(targets_dir, ConsistentTargetName(t.path, e.sha256));
-    out.push_back(std::move(e));
-  }
+  for (const auto& r : roles) out.insert(out.end(), r->begin(), r->end());
   return out;
 }
 

@@ -12,6 +12,7 @@
 # Runs on SQLite, and on PostgreSQL too when PATCHGATE_TEST_PG_URL is set.
 # Usage: seed_scenario_test.sh BUILD_DIR
 . "$(dirname "$0")/../lib/harness.sh"
+. "$(dirname "$0")/../lib/nginx.sh"
 harness_setup seed "$1"
 root_work=$work
 unset PATCHGATE_PASSPHRASE PATCHGATE_NODE_TOKEN PATCHGATE_TOKEN
@@ -50,8 +51,8 @@ PY
   : > tokens.txt
   while read -r org user; do echo "$org $user $("$pg" user add "$org" "$user" 2>/dev/null)" >> tokens.txt; done < users.txt
 
-  local p0 p1 p2 pn t1 t2
-  p0=$(free_port); p1=$(free_port); p2=$(free_port); pn=$(free_port)
+  local p0 p1 p2 t1 t2
+  p0=$(free_port); p1=$(free_port); p2=$(free_port)
   t1=$("$pg" node add mirror-1 --upstream "http://127.0.0.1:$p0" 2>/dev/null)
   t2=$("$pg" node add mirror-2 --upstream "http://127.0.0.1:$p1" 2>/dev/null)
   "$pg" policy set --require-scanner --require-watch >/dev/null
@@ -238,39 +239,17 @@ PY
 
   # nginx serving mirror-1's DIR as it is, and patchgate-client through it.
   if command -v nginx >/dev/null; then
-    mkdir -p nginx/logs nginx/tmp
-    cat > nginx/nginx.conf <<CONF
-worker_processes 1;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log;
-events { worker_connections 64; }
-http {
-  access_log $work/nginx/logs/access.log;
-  client_body_temp_path $work/nginx/tmp;
-  proxy_temp_path $work/nginx/tmp;
-  fastcgi_temp_path $work/nginx/tmp;
-  uwsgi_temp_path $work/nginx/tmp;
-  scgi_temp_path $work/nginx/tmp;
-  server {
-    listen 127.0.0.1:$pn;
-    root $work/m1;
-    location /metadata/ { try_files \$uri \$request_uri =404; }
-    location /targets/ { try_files \$uri =404; }
-    location / { return 404; }
-  }
-}
-CONF
-    nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g "daemon off; user root;" > nginx.out 2>&1 &
-    local ng=$!
-    pids+=("$ng")
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$pn/metadata/timestamp.json" && break; sleep 0.05; done
+    start_nginx "$work/m1" 'location /metadata/ { try_files $uri $request_uri =404; }
+    location /targets/ { try_files $uri =404; }
+    location / { return 404; }'
+    local ng=$ngx_pid pn=$port
     "$client" --metadata-dir c/meta init repo/metadata/1.root.json >/dev/null
     "$client" --metadata-dir c/meta --metadata-url "http://127.0.0.1:$pn/metadata" \
       --target-base-url "http://127.0.0.1:$pn/targets" --target-dir c/t --target-name office/tool3.exe download >/dev/null \
-      || { cat nginx/logs/error.log; fail "patchgate-client through nginx"; }
+      || { cat "$ngx/error.log"; fail "patchgate-client through nginx"; }
     cmp -s c/t/office%2Ftool3.exe files/office/tool3.exe
     curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$pn/.patchgate/trusted/root.json" | grep -q 404
-    kill "$ng"; wait "$ng" 2>/dev/null || true
+    stop_pid "$ng"
     ok "[$engine] nginx serves mirror-1's DIR as it is; patchgate-client downloads and verifies through it"
   else
     [[ -n "${CI:-}" ]] && fail "nginx missing in CI (scripts/deps.sh installs it)"

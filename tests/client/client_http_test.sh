@@ -7,14 +7,16 @@
 #    answers the absolute-form requests for a host name that does not resolve), and
 #    no_proxy still bypasses it (the name then fails to resolve);
 #  - an https:// URL goes to libcurl (nginx speaks no TLS: the run fails cleanly);
+#  - the system's OpenSSL configuration governs the signature checks (libcrypto linked in
+#    or not): a FIPS-only setting without a FIPS provider leaves no Ed25519 check, so
+#    nothing is trusted;
 #  - a target altered on the server is refused and nothing is stored.
 # Usage: client_http_test.sh BUILD_DIR
 . "$(dirname "$0")/../lib/harness.sh"
 harness_setup clienthttp "$1"
 export PATCHGATE_PASSPHRASE=client-http-test
 unset http_proxy all_proxy ALL_PROXY no_proxy NO_PROXY https_proxy HTTPS_PROXY
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x "$nginx_bin" ]] || fail "nginx is not installed: run scripts/deps.sh"
+. "$here/../lib/nginx.sh"
 
 if readelf -d "$client" | grep NEEDED | grep -q libcurl; then fail "patchgate-client names libcurl as NEEDED (loaded at every start)"; fi
 ok "libcurl is not NEEDED by patchgate-client"
@@ -25,25 +27,8 @@ echo "notes" > "$work/notes.txt"
 "$pg" init "$repo" >/dev/null
 "$pg" publish "$repo" --product office "$work/setup.exe" "$work/notes.txt" >/dev/null
 
-port=$(free_port)
-ngx="$work/nginx"
-mkdir -p "$ngx/tmp"
-cat > "$ngx/nginx.conf" <<NGX
-worker_processes 1;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log;
-events { worker_connections 64; }
-http {
-  log_format conn '\$connection "\$request" \$status';
-  access_log $ngx/access.log conn;
-  client_body_temp_path $ngx/tmp/body; proxy_temp_path $ngx/tmp/proxy; fastcgi_temp_path $ngx/tmp/fcgi;
-  uwsgi_temp_path $ngx/tmp/uwsgi; scgi_temp_path $ngx/tmp/scgi;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:$port; root $repo; }
-}
-NGX
-chmod a+x "$work"; chmod -R a+rX "$repo"
-start_bg "$ngx/out.log" "$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;'
+# nginx logs each request's connection number: one number means one kept-alive connection.
+NGINX_LOG_FORMAT='$connection "$request" $status' start_nginx "$repo"
 base="http://127.0.0.1:$port"
 wait_http "$base/metadata/1.root.json"
 
@@ -84,6 +69,28 @@ expect_rc 1 env LD_DEBUG=files "$client" --metadata-dir "$work/tls/meta" --metad
 grep -q "file=libcurl" "$work/err" || fail "an https:// URL did not go to libcurl"
 grep -q "patchgate-client: error: " "$work/err" || fail "no error message for a failed https:// refresh"
 ok "https:// goes to libcurl (loaded on demand)"
+
+# The system's OpenSSL configuration (OPENSSL_CONF, else OPENSSLDIR/openssl.cnf) is read at
+# every start and governs the signature checks: "only FIPS-approved implementations" with no
+# FIPS provider loaded leaves no Ed25519 implementation, so not even the trusted root verifies.
+cat > "$work/fips-only.cnf" <<'CNF'
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+alg_section = algorithm_sect
+[provider_sect]
+default = default_sect
+[default_sect]
+activate = 1
+[algorithm_sect]
+default_properties = fips=yes
+CNF
+fresh fipsonly
+expect_rc 1 env OPENSSL_CONF="$work/fips-only.cnf" "$client" --metadata-dir "$work/fipsonly/meta" \
+  --metadata-url "$base/metadata" refresh
+grep -q "UnmetThreshold" "$work/err" || { cat "$work/err"; fail "the OpenSSL configuration did not govern the signature check"; }
+"$client" --metadata-dir "$work/fipsonly/meta" --metadata-url "$base/metadata" refresh
+ok "the system's OpenSSL configuration governs the signature checks ($(readelf -d "$client" | grep -q 'NEEDED.*libcrypto' && echo 'shared' || echo 'static') libcrypto)"
 
 # A target altered on the server: refused, nothing stored.
 f=$(ls "$repo"/targets/office/*setup.exe)

@@ -15,41 +15,7 @@ if ! command -v node >/dev/null; then echo "SKIP: node is not installed"; exit 0
 if [[ ! -d "$here/node_modules/tuf-js" ]]; then
   echo "tests/interop/node_modules missing: run scripts/deps.sh (npm ci)"; exit 1
 fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-[[ -x "$nginx_bin" ]] || { echo "nginx is not installed: run scripts/deps.sh"; exit 1; }
-
-# start_nginx DIR: nginx serves DIR as static files; sets $port. Runs in this shell (not in
-# a command substitution) so its pid reaches `pids`.
-start_nginx() {
-  local root=$1 ngx="$work/nginx.$RANDOM"
-  mkdir -p "$ngx/tmp"
-  port=$(free_port)
-  cat > "$ngx/nginx.conf" <<EOF
-worker_processes 1;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log;
-events { worker_connections 64; }
-http {
-  access_log $ngx/access.log;
-  client_body_temp_path $ngx/tmp/body;
-  proxy_temp_path $ngx/tmp/proxy;
-  fastcgi_temp_path $ngx/tmp/fastcgi;
-  uwsgi_temp_path $ngx/tmp/uwsgi;
-  scgi_temp_path $ngx/tmp/scgi;
-  default_type application/octet-stream;
-  server { listen 127.0.0.1:$port; root $root; }
-}
-EOF
-  # Workers of a root-started nginx run as nobody: let them read the served files.
-  chmod a+x "$work"; chmod -R a+rX "$root/metadata" "$root/targets"; chmod a+x "$root"
-  "$nginx_bin" -p "$ngx" -c "$ngx/nginx.conf" -e "$ngx/error.log" -g 'daemon off;' &
-  pids+=($!)
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
-    sleep 0.05
-  done
-  echo "nginx did not start:"; cat "$ngx/error.log"; exit 1
-}
+. "$here/../lib/nginx.sh"
 
 # start_static DIR: the python static server; sets $port.
 start_static() {

@@ -3,31 +3,16 @@
 // client benchmark. Only the target named FILE_NAME gets a real file (FILE's bytes); the
 // others are listed with random lengths and hashes.
 // Usage: node make_flat_repo.mjs OUTDIR COUNT FILE_NAME FILE
-import { Metadata, Root, Targets, Snapshot, Timestamp, Key, Signature, MetaFile, TargetFile } from '@tufjs/models';
+import { Metadata, Targets, Snapshot, Timestamp, MetaFile, TargetFile } from '@tufjs/models';
 import { canonicalize } from '@tufjs/canonical-json';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { expires, specVersion, topLevelKeysAndRoot, writeTargetFile } from './tufjs_repo_parts.mjs';
 
 const [outdir, countText, fileName, file] = process.argv.slice(2);
 const count = Number(countText);
-const expires = new Date(Date.now() + 365 * 86400 * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-const specVersion = '1.0.31';
-
-function newKey() {
-  const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519');
-  const pub = Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url').toString('hex');
-  const body = { keytype: 'ed25519', scheme: 'ed25519', keyval: { public: pub } };
-  const keyID = crypto.createHash('sha256').update(canonicalize(body)).digest('hex');
-  const key = new Key({ keyID, keyType: 'ed25519', scheme: 'ed25519', keyVal: { public: pub } });
-  const signer = (data) => new Signature({ keyID, sig: crypto.sign(null, data, privateKey).toString('hex') });
-  return { key, signer };
-}
-
-const keys = Object.fromEntries(['root', 'timestamp', 'snapshot', 'targets'].map((r) => [r, newKey()]));
-const root = new Root({ version: 1, specVersion, expires, consistentSnapshot: true });
-for (const [role, k] of Object.entries(keys)) root.addKey(k.key, role);
-
+const { keys, root } = topLevelKeysAndRoot();
 const content = fs.readFileSync(file);
 const sha256 = crypto.createHash('sha256').update(content).digest('hex');
 const dir = path.dirname(fileName);
@@ -79,7 +64,5 @@ for (const [name, role] of [['1.root.json', 'root'], ['1.snapshot.json', 'snapsh
   const rootMd = Metadata.fromJSON('root', JSON.parse(fs.readFileSync(path.join(outdir, 'metadata', '1.root.json'), 'utf8')));
   rootMd.verifyDelegate(role, md);
 }
-const targetsDir = path.join(outdir, 'targets', dir);
-fs.mkdirSync(targetsDir, { recursive: true });
-fs.writeFileSync(path.join(targetsDir, `${sha256}.${path.basename(fileName)}`), content);
+writeTargetFile(outdir, fileName, content, sha256);
 console.log(JSON.stringify({ ok: true, targets_json_bytes: targetsBytes.length }));
