@@ -116,11 +116,11 @@ constexpr char kTrailColumns[] =
 // `select_sql` (a SELECT over "FROM downloads d") reading the journal's not yet folded rows
 // instead: the same columns and conditions, so a UNION ALL of the two sees every download
 // exactly once. Read as a flattened sub-select, so a plan names the journal's scan
-// ("SCAN download_journal") apart from any scan of downloads.
+// ("SCAN journal") apart from any scan of downloads ("SCAN d").
 std::string OverJournal(std::string select_sql) {
   static constexpr std::string_view kFrom = "FROM downloads d";
   size_t at = select_sql.find(kFrom);
-  if (at != std::string::npos) select_sql.replace(at, kFrom.size(), "FROM (SELECT * FROM download_journal) d");
+  if (at != std::string::npos) select_sql.replace(at, kFrom.size(), "FROM (SELECT * FROM download_journal AS journal) d");
   return select_sql;
 }
 
