@@ -121,10 +121,11 @@ assert rows[0]["node"]=="mirror-2" and rows[0]["user"]=="alice", rows'
   ok "[$engine] a publish on the origin is servable on mirror-2 within 3 s (${elapsed} ms)"
   # Each hop fetched and verified only the role the publish changed (the product's); the
   # top-level targets role, verified by the pass before, was reused.
-  local log pass
-  for log in "$work/m1.log" "$work/m2.log"; do
-    pass=$(grep '"msg":"sync: metadata verified"' "$log" | tail -1)
-    [[ $pass == *'"roles_checked":"1","roles_reused":"1","incremental":"yes"'* ]] || { echo "$pass"; fail "$log: the pass after one publish re-walked more than the changed role"; }
+  local mlog last_walk
+  for mlog in "$work/m1.log" "$work/m2.log"; do
+    last_walk=$(grep '"msg":"sync: metadata verified"' "$mlog" | tail -1)
+    [[ $last_walk == *'"roles_checked":"1","roles_reused":"1","incremental":"yes"'* ]] ||
+      { echo "$last_walk"; fail "$mlog: the pass after one publish re-walked more than the changed role"; }
   done
   ok "[$engine] after one publish each mirror walked only the changed role"
 
