@@ -21,6 +21,11 @@
 #       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs);
 #     each with the CPU time per command: patchgate's own, and on PostgreSQL the server's
 #     (a fresh server process per command: most of the wall time on a loaded machine);
+#     - what no command can go below on this machine, measured the same way: an empty process
+#       (/bin/true), and on PostgreSQL a C program that only loads libpq, connects with the
+#       store's parameters, runs SELECT 1 and disconnects (bench/pq_floor.c);
+#     and once, what the machine charges for a page fault, a copy-on-write fault and a system
+#     call (bench/fault_probe.c), the kernel work that dominates a short command's start;
 #  4. PostgreSQL, when `pgbouncer` is installed: an extra row per window, not the headline,
 #     through a PgBouncer the bench starts (transaction pooling, one server process kept
 #     warm between commands): what a deployment with a pooler gets.
@@ -42,9 +47,14 @@ echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "peers: $(sqlite3 --version | cut -d' ' -f1 | sed 's/^/SQLite /') (library and shell), $(/usr/lib/postgresql/15/bin/postgres --version)"
 echo "patchgate: $("$pg" --version), $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown commit)"
 echo "trail: about $downloads served downloads over $days days and 20 nodes, generated in SQL"
+cc -O2 -o "$work/fault_probe" "$root/bench/fault_probe.c"
+cc -O2 -I"$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)" -o "$work/pq_floor" "$root/bench/pq_floor.c" -lpq
+read -r anon_us cow_us sys_us < <("$work/fault_probe")
+echo "machine's kernel costs (CPU time, bench/fault_probe.c): first write to a fresh 4 KiB page $anon_us us, copy-on-write fault $cow_us us, system call $sys_us us"
 
 # time_cli LABEL EXPECTED_ROWS MODE CMD...: 11 fresh processes; MODE table checks the totals
-# line, csv the number of data rows, list the exit status and the header line. Prints the
+# line, csv the number of data rows, list the exit status and the header line, one that the
+# output is "1" (pq_floor's SELECT 1), exit the exit status alone. Prints the
 # wall time (median, min) and the CPU time per command: patchgate's own (user + system, its
 # page faults beside), and, with PostgreSQL (SERVER_PID set: the postmaster), the server's:
 # the postmaster's reaped children (each command's server process) plus the live children
@@ -98,6 +108,8 @@ for i in range(11):
         sys.exit(f"FAILED: expected {expected} downloads in the totals line of: {' '.join(cmd)}\n{out[-400:]}")
     if mode == "csv" and out.count("\n") != expected + 1:
         sys.exit(f"FAILED: expected {expected} CSV rows, got {out.count(chr(10)) - 1}: {' '.join(cmd)}")
+    if mode == "one" and out != "1\n":
+        sys.exit(f"FAILED: expected 1 from: {' '.join(cmd)}\n{out[:200]}")
     if mode == "list" and not out.startswith("ID "):
         sys.exit(f"FAILED: no incident list header from: {' '.join(cmd)}\n{out[:200]}")
 s1 = server_ticks()
@@ -121,7 +133,7 @@ start_pgbouncer() {
   mkdir -p "$dir"
   cat >"$dir/pgbouncer.ini" <<INI
 [databases]
-patchgate = host=127.0.0.1 port=$(cat "$1/port") dbname=patchgate user=postgres connect_query='SET max_parallel_workers_per_gather = 0; SET client_min_messages = warning'
+patchgate = host=127.0.0.1 port=$(cat "$1/port") dbname=patchgate user=postgres connect_query='SET max_parallel_workers_per_gather = 0; SET client_min_messages = warning; SET jit = off'
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $port
@@ -211,6 +223,11 @@ for engine in $engines; do
   total=$(q "SELECT COUNT(*) FROM downloads")
   echo "  generated $total download records in $(python3 -c "import time; print(f'{time.time() - $start:.0f}')") s (indexes and triggers re-created after the load)"
   [[ $(q "SELECT COUNT(*) FROM download_bounds") == 20 ]] || { echo "FAILED: no bound for each of the 20 nodes"; exit 1; }
+  time_cli "floor: an empty process (/bin/true)" 0 exit /bin/true
+  if [[ $engine == postgresql ]]; then
+    time_cli "floor: a C program that only loads libpq, connects as the store does, runs SELECT 1, disconnects (bench/pq_floor.c)" \
+      0 one "$work/pq_floor" "$url"
+  fi
   time_cli "process start + store open + one tiny query (patchgate incident list)" 0 list "$pg" incident list --store "$url"
   bouncer_url=
   if [[ $engine == postgresql ]] && command -v pgbouncer >/dev/null; then

@@ -116,6 +116,10 @@ c1_pg=$last_pg_rps c1_ngx=$last_ngx_rps
 row "1MiB" 64 "http://127.0.0.1:$p1/${url[1MiB]}" "http://127.0.0.1:$p2/${url[1MiB]}"
 row "50MiB" 8 "http://127.0.0.1:$p1/${url[50MiB]}" "http://127.0.0.1:$p2/${url[50MiB]}"
 row "TLS 1MiB" 64 "https://127.0.0.1:$p3/${url[1MiB]}" "https://127.0.0.1:$p4/${url[1MiB]}" tls
+# Targets up to --verified-memory-max-file-mb (default 64, so the 50 MiB one too) are read
+# and verified once, by one request, and then sent from verified memory.
+echo "verified-memory loads in the run: $(curl -fsS "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_verify_loads_total/ {l=$2}
+  /^patchgate_verify_load_waits_total/ {w=$2} END {print l " (one per file), " w " requests waited for one"}')"
 
 # fdatasync latency on the store's disk, and the one-connection bound it sets.
 fsync_ms=$(python3 - "$work" <<'PY'

@@ -16,11 +16,12 @@ void ServingFlags::Add(CLI::App* cmd, const char* listen_help) {
   cmd->add_option("--max-workers", o.max_workers,
                   "Threads for store look-ups, verification and streaming large files, at most (default 256)");
   cmd->add_option("--verified-memory-mb", verified_memory_mb,
-                  "MiB of verified target bytes kept in memory (sealed memfds, least recently used dropped) and "
-                  "sent from there with sendfile (default 256; 0: none)");
+                  "MiB of verified target bytes kept in memory (sealed memfds, least recently used dropped; files "
+                  "being loaded count too) and sent from there with sendfile (default 256; 0: none)");
   cmd->add_option("--verified-memory-max-file-mb", verified_memory_max_file_mb,
-                  "Largest target kept in that memory, in MiB (default 4); larger ones are read from disk and "
-                  "checked chunk by chunk while they are sent (about five times the CPU per byte)");
+                  "Largest target kept in that memory, in MiB (default 64; one request reads and verifies a cold "
+                  "file while the others wait for it); larger ones are read from disk and checked chunk by chunk "
+                  "while they are sent (about five times the CPU per byte)");
   cmd->add_option("--max-header-bytes", o.limits.max_header_bytes, "Largest request head accepted");
   cmd->add_option("--max-headers", o.limits.max_headers, "Most request headers accepted");
   cmd->add_option("--auth-cache-ms", o.auth_cache_ms, "Reuse token/entitlement answers this long (0: never)");

@@ -14,8 +14,8 @@ namespace patchgate::cli {
 
 struct ServingFlags {
   server::ServerOptions o;  // the fields the flags set; the command sets the rest
-  int64_t verified_memory_mb = 256;
-  int64_t verified_memory_max_file_mb = 4;
+  int64_t verified_memory_mb = server::ServerOptions{}.verified_memory_bytes >> 20;
+  int64_t verified_memory_max_file_mb = server::ServerOptions{}.verified_memory_max_file >> 20;
   // Adds the flags to `cmd`; `listen_help` says what is served on --listen.
   void Add(CLI::App* cmd, const char* listen_help);
   // The options with the derived values (--verified-memory-mb in bytes); a bad value is an

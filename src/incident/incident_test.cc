@@ -165,6 +165,86 @@ TEST(Scope, ARecordTheNodeNeverFinishedCountsAsReceivedAndIsMarked) {
   EXPECT_NE(RenderTable(*sc).find("unfinished"), std::string::npos);
 }
 
+// Files are counted per organisation (its distinct files) and in total (distinct across
+// organisations): two organisations sharing one of their files, one user downloading the
+// same file twice.
+TEST(Scope, FilesAreCountedPerOrganisationAndInTotal) {
+  ScratchDir scratch("inc");
+  auto store = FreshStore(scratch.path());
+  for (const char* org : {"Acme", "Bolt"}) {
+    ASSERT_TRUE(store->AddOrganisation({0, org, "gold"}).ok());
+  }
+  ASSERT_TRUE(store->AddUser("Acme", "a1", "h1").ok());
+  ASSERT_TRUE(store->AddUser("Acme", "a2", "h2").ok());
+  ASSERT_TRUE(store->AddUser("Bolt", "b1", "h3").ok());
+  auto a1 = store->GetUser("a1"), a2 = store->GetUser("a2"), b1 = store->GetUser("b1");
+  // Acme: p/shared twice (a1), p/shared (a2), p/acme (a2): 4 downloads, 2 files.
+  // Bolt: p/shared, p/bolt-1, p/bolt-2: 3 downloads, 3 files. In total: 4 files.
+  std::vector<DownloadStart> starts = {{1'000'000, "n1", a1->id, a1->org_id, "p/shared", "x"},
+                                       {2'000'000, "n1", a1->id, a1->org_id, "p/shared", "x"},
+                                       {3'000'000, "n1", a2->id, a2->org_id, "p/shared", "x"},
+                                       {4'000'000, "n1", a2->id, a2->org_id, "p/acme", "x"},
+                                       {5'000'000, "n1", b1->id, b1->org_id, "p/shared", "x"},
+                                       {6'000'000, "n1", b1->id, b1->org_id, "p/bolt-1", "x"},
+                                       {7'000'000, "n1", b1->id, b1->org_id, "p/bolt-2", "x"}};
+  auto ids = store->BeginDownloads(starts);
+  ASSERT_TRUE(ids.ok());
+  std::vector<DownloadFinish> ends;
+  for (int64_t id : *ids) ends.push_back({id, 9'000'000, 10, DownloadOutcome::kComplete});
+  ASSERT_TRUE(store->FinishDownloads(ends).ok());
+  auto sc = ComputeScope(*store, *store, {"n1", 0, 10'000'000});
+  ASSERT_TRUE(sc.ok()) << sc.status().ToString();
+  ASSERT_EQ(sc->orgs.size(), 2u);
+  EXPECT_EQ(sc->orgs[0].name, "Acme");
+  EXPECT_EQ(sc->orgs[0].downloads.size(), 4u);
+  EXPECT_EQ(sc->orgs[0].files, 2u);
+  EXPECT_EQ(sc->orgs[0].users, 2u);
+  EXPECT_EQ(sc->orgs[1].name, "Bolt");
+  EXPECT_EQ(sc->orgs[1].files, 3u);
+  EXPECT_EQ(sc->orgs[1].users, 1u);
+  EXPECT_EQ(sc->files, 4u);
+  EXPECT_EQ(sc->Totals(), "7 downloads of 4 files by 3 users in 2 organisations");
+}
+
+// The table escapes every byte a terminal could act on (below 0x20, 0x7f and above),
+// wherever it sits in a text: the fast path that passes printable ASCII through checks
+// eight bytes at a time, so each byte is tried at each position of a 19-byte name.
+TEST(Scope, TheTableEscapesEveryNonPrintableByteWhereverItSits) {
+  for (unsigned char bad : {0x00, 0x01, 0x07, 0x0a, 0x1b, 0x1f, 0x7f, 0x80, 0x9b, 0xc3, 0xff}) {
+    for (size_t pos = 0; pos < 19; ++pos) {
+      std::string name(19, 'u');
+      name[pos] = static_cast<char>(bad);
+      Scope s;
+      s.query = {"n1", 0, 1};
+      OrgScope g;
+      g.name = "Acme";
+      Download d;
+      d.username = name;
+      d.target_path = "p/" + name;
+      d.sha256 = std::string(64, 'a');
+      g.downloads.push_back(d);
+      s.orgs.push_back(g);
+      const std::string table = RenderTable(s);
+      EXPECT_EQ(table.find(name), std::string::npos) << "byte " << int(bad) << " at " << pos;
+      if (bad != 0x0a) EXPECT_EQ(table.find(static_cast<char>(bad)), std::string::npos) << "byte " << int(bad) << " at " << pos;
+    }
+  }
+  // And printable ASCII of every length passes through as it is.
+  for (size_t len = 0; len < 20; ++len) {
+    std::string name;
+    for (size_t i = 0; i < len; ++i) name.push_back(static_cast<char>(0x20 + (i * 7) % 95));
+    Scope s;
+    s.query = {"n1", 0, 1};
+    OrgScope g;
+    g.name = "Acme";
+    Download d;
+    d.username = "user-" + name;
+    g.downloads.push_back(d);
+    s.orgs.push_back(g);
+    EXPECT_NE(RenderTable(s).find("  user-" + name + "\n"), std::string::npos) << len;
+  }
+}
+
 TEST(Scope, ADownloadCutForIntegrityIsListedWithItsReason) {
   // A download cut because the file changed on disk mid-stream (migration 0005): in scope
   // (bytes were sent), and every output says why it ended. The detail is read by id after
@@ -382,7 +462,8 @@ bool Psql(const std::string& url, const std::string& sql) {
 
 // The scope query's plan, on a trail large enough for the planner to care: SQLite answers
 // it from the covering scope index alone; PostgreSQL uses the (node, started_at, ended_at)
-// index and never a parallel plan, even when the server is set up to favour one.
+// index and never a parallel plan nor JIT compilation, even when the server is set up to
+// favour both.
 TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
   ScratchDir scratch("plan");
   const std::vector<std::string> urls = EngineUrls(scratch.path());
@@ -410,7 +491,10 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
                             "ALTER DATABASE \\\"" + pg_db + "\\\" SET parallel_setup_cost = 0; "
                             "ALTER DATABASE \\\"" + pg_db + "\\\" SET parallel_tuple_cost = 0; "
                             "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_index_scan_size = 0; "
-                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_table_scan_size = 0"));
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET min_parallel_table_scan_size = 0; "
+                            // and to compile every plan to machine code (where LLVM is installed)
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET jit = on; "
+                            "ALTER DATABASE \\\"" + pg_db + "\\\" SET jit_above_cost = 0"));
     }
     auto store = Store::Open(url);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -442,13 +526,15 @@ TEST(Scope, TheScopeQueryUsesTheScopeIndexOnBothEngines) {
     std::fprintf(stderr, "%s plan:\n%s", postgres ? "PostgreSQL" : "SQLite", plan->c_str());
     if (postgres) {
       // Index-only from the covering index; the two small partial indexes for the rest;
-      // no table scan, no parallel plan.
+      // no table scan, no parallel plan, no JIT section (EXPLAIN prints one when the plan
+      // would be compiled).
       EXPECT_NE(plan->find("Index Only Scan using downloads_node_scope"), std::string::npos) << *plan;
       EXPECT_NE(plan->find("downloads_node_long"), std::string::npos) << *plan;
       EXPECT_NE(plan->find("downloads_unfinished"), std::string::npos) << *plan;
       EXPECT_EQ(plan->find("Seq Scan on downloads"), std::string::npos) << *plan;
       EXPECT_EQ(plan->find("Gather"), std::string::npos) << *plan;
       EXPECT_EQ(plan->find("Parallel"), std::string::npos) << *plan;
+      EXPECT_EQ(plan->find("JIT"), std::string::npos) << *plan;
     } else {
       // The range starts at the window minus the node's longest download (5 s here), not a
       // day before it.

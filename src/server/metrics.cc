@@ -76,6 +76,12 @@ std::string Metrics::Render() const {
   line("# TYPE patchgate_connections_open gauge\npatchgate_connections_open %llu\n", u(connections_open));
   line("# HELP patchgate_loop_answers_total Requests answered by an event loop without a worker.\n"
        "# TYPE patchgate_loop_answers_total counter\npatchgate_loop_answers_total %llu\n", u(loop_answers));
+  out += "# HELP patchgate_verify_loads_total Target files read and hashed for serving (one per cold file, "
+         "whatever the number of requests waiting for it).\n# TYPE patchgate_verify_loads_total counter\n";
+  line("patchgate_verify_loads_total %llu\n", u(verify_loads));
+  out += "# HELP patchgate_verify_load_waits_total Requests that waited for another request's read of the same "
+         "file.\n# TYPE patchgate_verify_load_waits_total counter\n";
+  line("patchgate_verify_load_waits_total %llu\n", u(verify_load_waits));
   return out;
 }
 

@@ -27,6 +27,9 @@ struct Metrics {
   std::atomic<uint64_t> audit_writes{0}, audit_flushes{0};
   // Requests answered by an event loop without a worker (everything they needed was cached).
   std::atomic<uint64_t> loop_answers{0};
+  // Target files read and hashed (one per cold file however many requests ask for it at
+  // once), and requests that waited for another request's read of the same file instead.
+  std::atomic<uint64_t> verify_loads{0}, verify_load_waits{0};
   // Audit commit latency histogram (seconds): buckets and running sum in microseconds.
   static constexpr std::array<double, 9> kBuckets{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5};
   std::array<std::atomic<uint64_t>, kBuckets.size() + 1> audit_latency{};

@@ -27,6 +27,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "crypto/hash.h"
+#include "server/ack_pages.h"
 #include "server/audit_log.h"
 #include "server/audit_text.h"
 #include "server/auth_header.h"
@@ -35,10 +36,12 @@
 #include "server/download_service.h"
 #include "server/event_loop.h"
 #include "server/http_response.h"
+#include "server/metadata_service.h"
 #include "server/metrics.h"
 #include "server/replies.h"
 #include "server/routes.h"
 #include "server/served_files.h"
+#include "server/status_pages.h"
 #include "server/ttl_cache.h"
 #include "server/verified_file.h"
 
@@ -132,6 +135,8 @@ class ServerImpl final : public Server, public ConnectionHandler {
     if (repo_fd_ < 0) return InvalidArgument("cannot open the repository directory " + o_.repo_dir + ": " + std::strerror(errno));
     downloads_ = std::make_unique<DownloadService>(DownloadService::Deps{
         &o_, &catalogue_, &verify_, &audit_, &metrics_, targets_, reads_, &entitlement_cache_, repo_fd_});
+    metadata_service_ = std::make_unique<MetadataService>(MetadataService::Deps{
+        &o_, &catalogue_, &metadata_, &metrics_, [this] { downloads_->CheckGeneration(); }, repo_fd_});
     // The catalogue reloads off the request path: requests are answered from the current
     // one (and its timestamp.json) until the next is loaded.
     return catalogue_.StartBackground();
@@ -200,7 +205,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
     RouteMatch m = MatchRoute(req, static_cast<bool>(o_.extra_route));
     if (m.extra_first) return false;
     if (m.route == Route::kHealth) {
-      *go_on = SendSmall(out, &metrics_, 200, "ok\n", keep, {}, req.method == "HEAD");
+      *go_on = HealthPage(out, &metrics_, keep, req.method == "HEAD");
       return true;
     }
     // Downloads whose every answer is cached: the token, the entitlement, the catalogue
@@ -210,21 +215,8 @@ class ServerImpl final : public Server, public ConnectionHandler {
     auto user = CachedUser(req);
     if (!user) return false;
     if (m.route == Route::kMetadata) {
-      if (auto ts = CatalogueTimestamp(m.rel)) {
-        *go_on = keep;
-        ++metrics_.loop_answers;
-        MetadataResponse(req, m.rel, ts, keep, out, nullptr);
-        return true;
-      }
-      // Served from memory only while the file at the path is still the one read (one
-      // stat, no open); anything else goes to a worker, which opens it beneath the tree.
-      struct stat st {};
-      if (!StatForCacheCheck(repo_fd_, "metadata/" + m.rel, &st)) return false;
-      auto cached = metadata_.Cached(st, m.rel);
-      if (!cached) return false;
+      if (!metadata_service_->ServeFromLoop(req, m.rel, keep, out)) return false;
       *go_on = keep;
-      ++metrics_.loop_answers;
-      MetadataResponse(req, m.rel, cached, keep, out, nullptr);
       return true;
     }
     if (!downloads_->ServeFromLoop(req, m.rel, *user, remote, keep, out)) return false;
@@ -270,19 +262,17 @@ class ServerImpl final : public Server, public ConnectionHandler {
       case Route::kMethodNotAllowed:
         SendSmall(later, &metrics_, 405, "only GET and HEAD\n", false, {{"Allow", "GET, HEAD"}});
         return false;
-      case Route::kAckConfirm: return HandleAck(later, m.rel, *keep, /*confirm=*/true, false);
-      case Route::kAckPage: return HandleAck(later, m.rel, *keep, /*confirm=*/false, head_only);
+      case Route::kAckConfirm: return AckConfirm(later, &metrics_, acks_, m.rel, *keep);
+      case Route::kAckPage: return AckPage(later, &metrics_, m.rel, *keep, head_only);
       case Route::kNotFound: return SendSmall(later, &metrics_, 404, "not found\n", *keep, {}, head_only);
       case Route::kBadPath: return SendSmall(later, &metrics_, 400, "bad request path\n", false, {}, head_only);
-      case Route::kHealth: return SendSmall(later, &metrics_, 200, "ok\n", *keep, {}, head_only);
+      case Route::kHealth: return HealthPage(later, &metrics_, *keep, head_only);
       case Route::kMetrics: {
         {
           std::lock_guard<std::mutex> l(mu_);
           if (loops_) metrics_.connections_open = static_cast<uint64_t>(loops_->open_connections());
         }
-        std::string body = metrics_.Render();
-        if (o_.chain.extra_metrics) body += o_.chain.extra_metrics();
-        return SendSmall(later, &metrics_, 200, body, *keep, {}, head_only, "text/plain; version=0.0.4");
+        return MetricsPage(later, &metrics_, o_.chain.extra_metrics, *keep, head_only);
       }
       case Route::kMetadata:
       case Route::kTarget: break;
@@ -293,7 +283,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
       // Not a customer: perhaps a downstream node of the chain pulling a sync.
       auto node = AuthenticateNode(req);
       if (node.ok()) {
-        if (m.route == Route::kMetadata) return ServeMetadata(c, req, m.rel, *keep, head_only, later, &*node);
+        if (m.route == Route::kMetadata) return metadata_service_->Serve(req, m.rel, *keep, head_only, later, &*node);
         return downloads_->Serve(c, req, m.rel, User{}, remote, keep, head_only, later, &*node);
       }
       if (node.status().code() == ErrorCode::kUnavailable)
@@ -311,7 +301,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
         return SendSmall(later, &metrics_, 503, "the audit store is unavailable; try again later\n", false);
       return SendSmall(later, &metrics_, 401, "a valid token is required (Authorization: Bearer <token>)\n", *keep, {}, head_only);
     }
-    if (m.route == Route::kMetadata) return ServeMetadata(c, req, m.rel, *keep, head_only, later);
+    if (m.route == Route::kMetadata) return metadata_service_->Serve(req, m.rel, *keep, head_only, later);
     return downloads_->Serve(c, req, m.rel, *user, remote, keep, head_only, later);
   }
 
@@ -340,81 +330,6 @@ class ServerImpl final : public Server, public ConnectionHandler {
     return o_.chain.authenticate_node(Sha256Hex(token));
   }
 
-  // GET/HEAD /ack/<token> only shows a page whose button POSTs back (mail link scanners
-  // fetch links, and must not acknowledge); the POST records the acknowledgement.
-  bool HandleAck(PendingSend* later, const std::string& token, bool keep, bool confirm, bool head_only) {
-    if (!confirm) {
-      std::string page =
-          "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\">"
-          "<title>Acknowledge the security notice</title></head><body><h1>Acknowledge the security notice</h1>"
-          "<p>Press the button to confirm that your organisation has received this notice.</p>"
-          "<form method=\"post\" action=\"/ack/" + token + "\"><button type=\"submit\">Confirm receipt</button></form>"
-          "</body></html>\n";
-      return SendSmall(later, &metrics_, 200, page, keep, {{"Cache-Control", "no-store"}, {"Referrer-Policy", "no-referrer"}}, head_only,
-                  "text/html; charset=utf-8");
-    }
-    Status st = acks_->Acknowledge(Sha256Hex(token), SystemClock::Get().NowMicros());
-    if (st.code() == ErrorCode::kNotFound) return SendSmall(later, &metrics_, 404, "not found\n", keep);
-    if (!st.ok()) return SendSmall(later, &metrics_, 503, "try again later\n", false);
-    std::string body =
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Acknowledged</title></head><body>"
-        "<h1>Thank you</h1><p>Your acknowledgement has been recorded.</p></body></html>\n";
-    return SendSmall(later, &metrics_, 200, body, keep, {{"Cache-Control", "no-store"}}, false, "text/html; charset=utf-8");
-  }
-
-  // 200 (or 304 for a matching If-None-Match) with the file's bytes from memory, into *out.
-  void MetadataResponse(const RequestHead& req, const std::string& name, std::shared_ptr<const MetadataFile> m,
-                        bool keep, PendingSend* out, const std::string* node) {
-    HeaderList headers = {{"Content-Type", "application/json"},
-                          {"Cache-Control", name == "timestamp.json" ? "no-cache" : "max-age=31536000, immutable"},
-                          {"ETag", m->etag}};
-    if (auto inm = req.Header("if-none-match"); inm && IfNoneMatchHits(*inm, m->etag)) {
-      // No body; Content-Length says what a 200 would carry (RFC 9110 §8.6).
-      metrics_.CountStatus(304);
-      out->head = ResponseHead(304, headers, m->bytes->size(), keep);
-      return;
-    }
-    metrics_.CountStatus(200);
-    out->head = ResponseHead(200, headers, m->bytes->size(), keep);
-    if (req.method == "HEAD") return;
-    out->body = *m->bytes;
-    out->owner = m->bytes;
-    out->done = [this, node = node ? std::optional<std::string>(*node) : std::nullopt, name](uint64_t sent, bool) {
-      metrics_.bytes_sent += sent;
-      if (node && o_.chain.record_sync) o_.chain.record_sync(*node, "metadata/" + name, sent);
-    };
-  }
-
-  bool ServeMetadata(Conn& c, const RequestHead& req, const std::string& name, bool keep, bool head_only,
-                     PendingSend* later, const std::string* node = nullptr) {
-    if (auto ts = CatalogueTimestamp(name)) {
-      MetadataResponse(req, name, ts, keep, later, node);
-      return keep;
-    }
-    int fd = OpenBeneath(repo_fd_, "metadata/" + name);
-    struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      if (fd < 0 && errno == ELOOP)
-        log::Warn("refusing to serve a symbolic link in the repository", {{"file", "metadata/" + name}});
-      if (fd >= 0) ::close(fd);
-      return SendSmall(later, &metrics_, 404, "not found\n", keep, {}, head_only);
-    }
-    auto file = metadata_.Load(fd, st, name);
-    ::close(fd);
-    if (!file.ok()) return SendSmall(later, &metrics_, 503, "this file is temporarily unavailable; try again\n", keep, {}, head_only);
-    // The loop sends it (as the client reads).
-    MetadataResponse(req, name, *file, keep, later, node);
-    return keep;
-  }
-
-  // timestamp.json as the catalogue was loaded from it (the one a client may act on: every
-  // target it names is in the catalogue); null for any other file.
-  std::shared_ptr<const MetadataFile> CatalogueTimestamp(const std::string& name) {
-    if (name != "timestamp.json" || !catalogue_.background()) return nullptr;
-    downloads_->CheckGeneration();
-    return catalogue_.Timestamp();
-  }
-
   ServerOptions o_;
   // The store's roles the server uses (the audit record goes through audit_'s AuditSink).
   TargetCatalogue* targets_;  // node quarantine records
@@ -434,6 +349,7 @@ class ServerImpl final : public Server, public ConnectionHandler {
   std::atomic<bool> stopping_{false};
   MetadataFiles metadata_;
   std::unique_ptr<DownloadService> downloads_;  // targets/: entitlement, verified bytes, the record (Init)
+  std::unique_ptr<MetadataService> metadata_service_;  // metadata/ (Init)
   std::mutex mu_;  // guards loops_ (Stop may come before Run)
   std::unique_ptr<ConnectionLoops> loops_;
 };

@@ -77,10 +77,13 @@ struct ServerOptions {
   int max_workers = 256;  // threads for look-ups, verification and sending files, at most
   // Verified bytes of targets kept in memory (a sealed memfd per file) and sent from there
   // by the event loop with sendfile(2), no re-read and no re-hash (files up to
-  // verified_memory_max_file; least recently used dropped past verified_memory_bytes).
+  // verified_memory_max_file; least recently used dropped past verified_memory_bytes, which
+  // also counts the files being loaded). A cold file is read and hashed by one request
+  // while the others asking for it wait for that read (VerifyCache).
   // Larger files stream from disk on a worker with every chunk checked before it is sent
   // (hash-while-send: about five times the CPU per byte of a sendfile from memory).
-  uint64_t verified_memory_max_file = 4 << 20;
+  // Defaults: VerifyCache::kMaxCachedFile and kContentBudget (why these sizes: there).
+  uint64_t verified_memory_max_file = 64 << 20;
   uint64_t verified_memory_bytes = 256 << 20;
   int drain_seconds = 30;              // on Stop(): how long in-flight downloads may finish
   // How long a verified token and an entitlement answer are reused without asking the

@@ -37,41 +37,64 @@ std::array<unsigned char, 32> ChunkDigest(std::string_view data) {
 
 }  // namespace
 
-std::shared_ptr<const VerifiedBytes> VerifiedBytes::Make(std::string bytes) {
-  std::shared_ptr<VerifiedBytes> b(new VerifiedBytes);
-  b->size_ = bytes.size();
-  int fd = bytes.empty() ? -1 : ::memfd_create("patchgate-verified", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  bool sealed = false;
-  if (fd >= 0) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t w = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) break;
-      done += static_cast<size_t>(w);
-    }
-    sealed = done == bytes.size() &&
-             ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0;
-    void* map = sealed ? ::mmap(nullptr, bytes.size(), PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-    if (map != MAP_FAILED) {
-      b->fd_ = fd;
-      b->map_ = map;
-      b->data_ = static_cast<const char*>(map);
-      return b;
-    }
-    ::close(fd);
+std::unique_ptr<VerifiedBytes> VerifiedBytes::Reserve(size_t n, bool heap) {
+  std::unique_ptr<VerifiedBytes> b(new VerifiedBytes);
+  b->size_ = n;
+  int fd = n == 0 || heap ? -1 : ::memfd_create("patchgate-verified", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  // fallocate, not ftruncate: memory that cannot be had fails here, not as a SIGBUS on a
+  // write through the mapping.
+  void* map = fd >= 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(n)) == 0
+                  ? ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : MAP_FAILED;
+  if (map != MAP_FAILED) {
+    b->fd_ = fd;
+    b->map_ = map;
+    b->data_ = static_cast<const char*>(map);
+    return b;
   }
-  b->owned_ = std::move(bytes);
+  if (fd >= 0) ::close(fd);
+  b->owned_.resize(n);
   b->data_ = b->owned_.data();
   return b;
 }
 
+std::shared_ptr<const VerifiedBytes> VerifiedBytes::Seal(std::unique_ptr<VerifiedBytes> b) {
+  std::shared_ptr<VerifiedBytes> out(b.release());
+  if (out->fd_ < 0) return out;
+  // The writable mapping goes first: a memfd with one cannot be sealed against writes.
+  ::munmap(out->map_, out->size_);
+  out->map_ = nullptr;
+  bool sealed = ::fcntl(out->fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+  void* map = sealed ? ::mmap(nullptr, out->size_, PROT_READ, MAP_SHARED, out->fd_, 0) : MAP_FAILED;
+  if (map != MAP_FAILED) {
+    out->map_ = map;
+    out->data_ = static_cast<const char*>(map);
+    return out;
+  }
+  // Not sealable: a private heap copy of the bytes (nothing else holds this memfd).
+  out->owned_.resize(out->size_);
+  size_t got = 0;
+  ReadFull(out->fd_, out->owned_.data(), out->size_, 0, &got);
+  out->owned_.resize(got);
+  out->size_ = got;
+  ::close(out->fd_);
+  out->fd_ = -1;
+  out->data_ = out->owned_.data();
+  return out;
+}
+
+std::shared_ptr<const VerifiedBytes> VerifiedBytes::Make(std::string bytes) {
+  auto b = Reserve(bytes.size());
+  if (!bytes.empty()) std::memcpy(b->mutable_data(), bytes.data(), bytes.size());
+  return Seal(std::move(b));
+}
+
 std::shared_ptr<const VerifiedBytes> VerifiedBytes::MakeTransient(std::string bytes) {
-  std::shared_ptr<VerifiedBytes> b(new VerifiedBytes);
+  auto b = Reserve(0, /*heap=*/true);
   b->size_ = bytes.size();
   b->owned_ = std::move(bytes);
   b->data_ = b->owned_.data();
-  return b;
+  return Seal(std::move(b));
 }
 
 VerifiedBytes::~VerifiedBytes() {
@@ -96,87 +119,120 @@ VerifyCache::Key VerifyCache::KeyOf(const struct stat& st) {
           int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
 }
 
-Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, bool cache_content) {
-  Key key = KeyOf(st);
-  const bool small = st.st_size >= 0 && static_cast<uint64_t>(st.st_size) <= max_cached_file_;
-  const bool store_content = small && cache_content && static_cast<uint64_t>(st.st_size) <= content_budget_;
-  const bool keep_content = store_content || (small && !cache_content);  // read whole into one buffer
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end() && (!store_content || it->second.content)) {
-      ++m->verify_cache_hits;
-      if (it->second.content) Touch(it->second);
-      return Verified{it->second.v, it->second.content};
-    }
-  }
-  ++m->verify_cache_misses;
+Result<VerifyCache::Loaded> VerifyCache::ReadAndHash(int fd, const struct stat& st, KeepBytes keep) const {
+  const bool keep_bytes = keep != KeepBytes::kNo;
+  const Key key = KeyOf(st);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  Loaded out;
   auto v = std::make_shared<FileVerification>();
   v->mode = HasFsVerity(fd) ? ServeMode::kFsVerity : ServeMode::kChunkDigests;
   v->chunk_size = chunk_size_;
   PG_ASSIGN_OR_RETURN(auto whole, Hasher::Create("sha256"));
-  // A small file is read whole into the buffer that is kept; a large one chunk by chunk.
-  std::string content;
+  // A kept file is read straight into the memfd it is kept in; another chunk by chunk.
   std::string buf;
-  if (keep_content) content.resize(static_cast<size_t>(st.st_size) + 1);  // +1: sees growth
+  if (keep_bytes) out.bytes = VerifiedBytes::Reserve(static_cast<size_t>(size), /*heap=*/keep == KeepBytes::kHeap);
   else buf.resize(chunk_size_);
+  // A file of one chunk with chunk digests is hashed once: its digest is the whole file's.
+  const bool one_chunk = v->mode == ServeMode::kChunkDigests && size > 0 && size <= chunk_size_;
   uint64_t off = 0;
   for (;;) {
     size_t got = 0;
-    char* at = keep_content ? content.data() + off : buf.data();
-    size_t want = keep_content ? std::min<size_t>(chunk_size_, content.size() - off) : buf.size();
-    if (want == 0) break;  // grew past its size: caught below
+    char* at = keep_bytes ? out.bytes->mutable_data() + off : buf.data();
+    size_t want = keep_bytes ? static_cast<size_t>(std::min<uint64_t>(chunk_size_, size - off)) : buf.size();
+    if (want == 0) break;
     if (!ReadFull(fd, at, want, off, &got)) return IOError(std::string("cannot read target: ") + std::strerror(errno));
     if (got == 0) break;
     std::string_view chunk(at, got);
-    // A file read whole into `content` with chunk digests is hashed whole at the end, and
-    // not at all when it is one chunk (its digest is the whole file's): one SHA-256 pass.
-    if (!keep_content || v->mode != ServeMode::kChunkDigests) whole.Update(chunk);
+    if (!one_chunk) whole.Update(chunk);  // while the chunk is still in the CPU's cache
     if (v->mode == ServeMode::kChunkDigests) v->chunks.push_back(ChunkDigest(chunk));
     off += got;
     if (got < want) break;
   }
-  if (keep_content && v->mode == ServeMode::kChunkDigests) {
-    if (v->chunks.size() == 1) {
-      v->sha256 = HexEncode(std::string_view(reinterpret_cast<const char*>(v->chunks[0].data()), v->chunks[0].size()));
-    } else {
-      whole.Update(std::string_view(content.data(), off));
-      v->sha256 = whole.FinalHex();
-    }
-  } else {
-    v->sha256 = whole.FinalHex();
+  if (keep_bytes && off == size) {  // grown past its size? (caught below)
+    char extra;
+    size_t got = 0;
+    if (!ReadFull(fd, &extra, 1, off, &got)) return IOError(std::string("cannot read target: ") + std::strerror(errno));
+    off += got;
   }
+  v->sha256 = one_chunk && v->chunks.size() == 1
+                  ? HexEncode(std::string_view(reinterpret_cast<const char*>(v->chunks[0].data()), v->chunks[0].size()))
+                  : whole.FinalHex();
   v->length = off;
   struct stat after {};
-  if (::fstat(fd, &after) != 0 || KeyOf(after) < key || key < KeyOf(after) ||
-      off != static_cast<uint64_t>(st.st_size))
+  if (::fstat(fd, &after) != 0 || KeyOf(after) < key || key < KeyOf(after) || off != size)
     return Unavailable("target changed while it was being verified");
-  if (v->mode == ServeMode::kFsVerity) ++m->files_fs_verity;
-  else ++m->files_chunk_digests;
-  std::shared_ptr<const VerifiedBytes> kept;
-  if (keep_content) {
-    content.resize(off);
-    if (!store_content) {
-      std::lock_guard<std::mutex> l(mu_);
+  out.v = std::move(v);
+  return out;
+}
+
+Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, bool cache_content) {
+  const Key key = KeyOf(st);
+  const uint64_t size = st.st_size >= 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  const bool small = st.st_size >= 0 && size <= max_cached_file_;
+  const bool wants_content = small && cache_content;
+  std::shared_ptr<Load> load, mine;
+  bool store_content = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    // Bytes that cannot be reserved now (the budget is taken by loads in progress, or the
+    // file is larger than it): a cached verification without them is a hit (streamed).
+    const bool can_reserve = size <= content_budget_ && loading_bytes_ <= content_budget_ - size;
+    auto it = cache_.find(key);
+    if (it != cache_.end() && (it->second.content || !wants_content || !can_reserve)) {
+      ++m->verify_cache_hits;
+      if (it->second.content) Touch(it->second);
+      return Verified{it->second.v, it->second.content};
+    }
+    auto in_flight = loading_.find(key);
+    if (in_flight != loading_.end()) {
+      load = in_flight->second;
+    } else {
+      ++m->verify_cache_misses;
+      store_content = wants_content && can_reserve;
+      if (store_content) {
+        loading_bytes_ += size;
+        DropContentOverBudget();  // room for it now, so the budget holds while it loads
+      }
+      mine = std::make_shared<Load>();
+      loading_.emplace(key, mine);
+    }
+  }
+  if (load) {  // another request is reading this file: its result is ours
+    ++m->verify_load_waits;
+    return load->result.get();
+  }
+  ++m->verify_loads;
+  if (load_hook_) load_hook_();
+  // A node's pull gets a small file's bytes in a transient heap copy (none kept).
+  const bool transient = small && !cache_content && size <= kMaxTransientFile;
+  auto loaded = ReadAndHash(fd, st, store_content ? KeepBytes::kMemfd : transient ? KeepBytes::kHeap : KeepBytes::kNo);
+  Result<Verified> result = loaded.ok() ? Result<Verified>(Verified{loaded->v, nullptr}) : Result<Verified>(loaded.status());
+  if (loaded.ok()) {
+    if (loaded->v->mode == ServeMode::kFsVerity) ++m->files_fs_verity;
+    else ++m->files_chunk_digests;
+    if (loaded->bytes) result->content = VerifiedBytes::Seal(std::move(loaded->bytes));
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto it = loading_.find(key); it != loading_.end() && it->second == mine) loading_.erase(it);
+    if (store_content) loading_bytes_ -= size;
+    if (result.ok()) {  // a failed load is handed to its waiters only: nothing of it is cached
       BoundEntries();
       Entry& e = cache_[key];
-      if (!e.content) e.v = v;  // bytes held already for this key stay (they match it)
-      return Verified{std::move(v), VerifiedBytes::MakeTransient(std::move(content))};
+      if (store_content && result->content) {
+        ForgetContent(e);
+        e.v = result->v;
+        e.content = result->content;
+        e.lru = lru_.insert(lru_.end(), key);
+        content_bytes_ += e.content->size();
+        DropContentOverBudget();
+      } else if (!e.content) {
+        e.v = result->v;  // bytes held already for this key stay (they match it)
+      }
     }
-    kept = VerifiedBytes::Make(std::move(content));
   }
-  std::lock_guard<std::mutex> l(mu_);
-  BoundEntries();
-  Entry& e = cache_[key];
-  ForgetContent(e);
-  e.v = v;
-  if (kept) {
-    e.content = kept;
-    e.lru = lru_.insert(lru_.end(), key);
-    content_bytes_ += kept->size();
-    DropContentOverBudget();
-  }
-  return Verified{std::move(v), std::move(kept)};
+  mine->done.set_value(result);
+  return result;
 }
 
 void VerifyCache::Touch(Entry& e) { lru_.splice(lru_.end(), lru_, e.lru); }
@@ -196,7 +252,7 @@ void VerifyCache::ForgetContent(Entry& e) {
 }
 
 void VerifyCache::DropContentOverBudget() {
-  while (content_bytes_ > content_budget_ && !lru_.empty()) {
+  while (content_bytes_ + loading_bytes_ > content_budget_ && !lru_.empty()) {
     auto it = cache_.find(lru_.front());
     if (it == cache_.end()) {  // cannot happen: every key in lru_ is in cache_
       lru_.pop_front();
@@ -218,6 +274,11 @@ std::optional<Verified> VerifyCache::CachedContent(const struct stat& st, Metric
 size_t VerifyCache::content_bytes() const {
   std::lock_guard<std::mutex> l(mu_);
   return content_bytes_;
+}
+
+size_t VerifyCache::loading_bytes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return loading_bytes_;
 }
 
 CheckedReader::CheckedReader(int fd, std::shared_ptr<const FileVerification> v, uint64_t first, uint64_t last)

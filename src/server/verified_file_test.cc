@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <thread>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "crypto/hash.h"
+#include "server/server.h"
 
 namespace patchgate::server {
 namespace {
@@ -239,6 +241,123 @@ TEST_F(VerifiedFileTest, APullThatDoesNotCacheContentAddsNoBytesToMemory) {
   auto d = cache.Verify(fd_, st, &m_, false);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->content, c->content);
+}
+
+// Waits (up to 20 s) until `pred` holds; whether it did.
+bool WaitFor(const std::function<bool()>& pred) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Eight requests for one cold file at once: one reads and hashes it, the seven others wait
+// for that read and get the very same verified bytes. (The loader is held until the seven
+// are waiting; without the one-loader guard each reads the file itself and the count is 8.)
+TEST_F(VerifiedFileTest, ConcurrentRequestsForAColdFileShareOneLoad) {
+  constexpr int kRequests = 8;
+  VerifyCache cache(1000, 1 << 20, 1 << 20);
+  cache.SetLoadHookForTest([&] { WaitFor([&] { return m_.verify_load_waits.load() >= kRequests - 1; }); });
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd_, &st), 0);
+  std::vector<Result<Verified>> got(kRequests, Unavailable("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) threads.emplace_back([&, i] { got[i] = cache.Verify(fd_, st, &m_); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(m_.verify_loads.load(), 1u) << "the file was read and hashed more than once";
+  EXPECT_EQ(m_.verify_load_waits.load(), kRequests - 1u);
+  EXPECT_EQ(m_.files_chunk_digests.load(), 1u);
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(got[i].ok()) << got[i].status().ToString();
+    ASSERT_TRUE(got[i]->content);
+    EXPECT_EQ(got[i]->content, got[0]->content);
+    EXPECT_EQ(got[i]->content->view(), bytes_);
+    EXPECT_EQ(got[i]->v->sha256, Sha256Hex(bytes_));
+  }
+  EXPECT_EQ(cache.content_bytes(), bytes_.size());
+  EXPECT_EQ(cache.loading_bytes(), 0u);
+  // Now it is cached: a hit, no load.
+  ASSERT_TRUE(cache.Verify(fd_, st, &m_).ok());
+  EXPECT_EQ(m_.verify_loads.load(), 1u);
+}
+
+// A load that fails (the file changes while it is read) fails for every request waiting
+// for it, and is not cached: the next request reads the file again.
+TEST_F(VerifiedFileTest, AFailedLoadFailsForItsWaitersAndIsNotCached) {
+  constexpr int kRequests = 4;
+  VerifyCache cache(1000, 1 << 20, 1 << 20);
+  std::atomic<int> loads{0};
+  cache.SetLoadHookForTest([&] {
+    if (loads++ != 0) return;
+    WaitFor([&] { return m_.verify_load_waits.load() >= kRequests - 1; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a new mtime/ctime for sure
+    Poke(10, "XYZ");  // changed while it is being read
+  });
+  struct stat st {};
+  ASSERT_EQ(::fstat(fd_, &st), 0);
+  std::vector<Result<Verified>> got(kRequests, Verified{});
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRequests; ++i) threads.emplace_back([&, i] { got[i] = cache.Verify(fd_, st, &m_); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(m_.verify_loads.load(), 1u);
+  for (auto& r : got) {
+    ASSERT_FALSE(r.ok()) << "bytes changed while they were read were handed out";
+    EXPECT_EQ(r.status().code(), ErrorCode::kUnavailable) << r.status().ToString();
+  }
+  EXPECT_EQ(cache.content_bytes(), 0u);
+  EXPECT_EQ(cache.loading_bytes(), 0u);
+  // Not cached: asked again with the old identity, the file is read again (and the change seen).
+  EXPECT_FALSE(cache.Verify(fd_, st, &m_).ok());
+  EXPECT_EQ(m_.verify_loads.load(), 2u);
+  // With its new identity, it is read, hashed and kept as it is now.
+  Verified now = VerifyWithContent(cache);
+  ASSERT_TRUE(now.content);
+  EXPECT_EQ(now.content->view().substr(10, 3), "XYZ");
+  EXPECT_EQ(now.v->sha256, Sha256Hex(now.content->view()));
+  EXPECT_EQ(m_.verify_loads.load(), 3u);
+}
+
+// The budget counts loads in progress: while one file's load holds its part, another file
+// that would not fit besides it is verified without keeping its bytes, and the bytes held
+// never pass the budget.
+TEST_F(VerifiedFileTest, TheBudgetCountsLoadsInProgress) {
+  VerifyCache cache(1000, 1 << 20, /*content_budget=*/bytes_.size() + bytes_.size() / 2);
+  std::string other = dir_ + "/other.bin";
+  std::ofstream(other, std::ios::binary) << bytes_;
+  int ofd = ::open(other.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(ofd, 0);
+  struct stat ost {}, st {};
+  ASSERT_EQ(::fstat(ofd, &ost), 0);
+  ASSERT_EQ(::fstat(fd_, &st), 0);
+  std::atomic<int> loads{0};
+  std::atomic<bool> other_done{false};
+  cache.SetLoadHookForTest([&] {
+    if (loads++ == 0) WaitFor([&] { return other_done.load(); });
+  });
+  Result<Verified> first = Unavailable("not run");
+  std::thread t([&] { first = cache.Verify(fd_, st, &m_); });
+  ASSERT_TRUE(WaitFor([&] { return cache.loading_bytes() == bytes_.size(); }));
+  auto second = cache.Verify(ofd, ost, &m_);
+  other_done = true;
+  t.join();
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->content) << "kept past the budget while another load held its part";
+  EXPECT_EQ(second->v->sha256, Sha256Hex(bytes_));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first->content);
+  EXPECT_EQ(cache.content_bytes(), bytes_.size());
+  EXPECT_EQ(cache.loading_bytes(), 0u);
+  ::close(ofd);
+}
+
+// The serving defaults are the cache's: files up to 64 MiB (the bench's 50 MiB file) are
+// kept in verified memory, 256 MiB in all.
+TEST(VerifyCacheDefaults, ServeKeepsFilesUpTo64MiBIn256MiB) {
+  EXPECT_EQ(ServerOptions{}.verified_memory_max_file, VerifyCache::kMaxCachedFile);
+  EXPECT_EQ(ServerOptions{}.verified_memory_bytes, VerifyCache::kContentBudget);
+  EXPECT_GE(VerifyCache::kMaxCachedFile, 50u << 20);
 }
 
 // One chunk or several, the whole-file hash is the file's SHA-256.

@@ -139,9 +139,9 @@ Download DownloadFromView(const sql::RowView& r) {
   return d;
 }
 
-// A kScopeSelect row.
-Download ScopeDownloadFromView(const sql::RowView& r) {
-  Download d;
+// A kScopeSelect row, into `d` (a fresh record, filled where it will stay: building one
+// and moving it into the result cost a move and a destruction of 11 strings per row).
+void ScopeDownloadFromView(const sql::RowView& r, Download& d) {
   d.id = IV(r, 0);
   d.started_at = IV(r, 1);
   d.node = SV(r, 2);
@@ -154,7 +154,6 @@ Download ScopeDownloadFromView(const sql::RowView& r) {
   d.source = SV(r, 9);
   d.unknown_user = IV(r, 10) != 0;
   d.unknown_target = IV(r, 11) != 0;
-  return d;
 }
 
 // Plain text (valid UTF-8, no control character) of at most `cap` bytes, or why not.
@@ -611,7 +610,12 @@ class SqlStore final : public Store {
     std::lock_guard<std::mutex> l(mu_);
     PG_RETURN_IF_ERROR(WithDownloadsSql(q, [&](const std::string& sql, const std::vector<Param>& p) {
       if (q.scope_columns) {
-        PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(ScopeDownloadFromView(r)); }));
+        // Room for a busy node-day's rows up front: growing by doubling moved each record
+        // (11 strings) once more on average, 7% of a 16,663-row scope's instructions.
+        // Address space only until rows are written (the scope's heap is reserved anyway:
+        // core/heap_huge_pages.h); a larger scope grows as before.
+        out.reserve(size_t{1} << 15);
+        PG_RETURN_IF_ERROR(c_->QueryEach(sql, p, [&](const sql::RowView& r) { ScopeDownloadFromView(r, out.emplace_back()); }));
         return ReadAbortedDetails(out);
       }
       return c_->QueryEach(sql, p, [&](const sql::RowView& r) { out.push_back(DownloadFromView(r)); });

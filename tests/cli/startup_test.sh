@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What `patchgate` does before a command runs, which short commands (incident scope) pay
 # on every call:
+#  - the C++ runtime (libstdc++, libgcc_s) is linked into the executable, not loaded;
 #  - libpq, libcurl, GPGME and OpenSSL (libcrypto, libssl) are not loaded at start-up
 #    (src/cli/lazy_libs.cc): the executable does not name them, and a command on an SQLite
 #    store never maps them; commands that sign go through the OpenSSL forwarders, including
@@ -17,6 +18,8 @@ needed=$(readelf -d "$pg" | grep NEEDED || true)
 for lib in libpq libcurl libgpgme libssl libcrypto; do
   if grep -q "$lib" <<<"$needed"; then echo "FAIL: patchgate names $lib as NEEDED (loaded at every start)"; exit 1; fi
 done
+# The C++ runtime is linked in (src/cli/CMakeLists.txt): two libraries fewer to load at every start.
+if grep -Eq "libstdc\+\+|libgcc_s" <<<"$needed"; then echo "FAIL: patchgate loads the C++ runtime as shared libraries"; exit 1; fi
 
 store="sqlite://$work/s.db"
 "$pg" incident list --store "$store" >/dev/null

@@ -7,6 +7,9 @@
 #    answers the absolute-form requests for a host name that does not resolve), and
 #    no_proxy still bypasses it (the name then fails to resolve);
 #  - an https:// URL goes to libcurl (nginx speaks no TLS: the run fails cleanly);
+#  - the system's OpenSSL configuration governs the signature checks (libcrypto linked in
+#    or not): a FIPS-only setting without a FIPS provider leaves no Ed25519 check, so
+#    nothing is trusted;
 #  - a target altered on the server is refused and nothing is stored.
 # Usage: client_http_test.sh BUILD_DIR
 . "$(dirname "$0")/../lib/harness.sh"
@@ -66,6 +69,28 @@ expect_rc 1 env LD_DEBUG=files "$client" --metadata-dir "$work/tls/meta" --metad
 grep -q "file=libcurl" "$work/err" || fail "an https:// URL did not go to libcurl"
 grep -q "patchgate-client: error: " "$work/err" || fail "no error message for a failed https:// refresh"
 ok "https:// goes to libcurl (loaded on demand)"
+
+# The system's OpenSSL configuration (OPENSSL_CONF, else OPENSSLDIR/openssl.cnf) is read at
+# every start and governs the signature checks: "only FIPS-approved implementations" with no
+# FIPS provider loaded leaves no Ed25519 implementation, so not even the trusted root verifies.
+cat > "$work/fips-only.cnf" <<'CNF'
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+alg_section = algorithm_sect
+[provider_sect]
+default = default_sect
+[default_sect]
+activate = 1
+[algorithm_sect]
+default_properties = fips=yes
+CNF
+fresh fipsonly
+expect_rc 1 env OPENSSL_CONF="$work/fips-only.cnf" "$client" --metadata-dir "$work/fipsonly/meta" \
+  --metadata-url "$base/metadata" refresh
+grep -q "UnmetThreshold" "$work/err" || { cat "$work/err"; fail "the OpenSSL configuration did not govern the signature check"; }
+"$client" --metadata-dir "$work/fipsonly/meta" --metadata-url "$base/metadata" refresh
+ok "the system's OpenSSL configuration governs the signature checks ($(readelf -d "$client" | grep -q 'NEEDED.*libcrypto' && echo 'shared' || echo 'static') libcrypto)"
 
 # A target altered on the server: refused, nothing stored.
 f=$(ls "$repo"/targets/office/*setup.exe)
