@@ -106,8 +106,55 @@ void AuditLog::Run() {
       continue;
     }
     if (stop_ && begins_.empty() && finishes_.empty() && !unsynced_writes_) return;
-    if (writing_ || finishes_.empty()) cv_.wait(l);
-    else cv_.wait_until(l, FinishesDueAt());
+    // Folding comes after every write and flush that is due; with begins waiting (the
+    // other thread is writing) only once a backlog has built up.
+    const bool fold_due = !stop_ && !folding_ && Clock::now() >= FoldDueAt();
+    if (fold_due && (begins_.empty() || unfolded_ >= 4 * kFoldBatch)) {
+      FoldBatch(l);
+      continue;
+    }
+    // A fold held back by waiting begins is for whichever thread comes round once they
+    // are written (it re-checks): no deadline for it, or this thread would spin.
+    Clock::time_point wake = folding_ || stop_ || fold_due ? Clock::time_point::max() : FoldDueAt();
+    if (!writing_ && !finishes_.empty()) wake = std::min(wake, FinishesDueAt());
+    if (wake == Clock::time_point::max()) cv_.wait(l);
+    else cv_.wait_until(l, wake);
+  }
+}
+
+AuditLog::Clock::time_point AuditLog::FoldDueAt() const {
+  if (more_to_fold_ || unfolded_ >= kFoldBatch || (flush_requests_ > 0 && unfolded_ > 0)) return Clock::time_point::min();
+  Clock::time_point at = next_sweep_;
+  if (unfolded_ > 0) at = std::min(at, oldest_unfolded_ + kFoldDelay);
+  return at;
+}
+
+void AuditLog::FoldBatch(std::unique_lock<std::mutex>& l) {
+  folding_ = true;
+  const size_t counted = unfolded_;
+  unfolded_ = 0;
+  more_to_fold_ = false;
+  next_sweep_ = Clock::now() + kFoldSweep;
+  l.unlock();
+
+  const int64_t unfinished_before =
+      SystemClock::Get().NowMicros() - std::chrono::duration_cast<std::chrono::microseconds>(kFoldUnfinishedAfter).count();
+  auto moved = store_->FoldDownloads(kFoldBatch, unfinished_before);
+  if (moved.ok()) {
+    metrics_->audit_folded += *moved;
+  } else {
+    ++metrics_->audit_fold_failures;
+    log::Warn("could not fold the download journal; its records stay readable there, will retry",
+              {{"error", moved.status().ToString()}});
+  }
+
+  l.lock();
+  folding_ = false;
+  if (moved.ok()) {
+    more_to_fold_ = *moved == kFoldBatch;
+  } else {  // tried again a fold delay from now
+    if (unfolded_ == 0) oldest_unfolded_ = Clock::now();
+    unfolded_ += std::max<size_t>(counted, 1);
   }
 }
 
@@ -176,6 +223,10 @@ void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
   metrics_->audit_writes += (begins.empty() ? 0 : 1) + (finishes.empty() ? 0 : 1);
 
   l.lock();
+  if (!finishes.empty() && finished.ok()) {
+    if (unfolded_ == 0) oldest_unfolded_ = Clock::now();
+    unfolded_ += finishes.size();
+  }
   if (!finished.ok()) {
     if (stop_) {
       log::Error("could not complete download records before exit; they stay in_progress",

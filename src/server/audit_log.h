@@ -21,6 +21,14 @@
 // download that ended within the last `finish_delay` stays on the record as in_progress,
 // exactly as one cut off mid-transfer would.
 //
+// Folding: the store journals begins and ends (AuditSink, migration 0009); finished records
+// are moved into the indexed trail by FoldDownloads, in batches of kFoldBatch, by whichever
+// audit thread is free: once kFoldBatch ends are written, when the oldest unfolded end has
+// waited kFoldDelay, at start (what an earlier process left), every kFoldSweep, and on
+// Flush(). Unfinished records begun more than kFoldUnfinishedAfter ago are folded as they are
+// (their node stopped). A fold never holds a begin: begins waiting are written first, and a
+// fold is one bounded transaction. Nothing waits for a fold: readers see the journal too.
+//
 // A group commit that fails as unavailable is tried once more at once (a connection that
 // died while idle is only found out by its next statement; the store then reconnects).
 // A group commit the store refuses for a reason other than an outage (kUnavailable) is
@@ -49,6 +57,10 @@ class AuditLog {
   static constexpr size_t kMaxFinishBatch = 4096;     // this many queued: written at once
   static constexpr size_t kFinishesPerCommit = 512;   // so begins never wait behind a long one
   static constexpr std::chrono::milliseconds kDefaultFinishDelay{100};
+  static constexpr size_t kFoldBatch = 256;                  // records per fold transaction
+  static constexpr std::chrono::milliseconds kFoldDelay{1000};
+  static constexpr std::chrono::milliseconds kFoldSweep{60'000};
+  static constexpr std::chrono::minutes kFoldUnfinishedAfter{60};
 
   // finish_delay 0: every completion is written on the audit thread's next turn.
   AuditLog(AuditSink* store, Metrics* metrics, std::chrono::milliseconds finish_delay = kDefaultFinishDelay);
@@ -87,6 +99,9 @@ class AuditLog {
   // running, something written and not flushed; returns with mu_ held.
   void SyncWritten(std::unique_lock<std::mutex>& l);
   Clock::time_point FinishesDueAt() const;  // when queued completions are to be written; mu_ held
+  Clock::time_point FoldDueAt() const;      // when the journal is next to be folded; mu_ held
+  // Folds one batch of the journal. mu_ held, no fold running; returns with mu_ held.
+  void FoldBatch(std::unique_lock<std::mutex>& l);
 
   AuditSink* store_;
   Metrics* metrics_;
@@ -104,6 +119,11 @@ class AuditLog {
   std::vector<Written> unsynced_;      // written, not yet flushed
   bool unsynced_writes_ = false;       // something (begins or completions) written since the last flush began
   bool syncing_ = false;               // a flush is running (on either thread)
+  size_t unfolded_ = 0;                // ends written since the last fold
+  Clock::time_point oldest_unfolded_{};  // when unfolded_ last became non-zero
+  Clock::time_point next_sweep_{};       // a fold is due then whatever unfolded_ says (start: at once)
+  bool more_to_fold_ = false;          // the last fold moved a full batch
+  bool folding_ = false;               // a fold is running (on either thread)
   std::thread threads_[2];
 };
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "crypto/hash.h"
+#include "store/sql.h"
 #include "store/store.h"
 
 namespace patchgate::server {
@@ -350,6 +351,58 @@ TEST_F(AuditLogTest, AFailedFlushRefusesItsDownloadsAndTheirRecordsSaySo) {
   EXPECT_EQ((*rows)[0].bytes_sent, 0u);
   EXPECT_NE((*rows)[0].detail.find("not served"), std::string::npos) << (*rows)[0].detail;
   EXPECT_GE(metrics_.audit_failures.load(), 1u);
+}
+
+}  // namespace
+}  // namespace patchgate::server
+
+namespace patchgate::server {
+namespace {
+
+// The store journals begins and ends (migration 0009); the log folds finished records into
+// the indexed trail in the background, also while begins keep arriving, and each record
+// lands there once, complete.
+TEST_F(AuditLogTest, FinishedRecordsAreFoldedWhileBeginsKeepFlowing) {
+  constexpr int kThreads = 8, kEach = 160;  // more than 4 fold batches: folds run between begins
+  {
+    AuditLog log(store_.get(), &metrics_, milliseconds(0));
+    std::vector<std::thread> clients;
+    std::atomic<int> failed{0};
+    for (int t = 0; t < kThreads; ++t) {
+      clients.emplace_back([&] {
+        for (int i = 0; i < kEach; ++i) {
+          auto id = log.Begin(Start());
+          if (!id.ok()) {
+            ++failed;
+            continue;
+          }
+          log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
+        }
+      });
+    }
+    for (auto& c : clients) c.join();
+    ASSERT_EQ(failed.load(), 0);
+    // Folded in the background (kFoldDelay after the last end at most): wait, with a deadline.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (metrics_.audit_folded.load() < static_cast<uint64_t>(kThreads * kEach) &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(milliseconds(20));
+    EXPECT_EQ(metrics_.audit_folded.load(), static_cast<uint64_t>(kThreads * kEach));
+    EXPECT_EQ(metrics_.audit_fold_failures.load(), 0u);
+  }
+  auto shared = sql::ConnectionOf(*store_);
+  ASSERT_TRUE(shared.has_value());
+  {
+    std::lock_guard<std::mutex> l(*shared->mu);
+    auto left = shared->conn->Query("SELECT COUNT(*) FROM download_journal", {});
+    ASSERT_TRUE(left.ok());
+    EXPECT_EQ(*(*left)[0][0], "0");
+    auto moved = shared->conn->Query("SELECT COUNT(*), COUNT(DISTINCT id) FROM downloads WHERE outcome = 'complete'", {});
+    ASSERT_TRUE(moved.ok());
+    EXPECT_EQ(*(*moved)[0][0], std::to_string(kThreads * kEach));
+    EXPECT_EQ(*(*moved)[0][1], std::to_string(kThreads * kEach));
+  }
+  EXPECT_EQ(Count(DownloadOutcome::kComplete), static_cast<size_t>(kThreads * kEach));
 }
 
 }  // namespace

@@ -63,6 +63,10 @@ std::string Metrics::Render() const {
   out += "# HELP patchgate_audit_flushes_total Flushes of the audit store to disk.\n"
          "# TYPE patchgate_audit_flushes_total counter\n";
   line("patchgate_audit_flushes_total %llu\n", u(audit_flushes));
+  out += "# HELP patchgate_audit_folded_total Download records moved from the journal into the indexed trail.\n"
+         "# TYPE patchgate_audit_folded_total counter\n";
+  line("patchgate_audit_folded_total %llu\n", u(audit_folded));
+  line("patchgate_audit_fold_failures_total %llu\n", u(audit_fold_failures));
   out += "# HELP patchgate_audit_commit_seconds Latency of one group commit.\n# TYPE patchgate_audit_commit_seconds histogram\n";
   uint64_t cum = 0;
   for (size_t i = 0; i < kBuckets.size(); ++i) {

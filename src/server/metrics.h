@@ -25,6 +25,7 @@ struct Metrics {
   // a fixed amount whatever its size, so records per write and per flush say how well the
   // group commit amortises it.
   std::atomic<uint64_t> audit_writes{0}, audit_flushes{0};
+  std::atomic<uint64_t> audit_folded{0}, audit_fold_failures{0};  // journal records folded (AuditLog)
   // Requests answered by an event loop without a worker (everything they needed was cached).
   std::atomic<uint64_t> loop_answers{0};
   // Target files read and hashed (one per cold file however many requests ask for it at

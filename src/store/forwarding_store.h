@@ -29,6 +29,9 @@ class ForwardingStore : public Store {
   Status QuarantineTargetOnNode(const std::string& node, const std::string& path, const std::string& expected_sha256, const std::string& actual_sha256, int64_t at) override { return target_->QuarantineTargetOnNode(node, path, expected_sha256, actual_sha256, at); }
   Result<std::vector<int64_t>> BeginDownloads(const std::vector<DownloadStart>& starts) override { return target_->BeginDownloads(starts); }
   Status FinishDownloads(const std::vector<DownloadFinish>& finishes) override { return target_->FinishDownloads(finishes); }
+  Result<size_t> FoldDownloads(size_t max_rows, int64_t unfinished_before) override {
+    return target_->FoldDownloads(max_rows, unfinished_before);
+  }
   Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override { return target_->QueryDownloads(q); }
   Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override { return target_->ExplainQueryDownloads(q); }
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override { return target_->ImportDownloads(rows); }

@@ -105,6 +105,24 @@ constexpr char kScopeSelect[] =
     "SELECT d.id, d.started_at, d.node, d.username, d.org_id, d.target_path, d.sha256, d.bytes_sent, d.outcome, "
     "d.source, d.unknown_user, d.unknown_target FROM downloads d";
 constexpr char kScopeDetailSelect[] = "SELECT id, detail FROM downloads WHERE id IN ";
+constexpr char kScopeDetailJournalSelect[] = "SELECT id, detail FROM download_journal WHERE id IN ";
+
+// The columns `downloads` and `download_journal` share (migration 0009), in one order: a
+// fold copies them, and the journal's rows read like the table's.
+constexpr char kTrailColumns[] =
+    "id, started_at, ended_at, node, user_id, username, org_id, target_path, sha256, range_header, bytes_sent, "
+    "outcome, remote_addr, user_agent, source, http_status, unknown_user, unknown_target, import_key, detail";
+
+// `select_sql` (a SELECT over "FROM downloads d") reading the journal's not yet folded rows
+// instead: the same columns and conditions, so a UNION ALL of the two sees every download
+// exactly once. Read as a flattened sub-select, so a plan names the journal's scan
+// ("SCAN journal") apart from any scan of downloads ("SCAN d").
+std::string OverJournal(std::string select_sql) {
+  static constexpr std::string_view kFrom = "FROM downloads d";
+  size_t at = select_sql.find(kFrom);
+  if (at != std::string::npos) select_sql.replace(at, kFrom.size(), "FROM (SELECT * FROM download_journal AS journal) d");
+  return select_sql;
+}
 
 std::string_view SV(const sql::RowView& r, size_t i) { return r[i].value_or(std::string_view()); }
 int64_t IV(const sql::RowView& r, size_t i) {
@@ -453,6 +471,50 @@ class SqlStore final : public Store {
   // Without the store's lock: it never waits behind a write (that is the point).
   Status SyncDownloads() override { return c_->SyncCommitted(); }
 
+  Result<size_t> FoldDownloads(size_t max_rows, int64_t unfinished_before) override {
+    if (max_rows == 0) return size_t{0};
+    // The rows to move: finished ones, and unfinished ones begun before `unfinished_before`,
+    // oldest first.
+    const std::string pick = "SELECT id FROM download_journal WHERE ended_at IS NOT NULL OR started_at < ? "
+                             "ORDER BY id LIMIT ?";
+    const std::vector<Param> pick_p = {unfinished_before, static_cast<int64_t>(max_rows)};
+    const std::string cols = kTrailColumns;
+    std::lock_guard<std::mutex> l(mu_);
+    if (c_->engine() == "postgresql") {
+      // One statement: the rows deleted here are the rows inserted there, atomically. Rows
+      // another folder (another node on this store) has locked are skipped, not waited
+      // for, and each row is deleted by one folder only: every record moves exactly once.
+      // A row an end is being written to is locked too, and moves on a later fold.
+      PG_RETURN_IF_ERROR(c_->Query("WITH moved AS (DELETE FROM download_journal WHERE id IN (" + pick +
+                                       " FOR UPDATE SKIP LOCKED) RETURNING " + cols + ") INSERT INTO downloads (" +
+                                       cols + ") SELECT " + cols + " FROM moved",
+                                   pick_p)
+                             .status());
+      return static_cast<size_t>(c_->Changes());
+    }
+    // SQLite: one writer at a time, so both statements of the transaction pick the same rows.
+    // The commit is flushed with the next SyncDownloads (or a checkpoint): if a crash loses
+    // it, both halves are lost together and the rows are still in the journal.
+    DeferredSync mode(c_.get(), true);
+    PG_RETURN_IF_ERROR(c_->ExecScript("BEGIN"));
+    Result<size_t> moved = [&]() -> Result<size_t> {
+      PG_RETURN_IF_ERROR(c_->Query("INSERT INTO downloads (" + cols + ") SELECT " + cols +
+                                       " FROM download_journal WHERE id IN (" + pick + ") ORDER BY id",
+                                   pick_p)
+                             .status());
+      const int64_t inserted = c_->Changes();
+      PG_RETURN_IF_ERROR(c_->Query("DELETE FROM download_journal WHERE id IN (" + pick + ")", pick_p).status());
+      if (c_->Changes() != inserted) return Internal("the journal fold moved a different number of rows than it removed");
+      return static_cast<size_t>(inserted);
+    }();
+    Status st = moved.ok() ? c_->ExecScript("COMMIT") : moved.status();
+    if (!st.ok()) {
+      (void)c_->ExecScript("ROLLBACK");
+      return st;
+    }
+    return moved;
+  }
+
   // While alive (mu_ held), commits on the connection are durable only with the next
   // SyncCommitted() where the engine can split the two; a sync in each commit again after.
   class DeferredSync {
@@ -510,6 +572,8 @@ class SqlStore final : public Store {
   //  - downloads whose end was never recorded (ended_at IS NULL: still streaming, or the
   //    node stopped mid-transfer), through the small partial index downloads_unfinished,
   //    started up to kUnfinishedLookBackMicros before the window.
+  //  - the journal's tail (download_journal, migration 0009): recent downloads not yet
+  //    folded into `downloads`, read whole (it holds only the unfolded tail).
   static std::string DownloadsSql(const DownloadQuery& q, const std::string& engine, int64_t longest,
                                   std::vector<Param>* p) {
     const char* select = q.scope_columns ? kScopeSelect : kDownloadSelect;
@@ -575,6 +639,14 @@ class SqlStore final : public Store {
       }
       sql += " UNION ALL " + unfinished;
     }
+    // The journal's tail (migration 0009): downloads not yet folded into `downloads`, with
+    // the same conditions (a window: ended in or after it, or unfinished and begun within
+    // the look-back). A fold moves a download in one transaction and this is one
+    // statement, so each download is read exactly once, folded or not.
+    sql += " UNION ALL " +
+           OverJournal(q.since ? part(" AND (d.ended_at >= ? OR (d.ended_at IS NULL AND d.started_at >= ?))",
+                                      {*q.since, *q.since - kUnfinishedLookBackMicros})
+                               : part("", {}));
     if (!q.scope_columns) sql += " ORDER BY 2, 1";  // started_at, id
     if (q.limit) sql += " LIMIT " + std::to_string(q.limit);
     return sql;
@@ -633,8 +705,12 @@ class SqlStore final : public Store {
     std::vector<Param> ids;
     auto flush = [&]() -> Status {
       if (ids.empty()) return Status::OK();
-      std::string sql = std::string(kScopeDetailSelect) + "(" + sql::RepeatTuple("?", ids.size()) + ")";
-      Status st = c_->QueryEach(sql, ids, [&](const sql::RowView& r) {
+      // The row may still be in the journal (migration 0009); one statement reads both.
+      const std::string in = "(" + sql::RepeatTuple("?", ids.size()) + ")";
+      std::string sql = std::string(kScopeDetailSelect) + in + " UNION ALL " + kScopeDetailJournalSelect + in;
+      std::vector<Param> both(ids);
+      both.insert(both.end(), ids.begin(), ids.end());
+      Status st = c_->QueryEach(sql, both, [&](const sql::RowView& r) {
         if (auto it = aborted.find(IV(r, 0)); it != aborted.end()) it->second->detail = SV(r, 1);
       });
       ids.clear();
@@ -820,11 +896,13 @@ class SqlStore final : public Store {
 
   Result<std::vector<std::string>> OrganisationsThatDownloaded(const std::string& product) override {
     std::lock_guard<std::mutex> l(mu_);
-    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(
-        "SELECT DISTINCT o.name FROM downloads d JOIN organisations o ON o.id = d.org_id JOIN targets t ON "
+    // The trail and the journal's tail (migration 0009): one statement, one snapshot.
+    static const std::string kPart =
+        "SELECT o.name FROM downloads d JOIN organisations o ON o.id = d.org_id JOIN targets t ON "
         "t.path = d.target_path WHERE t.product = ? AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
-        "d.bytes_sent > 0)) OR (d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300)) "
-        "ORDER BY o.name", {product}));
+        "d.bytes_sent > 0)) OR (d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
+    static const std::string kSql = kPart + " UNION " + OverJournal(kPart) + " ORDER BY 1";
+    PG_ASSIGN_OR_RETURN(Rows rows, c_->Query(kSql, {product, product}));
     std::vector<std::string> out;
     for (const auto& r : rows) out.push_back(S(r, 0));
     return out;
@@ -906,18 +984,30 @@ class SqlStore final : public Store {
   // kRowsPerStatement rows.
   static constexpr size_t kRowsPerStatement = 1000;
 
+  // Begins go to the journal (migration 0009) with ids of downloads' sequence, so a row
+  // keeps its id when folded. SQLite: the batch reserves its ids by advancing that
+  // sequence's row (the one counter ImportDownloads' AUTOINCREMENT also draws from), then
+  // appends one journal row per record: two pages written per batch, no index but the id.
   Result<std::vector<int64_t>> InsertStartsOneByOne(const std::vector<DownloadStart>& starts) {
     std::vector<int64_t> ids;
+    if (starts.empty()) return ids;
+    const auto n = static_cast<int64_t>(starts.size());
+    PG_ASSIGN_OR_RETURN(Rows seq, c_->Query("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'downloads' "
+                                            "RETURNING seq", {n}));
+    if (seq.size() != 1) return Internal("the store has no id sequence for downloads (migration 0009 not applied?)");
+    const int64_t first = I(seq[0], 0) - n + 1;
     ids.reserve(starts.size());
     for (const auto& s : starts) {
-      PG_ASSIGN_OR_RETURN(
-          Rows r, c_->Query("INSERT INTO downloads (started_at, node, user_id, username, org_id, target_path, sha256, "
-                            "range_header, outcome, remote_addr, user_agent, source) SELECT ?, ?, u.id, u.username, "
-                            "u.org_id, ?, ?, ?, 'in_progress', ?, ?, 'served' FROM users u WHERE u.id = ? RETURNING id",
-                            {s.started_at, s.node, s.target_path, s.sha256, s.range, s.remote_addr, s.user_agent,
-                             s.user_id}));
-      if (r.empty()) return NotFound("download for unknown user id " + std::to_string(s.user_id));
-      ids.push_back(I(r[0], 0));
+      const int64_t id = first + static_cast<int64_t>(ids.size());
+      PG_RETURN_IF_ERROR(
+          c_->Query("INSERT INTO download_journal (id, started_at, node, user_id, username, org_id, target_path, "
+                    "sha256, range_header, outcome, remote_addr, user_agent) SELECT ?, ?, ?, u.id, u.username, "
+                    "u.org_id, ?, ?, ?, 'in_progress', ?, ? FROM users u WHERE u.id = ?",
+                    {id, s.started_at, sql::TextRef{s.node}, sql::TextRef{s.target_path}, sql::TextRef{s.sha256},
+                     sql::TextRef{s.range}, sql::TextRef{s.remote_addr}, sql::TextRef{s.user_agent}, s.user_id})
+              .status());
+      if (c_->Changes() != 1) return NotFound("download for unknown user id " + std::to_string(s.user_id));
+      ids.push_back(id);
     }
     return ids;
   }
@@ -936,9 +1026,9 @@ class SqlStore final : public Store {
     for (size_t first = 0; first < starts.size(); first += kRowsPerStatement) {
       size_t n = std::min(kRowsPerStatement, starts.size() - first);
       std::string sql =
-          "INSERT INTO downloads (id, started_at, node, user_id, username, org_id, target_path, sha256, range_header, "
-          "outcome, remote_addr, user_agent, source) SELECT v.id, v.started_at, v.node, u.id, u.username, u.org_id, "
-          "v.target_path, v.sha256, v.range_header, 'in_progress', v.remote_addr, v.user_agent, 'served' FROM (VALUES ";
+          "INSERT INTO download_journal (id, started_at, node, user_id, username, org_id, target_path, sha256, "
+          "range_header, outcome, remote_addr, user_agent) SELECT v.id, v.started_at, v.node, u.id, u.username, "
+          "u.org_id, v.target_path, v.sha256, v.range_header, 'in_progress', v.remote_addr, v.user_agent FROM (VALUES ";
       sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::text, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text)", n);
       std::vector<Param> p;
       p.reserve(n * 9);
@@ -956,35 +1046,54 @@ class SqlStore final : public Store {
     return ids;
   }
 
+  // An end is written to the record's journal row; a record already folded (a fold moves
+  // unfinished records once they are old, FoldDownloads) is completed in `downloads`.
   Status UpdateFinishesOneByOne(const std::vector<DownloadFinish>& finishes) {
     std::deque<std::string> keep;
-    for (const auto& f : finishes)
-      PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? "
-                                   "WHERE id = ?",
-                                   {f.ended_at, static_cast<int64_t>(f.bytes_sent),
-                                    sql::TextRef{DownloadOutcomeName(f.outcome)},
-                                    StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep), f.id})
-                             .status());
+    for (const auto& f : finishes) {
+      std::vector<Param> p = {f.ended_at, static_cast<int64_t>(f.bytes_sent), sql::TextRef{DownloadOutcomeName(f.outcome)},
+                              StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep), f.id};
+      PG_RETURN_IF_ERROR(c_->Query("UPDATE download_journal SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? "
+                                   "WHERE id = ?", p).status());
+      if (c_->Changes() == 0)
+        PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? "
+                                     "WHERE id = ?", p).status());
+    }
     return Status::OK();
   }
 
+  // One statement per kRowsPerStatement ends on the journal; the ends it did not find there
+  // (folded meanwhile: a later statement sees the fold's commit) go to `downloads`.
   Status UpdateFinishesBatched(const std::vector<DownloadFinish>& finishes) {
-    for (size_t first = 0; first < finishes.size(); first += kRowsPerStatement) {
-      size_t n = std::min(kRowsPerStatement, finishes.size() - first);
-      std::string sql = "UPDATE downloads AS d SET ended_at = v.ended_at, bytes_sent = v.bytes_sent, outcome = "
-                        "v.outcome, detail = v.detail FROM (VALUES ";
-      sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text, ?::text)", n);
-      std::vector<Param> p;
-      p.reserve(n * 5);
-      std::deque<std::string> keep;  // escaped or cut copies of the few details that need it
-      for (size_t i = first; i < first + n; ++i) {
-        const DownloadFinish& f = finishes[i];
-        p.insert(p.end(), {f.id, f.ended_at, static_cast<int64_t>(f.bytes_sent),
-                           sql::TextRef{DownloadOutcomeName(f.outcome)},
-                           StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep)});
+    std::vector<const DownloadFinish*> todo;
+    todo.reserve(finishes.size());
+    for (const auto& f : finishes) todo.push_back(&f);
+    for (const char* table : {"download_journal", "downloads"}) {
+      std::vector<const DownloadFinish*> missed;
+      for (size_t first = 0; first < todo.size(); first += kRowsPerStatement) {
+        size_t n = std::min(kRowsPerStatement, todo.size() - first);
+        std::string sql = std::string("UPDATE ") + table + " AS d SET ended_at = v.ended_at, bytes_sent = v.bytes_sent, "
+                          "outcome = v.outcome, detail = v.detail FROM (VALUES ";
+        sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text, ?::text)", n);
+        std::vector<Param> p;
+        p.reserve(n * 5);
+        std::deque<std::string> keep;  // escaped or cut copies of the few details that need it
+        for (size_t i = first; i < first + n; ++i) {
+          const DownloadFinish& f = *todo[i];
+          p.insert(p.end(), {f.id, f.ended_at, static_cast<int64_t>(f.bytes_sent),
+                             sql::TextRef{DownloadOutcomeName(f.outcome)},
+                             StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep)});
+        }
+        sql += ") AS v (id, ended_at, bytes_sent, outcome, detail) WHERE d.id = v.id RETURNING d.id";
+        PG_ASSIGN_OR_RETURN(Rows found, c_->Query(sql, p));
+        if (found.size() == n) continue;
+        std::set<int64_t> hit;
+        for (const auto& r : found) hit.insert(I(r, 0));
+        for (size_t i = first; i < first + n; ++i)
+          if (!hit.count(todo[i]->id)) missed.push_back(todo[i]);
       }
-      sql += ") AS v (id, ended_at, bytes_sent, outcome, detail) WHERE d.id = v.id";
-      PG_RETURN_IF_ERROR(c_->Query(sql, p).status());
+      todo.swap(missed);
+      if (todo.empty()) break;
     }
     return Status::OK();
   }

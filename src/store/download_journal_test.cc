@@ -1,0 +1,322 @@
+// The download journal (migration 0009): begins and ends are written to a lean journal and
+// folded into the indexed trail later; readers see both, each record exactly once. One
+// suite, both engines (PostgreSQL when PATCHGATE_TEST_PG_URL is set).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "store/sql.h"
+#include "store/store.h"
+#include "store/test_engine.h"
+
+namespace patchgate {
+namespace {
+
+constexpr int64_t kT0 = 1'790'000'000LL * 1'000'000;
+constexpr int64_t kNever = std::numeric_limits<int64_t>::min();  // fold no unfinished record
+constexpr int64_t kAll = std::numeric_limits<int64_t>::max();    // fold unfinished records too
+
+class DownloadJournalTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    engine_.emplace(GetParam(), "journal");
+    if (!engine_->available()) GTEST_SKIP() << TestEngine::kNoPostgres;
+    auto s = Store::Open(engine_->url());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    node_ = engine_->Unique("edge");
+    Organisation o;
+    o.name = engine_->Unique("acme");
+    o.tier = "premier";
+    ASSERT_TRUE(store_->AddOrganisation(o).ok());
+    org_ = o.name;
+    ASSERT_TRUE(store_->AddUser(org_, engine_->Unique("alice"), engine_->Unique("token")).ok());
+    auto u = store_->GetUser(engine_->Unique("alice"));
+    ASSERT_TRUE(u.ok());
+    user_id_ = u->id;
+    product_ = engine_->Unique("office");
+    TargetRecord t;
+    t.path = product_ + "/setup.exe";
+    t.product = product_;
+    t.sha256 = "abc";
+    ASSERT_TRUE(store_->UpsertTarget(t).ok());
+  }
+
+  DownloadStart Start(int64_t at) const {
+    DownloadStart s;
+    s.started_at = at;
+    s.node = node_;
+    s.user_id = user_id_;
+    s.target_path = product_ + "/setup.exe";
+    s.sha256 = "abc";
+    s.remote_addr = "192.0.2.7";
+    s.user_agent = "test";
+    return s;
+  }
+
+  // Rows of `table` for this test's node, counted on the store's own connection.
+  int64_t Count(Store& store, const std::string& table) {
+    auto shared = sql::ConnectionOf(store);
+    EXPECT_TRUE(shared.has_value());
+    if (!shared) return -1;
+    std::lock_guard<std::mutex> l(*shared->mu);
+    auto rows = shared->conn->Query("SELECT COUNT(*) FROM " + table + " WHERE node = ?", {node_});
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    return rows.ok() ? std::stoll(*(*rows)[0][0]) : -1;
+  }
+
+  // Every record of the node, by id: the list (all columns) and the scope's window query.
+  std::map<int64_t, Download> List(Store& store) {
+    DownloadQuery q;
+    q.node = node_;
+    auto rows = store.QueryDownloads(q);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    std::map<int64_t, Download> out;
+    for (auto& d : rows.value_or(std::vector<Download>{})) EXPECT_TRUE(out.emplace(d.id, d).second) << "id twice: " << d.id;
+    return out;
+  }
+  std::map<int64_t, Download> Scope(Store& store, int64_t since, int64_t until) {
+    DownloadQuery q;
+    q.node = node_;
+    q.since = since;
+    q.until = until;
+    q.successful_only = true;
+    q.scope_columns = true;
+    auto rows = store.QueryDownloads(q);
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    std::map<int64_t, Download> out;
+    for (auto& d : rows.value_or(std::vector<Download>{})) EXPECT_TRUE(out.emplace(d.id, d).second) << "id twice: " << d.id;
+    return out;
+  }
+
+  std::optional<TestEngine> engine_;
+  std::unique_ptr<Store> store_;
+  std::string node_, org_, product_;
+  int64_t user_id_ = 0;
+};
+
+// What the serving path wrote is seen by every reader before any fold, and the same after
+// it (same ids, same fields); an end written after its record was folded still lands.
+TEST_P(DownloadJournalTest, ReadersSeeTheUnfoldedTailAndTheSameRecordsOnceFolded) {
+  auto ids = store_->WriteDownloads({Start(kT0), Start(kT0 + 10), Start(kT0 + 20), Start(kT0 + 30)});
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_TRUE(store_->SyncDownloads().ok());
+  const int64_t done = (*ids)[0], cut = (*ids)[1], streaming = (*ids)[2], refused = (*ids)[3];
+  ASSERT_TRUE(store_->WriteFinishes({{done, kT0 + 100, 1024, DownloadOutcome::kComplete, ""},
+                                     {cut, kT0 + 110, 512, DownloadOutcome::kAborted, "integrity: chunk 0 changed"},
+                                     {refused, kT0 + 120, 0, DownloadOutcome::kAborted, "not served"}})
+                  .ok());
+  ASSERT_EQ(Count(*store_, "download_journal"), 4);
+  ASSERT_EQ(Count(*store_, "downloads"), 0);
+
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    auto all = List(*store_);
+    ASSERT_EQ(all.size(), 4u);
+    EXPECT_EQ(all[done].outcome, DownloadOutcome::kComplete);
+    EXPECT_EQ(all[done].bytes_sent, 1024u);
+    EXPECT_EQ(all[done].ended_at, kT0 + 100);
+    EXPECT_EQ(all[done].org_name, org_);
+    EXPECT_EQ(all[done].remote_addr, "192.0.2.7");
+    EXPECT_EQ(all[cut].detail, "integrity: chunk 0 changed");
+    EXPECT_EQ(all[streaming].outcome, DownloadOutcome::kInProgress);
+    EXPECT_FALSE(all[streaming].ended_at.has_value());
+    // The scope of a window after the begins: the complete, the cut-with-bytes and the
+    // still-streaming ones (possibly received); not the refused one (no byte sent).
+    auto scope = Scope(*store_, kT0 + 50, kT0 + 60);
+    EXPECT_EQ(scope.size(), 3u);
+    EXPECT_TRUE(scope.count(done) && scope.count(cut) && scope.count(streaming));
+    EXPECT_EQ(scope[cut].detail, "integrity: chunk 0 changed");
+    // A window after every end: only the one still streaming.
+    scope = Scope(*store_, kT0 + 200, kT0 + 300);
+    EXPECT_EQ(scope.size(), 1u);
+    EXPECT_TRUE(scope.count(streaming));
+    auto orgs = store_->OrganisationsThatDownloaded(product_);
+    ASSERT_TRUE(orgs.ok());
+    EXPECT_NE(std::find(orgs->begin(), orgs->end(), org_), orgs->end());
+  };
+  check("before the fold");
+  auto before = List(*store_);
+
+  // The finished three move; the one still streaming stays in the journal.
+  for (;;) {  // on a shared PostgreSQL other tests' rows may be folded by this too
+    auto moved = store_->FoldDownloads(1000, kNever);
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    if (*moved < 1000) break;
+  }
+  EXPECT_EQ(Count(*store_, "download_journal"), 1);
+  EXPECT_EQ(Count(*store_, "downloads"), 3);
+  check("after the fold");
+  auto after = List(*store_);
+  for (const auto& [id, d] : before) {
+    EXPECT_EQ(after[id].started_at, d.started_at);
+    EXPECT_EQ(after[id].target_path, d.target_path);
+    EXPECT_EQ(after[id].user_agent, d.user_agent);
+  }
+
+  // An old unfinished record is folded as it is; its end, written later, still lands.
+  ASSERT_TRUE(store_->FoldDownloads(1000, kAll).ok());
+  EXPECT_EQ(Count(*store_, "download_journal"), 0);
+  EXPECT_EQ(Count(*store_, "downloads"), 4);
+  EXPECT_EQ(List(*store_)[streaming].outcome, DownloadOutcome::kInProgress);
+  ASSERT_TRUE(store_->FinishDownloads({{streaming, kT0 + 500, 2048, DownloadOutcome::kComplete, ""}}).ok());
+  auto end = List(*store_);
+  EXPECT_EQ(end[streaming].outcome, DownloadOutcome::kComplete);
+  EXPECT_EQ(end[streaming].bytes_sent, 2048u);
+  EXPECT_EQ(end[streaming].ended_at, kT0 + 500);
+}
+
+// Journal ids come from the trail's own sequence: rows imported meanwhile (which take ids
+// from it too) never collide with a folded row, and a row keeps its id.
+TEST_P(DownloadJournalTest, ImportsAndFoldsNeverShareAnId) {
+  auto begun = store_->BeginDownloads({Start(kT0), Start(kT0 + 1)});
+  ASSERT_TRUE(begun.ok()) << begun.status().ToString();
+  std::vector<Download> imported(3);
+  for (size_t i = 0; i < imported.size(); ++i) {
+    imported[i].started_at = kT0 + 5;
+    imported[i].ended_at = kT0 + 6;
+    imported[i].node = node_;
+    imported[i].username = "someone";
+    imported[i].target_path = "x";
+    imported[i].outcome = DownloadOutcome::kComplete;
+    imported[i].import_key = engine_->Unique("k" + std::to_string(i));
+  }
+  ASSERT_TRUE(store_->ImportDownloads(imported).ok());
+  auto more = store_->BeginDownloads({Start(kT0 + 7)});
+  ASSERT_TRUE(more.ok());
+  ASSERT_TRUE(store_->FinishDownloads({{(*begun)[0], kT0 + 9, 1, DownloadOutcome::kComplete, ""},
+                                       {(*begun)[1], kT0 + 9, 1, DownloadOutcome::kComplete, ""},
+                                       {(*more)[0], kT0 + 9, 1, DownloadOutcome::kComplete, ""}})
+                  .ok());
+  for (;;) {
+    auto moved = store_->FoldDownloads(1000, kNever);
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    if (*moved < 1000) break;
+  }
+  auto all = List(*store_);
+  EXPECT_EQ(all.size(), 6u);
+  for (int64_t id : {(*begun)[0], (*begun)[1], (*more)[0]}) EXPECT_EQ(all[id].source, "served") << id;
+  EXPECT_EQ(Count(*store_, "download_journal"), 0);
+}
+
+// Two folders on one store (two nodes sharing a PostgreSQL store; two processes on one
+// SQLite file), racing each other and the ends still being written: every record lands in
+// the trail exactly once, with its end.
+TEST_P(DownloadJournalTest, TwoFoldersRacingTheEndsMoveEveryRecordOnce) {
+  constexpr int kRecords = 1200;
+  std::vector<DownloadStart> starts;
+  for (int i = 0; i < kRecords; ++i) starts.push_back(Start(kT0 + i));
+  auto ids = store_->WriteDownloads(starts);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_TRUE(store_->SyncDownloads().ok());
+  auto end_of = [&](int i) {
+    return DownloadFinish{(*ids)[static_cast<size_t>(i)], kT0 + 5000 + i, static_cast<uint64_t>(i + 1),
+                          DownloadOutcome::kComplete, ""};
+  };
+  std::vector<DownloadFinish> first_half;
+  for (int i = 0; i < kRecords / 2; ++i) first_half.push_back(end_of(i));
+  ASSERT_TRUE(store_->WriteFinishes(first_half).ok());
+
+  auto a = Store::Open(engine_->url()), b = Store::Open(engine_->url());
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::atomic<bool> ends_written{false};
+  std::atomic<int> fold_errors{0};
+  std::atomic<size_t> folded{0};
+  auto folder = [&](Store* s) {
+    // Unfinished records are folded too (kAll), so ends race with folds of their record.
+    for (;;) {
+      bool last = ends_written.load();
+      auto moved = s->FoldDownloads(37, kAll);
+      if (!moved.ok()) {
+        ++fold_errors;
+        ADD_FAILURE() << moved.status().ToString();
+        return;
+      }
+      folded += *moved;
+      if (*moved == 0 && last) return;
+    }
+  };
+  std::thread fa(folder, a->get()), fb(folder, b->get());
+  for (int i = kRecords / 2; i < kRecords; i += 25) {
+    std::vector<DownloadFinish> batch;
+    for (int k = i; k < std::min(kRecords, i + 25); ++k) batch.push_back(end_of(k));
+    Status st = store_->WriteFinishes(batch);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  ends_written = true;
+  fa.join();
+  fb.join();
+  ASSERT_EQ(fold_errors.load(), 0);
+  EXPECT_GE(folded.load(), static_cast<size_t>(kRecords));
+  EXPECT_EQ(Count(*store_, "download_journal"), 0);
+  EXPECT_EQ(Count(*store_, "downloads"), kRecords);
+  auto all = List(*store_);
+  ASSERT_EQ(all.size(), static_cast<size_t>(kRecords));
+  for (int i = 0; i < kRecords; ++i) {
+    const Download& d = all[(*ids)[static_cast<size_t>(i)]];
+    EXPECT_EQ(d.outcome, DownloadOutcome::kComplete) << i;
+    EXPECT_EQ(d.bytes_sent, static_cast<uint64_t>(i + 1)) << i;
+  }
+}
+
+// kill -9 of a process between its begins (durable) and any fold: nothing is lost. The next
+// reader sees the records in the journal; the next fold moves them, once.
+TEST_P(DownloadJournalTest, AKillBeforeTheFoldLosesNothing) {
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    auto s = Store::Open(engine_->url());
+    if (!s.ok()) ::_exit(2);
+    std::vector<DownloadStart> starts;
+    for (int i = 0; i < 5; ++i) starts.push_back(Start(kT0 + i));
+    auto ids = (*s)->WriteDownloads(starts);
+    if (!ids.ok() || !(*s)->SyncDownloads().ok()) ::_exit(3);
+    if (!(*s)->WriteFinishes({{(*ids)[0], kT0 + 50, 7, DownloadOutcome::kComplete, ""}}).ok()) ::_exit(4);
+    if (!(*s)->SyncDownloads().ok()) ::_exit(5);
+    char ok = 'k';
+    (void)!::write(ready[1], &ok, 1);
+    for (;;) ::pause();  // killed here, with its store still open and nothing folded
+  }
+  ::close(ready[1]);
+  char got = 0;
+  ASSERT_EQ(::read(ready[0], &got, 1), 1) << "the writer process failed before writing its records";
+  ::close(ready[0]);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  auto reopened = Store::Open(engine_->url());
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(Count(**reopened, "download_journal"), 5);
+  auto seen = List(**reopened);
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_EQ(std::count_if(seen.begin(), seen.end(),
+                          [](const auto& kv) { return kv.second.outcome == DownloadOutcome::kComplete; }),
+            1);
+  for (;;) {
+    auto moved = (*reopened)->FoldDownloads(1000, kAll);
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    if (*moved < 1000) break;
+  }
+  EXPECT_EQ(Count(**reopened, "download_journal"), 0);
+  EXPECT_EQ(Count(**reopened, "downloads"), 5);
+  EXPECT_EQ(List(**reopened).size(), 5u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, DownloadJournalTest, TestEngine::Names(), TestEngine::ParamName);
+
+}  // namespace
+}  // namespace patchgate
