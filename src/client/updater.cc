@@ -875,12 +875,12 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* me
     remembered.blocked = blocked;
     PG_ASSIGN_OR_RETURN(auto all, loaded->All());
     std::vector<TargetInfo> batch;
-    for (const auto& [path, file] : all) {
+    for (auto& [path, file] : all) {
       if (!Admits(v.rules, blocked, path)) continue;  // outside what this role is delegated
       remembered.admitted.push_back(path);
       // The first role in walk order that signs a path wins, as in GetTargetInfo.
       if (seen_paths.insert(path).second) {
-        batch.push_back(TargetInfo{path, file, v.role});
+        batch.push_back(TargetInfo{path, std::move(file), v.role});  // all is not used again
         next->owner.emplace(path, v.role);
       } else {
         next->disjoint = false;

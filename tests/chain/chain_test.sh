@@ -119,6 +119,15 @@ assert rows[0]["node"]=="mirror-2" and rows[0]["user"]=="alice", rows'
   # default settings propagate without help, with room for a loaded CI machine.
   ((elapsed < 20000)) || fail "propagation took ${elapsed} ms: the default polls did not pick the publish up"
   ok "[$engine] a publish on the origin is servable on mirror-2 within 3 s (${elapsed} ms)"
+  # Each hop fetched and verified only the role the publish changed (the product's); the
+  # top-level targets role, verified by the pass before, was reused.
+  local mlog last_walk
+  for mlog in "$work/m1.log" "$work/m2.log"; do
+    last_walk=$(grep '"msg":"sync: metadata verified"' "$mlog" | tail -1)
+    [[ $last_walk == *'"roles_checked":"1","roles_reused":"1","incremental":"yes"'* ]] ||
+      { echo "$last_walk"; fail "$mlog: the pass after one publish re-walked more than the changed role"; }
+  done
+  ok "[$engine] after one publish each mirror walked only the changed role"
 
   # --- integrity watch on mirror-2: an appended marker is quarantined, restored, incident --
   local f rel w0
