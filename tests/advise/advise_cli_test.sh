@@ -168,4 +168,4 @@ else
   [[ -n "${CI:-}" ]] && fail "the CSAF validator is not installed in CI"
   echo "SKIP: the CSAF validator is not installed (scripts/deps.sh)"
 fi
-echo "advise_cli_test: $pass passed"
+harness_done advise_cli_test

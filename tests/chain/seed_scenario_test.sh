@@ -271,4 +271,4 @@ if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
 else
   echo "SKIP: PostgreSQL run (PATCHGATE_TEST_PG_URL not set; scripts/test.sh sets it)"
 fi
-echo "$pass passed, 0 failed"
+harness_done seed-scenario

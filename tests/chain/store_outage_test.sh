@@ -7,8 +7,7 @@
 # Usage: store_outage_test.sh BUILD_DIR
 . "$(dirname "$0")/../lib/harness.sh"
 if [[ -z "${PATCHGATE_TEST_PG_URL:-}" || -z "${PATCHGATE_TEST_PG_DIR:-}" ]]; then
-  echo "SKIP: store outage (PATCHGATE_TEST_PG_URL / PATCHGATE_TEST_PG_DIR not set; scripts/test.sh sets them)"
-  exit 0
+  harness_skip "store outage (PATCHGATE_TEST_PG_URL / PATCHGATE_TEST_PG_DIR not set; scripts/test.sh sets them)"
 fi
 harness_setup chainout "$1"
 at_exit 'bash "$here/../pg/pg.sh" restart-stopped "$PATCHGATE_TEST_PG_DIR" >/dev/null'
@@ -59,4 +58,4 @@ n=$("$pg" downloads --node mirror-1 --csv | tail -n +2 | wc -l)
 for _ in $(seq 100); do cmp -s repo/metadata/timestamp.json m1/metadata/timestamp.json && break; sleep 0.05; done
 cmp -s repo/metadata/timestamp.json m1/metadata/timestamp.json || fail "the mirror did not sync after the outage"
 echo "ok: store stopped -> the mirror answers 503 and serves nothing unrecorded; back -> serves (recorded) and syncs again"
-echo "1 passed, 0 failed"
+harness_done store-outage

@@ -72,8 +72,7 @@ run_suite() {  # run_suite STORE_URL LABEL
   grep -q "office/old.exe,.*,in_progress," "$work/out"
   expect_rc 0 "$pg" downloads --node "$node" --store "$store"
   grep -q "1 completing: started under 60 s ago" "$work/out"
-  echo "ok: admin CLI on $2"
-  pass=$((pass + 1))
+  ok "admin CLI on $2"
 }
 
 run_suite "sqlite://$work/store.db" sqlite
@@ -85,11 +84,10 @@ echo "this is a text file, not a database" > "$work/notadb.db"
 expect_rc 5 "$pg" org list --store "sqlite://$work/notadb.db"
 grep -q "not an SQLite database" "$work/err"
 cmp -s "$work/notadb.db" <(echo "this is a text file, not a database") || { echo "FAIL: the file was changed"; exit 1; }
-echo "ok: unusable stores exit 2 (bad URL) or 5 (unreachable, not a database) with a message"
-pass=$((pass + 1))
+ok "unusable stores exit 2 (bad URL) or 5 (unreachable, not a database) with a message"
 if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
   run_suite "$PATCHGATE_TEST_PG_URL" postgresql
 else
   echo "SKIP: PostgreSQL run (PATCHGATE_TEST_PG_URL not set; scripts/test.sh sets it)"
 fi
-echo "admin-cli: $pass passed, 0 failed"
+harness_done admin-cli

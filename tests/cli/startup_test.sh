@@ -71,4 +71,4 @@ if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
   grep -q "file=libpq.so.5" "$work/ld" || { echo "FAIL: a PostgreSQL command did not load libpq"; exit 1; }
   echo "ok: PostgreSQL command loads libpq on demand"
 fi
-echo "startup_test: PASS"
+harness_done startup_test

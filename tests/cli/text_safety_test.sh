@@ -198,4 +198,4 @@ run table "$work/s1" "$pg" scan "$work/incoming"
 grep -q 'evil\\x1B\[2J\\xFF.txt' "$work/s1" || fail "scan table does not show the escaped name: $(cat "$work/s1")"
 run json "$work/s2" "$pg" scan "$work/incoming" --json
 echo "ok: a file name with an escape sequence and a non-UTF-8 byte: scan table escaped, JSON sound"
-echo "text-safety: 5 passed, 0 failed"
+harness_done text-safety

@@ -101,4 +101,4 @@ expect_rc 1 "$client" --metadata-dir "$work/tampered/meta" --metadata-url "$base
 grep -q "HashMismatch" "$work/err" || { cat "$work/err"; fail "expected a hash mismatch"; }
 if ls "$work/tampered/t" 2>/dev/null | grep -q .; then ls "$work/tampered/t"; fail "something was stored"; fi
 ok "an altered target is refused and nothing is stored"
-echo "PASS ($pass checks)"
+harness_done client-http

@@ -11,7 +11,7 @@
 # pass or fail. Usage: interop_test.sh BUILD_DIR
 . "$(dirname "$0")/../lib/harness.sh"
 harness_setup interop "$1"
-if ! command -v node >/dev/null; then echo "SKIP: node is not installed"; exit 0; fi
+if ! command -v node >/dev/null; then harness_skip "node is not installed"; fi
 if [[ ! -d "$here/node_modules/tuf-js" ]]; then
   echo "tests/interop/node_modules missing: run scripts/deps.sh (npm ci)"; exit 1
 fi
@@ -112,4 +112,4 @@ for kind in 403 401; do
   if grep -q NotFound "$work/err"; then echo "FAIL: HTTP $kind reported as NotFound"; cat "$work/err"; exit 1; fi
 done
 echo "HTTP 403 -> not entitled, 401 -> token refused"
-echo "interop: 3 passed, 0 failed"
+harness_done interop

@@ -11,14 +11,18 @@
 #   - pids: add every background process the test starts; at exit each is sent TERM, then
 #     waited for. A test that needs more cleanup registers it with at_exit (run first);
 #   - ok, fail, expect_rc, refute, free_port, now_ms, wait_log, wait_http, eventually,
-#     start_bg, stop_pid.
+#     start_bg, stop_pid;
+#   - harness_done LABEL as the script's last step (prints "LABEL: N passed, 0 failed") and
+#     harness_skip REASON for a test that cannot run here. A script that exits 0 without one
+#     of them FAILS: a step that ended the script early never passes silently.
 set -euo pipefail
 set -E
-trap 'rc=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $rc" >&2' ERR
+trap 'harness_err=$?; [[ $- == *e* ]] && echo "FAIL: ${BASH_SOURCE[0]##*/} line $LINENO: \"$BASH_COMMAND\" exited $harness_err" >&2' ERR
 
 harness_lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 pids=()
-pass=0
+harness_passed=0  # not `pass`: a test's own variable of that name would shadow it
+harness_finished=0
 work=
 harness_work=
 harness_exit_hooks=()
@@ -41,14 +45,22 @@ at_exit() { harness_exit_hooks+=("$*"); }
 harness_cleanup() {
   local rc=$? hook p
   set +e
+  trap - ERR  # clean-up steps may fail; they neither report nor change the outcome
   for hook in "${harness_exit_hooks[@]}"; do eval "$hook" 2>/dev/null; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
   [[ -n "$harness_work" ]] && { chmod -R u+rwx "$harness_work" 2>/dev/null; rm -rf "$harness_work"; }
-  return "$rc"
+  if [[ $rc -eq 0 && $harness_finished -ne 1 ]]; then
+    echo "FAIL: ${0##*/} ended without reaching harness_done (after $harness_passed passed steps)"
+    rc=1
+  fi
+  exit "$rc"
 }
 
-ok() { echo "ok: $*"; pass=$((pass + 1)); }
+harness_done() { echo "$1: $harness_passed passed, 0 failed"; harness_finished=1; }
+harness_skip() { echo "SKIP: $*"; harness_finished=1; exit 0; }
+
+ok() { echo "ok: $*"; harness_passed=$((harness_passed + 1)); }
 fail() { echo "FAIL: $*"; exit 1; }
 
 # expect_rc WANT CMD...: runs CMD with its output in $work/out and $work/err; any other exit

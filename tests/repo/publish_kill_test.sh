@@ -66,4 +66,4 @@ set -e
 [[ $rc -eq 2 ]] || { echo "FAIL: missing file exit code $rc, want 2"; exit 1; }
 after=$(cd "$work/repo/metadata" && sha256sum * | sha256sum)
 [[ "$before" == "$after" ]] || { echo "FAIL: a refused publish changed metadata"; exit 1; }
-echo "publish-kill: 3 passed, 0 failed"
+harness_done publish-kill

@@ -26,4 +26,5 @@ left=$(find "$work/repo/.staging" -mindepth 1 2>/dev/null | wc -l)
 [[ $left -eq 0 ]] || { echo "FAIL: $left entries left in .staging"; find "$work/repo/.staging"; exit 1; }
 after=$(cd "$work/repo" && find metadata targets -type f -printf '%p %s\n' | sort | sha256sum)
 [[ "$before" == "$after" ]] || { echo "FAIL: metadata or targets changed"; exit 1; }
-echo "ok: a 3 GiB input over --max-file-size 1000000 refused in $ms ms with exit $rc, nothing staged or published"
+ok "a 3 GiB input over --max-file-size 1000000 refused in $ms ms with exit $rc, nothing staged or published"
+harness_done publish-size-cap

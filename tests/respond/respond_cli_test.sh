@@ -115,4 +115,4 @@ set +e; "$pg" incident scope 999999 >/dev/null 2>&1; rc=$?; set -e
 set +e; "$pg" incident open --node x --from yesterday --to 2026-11-23T00:00:00Z --cause c >/dev/null 2>&1; rc=$?; set -e
 [[ $rc -eq 2 ]]
 ok "bad input: unknown incident and bad times are refused with clear errors"
-echo "respond-cli: $pass passed, 0 failed"
+harness_done respond-cli

@@ -58,4 +58,4 @@ grep -q "from the cache" "$work/out"; ok "rescan with unchanged signatures uses 
 expect_rc 3 "$pg" rescan "$work/repo" --signatures "$work/newsigs" --store "sqlite://$work/store.db"
 grep -q "PUBLISHED TARGET FOUND INFECTED: tools/laterbad.txt" "$work/err"
 ok "rescan after a signature update reports a published target as infected"
-echo "scan-cli: $pass passed, 0 failed"
+harness_done scan-cli

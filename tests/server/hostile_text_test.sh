@@ -95,7 +95,7 @@ assert all(len(r["user_agent"].encode()) <= 256 for r in rows)
 assert any(r["range"] == "bytes=0-9\\xC3" for r in rows)
 print(f"{len(rows)} records, all valid UTF-8, hostile bytes escaped")
 PY
-  echo "ok: $2"; pass=$((pass + 1))
+  ok "$2"
 }
 
 run "sqlite://$work/store.db" "SQLite"
@@ -104,4 +104,4 @@ if [[ -n "${PATCHGATE_TEST_PG_URL:-}" ]]; then
 else
   echo "SKIP: PostgreSQL (PATCHGATE_TEST_PG_URL not set; scripts/test.sh sets it)"
 fi
-echo "hostile-text: $pass passed, 0 failed"
+harness_done hostile-text

@@ -28,7 +28,6 @@ start() {  # start EXTRA_ARGS...
   for _ in $(seq 100); do grep -q "listening" "$work/serve.log" && return; sleep 0.05; done
   cat "$work/serve.log"; exit 1
 }
-pass=0
 
 setup "sqlite://$work/store.db"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
@@ -43,7 +42,7 @@ if curl -s -o /dev/null --cacert "$work/cert.pem" --tlsv1.1 --tls-max 1.1 "https
   echo "FAIL: TLS 1.1 accepted"; exit 1
 fi
 kill "$server"; wait "$server" 2>/dev/null || true; server=
-echo "ok: TLS 1.2 and 1.3 served, 1.1 refused"; pass=$((pass + 1))
+ok "TLS 1.2 and 1.3 served, 1.1 refused"
 
 if [[ -z "${PATCHGATE_TEST_PG_URL:-}" || -z "${PATCHGATE_TEST_PG_DIR:-}" ]]; then
   echo "SKIP: PostgreSQL outage (PATCHGATE_TEST_PG_URL / PATCHGATE_TEST_PG_DIR not set; scripts/test.sh sets them)"
@@ -64,6 +63,6 @@ else
   kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=
   n=$("$pg" downloads --node "$node" --csv | tail -n +2 | wc -l)
   [[ $n -eq 2 ]] || { echo "FAIL: $n records, want 2 (before and after the outage)"; exit 1; }
-  echo "ok: PostgreSQL stopped -> 503, nothing served unrecorded; back -> served and recorded"; pass=$((pass + 1))
+  ok "PostgreSQL stopped -> 503, nothing served unrecorded; back -> served and recorded"
 fi
-echo "tls-pg-outage: $pass passed, 0 failed"
+harness_done tls-pg-outage
