@@ -1229,6 +1229,18 @@ Result<Walk> WalkRepository(const std::string& dir, const Clock& clock) {
 
 namespace {
 
+// True when PATH holds what a publish writes for a targets role before committing it: a
+// metadata envelope whose signed part is targets metadata of exactly the version its file
+// name carries.
+bool IsUnpublishedRoleFile(const std::string& path, const ParsedMetadataName& name) {
+  auto text = RealFileSystem::Get().ReadFile(path, kMaxTargetsBytes);
+  if (!text.ok()) return false;
+  auto env = Envelope::Parse(*text, kMaxTargetsBytes);
+  if (!env.ok()) return false;
+  auto common = ParseCommon(env->signed_json, RoleType::kTargets);
+  return common.ok() && common->version == name.version;
+}
+
 bool IsTempLeftover(std::string_view name) {
   auto pos = name.rfind(".tmp.");
   if (pos == std::string_view::npos || pos == 0 || pos + 5 >= name.size()) return false;
@@ -1285,6 +1297,13 @@ void CheckServedTree(const std::string& dir, const std::set<std::string>& roles,
           known = true;
         } else if (auto p = ParseVersionedMetadataName(n)) {
           known = roles.count(p->role) > 0;
+          if (!known && IsUnpublishedRoleFile(a, *p)) {
+            // A new role's first file written before the snapshot naming it: what a publish
+            // killed between its role files and its commit leaves. No client asks for a role
+            // nothing delegates to; anything that is not such a file stays a stray.
+            r->notes.push_back(rp + " is a role file no signed metadata names yet (left by an interrupted publish?); safe to delete");
+            continue;
+          }
         }
       } else {
         auto parsed = ParseConsistentTargetName(rp.substr(std::string("targets/").size()));

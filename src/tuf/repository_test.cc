@@ -383,6 +383,28 @@ TEST_F(RepoTest, VerifyReportsSymlinksAndStrayFiles) {
   v = VerifyRepository(dir_, clock_);
   EXPECT_TRUE(v->problems.empty()) << v->problems[0];
   EXPECT_EQ(v->notes.size(), 2u);
+  // And a new role's first file written before the snapshot that would name it (a publish
+  // killed between its role files and its commit: seen by the kill -9 test). Targets
+  // metadata of the version in its name is a note; anything else under such a name is a stray.
+  std::string targets_file;
+  for (const auto& n : *RealFileSystem::Get().ListDir(dir_ + "/metadata"))
+    if (n.size() > 13 && n.substr(n.size() - 13) == ".targets.json") targets_file = n;
+  ASSERT_FALSE(targets_file.empty());
+  std::string version = targets_file.substr(0, targets_file.find('.'));
+  ASSERT_TRUE(RealFileSystem::Get()
+                  .WriteFileAtomic(dir_ + "/metadata/" + version + ".bins.newproduct-0.json",
+                                   *RealFileSystem::Get().ReadFile(dir_ + "/metadata/" + targets_file, 1 << 20))
+                  .ok());
+  v = VerifyRepository(dir_, clock_);
+  EXPECT_TRUE(v->problems.empty()) << v->problems[0];
+  EXPECT_EQ(v->notes.size(), 3u);
+  std::ofstream(dir_ + "/metadata/" + std::to_string(std::stoi(version) + 1) + ".bins.newproduct-1.json")
+      << *RealFileSystem::Get().ReadFile(dir_ + "/metadata/" + targets_file, 1 << 20);  // version in the name differs
+  std::ofstream(dir_ + "/metadata/1.bins.newproduct-2.json") << "{\"not\": \"metadata\"}";
+  v = VerifyRepository(dir_, clock_);
+  ASSERT_EQ(v->problems.size(), 2u);
+  EXPECT_NE((v->problems[0] + v->problems[1]).find("newproduct-1.json is a stray file"), std::string::npos);
+  EXPECT_NE((v->problems[0] + v->problems[1]).find("newproduct-2.json is a stray file"), std::string::npos);
 }
 
 // #9.3: a target name that is not UTF-8 is refused before anything is written, and the
