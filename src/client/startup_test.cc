@@ -1,4 +1,5 @@
 #include "client/startup.h"
+#include "core/sanitizer.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -60,6 +61,7 @@ long FaultsToFillHeap(bool prefault) {
 }
 
 TEST(PrefaultForShortRun, HeapMemoryIsMappedBeforeItIsTouched) {
+  if (!kGlibcMalloc) GTEST_SKIP() << "a sanitizer's allocator replaces glibc's malloc: there is no heap to populate";
   long without = FaultsToFillHeap(false);
   long with = FaultsToFillHeap(true);
   std::printf("page faults filling 512 KiB of heap: %ld without, %ld after PrefaultForShortRun\n", without, with);

@@ -1,4 +1,5 @@
 #include "core/heap_huge_pages.h"
+#include "core/sanitizer.h"
 
 #include <gtest/gtest.h>
 
@@ -42,18 +43,6 @@ TEST(HeapHugePages, RefusesSizesItCannotUse) {
   EXPECT_EQ(GrowHeapOnHugePages(size_t{2} << 30), 0u);  // over the 1 GiB cap
 }
 
-// Under AddressSanitizer malloc is ASan's own allocator, which never grows glibc's heap.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kGlibcMalloc = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kGlibcMalloc = false;
-#else
-constexpr bool kGlibcMalloc = true;
-#endif
-#else
-constexpr bool kGlibcMalloc = true;
-#endif
 
 TEST(HeapHugePages, LargeAllocationsLandOnTheAdvisedHeapAndStayUsable) {
   if (!kGlibcMalloc) GTEST_SKIP() << "a sanitizer's allocator replaces glibc's malloc";
