@@ -615,36 +615,6 @@ bool Admits(const PathRules& rules, const std::vector<PathRules>& blocked, const
   return true;
 }
 
-// What a file is without reading it: replaced, rewritten or touched since, it has another
-// identity (a write changes mtime and ctime; ctime cannot be set back).
-struct FileIdentity {
-  uint64_t dev = 0, ino = 0;
-  int64_t size = 0, mtime_ns = 0, ctime_ns = 0;
-  bool operator==(const FileIdentity&) const = default;
-};
-std::optional<FileIdentity> IdentityOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
-                      int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
-                      int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
-}
-
-// Everything a role's signature check depends on besides its bytes: the threshold and the
-// key material of each key id its delegator names for it.
-std::string KeysPrint(const std::map<std::string, PublicKey>& keys, const tuf::RoleKeys& rk) {
-  std::string p = "threshold=" + std::to_string(rk.threshold);
-  for (const auto& id : rk.keyids) {
-    p += "\nkey " + id + "=";
-    if (auto k = keys.find(id); k != keys.end()) p += k->second.keytype() + " " + k->second.scheme() + " " + k->second.public_value();
-  }
-  return p;
-}
-
-bool SameMeta(const tuf::MetaFile& a, const tuf::MetaFile& b) {
-  return a.version == b.version && a.length == b.length && a.hashes == b.hashes;
-}
-
 }  // namespace
 
 struct WalkMemory::State {
@@ -652,7 +622,7 @@ struct WalkMemory::State {
     Updater::Loaded loaded;  // verified
     tuf::MetaFile meta;      // as the snapshot it was verified under listed it
     std::optional<FileIdentity> trusted_copy;  // its file in the trusted dir (RememberWalk)
-    std::string print;                          // KeysPrint of its delegator's keys for it
+    std::string print;                          // DelegationPrint of its delegator's keys for it
     std::shared_ptr<const std::map<std::string, PublicKey>> keys;  // its delegator's keys
     tuf::RoleKeys role_keys;
     PathRules rules;
@@ -679,7 +649,7 @@ const WalkMemory::State::Role* Reusable(const WalkMemory::State* last, const std
   if (it == last->roles.end()) return nullptr;
   const auto& r = it->second;
   auto m = snapshot.meta.find(role + ".json");
-  if (m == snapshot.meta.end() || !SameMeta(m->second, r.meta) || r.print != print) return nullptr;
+  if (m == snapshot.meta.end() || !tuf::SameListing(m->second, r.meta) || r.print != print) return nullptr;
   if (!r.trusted_copy || IdentityOf(JoinPath(metadata_dir, tuf::MetadataName(role))) != r.trusted_copy) return nullptr;
   return &r;
 }
@@ -702,7 +672,7 @@ Result<bool> Updater::IncrementalWalk(const TargetVisitor& visit, const WalkMemo
   std::vector<std::string> changed;
   for (const auto& role : last.order) {
     const auto& r = last.roles.at(role);
-    std::string print = role == "targets" ? KeysPrint(root_.keys, root_.roles.at("targets")) : r.print;
+    std::string print = role == "targets" ? tuf::DelegationPrint(root_.keys, root_.roles.at("targets"), std::nullopt) : r.print;
     if (const auto* keep = Reusable(&last, role, print, *snapshot_, o_.metadata_dir)) {
       PG_RETURN_IF_ERROR(tuf::CheckNotExpired(keep->loaded.targets.common, clock_, role));
       continue;
@@ -817,7 +787,7 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* me
     auto it = last->roles.find(role);
     if (it == last->roles.end()) return false;
     auto m = snapshot_->meta.find(role + ".json");
-    return m != snapshot_->meta.end() && SameMeta(m->second, it->second.meta);
+    return m != snapshot_->meta.end() && tuf::SameListing(m->second, it->second.meta);
   };
   std::unique_ptr<Lookahead<Visit, Result<Checked>>> pool;
   if (ahead > 0)
@@ -849,7 +819,7 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* me
     }
     const Loaded* loaded = nullptr;
     std::optional<Result<Checked>> ahead_result = pool ? pool->Take(v.id) : std::nullopt;
-    std::string print = KeysPrint(v.keys, v.role_keys);
+    std::string print = tuf::DelegationPrint(v.keys, v.role_keys, std::nullopt);
     const auto* keep = Reusable(last, v.role, print, *snapshot_, o_.metadata_dir);
     if (keep) {
       PG_RETURN_IF_ERROR(tuf::CheckNotExpired(keep->loaded.targets.common, clock_, v.role));

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -80,5 +81,16 @@ class ForwardingFileSystem : public FileSystem {
 std::string DirName(const std::string& path);
 // Joins with exactly one '/'.
 std::string JoinPath(const std::string& a, const std::string& b);
+
+// What a regular file is, without reading it: replaced, rewritten or touched since, it has
+// another identity (a write changes mtime and ctime; ctime cannot be set back). Used to
+// reuse what was verified from a file only while the file is the one that was verified.
+struct FileIdentity {
+  uint64_t dev = 0, ino = 0;
+  int64_t size = -1, mtime_ns = 0, ctime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+// nullopt when PATH cannot be stat'ed or is not a regular file.
+std::optional<FileIdentity> IdentityOf(const std::string& path);
 
 }  // namespace patchgate

@@ -592,4 +592,23 @@ std::string SuccinctRoles::BinFor(const std::string& target_path) const {
   return BinName(index);
 }
 
+bool SameListing(const MetaFile& a, const MetaFile& b) {
+  return a.version == b.version && a.length == b.length && a.hashes == b.hashes;
+}
+
+std::string DelegationPrint(const std::map<std::string, PublicKey>& keys, const RoleKeys& rk,
+                            const std::optional<DelegatedRole>& delegation) {
+  std::string p = "threshold=" + std::to_string(rk.threshold);
+  for (const auto& id : rk.keyids) {
+    p += "\nkey " + id + "=";
+    if (auto k = keys.find(id); k != keys.end()) p += k->second.ToJson().dump();
+  }
+  if (delegation) {
+    p += "\nterminating=" + std::to_string(delegation->terminating);
+    for (const auto& g : delegation->paths) p += "\npath " + g;
+    for (const auto& h : delegation->path_hash_prefixes) p += "\nprefix " + h;
+  }
+  return p;
+}
+
 }  // namespace patchgate::tuf

@@ -212,4 +212,13 @@ Status CheckMetaFile(const MetaFile& m, std::string_view data, std::string_view 
 // fnmatch-style match used by TUF delegations ('*' does not cross '/').
 bool PathPatternMatches(std::string_view pattern, std::string_view path);
 
+// True when two snapshot listings of a role agree: version, length and hashes.
+bool SameListing(const MetaFile& a, const MetaFile& b);
+// Everything a role's signature check depends on besides its own bytes, as one comparable
+// text: the threshold and the key material of each key id its delegator names for it and,
+// for a delegation by name, its paths and terminating flag. Equal prints: a role verified
+// under one stays verified under the other.
+std::string DelegationPrint(const std::map<std::string, PublicKey>& keys, const RoleKeys& rk,
+                            const std::optional<DelegatedRole>& delegation);
+
 }  // namespace patchgate::tuf

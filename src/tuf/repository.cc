@@ -1374,46 +1374,6 @@ Result<VerifyReport> VerifyRepository(const std::string& dir, const Clock& clock
   return r;
 }
 
-namespace {
-
-// What a file on disk is, without reading it: a file replaced, rewritten or touched since
-// has another identity (a rewrite in place changes mtime and ctime; ctime cannot be set back).
-struct FileIdentity {
-  uint64_t dev = 0, ino = 0;
-  int64_t size = -1, mtime_ns = 0, ctime_ns = 0;
-  bool operator==(const FileIdentity&) const = default;
-};
-std::optional<FileIdentity> IdentityOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  return FileIdentity{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
-                      int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
-                      int64_t{st.st_ctim.tv_sec} * 1'000'000'000 + st.st_ctim.tv_nsec};
-}
-
-bool SameMeta(const MetaFile& a, const MetaFile& b) {
-  return a.version == b.version && a.length == b.length && a.hashes == b.hashes;
-}
-
-// Everything a role's check depends on besides its own bytes: the keys (material) and
-// threshold its delegator gives it, and the paths it is delegated.
-std::string DelegationPrint(const std::map<std::string, PublicKey>& keys, const RoleKeys& rk,
-                            const std::optional<DelegatedRole>& delegation) {
-  std::string p = "threshold=" + std::to_string(rk.threshold);
-  for (const auto& id : rk.keyids) {
-    p += "\nkey " + id + "=";
-    if (auto k = keys.find(id); k != keys.end()) p += k->second.ToJson().dump();
-  }
-  if (delegation) {
-    p += "\nterminating=" + std::to_string(delegation->terminating);
-    for (const auto& g : delegation->paths) p += "\npath " + g;
-    for (const auto& h : delegation->path_hash_prefixes) p += "\nprefix " + h;
-  }
-  return p;
-}
-
-}  // namespace
-
 struct CatalogueLoader::Memo {
   MetaFile meta;  // as the snapshot listed it
   FileIdentity id;
@@ -1446,7 +1406,7 @@ Result<std::vector<CatalogueLoader::RoleEntries>> CatalogueLoader::Load() {
         std::optional<FileIdentity> id = IdentityOf(file);
         Memo memo;
         auto had = memo_.find(role);
-        if (id && had != memo_.end() && SameMeta(had->second.meta, m) && had->second.id == *id && had->second.print == print) {
+        if (id && had != memo_.end() && SameListing(had->second.meta, m) && had->second.id == *id && had->second.print == print) {
           memo = had->second;  // shares the entries and delegations
           next[role] = memo;
           ++roles_reused_;
