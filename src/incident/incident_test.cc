@@ -35,7 +35,8 @@ std::unique_ptr<Store> FreshStore(const std::string& dir) {
 std::set<std::tuple<std::string, std::string, std::string, int64_t>> Keys(const Scope& s) {
   std::set<std::tuple<std::string, std::string, std::string, int64_t>> k;
   for (const auto& g : s.orgs)
-    for (const auto& d : g.downloads) k.insert({d.org_name, d.username, d.target_path, d.started_at / 1'000'000});
+    for (const auto& d : g.downloads)
+      k.insert({std::string(d.org_name), std::string(d.username), std::string(d.target_path), d.started_at / 1'000'000});
   return k;
 }
 
@@ -222,7 +223,7 @@ TEST(Scope, TheTableEscapesEveryNonPrintableByteWhereverItSits) {
       d.username = name;
       d.target_path = "p/" + name;
       d.sha256 = std::string(64, 'a');
-      g.downloads.push_back(d);
+      g.downloads.push_back(s.Keep(d));
       s.orgs.push_back(g);
       const std::string table = RenderTable(s);
       EXPECT_EQ(table.find(name), std::string::npos) << "byte " << int(bad) << " at " << pos;
@@ -239,7 +240,7 @@ TEST(Scope, TheTableEscapesEveryNonPrintableByteWhereverItSits) {
     g.name = "Acme";
     Download d;
     d.username = "user-" + name;
-    g.downloads.push_back(d);
+    g.downloads.push_back(s.Keep(d));
     s.orgs.push_back(g);
     EXPECT_NE(RenderTable(s).find("  user-" + name + "\n"), std::string::npos) << len;
   }

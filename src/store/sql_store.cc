@@ -695,32 +695,65 @@ class SqlStore final : public Store {
     return out;
   }
 
-  // Fills in the detail of the aborted rows of a scope (kScopeDetailSelect), by id, a few
-  // hundred ids per statement.
+  // Fills in the detail of the aborted rows of a scope (kScopeDetailSelect), by id.
   Status ReadAbortedDetails(std::vector<Download>& rows) {
     std::unordered_map<int64_t, Download*> aborted;
+    std::vector<int64_t> ids;
     for (auto& d : rows)
-      if (d.outcome == DownloadOutcome::kAborted) aborted.emplace(d.id, &d);
+      if (d.outcome == DownloadOutcome::kAborted && aborted.emplace(d.id, &d).second) ids.push_back(d.id);
+    return ReadDetails(ids, [&](int64_t id, std::string_view detail) {
+      if (auto it = aborted.find(id); it != aborted.end()) it->second->detail = detail;
+    });
+  }
+
+  // Hands the detail of each download of `ids` (distinct) to `fn`, a few hundred ids per
+  // statement; the row may still be in the journal (migration 0009): one statement reads both.
+  Status ReadDetails(const std::vector<int64_t>& ids, const std::function<void(int64_t, std::string_view)>& fn) {
     constexpr size_t kPerStatement = 500;
-    std::vector<Param> ids;
-    auto flush = [&]() -> Status {
-      if (ids.empty()) return Status::OK();
-      // The row may still be in the journal (migration 0009); one statement reads both.
-      const std::string in = "(" + sql::RepeatTuple("?", ids.size()) + ")";
+    for (size_t first = 0; first < ids.size(); first += kPerStatement) {
+      const size_t n = std::min(kPerStatement, ids.size() - first);
+      const std::string in = "(" + sql::RepeatTuple("?", n) + ")";
       std::string sql = std::string(kScopeDetailSelect) + in + " UNION ALL " + kScopeDetailJournalSelect + in;
-      std::vector<Param> both(ids);
-      both.insert(both.end(), ids.begin(), ids.end());
-      Status st = c_->QueryEach(sql, both, [&](const sql::RowView& r) {
-        if (auto it = aborted.find(IV(r, 0)); it != aborted.end()) it->second->detail = SV(r, 1);
-      });
-      ids.clear();
-      return st;
-    };
-    for (const auto& [id, _] : aborted) {
-      ids.push_back(id);
-      if (ids.size() == kPerStatement) PG_RETURN_IF_ERROR(flush());
+      std::vector<Param> both;
+      both.reserve(2 * n);
+      for (int pass = 0; pass < 2; ++pass)
+        for (size_t i = first; i < first + n; ++i) both.emplace_back(ids[i]);
+      PG_RETURN_IF_ERROR(c_->QueryEach(sql, both, [&](const sql::RowView& r) { fn(IV(r, 0), SV(r, 1)); }));
     }
-    return flush();
+    return Status::OK();
+  }
+
+  Status VisitScopeDownloads(const DownloadQuery& q, const std::function<void(const ScopeRowView&)>& row,
+                             const std::function<void(int64_t, std::string_view)>& detail) override {
+    DownloadQuery scope = q;
+    scope.scope_columns = true;
+    std::lock_guard<std::mutex> l(mu_);
+    return WithDownloadsSql(scope, [&](const std::string& sql, const std::vector<Param>& p) -> Status {
+      // kScopeSelect's columns, read in place: no Download, no string per text.
+      std::vector<int64_t> aborted;
+      ScopeRowView v;
+      PG_RETURN_IF_ERROR(c_->QueryCursor(sql, p, [&](const sql::RowCursor& r) {
+        auto text = [&r](int c) { return r.Text(c).value_or(std::string_view()); };
+        v.id = r.Int(0);
+        v.started_at = r.Int(1);
+        v.node = text(2);
+        v.username = text(3);
+        v.org_id = r.Int(4);
+        v.target_path = text(5);
+        v.sha256 = text(6);
+        v.bytes_sent = static_cast<uint64_t>(r.Int(7));
+        v.outcome = ParseDownloadOutcome(text(8)).value_or(DownloadOutcome::kInProgress);
+        v.source = text(9);
+        v.unknown_user = r.Int(10) != 0;
+        v.unknown_target = r.Int(11) != 0;
+        if (v.outcome == DownloadOutcome::kAborted) aborted.push_back(v.id);
+        row(v);
+      }));
+      // A download is one row of the UNION (folded or not), so the ids are distinct.
+      return ReadDetails(aborted, [&](int64_t id, std::string_view d) {
+        if (!d.empty()) detail(id, d);
+      });
+    });
   }
 
   Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override {
