@@ -4,8 +4,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "core/clock.h"
+#include "core/csv.h"
 #include "core/scratch_dir.h"
 #include "incident/import.h"
 #include "incident/nginx_log.h"
@@ -205,6 +208,151 @@ TEST(Scope, FilesAreCountedPerOrganisationAndInTotal) {
   EXPECT_EQ(sc->orgs[1].users, 1u);
   EXPECT_EQ(sc->files, 4u);
   EXPECT_EQ(sc->Totals(), "7 downloads of 4 files by 3 users in 2 organisations");
+}
+
+// The grouping works on interned ids (scope.cc): each text kept once, organisations and
+// users ranked by name, files compared inside one user's rows. Checked against a plain
+// recomputation from the full records (QueryDownloads) on a window with thousands of rows:
+// hundreds of distinct files (the interning tables grow several times), users of several
+// organisations, names that differ only in their last byte, unknown users, equal start
+// times (then by id), aborted downloads with their detail. Both engines.
+TEST(Scope, GroupingByInternedIdsMatchesAPlainRecomputation) {
+  ScratchDir scratch("group");
+  const std::vector<std::string> urls = EngineUrls(scratch.path());
+  for (const auto& url : urls) {
+    SCOPED_TRACE(url);
+    auto opened = Store::Open(url);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    Store& store = **opened;
+    const std::string tag = "g" + std::to_string(SystemClock::Get().NowMicros());
+    for (int o = 0; o < 12; ++o) ASSERT_TRUE(store.AddOrganisation({0, tag + "-org-" + std::to_string(11 - o), "gold"}).ok());
+    std::vector<std::string> names;
+    for (int u = 0; u < 60; ++u) {
+      names.push_back(tag + "-user-" + std::to_string(u % 7) + "-" + std::string(1, static_cast<char>('a' + u / 7)));
+      ASSERT_TRUE(store.AddUser(tag + "-org-" + std::to_string(u % 12), names.back(), tag + "-h" + std::to_string(u)).ok());
+    }
+    for (int u = 0; u < 5; ++u) names.push_back(tag + "-stranger-" + std::to_string(u));  // unknown to the store
+    const std::string node = tag + "-node";
+    const int64_t t0 = 1'790'000'000LL * 1'000'000;
+    std::vector<Download> rows;
+    uint64_t x = 88172645463325252ULL;
+    auto next = [&x] {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return x;
+    };
+    for (int i = 0; i < 3000; ++i) {
+      Download d;
+      d.started_at = t0 + static_cast<int64_t>(next() % 400) * 1'000'000;  // many equal start times
+      d.ended_at = d.started_at + 2'000'000;
+      d.node = node;
+      d.username = names[next() % names.size()];
+      const uint64_t f = next() % 450;
+      d.target_path = "p/" + std::to_string(f % 3) + "/file-" + std::to_string(f) + (f % 2 ? "x" : "y");
+      d.sha256 = std::string(63, 'a') + std::to_string(f % 10);
+      d.bytes_sent = 1 + next() % 1000;
+      d.outcome = DownloadOutcome::kComplete;
+      d.http_status = 200;
+      d.import_key = tag + "-" + std::to_string(i);
+      rows.push_back(std::move(d));
+    }
+    auto imported = store.ImportDownloads(rows);
+    ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+    ASSERT_EQ(imported->inserted, rows.size());
+    // Served downloads too, two of them cut with a detail.
+    auto someone = store.GetUser(names[3]);
+    ASSERT_TRUE(someone.ok());
+    auto ids = store.BeginDownloads({{t0 + 5'000'000, node, someone->id, someone->org_id, "p/cut-1", "c1"},
+                                     {t0 + 5'000'000, node, someone->id, someone->org_id, "p/cut-2", "c2"},
+                                     {t0 + 5'000'000, node, someone->id, someone->org_id, "p/whole", "c3"}});
+    ASSERT_TRUE(ids.ok());
+    ASSERT_TRUE(store.FinishDownloads({{(*ids)[0], t0 + 6'000'000, 7, DownloadOutcome::kAborted, "integrity: one"},
+                                       {(*ids)[1], t0 + 6'000'000, 8, DownloadOutcome::kAborted, "integrity: two"},
+                                       {(*ids)[2], t0 + 6'000'000, 9, DownloadOutcome::kComplete, ""}})
+                    .ok());
+
+    const ScopeQuery q{node, t0, t0 + 500 * 1'000'000LL};
+    auto sc = ComputeScope(store, store, q);
+    ASSERT_TRUE(sc.ok()) << sc.status().ToString();
+
+    // The plain recomputation: full records, grouped by organisation name, then ordered by
+    // user, file, time and id.
+    DownloadQuery dq;
+    dq.node = node;
+    dq.since = q.from;
+    dq.until = q.to;
+    dq.successful_only = true;
+    auto all = store.QueryDownloads(dq);
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    ASSERT_EQ(all->size(), rows.size() + 3);
+    std::map<std::string, std::vector<Download>> by_org;
+    for (const auto& d : *all) by_org[d.org_name.empty() ? "(unknown user)" : d.org_name].push_back(d);
+    std::set<std::string> all_files, all_users;
+    ASSERT_EQ(sc->orgs.size(), by_org.size());
+    size_t g = 0;
+    for (auto& [name, list] : by_org) {
+      std::sort(list.begin(), list.end(), [](const Download& a, const Download& b) {
+        return std::tie(a.username, a.target_path, a.started_at, a.id) < std::tie(b.username, b.target_path, b.started_at, b.id);
+      });
+      const OrgScope& got = sc->orgs[g++];
+      ASSERT_EQ(got.name, name);
+      ASSERT_EQ(got.downloads.size(), list.size()) << name;
+      std::set<std::string> files, users;
+      for (size_t k = 0; k < list.size(); ++k) {
+        const Download& want = list[k];
+        const ScopeDownload& d = got.downloads[k];
+        ASSERT_EQ(d.id, want.id) << name << " #" << k;
+        EXPECT_EQ(d.username, want.username);
+        EXPECT_EQ(d.target_path, want.target_path);
+        EXPECT_EQ(d.sha256, want.sha256);
+        EXPECT_EQ(d.started_at, want.started_at);
+        EXPECT_EQ(d.node, want.node);
+        EXPECT_EQ(d.source, want.source);
+        EXPECT_EQ(d.org_name, want.org_name);
+        EXPECT_EQ(d.bytes_sent, want.bytes_sent);
+        EXPECT_EQ(d.outcome, want.outcome);
+        EXPECT_EQ(d.unknown_user, want.unknown_user);
+        EXPECT_EQ(d.detail, want.detail);
+        files.insert(want.target_path);
+        users.insert(want.username);
+      }
+      EXPECT_EQ(got.files, files.size()) << name;
+      EXPECT_EQ(got.users, users.size()) << name;
+      all_files.insert(files.begin(), files.end());
+      all_users.insert(users.begin(), users.end());
+    }
+    EXPECT_EQ(sc->files, all_files.size());
+    EXPECT_EQ(sc->downloads, all->size());
+    EXPECT_GT(all_files.size(), 400u);  // enough distinct files to grow the tables several times
+    EXPECT_NE(RenderTable(*sc).find("aborted: integrity: two"), std::string::npos);
+  }
+}
+
+// The CSV's fast path passes a cell through as it is only when CsvCell would: a comma,
+// semicolon or quote anywhere in a 19-byte text (the check reads eight bytes at a time),
+// and a leading formula character, send it through CsvCell.
+TEST(Scope, TheCsvQuotesEveryCellThatNeedsItWhereverTheCharacterSits) {
+  for (char bad : {',', ';', '"', '=', '+', '-', '@', '\t', '\n', '\x7f'}) {
+    for (size_t pos = 0; pos < 19; ++pos) {
+      std::string name(19, 'u');
+      name[pos] = bad;
+      Scope s;
+      s.query = {"n1", 0, 1};
+      OrgScope g;
+      g.name = "Acme";
+      Download d;
+      d.username = name;
+      d.target_path = "p/" + name;
+      d.sha256 = name;
+      g.downloads.push_back(s.Keep(d));
+      s.orgs.push_back(g);
+      const std::string csv = RenderCsv(s);
+      const std::string want = "Acme,,,," + CsvCell(name) + "," + CsvCell("p/" + name) + ",1970-01-01T00:00:00Z," +
+                               CsvCell(name) + ",,0,served,in_progress,\n";
+      EXPECT_NE(csv.find(want), std::string::npos) << "byte " << int(bad) << " at " << pos << "\n" << csv;
+    }
+  }
 }
 
 // The table escapes every byte a terminal could act on (below 0x20, 0x7f and above),
