@@ -98,19 +98,25 @@ class Interner {
   explicit Interner(ScopeTexts& texts) : texts_(texts), slots_(64, 0) {}
 
   uint32_t Id(std::string_view s) {
-    if (last_ < views_.size() && views_[last_] == s) return last_;
+    if (last_ < views_.size() && Same(views_[last_], s)) return last_;
     const uint64_t h = Hash(s);
+    // A slot holds the id + 1 (low half) and the hash's top half: a probe that meets
+    // another text's slot is told apart without reading that text or its hash.
+    const uint64_t tag = h & 0xFFFFFFFF00000000ULL;
     size_t mask = slots_.size() - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-      const uint32_t slot = slots_[i];
+      const uint64_t slot = slots_[i];
       if (slot == 0) break;
-      if (hashes_[slot - 1] == h && views_[slot - 1] == s) return last_ = slot - 1;
+      if ((slot & 0xFFFFFFFF00000000ULL) == tag) {
+        const auto id = static_cast<uint32_t>(slot) - 1;
+        if (Same(views_[id], s)) return last_ = id;
+      }
     }
     const auto id = static_cast<uint32_t>(views_.size());
     views_.push_back(texts_.Copy(s));
     hashes_.push_back(h);
     if (2 * views_.size() > slots_.size()) {
-      slots_.assign(slots_.size() * 2, 0);  // rehash every id into the doubled table
+      slots_.assign(slots_.size() * 4, 0);  // every id placed again in the larger table
       mask = slots_.size() - 1;
       for (uint32_t k = 0; k < views_.size(); ++k) Place(k, mask);
     } else {
@@ -122,6 +128,9 @@ class Interner {
   size_t size() const { return views_.size(); }
 
  private:
+  static bool Same(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0);
+  }
   // 8 bytes at a time, multiply and fold; seeded per process (text from requests and
   // imported logs cannot be picked to collide).
   static uint64_t Hash(std::string_view s) {
@@ -141,15 +150,16 @@ class Interner {
     return h ^ (h >> 29);
   }
   void Place(uint32_t id, size_t mask) {
-    for (size_t i = hashes_[id] & mask;; i = (i + 1) & mask)
+    const uint64_t h = hashes_[id];
+    for (size_t i = h & mask;; i = (i + 1) & mask)
       if (slots_[i] == 0) {
-        slots_[i] = id + 1;
+        slots_[i] = (h & 0xFFFFFFFF00000000ULL) | (uint64_t{id} + 1);
         return;
       }
   }
 
   ScopeTexts& texts_;
-  std::vector<uint32_t> slots_;  // id + 1; 0: empty
+  std::vector<uint64_t> slots_;  // 0: empty
   std::vector<uint64_t> hashes_;
   std::vector<std::string_view> views_;
   uint32_t last_ = 0;
@@ -254,29 +264,38 @@ Result<Scope> ComputeScope(DownloadTrail& trail, AuthDirectory& directory, const
     std::sort(by.begin(), by.end(), [&](uint32_t a, uint32_t b) { return users.View(a) < users.View(b); });
     for (uint32_t k = 0; k < by.size(); ++k) user_rank[by[k]] = k;  // interned: names are distinct
   }
+  // Rows ordered by (organisation, user) with two counting passes (user, then organisation:
+  // each pass keeps the order of the one before), then each user's rows by file, time and id.
+  std::vector<uint32_t> order(rows.size()), by_user(rows.size());
+  {
+    auto pass = [&](const std::vector<uint32_t>& in, std::vector<uint32_t>& out, size_t ranks, auto rank_of) {
+      std::vector<uint32_t> start(ranks + 1, 0);
+      for (uint32_t r : in) ++start[rank_of(r) + 1];
+      for (size_t k = 1; k <= ranks; ++k) start[k] += start[k - 1];
+      for (uint32_t r : in) out[start[rank_of(r)]++] = r;
+    };
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    pass(order, by_user, users.size(), [&](uint32_t r) { return user_rank[rows[r].user]; });
+    pass(by_user, order, group_orgs.size(), [&](uint32_t r) { return org_rank[org_of[r]]; });
+  }
   struct Key {
     uint32_t org, user;
-    uint32_t row;
+    uint32_t row, path;
     int64_t started_at, id;
   };
   std::vector<Key> keys(rows.size());
-  for (uint32_t i = 0; i < keys.size(); ++i)
-    keys[i] = {org_rank[org_of[i]], user_rank[rows[i].user], i, rows[i].started_at, rows[i].id};
-  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
-    if (a.org != b.org) return a.org < b.org;
-    if (a.user != b.user) return a.user < b.user;
-    return std::tie(a.started_at, a.id) < std::tie(b.started_at, b.id);
-  });
-  // Within one user: by file, then time.
+  for (size_t k = 0; k < keys.size(); ++k) {
+    const uint32_t i = order[k];
+    keys[k] = {org_rank[org_of[i]], user_rank[rows[i].user], i, rows[i].path, rows[i].started_at, rows[i].id};
+  }
   for (size_t i = 0; i < keys.size();) {
     size_t j = i + 1;
     while (j < keys.size() && keys[j].org == keys[i].org && keys[j].user == keys[i].user) ++j;
     if (j - i > 1)
       std::sort(keys.begin() + static_cast<std::ptrdiff_t>(i), keys.begin() + static_cast<std::ptrdiff_t>(j),
                 [&](const Key& a, const Key& b) {
-                  const uint32_t pa = rows[a.row].path, pb = rows[b.row].path;
-                  if (pa != pb) {
-                    if (int c = paths.View(pa).compare(paths.View(pb)); c != 0) return c < 0;
+                  if (a.path != b.path) {
+                    if (int c = paths.View(a.path).compare(paths.View(b.path)); c != 0) return c < 0;
                   }
                   return std::tie(a.started_at, a.id) < std::tie(b.started_at, b.id);
                 });
