@@ -604,9 +604,11 @@ class SqlStore final : public Store {
       }
       common += ")";
     }
+    // The outcomes as comparisons, not IN (...): SQLite evaluates an IN list of constants
+    // by probing an ephemeral b-tree, once per row (an eighth of a busy scope's stepping).
     if (q.successful_only)
       common += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
-                "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
+                "((d.outcome = 'complete' OR d.outcome = 'partial' OR d.outcome = 'aborted') AND d.bytes_sent > 0))) OR "
                 "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
     auto part = [&](const std::string& own, const std::vector<Param>& own_p) {
       std::string sql = std::string(select) + " WHERE 1 = 1" + common + own;
