@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <stdlib.h>
 
 #include <cstdio>
@@ -326,7 +327,54 @@ TEST(Scope, GroupingByInternedIdsMatchesAPlainRecomputation) {
     EXPECT_EQ(sc->downloads, all->size());
     EXPECT_GT(all_files.size(), 400u);  // enough distinct files to grow the tables several times
     EXPECT_NE(RenderTable(*sc).find("aborted: integrity: two"), std::string::npos);
+    EXPECT_EQ(RenderJson(*sc), RenderJsonWhole(*sc));
   }
+}
+
+// RenderJson writes the downloads itself (the rest of the document by nlohmann): byte for
+// byte the document built whole, whatever the texts hold: quotes, backslashes, control
+// bytes, DEL, valid UTF-8, invalid bytes, empty texts, the text of the placeholder it
+// replaces, in every field; flags set and not; refusals after the organisations.
+TEST(Scope, TheJsonIsTheSameAsTheWholeDocumentWhateverTheTextsHold) {
+  const std::vector<std::string> texts = {"plain", "", "a \"quoted\" word", "back\\slash", std::string("nul\0x", 5),
+                                          "tab\tand\nnewline\r", "\x1b[31mred", "del\x7f", "caf\xc3\xa9 \xe2\x82\xac",
+                                          "bad \xff\xfe byte", "cut \xc3", "\"downloads\": []", "x\"downloads\": []"};
+  Scope s;
+  s.query = {"node \"7\"", 0, 86'400'000'000, {"p/\"a\"", "p/\xff"}, 12, "cause"};
+  for (size_t o = 0; o < 3; ++o) {
+    OrgScope g;
+    g.name = texts[(o * 5 + 2) % texts.size()] + std::to_string(o);
+    g.tier = texts[(o + 11) % texts.size()];
+    g.contacts = {texts[o % texts.size()]};
+    for (size_t k = 0; k < texts.size(); ++k) {
+      Download d;
+      d.id = static_cast<int64_t>(o * 100 + k);
+      d.started_at = static_cast<int64_t>(k) * 1'000'000'000;
+      d.username = texts[k];
+      d.target_path = texts[(k + 1) % texts.size()];
+      d.sha256 = texts[(k + 2) % texts.size()];
+      d.node = texts[(k + 3) % texts.size()];
+      d.source = k % 2 ? "imported" : texts[(k + 4) % texts.size()];
+      d.detail = texts[(k + 5) % texts.size()];
+      d.bytes_sent = k * 1'000'000'007ULL;
+      d.outcome = static_cast<DownloadOutcome>(k % 4);
+      d.unknown_user = k % 3 == 0;
+      d.unknown_target = k % 5 == 0;
+      g.downloads.push_back(s.Keep(d));
+    }
+    s.downloads += g.downloads.size();
+    s.orgs.push_back(g);
+  }
+  s.orgs.push_back(OrgScope{});  // an organisation without downloads: an empty array
+  OrgRefusals r;
+  r.name = "\"downloads\": []";
+  r.refusals.push_back({"n", 5, 1, "o", "u\"", "t\xff", "why \"", 3});
+  s.refused.push_back(r);
+  s.refusals = 3;
+  const std::string json = RenderJson(s);
+  EXPECT_EQ(json, RenderJsonWhole(s));
+  EXPECT_NE(json.find("\"user\": \"a \\\"quoted\\\" word\""), std::string::npos) << json;
+  EXPECT_TRUE(nlohmann::json::accept(json));
 }
 
 // The CSV's fast path passes a cell through as it is only when CsvCell would: a comma,

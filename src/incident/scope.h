@@ -93,6 +93,9 @@ Status AttachRefusals(AuthDirectory& directory, NodeRegistry& registry, Scope* s
 std::string RenderTable(const Scope& s);
 std::string RenderCsv(const Scope& s);
 std::string RenderJson(const Scope& s);
+// RenderJson's document built whole as one nlohmann value, as it was before RenderJson wrote
+// the downloads itself: the reference RenderJson must equal byte for byte (tests).
+std::string RenderJsonWhole(const Scope& s);
 std::string RenderHtml(const Scope& s);  // one self-contained file: sortable table, SVG timeline
 
 }  // namespace patchgate::incident
