@@ -3,7 +3,9 @@
 // fake on its own: a test double of one role implements that role and nothing else.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <optional>
+#include <tuple>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -144,6 +146,87 @@ TEST_P(RolesTest, WhatOneRoleWritesAnotherReads) {
   EXPECT_FALSE(KnownClean(cache, sha, "27000"));
   ASSERT_TRUE(cache.PutScanVerdict({sha, "27000", "clean", "", "1.4", 1}).ok());
   EXPECT_TRUE(KnownClean(cache, sha, "27000"));
+}
+
+// A DownloadTrail that implements only the four required calls (on a real store): its
+// VisitScopeDownloads is the role's default, built on QueryDownloads.
+class QueryOnlyTrail : public DownloadTrail {
+ public:
+  explicit QueryOnlyTrail(DownloadTrail& t) : t_(t) {}
+  Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override { return t_.QueryDownloads(q); }
+  Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override { return t_.ExplainQueryDownloads(q); }
+  Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override { return t_.ImportDownloads(rows); }
+  Result<std::vector<std::string>> OrganisationsThatDownloaded(const std::string& p) override {
+    return t_.OrganisationsThatDownloaded(p);
+  }
+
+ private:
+  DownloadTrail& t_;
+};
+
+// The store's own VisitScopeDownloads (rows read in place) hands over exactly the rows and
+// details of the role's default (QueryDownloads with scope_columns): same rows, same
+// fields, each aborted row's detail once, an ordinary row's none.
+TEST_P(RolesTest, ScopeRowsReadInPlaceAreTheQueryDownloadsRows) {
+  AuthDirectory& directory = *store_;
+  AuditSink& sink = *store_;
+  DownloadTrail& trail = *store_;
+  ASSERT_TRUE(directory.AddOrganisation({0, prefix_ + "Contoso", "gold"}).ok());
+  auto uid = directory.AddUser(prefix_ + "Contoso", prefix_ + "eve", prefix_ + std::string(64, 'f'));
+  ASSERT_TRUE(uid.ok()) << uid.status().ToString();
+  auto u = directory.GetUser(prefix_ + "eve");
+  ASSERT_TRUE(u.ok());
+  const std::string node = prefix_ + "edge-9";
+  std::vector<DownloadStart> starts;
+  for (int i = 0; i < 6; ++i)
+    starts.push_back({5'000'000 + i, node, u->id, u->org_id, "p/f" + std::to_string(i % 3), std::string(64, 'a' + i % 2)});
+  auto ids = sink.BeginDownloads(starts);
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_TRUE(sink.FinishDownloads({{(*ids)[0], 6'000'000, 42, DownloadOutcome::kComplete, ""},
+                                    {(*ids)[1], 6'000'000, 7, DownloadOutcome::kAborted, "integrity: cut"},
+                                    {(*ids)[2], 6'000'000, 9, DownloadOutcome::kPartial, ""},
+                                    {(*ids)[3], 6'000'000, 1, DownloadOutcome::kAborted, "integrity: again"}})
+                  .ok());  // 4 and 5 never finished
+  Download imported;
+  imported.started_at = 5'500'000;
+  imported.ended_at = 5'600'000;
+  imported.node = node;
+  imported.username = prefix_ + "stranger";
+  imported.target_path = "p/imported";
+  imported.source = "imported";
+  imported.outcome = DownloadOutcome::kComplete;
+  imported.bytes_sent = 3;
+  imported.import_key = prefix_ + "k1";
+  ASSERT_TRUE(trail.ImportDownloads({imported}).ok());
+
+  DownloadQuery q;
+  q.node = node;
+  q.since = 1;
+  q.until = 9'000'000;
+  q.successful_only = true;
+  using Seen = std::tuple<int64_t, int64_t, int64_t, uint64_t, int, std::string, std::string, std::string, std::string,
+                          std::string, bool, bool>;
+  auto visit = [&](DownloadTrail& t, std::map<int64_t, Seen>* rows, std::map<int64_t, std::string>* details) {
+    return t.VisitScopeDownloads(
+        q,
+        [&](const ScopeRowView& v) {
+          EXPECT_TRUE(rows->emplace(v.id, Seen{v.id, v.started_at, v.org_id, v.bytes_sent, static_cast<int>(v.outcome),
+                                               std::string(v.node), std::string(v.username), std::string(v.target_path),
+                                               std::string(v.sha256), std::string(v.source), v.unknown_user,
+                                               v.unknown_target})
+                          .second);
+        },
+        [&](int64_t id, std::string_view d) { EXPECT_TRUE(details->emplace(id, std::string(d)).second); });
+  };
+  std::map<int64_t, Seen> in_place, by_default;
+  std::map<int64_t, std::string> in_place_details, default_details;
+  ASSERT_TRUE(visit(trail, &in_place, &in_place_details).ok());
+  QueryOnlyTrail plain(trail);
+  ASSERT_TRUE(visit(plain, &by_default, &default_details).ok());
+  EXPECT_EQ(in_place.size(), 7u);
+  EXPECT_EQ(in_place, by_default);
+  EXPECT_EQ(in_place_details, default_details);
+  EXPECT_EQ(in_place_details, (std::map<int64_t, std::string>{{(*ids)[1], "integrity: cut"}, {(*ids)[3], "integrity: again"}}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, RolesTest, TestEngine::Names(), TestEngine::ParamName);
