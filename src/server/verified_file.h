@@ -84,12 +84,15 @@ class VerifiedBytes {
   std::string_view view() const { return {data_, size_}; }
   size_t size() const { return size_; }
   int sealed_fd() const { return fd_; }  // -1: heap copy
+  // Whether the memfd's whole 2 MiB spans are held in 2 MiB folios (MADV_COLLAPSE).
+  bool huge_folios() const { return huge_; }
 
  private:
   VerifiedBytes() = default;
   const char* data_ = nullptr;
   size_t size_ = 0;
   int fd_ = -1;
+  bool huge_ = false;
   void* map_ = nullptr;
   std::string owned_;
 };

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 
 #include <atomic>
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <vector>
 
 #include "crypto/hash.h"
@@ -372,6 +375,63 @@ TEST_F(VerifiedFileTest, WholeHashIsRightForOneChunkAndForMany) {
   ASSERT_TRUE(b.ok());
   EXPECT_GT(b->v->chunks.size(), 1u);
   EXPECT_EQ(b->v->sha256, Sha256Hex(bytes_));
+}
+
+// A kept file of whole 2 MiB spans plus a tail: its memfd holds the spans in 2 MiB folios
+// where the kernel grants them (MADV_COLLAPSE), and is sealed all the same: the bytes kept,
+// mapped and sent by sendfile(2) are exactly the ones hashed, and no write through the
+// memfd - not even through a new writable descriptor or mapping of it - can change them.
+TEST_F(VerifiedFileTest, AFileKeptInHugeFoliosIsTheHashedBytesAndSealed) {
+  std::string big((4 << 20) + 5000, '\0');
+  uint32_t x = 7;
+  for (auto& c : big) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 24);
+  }
+  std::ofstream(path_, std::ios::binary | std::ios::trunc) << big;
+  ::close(fd_);
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd_, 0);
+  VerifyCache cache(VerifyCache::kChunkSize, 64 << 20, 256 << 20);
+  Verified v = VerifyWithContent(cache);
+  ASSERT_TRUE(v.content);
+  EXPECT_EQ(v.v->sha256, Sha256Hex(big));
+  EXPECT_TRUE(v.content->view() == big);
+  int fd = v.content->sealed_fd();
+  ASSERT_GE(fd, 0) << "no memfd: the sendfile path is not exercised";
+  std::cout << "memfd in 2 MiB folios: " << (v.content->huge_folios() ? "yes" : "no (kernel refused)") << "\n";
+  if (v.content->huge_folios()) {  // mapped at a 2 MiB boundary, so whole folios can be
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v.content->view().data()) % (2 << 20), 0u);
+  }
+  // Sealed: no write through the descriptor held, nor through a new one opened for writing.
+  EXPECT_LT(::pwrite(fd, "Z", 1, 4 << 20), 0);
+  EXPECT_EQ(errno, EPERM);
+  int again = ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDWR);
+  if (again >= 0) {
+    EXPECT_LT(::pwrite(again, "Z", 1, 0), 0) << "a new descriptor could write the kept bytes";
+    EXPECT_EQ(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, again, 0), MAP_FAILED);
+    ::close(again);
+  }
+  EXPECT_NE(::ftruncate(fd, 0), 0);
+  EXPECT_NE(::fallocate(fd, 0, 0, 8 << 20), 0);
+  // What sendfile(2) sends from it is the hashed bytes, across the folios and the tail.
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  std::string sent;
+  off_t off = (2 << 20) - 1000;
+  char buf[65536];
+  while (sent.size() < (2 << 20) + 4000) {
+    ssize_t n = ::sendfile(p[1], fd, &off, std::min<size_t>(sizeof buf, (2 << 20) + 4000 - sent.size()));
+    ASSERT_GT(n, 0);
+    ASSERT_EQ(::read(p[0], buf, static_cast<size_t>(n)), n);
+    sent.append(buf, static_cast<size_t>(n));
+  }
+  ::close(p[0]);
+  ::close(p[1]);
+  EXPECT_TRUE(sent == big.substr((2 << 20) - 1000, (2 << 20) + 4000));
+  // The file on disk changes: the bytes kept do not.
+  Poke(3 << 20, "EVIL");
+  EXPECT_TRUE(v.content->view() == big);
 }
 
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {
