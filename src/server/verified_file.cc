@@ -70,14 +70,20 @@ void* MapAligned(int fd, size_t n, int prot) {
 
 }  // namespace
 
+size_t VerifiedBytes::Footprint(size_t n) {
+  const size_t tail = n % kHugeFolio;
+  return tail >= kHugeFolio / 2 ? n - tail + kHugeFolio : n;
+}
+
 std::unique_ptr<VerifiedBytes> VerifiedBytes::Reserve(size_t n, bool heap) {
   std::unique_ptr<VerifiedBytes> b(new VerifiedBytes);
   b->size_ = n;
   int fd = n == 0 || heap ? -1 : ::memfd_create("patchgate-verified", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   // fallocate, not ftruncate: memory that cannot be had fails here, not as a SIGBUS on a
   // write through the mapping.
-  void* map = fd >= 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(n)) == 0
-                  ? MapAligned(fd, n, PROT_READ | PROT_WRITE)
+  const size_t len = fd >= 0 ? Footprint(n) : n;
+  void* map = fd >= 0 && ::fallocate(fd, 0, 0, static_cast<off_t>(len)) == 0
+                  ? MapAligned(fd, len, PROT_READ | PROT_WRITE)
                   : MAP_FAILED;
   if (map != MAP_FAILED) {
     // The whole 2 MiB spans of the memfd become 2 MiB folios, asked for by this process
@@ -88,8 +94,11 @@ std::unique_ptr<VerifiedBytes> VerifiedBytes::Reserve(size_t n, bool heap) {
     // sent, as from a file in ext4's page cache (what nginx sends from); filling the
     // mapping then also takes one fault per 2 MiB instead of one per 4 KiB. Where the
     // kernel cannot (older, "deny", no contiguous memory) the pages stay as they are.
-    if (const size_t whole = n & ~(kHugeFolio - 1); whole > 0) b->huge_ = ::madvise(map, whole, MADV_COLLAPSE) == 0;
+    // A tail of at least 1 MiB gets a whole folio too (Footprint): the memfd is longer than
+    // the bytes, by less than they are, and the rest is zeros never sent.
+    if (const size_t whole = len & ~(kHugeFolio - 1); whole > 0) b->huge_ = ::madvise(map, whole, MADV_COLLAPSE) == 0;
     b->fd_ = fd;
+    b->map_len_ = len;
     b->map_ = map;
     b->data_ = static_cast<const char*>(map);
     return b;
@@ -106,14 +115,15 @@ std::shared_ptr<const VerifiedBytes> VerifiedBytes::Seal(std::unique_ptr<Verifie
   // The writable mapping goes first: a memfd with one cannot be sealed against writes. Its
   // (aligned) addresses stay reserved, without access, for the read-only mapping below.
   void* at = out->map_;
-  bool reserved = ::mmap(at, out->size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
-  if (!reserved) ::munmap(at, out->size_);
+  const size_t len = out->map_len_;
+  bool reserved = ::mmap(at, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != MAP_FAILED;
+  if (!reserved) ::munmap(at, len);
   out->map_ = nullptr;
   bool sealed = ::fcntl(out->fd_, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0;
   void* map = !sealed ? MAP_FAILED
-              : reserved ? ::mmap(at, out->size_, PROT_READ, MAP_SHARED | MAP_FIXED, out->fd_, 0)
-                         : MapAligned(out->fd_, out->size_, PROT_READ);
-  if (map == MAP_FAILED && reserved) ::munmap(at, out->size_);
+              : reserved ? ::mmap(at, len, PROT_READ, MAP_SHARED | MAP_FIXED, out->fd_, 0)
+                         : MapAligned(out->fd_, len, PROT_READ);
+  if (map == MAP_FAILED && reserved) ::munmap(at, len);
   if (map != MAP_FAILED) {
     // Mapped now, on the loading thread, rather than one page fault at a time on the event
     // loop that writes a body from it (TLS connections encrypt from the mapping); in 2 MiB
@@ -132,6 +142,7 @@ std::shared_ptr<const VerifiedBytes> VerifiedBytes::Seal(std::unique_ptr<Verifie
   ::close(out->fd_);
   out->fd_ = -1;
   out->huge_ = false;
+  out->map_len_ = out->size_;
   out->data_ = out->owned_.data();
   return out;
 }
@@ -151,7 +162,7 @@ std::shared_ptr<const VerifiedBytes> VerifiedBytes::MakeTransient(std::string by
 }
 
 VerifiedBytes::~VerifiedBytes() {
-  if (map_) ::munmap(map_, size_);
+  if (map_) ::munmap(map_, map_len_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -229,7 +240,8 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
     std::lock_guard<std::mutex> l(mu_);
     // Bytes that cannot be reserved now (the budget is taken by loads in progress, or the
     // file is larger than it): a cached verification without them is a hit (streamed).
-    const bool can_reserve = size <= content_budget_ && loading_bytes_ <= content_budget_ - size;
+    const size_t held = VerifiedBytes::Footprint(static_cast<size_t>(size));  // the memory it will take
+    const bool can_reserve = held <= content_budget_ && loading_bytes_ <= content_budget_ - held;
     auto it = cache_.find(key);
     if (it != cache_.end() && (it->second.content || !wants_content || !can_reserve)) {
       ++m->verify_cache_hits;
@@ -243,7 +255,7 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
       ++m->verify_cache_misses;
       store_content = wants_content && can_reserve;
       if (store_content) {
-        loading_bytes_ += size;
+        loading_bytes_ += held;
         DropContentOverBudget();  // room for it now, so the budget holds while it loads
       }
       mine = std::make_shared<Load>();
@@ -268,7 +280,7 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
   {
     std::lock_guard<std::mutex> l(mu_);
     if (auto it = loading_.find(key); it != loading_.end() && it->second == mine) loading_.erase(it);
-    if (store_content) loading_bytes_ -= size;
+    if (store_content) loading_bytes_ -= VerifiedBytes::Footprint(static_cast<size_t>(size));
     if (result.ok()) {  // a failed load is handed to its waiters only: nothing of it is cached
       BoundEntries();
       Entry& e = cache_[key];
@@ -277,7 +289,7 @@ Result<Verified> VerifyCache::Verify(int fd, const struct stat& st, Metrics* m, 
         e.v = result->v;
         e.content = result->content;
         e.lru = lru_.insert(lru_.end(), key);
-        content_bytes_ += e.content->size();
+        content_bytes_ += e.content->footprint();
         DropContentOverBudget();
       } else if (!e.content) {
         e.v = result->v;  // bytes held already for this key stay (they match it)
@@ -299,7 +311,7 @@ void VerifyCache::BoundEntries() {
 
 void VerifyCache::ForgetContent(Entry& e) {
   if (!e.content) return;
-  content_bytes_ -= e.content->size();
+  content_bytes_ -= e.content->footprint();
   e.content.reset();
   lru_.erase(e.lru);
 }

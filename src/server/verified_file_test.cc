@@ -434,6 +434,47 @@ TEST_F(VerifiedFileTest, AFileKeptInHugeFoliosIsTheHashedBytesAndSealed) {
   EXPECT_TRUE(v.content->view() == big);
 }
 
+// A file whose part past its whole 2 MiB spans is at least 1 MiB is kept in a memfd rounded
+// up to a whole folio: the budget counts the memory really held (the rounded length), and
+// the bytes handed out are still exactly the file's, zeros past them never among them.
+TEST_F(VerifiedFileTest, ARoundedUpFileCountsItsMemoryAndHandsOutOnlyItsBytes) {
+  EXPECT_EQ(VerifiedBytes::Footprint(1000), 1000u);
+  EXPECT_EQ(VerifiedBytes::Footprint((1 << 20) - 1), (1u << 20) - 1);
+  EXPECT_EQ(VerifiedBytes::Footprint(1 << 20), 2u << 20);
+  EXPECT_EQ(VerifiedBytes::Footprint((2 << 20) + 5000), (2u << 20) + 5000);
+  EXPECT_EQ(VerifiedBytes::Footprint((3 << 20) + 1), 4u << 20);
+  EXPECT_EQ(VerifiedBytes::Footprint(50 << 20), 50u << 20);
+  std::string mib((1 << 20) + 77, '\0');
+  for (size_t i = 0; i < mib.size(); ++i) mib[i] = static_cast<char>(1 + i % 251);  // no zero byte
+  std::vector<std::pair<int, struct stat>> files;
+  for (int i = 0; i < 2; ++i) {
+    std::string p = dir_ + "/mib" + std::to_string(i);
+    std::ofstream(p, std::ios::binary) << mib;
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    struct stat st {};
+    ASSERT_EQ(::fstat(fd, &st), 0);
+    files.emplace_back(fd, st);
+  }
+  // Room for one rounded file (2 MiB) but not two, though their bytes alone would fit.
+  VerifyCache cache(VerifyCache::kChunkSize, 4 << 20, /*content_budget=*/(3 << 20) + (1 << 19));
+  auto a = cache.Verify(files[0].first, files[0].second, &m_);
+  ASSERT_TRUE(a.ok() && a->content);
+  EXPECT_EQ(a->v->sha256, Sha256Hex(mib));
+  EXPECT_TRUE(a->content->view() == mib);
+  EXPECT_EQ(a->content->footprint(), a->content->sealed_fd() >= 0 ? 2u << 20 : mib.size());
+  EXPECT_EQ(cache.content_bytes(), a->content->footprint());
+  auto b = cache.Verify(files[1].first, files[1].second, &m_);
+  ASSERT_TRUE(b.ok() && b->content);
+  EXPECT_TRUE(b->content->view() == mib);
+  EXPECT_LE(cache.content_bytes(), (3u << 20) + (1 << 19)) << "the budget was exceeded";
+  if (a->content->sealed_fd() >= 0) {
+    EXPECT_FALSE(cache.CachedContent(files[0].second, &m_));  // dropped for b
+  }
+  EXPECT_EQ(cache.loading_bytes(), 0u);
+  for (auto& f : files) ::close(f.first);
+}
+
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {
   // This test machine's filesystem may lack fs-verity: the file then uses chunk digests.
   VerifyCache cache(1000);
