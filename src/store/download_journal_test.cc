@@ -352,6 +352,39 @@ TEST_P(DownloadJournalTest, StoresSharingTheDatabaseNeverHandOutTheSameId) {
   EXPECT_EQ(Count(*store_, "downloads"), static_cast<int64_t>(seen.size()));
 }
 
+// The node's longest download (download_bounds, migrations 0007 and 0010) is kept by every
+// fold: set by the node's first finished record, raised only by a longer one, never lowered.
+TEST_P(DownloadJournalTest, FoldsKeepTheNodesLongestDownload) {
+  auto longest = [&]() -> std::optional<int64_t> {
+    auto shared = sql::ConnectionOf(*store_);
+    std::lock_guard<std::mutex> l(*shared->mu);
+    auto rows = shared->conn->Query("SELECT longest_micros FROM download_bounds WHERE node = ?", {node_});
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    if (!rows.ok() || rows->empty()) return std::nullopt;
+    return std::stoll(*(*rows)[0][0]);
+  };
+  auto fold_lengths = [&](const std::vector<int64_t>& lengths) {
+    std::vector<DownloadStart> starts;
+    for (size_t i = 0; i < lengths.size(); ++i) starts.push_back(Start(kT0 + static_cast<int64_t>(i)));
+    auto ids = store_->WriteDownloads(starts);
+    ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    std::vector<DownloadFinish> ends;
+    for (size_t i = 0; i < lengths.size(); ++i)
+      ends.push_back({(*ids)[i], kT0 + static_cast<int64_t>(i) + lengths[i], 1, DownloadOutcome::kComplete, ""});
+    ASSERT_TRUE(store_->WriteFinishes(ends).ok());
+    auto moved = store_->FoldDownloads(1000, kNever);
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    EXPECT_EQ(*moved, lengths.size());
+  };
+  EXPECT_FALSE(longest().has_value());
+  fold_lengths({5, 50, 20});
+  EXPECT_EQ(longest(), 50);
+  fold_lengths({10});
+  EXPECT_EQ(longest(), 50);
+  fold_lengths({30, 70, 60});
+  EXPECT_EQ(longest(), 70);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, DownloadJournalTest, TestEngine::Names(), TestEngine::ParamName);
 
 }  // namespace
