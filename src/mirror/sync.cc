@@ -12,6 +12,7 @@
 #include <deque>
 #include <set>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "client/fetcher.h"
@@ -355,7 +356,8 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   std::deque<Job> queue;
   bool walk_done = false;
   size_t queued = 0, listed = 0;
-  std::set<std::string> staged;  // rels put into the pass's tree (under q_mu)
+  // Rels put into the pass's tree: each worker's own list, gathered once they are done.
+  std::vector<std::vector<std::string>> staged_by(static_cast<size_t>(o_.parallel) + 1);
   std::atomic<size_t> placed{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<bool> failed{false};
@@ -371,7 +373,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     auto d = Sha256File(path);
     return d.ok() && d->sha256 == e.sha256 && d->length == e.length;
   };
-  auto fetch_one = [&](client::Fetcher* f, const Job& j) -> Status {
+  auto fetch_one = [&](client::Fetcher* f, const Job& j, std::vector<std::string>& staged) -> Status {
     // Under its name in DIR already (an earlier mirror version placed it, or it is a
     // stray): hashed before it counts.
     if (j.maybe_in_dir && holds(JoinPath(o_.data_dir, j.rel), j.e)) return Status::OK();
@@ -383,8 +385,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       if (::lstat(dest.c_str(), &st) == 0) {
         bool shorter = S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < j.e.length;
         if (!shorter && holds(dest, j.e)) {
-          std::lock_guard<std::mutex> l(q_mu);
-          staged.insert(j.rel);
+          staged.push_back(j.rel);
           return Status::OK();
         }
         if (!shorter) ::unlink(dest.c_str());
@@ -405,12 +406,11 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     if (st.ok()) {
       bytes += j.e.length;
       ++placed;
-      std::lock_guard<std::mutex> l(q_mu);
-      staged.insert(j.rel);
+      staged.push_back(j.rel);
     }
     return st;
   };
-  auto worker = [&](client::Fetcher* f) {
+  auto worker = [&](client::Fetcher* f, std::vector<std::string>* staged) {
     for (;;) {
       Job j;
       {
@@ -420,7 +420,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         j = std::move(queue.front());
         queue.pop_front();
       }
-      if (Status st = fetch_one(f, j); !st.ok()) return fail(st);
+      if (Status st = fetch_one(f, j, *staged); !st.ok()) return fail(st);
     }
   };
   auto visit = [&](std::vector<client::TargetInfo> batch) -> Status {
@@ -448,7 +448,12 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         PG_RETURN_IF_ERROR(Fs().MakeDirs(JoinPath(pass_dir, dir)));
         made = made_dirs.emplace(dir, IsDirectory(JoinPath(o_.data_dir, dir))).first;
       }
-      add.push_back(Job{rel, e, std::move(t.file), made->second});
+      // Only what the download is checked against is queued (not the custom data: the
+      // queue may hold every target of a first sync).
+      tuf::TargetFile f;
+      f.length = t.file.length;
+      f.hashes = std::move(t.file.hashes);
+      add.push_back(Job{rel, e, std::move(f), made->second});
     }
     std::lock_guard<std::mutex> l(q_mu);
     if (failed) return first_error;
@@ -481,7 +486,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     }
   });
   std::vector<std::thread> threads;
-  for (auto* f : worker_fetchers) threads.emplace_back(worker, f);
+  for (size_t i = 0; i < worker_fetchers.size(); ++i) threads.emplace_back(worker, worker_fetchers[i], &staged_by[i]);
   // Roles the last good pass verified are reused when exactly as trusted (Updater::
   // VisitAllTargets); when only leaf roles changed (a publish touching one hash bin), only
   // they are fetched, verified and handed over.
@@ -503,6 +508,11 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
                                           {"targets_to_fetch", std::to_string(queued)},
                                           {"fetched_so_far", std::to_string(placed.load())}});
   for (auto& t : threads) t.join();
+  std::unordered_set<std::string> staged;
+  for (auto& v : staged_by) {
+    for (auto& rel : v) staged.insert(std::move(rel));
+    v = {};
+  }
   // The same content under several names: hard links to the verified file (in the pass's
   // tree, or in DIR when the served snapshot holds it already).
   for (size_t k = 0; walked.ok() && first_error.ok() && k < dups.size(); ++k) {
