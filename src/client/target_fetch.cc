@@ -113,6 +113,7 @@ Status FetchTargetTo(Fetcher* fetcher, const std::string& url, const std::string
     return st;
   }
   if (o.before_rename) o.before_rename();
+  if (tmp == dest) return Status::OK();  // written in place
   if (::rename(tmp.c_str(), dest.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());

@@ -23,6 +23,9 @@ struct TargetFetchOptions {
   // Where the partial download lives (on dest's file system); empty: "<dest>.part". A
   // mirror keeps it in its private staging folder and renames the verified file straight
   // to its served name: one rename, and nothing partial ever inside the served tree.
+  // partial_path == dest: the file is written in place, under its final name, and never
+  // renamed (a mirror's private staging tree, whose files are all re-checked before they
+  // are used); a partial download kept for resuming then sits under that name too.
   std::string partial_path;
   // Called once the bytes matched, just before the rename to dest (a mirror tells its
   // integrity watch that this write is expected).

@@ -920,6 +920,43 @@ TEST_F(WalkMemoryTest, AnUnchangedBinSignedByTheKeyItsDelegatorReplacedIsRefused
   EXPECT_EQ(all.size(), 17u);
 }
 
+// A remembered role stands for a fresh check only while its trusted copy on disk is the
+// file the remembered walk left: a copy replaced on disk (here with other bytes) is read
+// and verified again, found wrong, fetched again and rewritten, even though the new
+// snapshot lists the role unchanged.
+TEST_F(WalkMemoryTest, AReusedRoleWhoseTrustedCopyChangedOnDiskIsVerifiedAgain) {
+  SetUpBins();
+  std::unique_ptr<WalkMemory> memory;
+  {
+    Updater u = Make();
+    Status st;
+    WalkStats ws;
+    Walk(u, nullptr, &ws, &st);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    memory = u.RememberWalk();
+  }
+  const std::string bin = bins_.BinName(0);
+  const std::string copy = dir_ + "/meta/" + tuf::MetadataName(bin);
+  auto good = RealFileSystem::Get().ReadFile(copy, 1 << 20);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  std::string changed = *good;
+  changed[changed.find("\"version\"")] = ' ';  // no longer the verified bytes
+  ASSERT_TRUE(RealFileSystem::Get().WriteFileAtomic(copy, changed).ok());
+  repo_.Commit({"none"});  // a new snapshot and timestamp, every role listed unchanged
+  int fetches = BinFetches();
+  Updater u = Make();
+  WalkStats ws;
+  Status st;
+  Walk(u, memory.get(), &ws, &st);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(ws.roles_checked, 1u) << "the bin whose trusted copy changed was reused without a check";
+  EXPECT_EQ(ws.changed_roles, std::vector<std::string>{bin});
+  EXPECT_EQ(BinFetches() - fetches, 1);
+  auto now = RealFileSystem::Get().ReadFile(copy, 1 << 20);
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(*now, *good) << "the trusted copy was not restored from verified bytes";
+}
+
 TEST(UpdaterInit, RefusesAnUnsignedOrMissingRoot) {
   char tmpl[] = "/tmp/pgclientXXXXXX";
   std::string dir = mkdtemp(tmpl);

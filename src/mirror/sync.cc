@@ -12,6 +12,7 @@
 #include <deque>
 #include <set>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "client/fetcher.h"
@@ -65,6 +66,59 @@ Status WriteFile(const std::string& path, const std::string& bytes, bool sync) {
 bool SameSize(const std::string& path, uint64_t length) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == length;
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// Removes a tree (files and folders, no link followed); a missing one is fine.
+Status RemoveTree(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT ? Status::OK() : IOError("cannot stat " + path + ": " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) {
+    PG_ASSIGN_OR_RETURN(auto names, RealFileSystem::Get().ListDir(path));
+    for (const auto& n : names) PG_RETURN_IF_ERROR(RemoveTree(JoinPath(path, n)));
+    if (::rmdir(path.c_str()) != 0) return IOError("cannot remove " + path + ": " + std::strerror(errno));
+  } else if (::unlink(path.c_str()) != 0) {
+    return IOError("cannot remove " + path + ": " + std::strerror(errno));
+  }
+  return Status::OK();
+}
+
+// Moves every file of the tree `src` into the tree `dst` by rename: a folder `dst` lacks
+// moves as a whole (one rename for a whole folder of a first sync), a file replaces the
+// file of the same name. A folder in the way of a file (or the reverse) is an error.
+Status MergeTree(const std::string& src, const std::string& dst) {
+  if (!IsDirectory(src)) return Status::OK();
+  PG_ASSIGN_OR_RETURN(auto names, RealFileSystem::Get().ListDir(src));
+  for (const auto& n : names) {
+    std::string from = JoinPath(src, n), to = JoinPath(dst, n);
+    struct stat fs {}, ts {};
+    if (::lstat(from.c_str(), &fs) != 0) return IOError("cannot stat " + from + ": " + std::strerror(errno));
+    if (::lstat(to.c_str(), &ts) == 0 && S_ISDIR(fs.st_mode) && S_ISDIR(ts.st_mode)) {
+      PG_RETURN_IF_ERROR(MergeTree(from, to));
+      continue;
+    }
+    if (::rename(from.c_str(), to.c_str()) != 0)
+      return IOError("cannot move " + from + " to " + to + ": " + std::strerror(errno));
+  }
+  return Status::OK();
+}
+
+// Every file under `dir` (relative to it, with `prefix`), folders walked.
+Status ListFiles(const std::string& dir, const std::string& prefix, std::vector<std::string>* out) {
+  if (!IsDirectory(dir)) return Status::OK();
+  PG_ASSIGN_OR_RETURN(auto names, RealFileSystem::Get().ListDir(dir));
+  for (const auto& n : names) {
+    std::string abs = JoinPath(dir, n);
+    struct stat st {};
+    if (::lstat(abs.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) PG_RETURN_IF_ERROR(ListFiles(abs, prefix + n + "/", out));
+    else out->push_back(prefix + n);
+  }
+  return Status::OK();
 }
 
 std::unique_ptr<client::Fetcher> NewFetcher(const SyncOptions& o) {
@@ -174,9 +228,11 @@ Status Syncer::LoadServed() {
 }
 
 client::Fetcher* Syncer::WorkerFetcher(size_t i) {
-  while (fetchers_.size() <= i) fetchers_.push_back(NewFetcher(o_));
+  while (fetchers_.size() <= i) fetchers_.push_back(MakeFetcher());
   return fetchers_[i].get();
 }
+
+std::unique_ptr<client::Fetcher> Syncer::MakeFetcher() const { return o_.make_fetcher ? o_.make_fetcher() : NewFetcher(o_); }
 
 Result<SyncPass> Syncer::SyncOnce() {
   // The cheap poll: a conditional GET of timestamp.json on a kept-alive connection. Only
@@ -196,7 +252,14 @@ Result<SyncPass> Syncer::SyncOnce() {
     }
   }
   // The poller is used by this (the sync) thread only; the lock is not held over the network.
-  auto polled = poller_->Poll(etag);
+  Result<PollResult> polled = PollResult{};
+  if (o_.make_fetcher) {  // tests: a plain GET through the injected fetcher
+    auto body = MakeFetcher()->FetchAll(o_.upstream + "/metadata/timestamp.json", tuf::kMaxTimestampBytes);
+    if (body.ok()) polled->body = std::move(*body);
+    else polled = body.status();
+  } else {
+    polled = poller_->Poll(etag);
+  }
   if (!polled.ok()) return polled.status().WithContext("upstream " + o_.upstream);
   std::lock_guard<std::mutex> l(mu_);
   bool unchanged = !last_timestamp_.empty() &&
@@ -238,7 +301,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;
   po.have = [this](const std::string& name) { return served_metadata_.count(name) > 0; };  // mu_ is held
-  po.make_fetcher = [this] { return NewFetcher(o_); };
+  po.make_fetcher = [this] { return MakeFetcher(); };
   PrefetchFetcher fetcher(WorkerFetcher(0), po);
   // The Updater's trusted store writes on its own thread and publishes each verified
   // targets role into DIR/metadata as it goes (mirror/trusted_store.h).
@@ -250,8 +313,21 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     if (it == served_metadata_.end() || !Fs().Exists(JoinPath(JoinPath(o_.data_dir, "metadata"), name))) return std::nullopt;
     return it->second;
   };
-  to.place = [this](const std::string& staged, const std::string& rel, const std::string& bytes) {
-    return Place(staged, rel, ExpectedFile{Sha256Hex(bytes), bytes.size(), ""});
+  // The pass's staging tree (DIR/.patchgate/staging/next, DIR's layout): every target and
+  // targets role this pass verifies is put there, never into DIR, until the whole pass has
+  // verified (Promote below). A pass that fails leaves its verified files there (each
+  // matched the signed metadata that listed it; re-hashed before a later pass uses it) and
+  // DIR exactly as it was.
+  const std::string pass_dir = JoinPath(uo.target_dir, "next");
+  // Anything already there was left by a pass that did not switch (or a crash): checked
+  // before use. A fresh tree (the usual case) costs no look-up per file.
+  const bool leftovers = Fs().Exists(pass_dir);
+  PG_RETURN_IF_ERROR(Fs().MakeDirs(JoinPath(pass_dir, "metadata")));
+  to.place = [pass_dir](const std::string& staged, const std::string& rel, const std::string&) -> Status {
+    std::string dest = JoinPath(pass_dir, rel);
+    if (::rename(staged.c_str(), dest.c_str()) != 0)
+      return IOError("cannot move " + staged + " to " + dest + ": " + std::strerror(errno));
+    return Status::OK();
   };
   TrustedStore trusted_fs(to);
   client::Updater u(uo, &fetcher, clock_, &trusted_fs);
@@ -259,53 +335,67 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // Targets: a pipeline. The walk hands over each role's targets as soon as that role has
   // verified (Updater::VisitAllTargets), and `parallel` workers fetch them by hash while
   // the next roles are still being fetched and checked: on a repository of hundreds of
-  // hashed bins the downloads no longer wait for the last bin. Every target is checked
-  // against the verified role that lists it; nothing fetched is named by served metadata
-  // until the switch below, which happens only if the whole walk and every fetch succeed.
-  // Each worker streams to its own staging file (bounded memory: no body is held), resumes
-  // a partial file left by an earlier pass, and puts the verified file in place.
+  // hashed bins the downloads do not wait for the last bin. Every target is checked
+  // against the verified role that lists it, and written into the pass's staging tree
+  // under its final name (no rename per file); nothing of the pass enters DIR until the
+  // whole walk and every fetch succeeded (Promote). Each worker streams to its file
+  // (bounded memory: no body is held), and resumes a partial file left by an earlier pass.
   struct Job {
     std::string rel;
     ExpectedFile e;
     tuf::TargetFile file;
+    bool maybe_in_dir = false;  // its folder existed in DIR when the pass began
   };
   std::map<std::string, ExpectedFile> next;              // the walk's thread only
   std::map<std::string, std::vector<std::string>> next_role_rels;  // role -> its targets' rels
   std::map<std::string, std::string> first_rel_by_sha;   // one download per distinct content
   std::vector<std::pair<std::string, std::string>> dups;  // rel, the rel holding the same content
-  std::set<std::string> made_dirs;                         // folders under targets/ made by this pass
+  std::map<std::string, bool> made_dirs;                   // folder rel -> it existed in DIR
   std::mutex q_mu;
   std::condition_variable q_cv;
   std::deque<Job> queue;
   bool walk_done = false;
   size_t queued = 0, listed = 0;
+  // Rels put into the pass's tree: each worker's own list, gathered once they are done.
+  std::vector<std::vector<std::string>> staged_by(static_cast<size_t>(o_.parallel) + 1);
   std::atomic<size_t> placed{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<bool> failed{false};
   Status first_error;
-  std::string staging = JoinPath(private_dir(), "staging");
   auto fail = [&](Status st) {
     std::lock_guard<std::mutex> el(q_mu);
     if (first_error.ok()) first_error = std::move(st);
     failed = true;
     q_cv.notify_all();
   };
-  auto fetch_one = [&](client::Fetcher* f, const Job& j) -> Status {
-    std::string dest = JoinPath(o_.data_dir, j.rel);
-    if (SameSize(dest, j.e.length)) {  // placed by an earlier pass that did not switch: hashed before it counts
-      auto d = Sha256File(dest);
-      if (d.ok() && d->sha256 == j.e.sha256 && d->length == j.e.length) return Status::OK();
+  auto holds = [](const std::string& path, const ExpectedFile& e) {
+    if (!SameSize(path, e.length)) return false;
+    auto d = Sha256File(path);
+    return d.ok() && d->sha256 == e.sha256 && d->length == e.length;
+  };
+  auto fetch_one = [&](client::Fetcher* f, const Job& j, std::vector<std::string>& staged) -> Status {
+    // Under its name in DIR already (an earlier mirror version placed it, or it is a
+    // stray): hashed before it counts.
+    if (j.maybe_in_dir && holds(JoinPath(o_.data_dir, j.rel), j.e)) return Status::OK();
+    std::string dest = JoinPath(pass_dir, j.rel);
+    if (leftovers) {
+      // Left by a pass that did not switch: a complete file is hashed before it counts; a
+      // shorter one is resumed (FetchTargetTo re-hashes it first); anything else goes.
+      struct stat st {};
+      if (::lstat(dest.c_str(), &st) == 0) {
+        bool shorter = S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < j.e.length;
+        if (!shorter && holds(dest, j.e)) {
+          staged.push_back(j.rel);
+          return Status::OK();
+        }
+        if (!shorter) ::unlink(dest.c_str());
+      }
     }
     std::string url = o_.upstream + "/targets/" + client::TargetUrlPath(j.e.target_path, j.e.sha256, true);
     client::TargetFetchOptions fo;
     fo.resume = true;
-    fo.fsync = false;  // one syncfs of DIR's file system before the switch
-    // The partial file stays in staging; the verified one is renamed straight to its name
-    // under targets/ (whose folder the walk made), the watch told first.
-    fo.partial_path = JoinPath(staging, j.e.sha256 + ".part");
-    fo.before_rename = [this, &j] {
-      if (on_place_) on_place_(j.rel, j.e);
-    };
+    fo.fsync = false;      // one syncfs of DIR's file system before the switch
+    fo.partial_path = dest;  // written in place in the private staging tree
     Status st = client::FetchTargetTo(f, url, j.e.target_path, j.file, dest, fo);
     // A 404 for a target the verified metadata lists (an upstream whose catalogue has not
     // caught up with its timestamp yet) is retried for a while before the pass gives up.
@@ -316,10 +406,11 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     if (st.ok()) {
       bytes += j.e.length;
       ++placed;
+      staged.push_back(j.rel);
     }
     return st;
   };
-  auto worker = [&](client::Fetcher* f) {
+  auto worker = [&](client::Fetcher* f, std::vector<std::string>* staged) {
     for (;;) {
       Job j;
       {
@@ -329,7 +420,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         j = std::move(queue.front());
         queue.pop_front();
       }
-      if (Status st = fetch_one(f, j); !st.ok()) return fail(st);
+      if (Status st = fetch_one(f, j, *staged); !st.ok()) return fail(st);
     }
   };
   auto visit = [&](std::vector<client::TargetInfo> batch) -> Status {
@@ -342,17 +433,27 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       ++listed;
       if (!next.emplace(rel, e).second) continue;
       next_role_rels[t.role].push_back(rel);
-      std::string abs = JoinPath(o_.data_dir, rel);
       auto known = expected_.find(rel);
-      bool have = known != expected_.end() && known->second.sha256 == e.sha256 && SameSize(abs, e.length);
+      bool have = known != expected_.end() && known->second.sha256 == e.sha256 &&
+                  SameSize(JoinPath(o_.data_dir, rel), e.length);
       auto [first, fresh] = first_rel_by_sha.emplace(e.sha256, rel);
       if (have) continue;  // verified earlier and watched since
       if (!fresh) {        // the same content under another name: linked once it is in place
         dups.emplace_back(rel, first->second);
         continue;
       }
-      if (std::string dir = DirName(abs); made_dirs.insert(dir).second) PG_RETURN_IF_ERROR(Fs().MakeDirs(dir));
-      add.push_back(Job{rel, e, std::move(t.file)});
+      std::string dir = DirName(rel);
+      auto made = made_dirs.find(dir);
+      if (made == made_dirs.end()) {
+        PG_RETURN_IF_ERROR(Fs().MakeDirs(JoinPath(pass_dir, dir)));
+        made = made_dirs.emplace(dir, IsDirectory(JoinPath(o_.data_dir, dir))).first;
+      }
+      // Only what the download is checked against is queued (not the custom data: the
+      // queue may hold every target of a first sync).
+      tuf::TargetFile f;
+      f.length = t.file.length;
+      f.hashes = std::move(t.file.hashes);
+      add.push_back(Job{rel, e, std::move(f), made->second});
     }
     std::lock_guard<std::mutex> l(q_mu);
     if (failed) return first_error;
@@ -368,7 +469,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     int fd;
     ~DirFd() { ::close(fd); }
   } dir_fd{dfd};
-  // While the workers download, a flusher keeps writing what they placed back to disk, so
+  // While the workers download, a flusher keeps writing what they fetched back to disk, so
   // the syncfs before the switch only waits for the last few files.
   std::atomic<bool> workers_done{false};
   std::mutex flush_mu;
@@ -385,7 +486,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     }
   });
   std::vector<std::thread> threads;
-  for (auto* f : worker_fetchers) threads.emplace_back(worker, f);
+  for (size_t i = 0; i < worker_fetchers.size(); ++i) threads.emplace_back(worker, worker_fetchers[i], &staged_by[i]);
   // Roles the last good pass verified are reused when exactly as trusted (Updater::
   // VisitAllTargets); when only leaf roles changed (a publish touching one hash bin), only
   // they are fetched, verified and handed over.
@@ -407,15 +508,26 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
                                           {"targets_to_fetch", std::to_string(queued)},
                                           {"fetched_so_far", std::to_string(placed.load())}});
   for (auto& t : threads) t.join();
-  // The same content under several names: hard links to the verified file.
+  std::unordered_set<std::string> staged;
+  for (auto& v : staged_by) {
+    for (auto& rel : v) staged.insert(std::move(rel));
+    v = {};
+  }
+  // The same content under several names: hard links to the verified file (in the pass's
+  // tree, or in DIR when the served snapshot holds it already).
   for (size_t k = 0; walked.ok() && first_error.ok() && k < dups.size(); ++k) {
     const auto& [rel, from_rel] = dups[k];
-    std::string tmp = JoinPath(staging, "link." + std::to_string(k));
-    ::unlink(tmp.c_str());
-    if (::link(JoinPath(o_.data_dir, from_rel).c_str(), tmp.c_str()) != 0)
+    std::string from = staged.count(from_rel) ? JoinPath(pass_dir, from_rel) : JoinPath(o_.data_dir, from_rel);
+    std::string to_path = JoinPath(pass_dir, rel);
+    if (Status st = Fs().MakeDirs(DirName(to_path)); !st.ok()) {
+      first_error = st;
+      break;
+    }
+    ::unlink(to_path.c_str());
+    if (::link(from.c_str(), to_path.c_str()) != 0)
       first_error = IOError("cannot link " + from_rel + ": " + std::strerror(errno));
     else
-      first_error = Place(tmp, rel, next[rel]);
+      staged.insert(rel);
   }
   {
     std::lock_guard<std::mutex> l(flush_mu);
@@ -447,12 +559,20 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   pass.bytes_fetched = bytes;
   log::Info("sync: targets fetched and verified", {{"count", std::to_string(queued)}, {"ms", ms()}});
   // The Updater's trusted state (rollback protection) is written, and every targets role
-  // it published is in DIR/metadata, before DIR moves on.
+  // it verified is in the pass's tree.
   PG_RETURN_IF_ERROR(trusted_fs.Flush());
+  // Every role is verified and every target of the new snapshot is present and verified:
+  // the pass's files enter DIR (still named by no served timestamp.json).
+  std::map<std::string, ExpectedFile> promote;
+  for (const auto& rel : staged) promote.emplace(rel, next.at(rel));
+  for (const auto& [name, bytes_] : trusted_fs.Published())
+    promote.emplace("metadata/" + name, ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""});
+  PG_RETURN_IF_ERROR(Promote(pass_dir, promote, leftovers));
   for (const auto& [name, bytes_] : trusted_fs.Published()) {
     served_metadata_[name] = bytes_;
     next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
   }
+  log::Info("sync: promoted", {{"files", std::to_string(promote.size())}, {"ms", ms()}});
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
@@ -510,7 +630,7 @@ Status Syncer::EnsureRootChain(const std::map<std::string, std::string>& meta, i
   auto top_bytes = meta.find(std::to_string(top) + ".root.json");
   if (top_bytes == meta.end()) return Internal("no trusted root bytes");
   std::string newer = top_bytes->second;
-  auto fetcher = NewFetcher(o_);
+  auto fetcher = MakeFetcher();
   for (int64_t v = top - 1; v >= 1; --v) {
     std::string name = std::to_string(v) + ".root.json";
     std::string path = JoinPath(mdir, name);
@@ -531,6 +651,24 @@ Status Syncer::EnsureRootChain(const std::map<std::string, std::string>& meta, i
     newer = std::move(bytes);
   }
   return Status::OK();
+}
+
+// A verified pass's files enter DIR: what earlier passes that did not switch left in the
+// staging tree and this one does not name goes first, the watch learns every file, then the
+// tree is merged into DIR by rename (a folder DIR lacks moves as one) and removed.
+Status Syncer::Promote(const std::string& pass_dir, const std::map<std::string, ExpectedFile>& files, bool leftovers) {
+  if (leftovers) {
+    std::vector<std::string> all;
+    PG_RETURN_IF_ERROR(ListFiles(pass_dir, "", &all));
+    for (const auto& rel : all)
+      if (!files.count(rel) && ::unlink(JoinPath(pass_dir, rel).c_str()) != 0)
+        return IOError("cannot remove " + JoinPath(pass_dir, rel) + ": " + std::strerror(errno));
+  }
+  if (on_place_)
+    for (const auto& [rel, e] : files) on_place_(rel, e);
+  PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "targets"), JoinPath(o_.data_dir, "targets")));
+  PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "metadata"), JoinPath(o_.data_dir, "metadata")));
+  return RemoveTree(pass_dir);
 }
 
 Status Syncer::Place(const std::string& staged, const std::string& rel, const ExpectedFile& e) {
@@ -569,7 +707,7 @@ Status Syncer::Restore(const std::string& rel) {
   tuf::TargetFile file;
   file.length = e.length;
   file.hashes["sha256"] = e.sha256;
-  auto fetcher = NewFetcher(o_);
+  auto fetcher = MakeFetcher();
   std::string staged = JoinPath(JoinPath(private_dir(), "staging"), e.sha256 + ".restore");
   client::TargetFetchOptions fo;  // fsynced: a restore is a single file
   PG_RETURN_IF_ERROR(client::FetchTargetTo(fetcher.get(),

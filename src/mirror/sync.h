@@ -10,16 +10,26 @@
 // serve it too; the mirror's private state lives in DIR/.patchgate/ (trusted metadata,
 // staging, quarantine), which is never served. No signing key is ever fetched or held.
 //
-// Durability and crashes. No file is fsynced on its own on the way (an fdatasync costs
-// milliseconds per file on a plain disk: a sync of 30,000 targets would wait minutes for
-// it). A target is streamed to DIR/.patchgate/staging, hashed while it arrives, and once
-// its length and hashes match the verified metadata it is renamed to its content-addressed
-// name under targets/ ("<sha256>.<name>": no other bytes can ever be correct there). The
-// metadata of the new snapshot is written under its versioned names the same way. All of
-// that is unsynced and named by no served metadata yet. Then one syncfs(2) of DIR's file
-// system makes every byte of the pass durable (a flusher thread calls it every 200 ms
-// during the pass, so the last one has little left to write), and only then is
-// timestamp.json written, fsynced and renamed, and its directory fsynced: the switch.
+// A pass in progress writes nothing into DIR. Targets roles are verified one after the
+// other (a few at a time) and, as soon as one is, the targets it lists that DIR lacks are
+// fetched, by hash, while the next roles are still being fetched and verified. Each is
+// written under its final name into the pass's staging tree DIR/.patchgate/staging/next
+// (DIR's layout, never served), hashed while it arrives, and kept only if its length and
+// hashes match the verified role; each verified targets role goes there too. Only when
+// EVERY role of the new snapshot is verified and EVERY target it lists is present and
+// verified does that tree enter DIR (merged by rename: a folder DIR lacks, e.g. every
+// folder of a first sync, moves in one rename), and then the snapshot's other metadata,
+// all named by no served timestamp.json yet. A pass that fails (a role that does not
+// verify, a target that does not match) leaves DIR as it was; its verified files stay in
+// the staging tree (a later pass re-hashes any file it finds there before using it, and
+// resumes partial ones) and are removed by the next switch when it does not need them.
+//
+// Durability. No file is fsynced on its own on the way (an fdatasync costs milliseconds
+// per file on a plain disk: a sync of 30,000 targets would wait minutes for it). Once the
+// files are in DIR, one syncfs(2) of DIR's file system makes every byte of the pass
+// durable (a flusher thread calls it every 200 ms while the targets arrive, so the last
+// one has little left to write), and only then is timestamp.json written, fsynced and
+// renamed, and its directory fsynced: the switch.
 // What a crash leaves:
 //  - before that syncfs returned: DIR's timestamp.json still names the old snapshot, whose
 //    files were all durable at its own switch. Files of the unfinished pass may be torn
@@ -27,9 +37,9 @@
 //    Open() re-hashes every target of the served snapshot against its verified metadata
 //    and drops any versioned metadata file newer than what the served snapshot names
 //    (LoadServed); the next pass hashes any file it finds under targets/ that the served
-//    snapshot does not name before counting it as present, re-hashes staged partial files
-//    before resuming them, and re-verifies the trusted copies of roles it reuses (signature,
-//    version). A torn file is fetched again.
+//    snapshot does not name (and any file in the staging tree) before counting it as
+//    present, re-hashes staged partial files before resuming them, and re-verifies the
+//    trusted copies of roles it reuses (signature, version). A torn file is fetched again.
 //  - after the syncfs: every file of the new snapshot is on disk before timestamp.json
 //    names it; a crash before timestamp.json's rename leaves the old one.
 // So a customer never sees metadata whose targets are not durable and verified on this node.
@@ -70,6 +80,10 @@ struct SyncOptions {
   int parallel = 8;       // concurrent target (and metadata) downloads
   int connect_timeout_seconds = 5;
   int low_speed_seconds = 20;  // slow-retrieval defence per transfer
+  // Tests: where every fetcher of the Syncer comes from (empty: the client's HTTP fetcher
+  // for `upstream` with the node token). The poll of timestamp.json is then a plain GET
+  // through one of them.
+  std::function<std::unique_ptr<client::Fetcher>()> make_fetcher;
 };
 
 // What a file in DIR must hold: by the path relative to DIR ("targets/x/<sha>.y",
@@ -124,10 +138,12 @@ class Syncer {
   Result<SyncPass> FullPass(const std::string& timestamp_bytes);
   Status EnsureRootChain(const std::map<std::string, std::string>& files, int64_t root_version);
   Status Place(const std::string& staged, const std::string& rel, const ExpectedFile& e);
+  Status Promote(const std::string& pass_dir, const std::map<std::string, ExpectedFile>& files, bool leftovers);
   Status WriteMetadata(const std::string& name, const std::string& bytes);
   Status LoadServed();
   // One kept-alive fetcher per parallel worker, reused from pass to pass.
   client::Fetcher* WorkerFetcher(size_t i);
+  std::unique_ptr<client::Fetcher> MakeFetcher() const;
 
   SyncOptions o_;
   const Clock& clock_;

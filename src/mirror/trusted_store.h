@@ -4,11 +4,11 @@
 // The Updater writes a role here only after it has verified it (signatures, version, the
 // snapshot's length and hashes). The store hands every write to one writer thread, so the
 // walk over hundreds of hashed bins never waits for the file system, and the writer puts
-// the same verified bytes of each targets role into DIR/metadata under its consistent-
-// snapshot name ("<version>.<quoted role>.json", the version taken from the verified
-// snapshot written here before it): by the end of the walk DIR/metadata already holds every
-// role of the new snapshot, and only timestamp.json (written by the Syncer at the switch)
-// makes them current. A versioned name DIR already holds must keep exactly its bytes
+// the same verified bytes of each targets role into the pass's staging tree (`place`)
+// under its consistent-snapshot name ("<version>.<quoted role>.json", the version taken
+// from the verified snapshot written here before it): by the end of the walk that tree
+// holds every role of the new snapshot; the Syncer moves it into DIR/metadata once the
+// whole pass verified, and only timestamp.json (written at the switch) makes them current. A versioned name DIR already holds must keep exactly its bytes
 // (metadata is immutable under its versioned name): other bytes fail the pass.
 //
 // Durability: root.json, timestamp.json and snapshot.json (the rollback-protection state)
@@ -39,8 +39,8 @@ struct TrustedStoreOptions {
   // The bytes DIR/metadata serves under a versioned name already, if any (called from the
   // writer thread; must not change while the store is in use).
   std::function<std::optional<std::string>(const std::string& name)> served;
-  // Moves a staged file holding `bytes` into DIR under rel ("metadata/<name>"), telling
-  // the integrity watch first (Syncer::Place). Called from the writer thread.
+  // Moves a staged file holding `bytes` to rel ("metadata/<name>") in the pass's staging
+  // tree (the Syncer). Called from the writer thread.
   std::function<Status(const std::string& staged, const std::string& rel, const std::string& bytes)> place;
 };
 

@@ -544,6 +544,7 @@ class SqlStore final : public Store {
     Status st = ids.ok() ? c_->ExecScript("COMMIT") : ids.status();
     if (!st.ok()) {
       (void)c_->ExecScript("ROLLBACK");
+      id_next_ = id_end_ = 0;  // a reservation in this transaction is undone: never hand out its ids
       return st;
     }
     return ids;
@@ -1020,17 +1021,29 @@ class SqlStore final : public Store {
   static constexpr size_t kRowsPerStatement = 1000;
 
   // Begins go to the journal (migration 0009) with ids of downloads' sequence, so a row
-  // keeps its id when folded. SQLite: the batch reserves its ids by advancing that
-  // sequence's row (the one counter ImportDownloads' AUTOINCREMENT also draws from), then
-  // appends one journal row per record: two pages written per batch, no index but the id.
+  // keeps its id when folded. SQLite: ids are reserved kIdBlock at a time by advancing that
+  // sequence's row (the one counter ImportDownloads' AUTOINCREMENT and every other writer
+  // of this store draw from), and handed out from the block by later batches: a batch then
+  // appends its journal rows and writes nothing else (one page for a small batch, no index
+  // but the id, no sequence page). A reservation commits with the batch that made it, and
+  // one rolled back is forgotten (InsertStarts); ids of a block left unused when the
+  // process ends are never used (gaps, as a PostgreSQL sequence leaves). A record's id
+  // therefore says nothing about its order among other processes' records.
+  static constexpr int64_t kIdBlock = 1024;
   Result<std::vector<int64_t>> InsertStartsOneByOne(const std::vector<DownloadStart>& starts) {
     std::vector<int64_t> ids;
     if (starts.empty()) return ids;
     const auto n = static_cast<int64_t>(starts.size());
-    PG_ASSIGN_OR_RETURN(Rows seq, c_->Query("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'downloads' "
-                                            "RETURNING seq", {n}));
-    if (seq.size() != 1) return Internal("the store has no id sequence for downloads (migration 0009 not applied?)");
-    const int64_t first = I(seq[0], 0) - n + 1;
+    if (id_end_ - id_next_ < n) {
+      const int64_t block = std::max(n, kIdBlock);
+      PG_ASSIGN_OR_RETURN(Rows seq, c_->Query("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'downloads' "
+                                              "RETURNING seq", {block}));
+      if (seq.size() != 1) return Internal("the store has no id sequence for downloads (migration 0009 not applied?)");
+      id_end_ = I(seq[0], 0) + 1;
+      id_next_ = id_end_ - block;
+    }
+    const int64_t first = id_next_;
+    id_next_ += n;
     ids.reserve(starts.size());
     for (const auto& s : starts) {
       const int64_t id = first + static_cast<int64_t>(ids.size());
@@ -1180,6 +1193,8 @@ class SqlStore final : public Store {
   friend std::optional<sql::SharedConnection> sql::ConnectionOf(Store& store);
   std::mutex mu_;
   std::unique_ptr<sql::Connection> c_;
+  // SQLite: the download ids reserved and not yet used, [id_next_, id_end_) (guarded by mu_).
+  int64_t id_next_ = 0, id_end_ = 0;
 };
 
 }  // namespace
