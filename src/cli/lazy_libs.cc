@@ -246,6 +246,8 @@ FWD(kCrypto, EVP_PKEY*, EVP_PKEY_new_raw_public_key, (int type, ENGINE* e, const
 FWD(kCrypto, const EVP_CIPHER*, EVP_aes_256_cbc, (void), ())
 FWD(kCrypto, const EVP_MD*, EVP_sha256, (void), ())
 FWD(kCrypto, const EVP_MD*, EVP_sha512, (void), ())
+FWD(kCrypto, EVP_MD*, EVP_MD_fetch, (OSSL_LIB_CTX * ctx, const char* algorithm, const char* properties),
+    (ctx, algorithm, properties))
 FWD(kCrypto, unsigned char*, HMAC,
     (const EVP_MD* md, const void* key, int key_len, const unsigned char* d, size_t n, unsigned char* out,
      unsigned int* out_len),
