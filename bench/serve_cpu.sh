@@ -3,7 +3,9 @@
 # verification on) against nginx (access_log on), same files, same run. CPU time is read
 # from /proc (user + system, every thread of the server; master + workers of nginx) around
 # each wrk run, so the figure holds on a loaded machine where req/s do not.
-# Usage: [PG=BINARY] [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
+# Usage: [PG=BINARY] [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8 tls1MiB@64"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
+#   tls1MiB: the 1 MiB target over TLS (a second `patchgate serve` with --tls-cert, nginx with ssl);
+#   not in the default rows.
 #   PERF=record also records `perf record -g` of patchgate during each row, PERF=stat counts its
 #   context switches and system calls per request (files left in $PERF_DIR, default
 #   /tmp/pg-serve-cpu-perf).
@@ -15,9 +17,10 @@ pg="$build/src/cli/patchgate"
 serve_bin="${PG:-$pg}"  # PG=/path/to/patchgate: serve with another build (before/after)
 work=$(mktemp -d /tmp/pg-servecpu.XXXXXX)
 chmod 755 "$work"
-server= ngx=
+server= server_tls= ngx=
 cleanup() {
   [[ -n "$server" ]] && kill "$server" 2>/dev/null
+  [[ -n "$server_tls" ]] && kill "$server_tls" 2>/dev/null
   [[ -n "$ngx" ]] && kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null
   rm -rf "$work"
 }
@@ -35,9 +38,19 @@ token=$("$pg" user add Bench wrk 2>/dev/null)
 "$pg" grant Bench bench >/dev/null
 chmod -R o+rX "$work/repo"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-p1=$(free_port); p2=$(free_port)
+p1=$(free_port); p2=$(free_port); p3=$(free_port); p4=$(free_port)
 "$serve_bin" serve --repo "$work/repo" --listen "127.0.0.1:$p1" --node-name bench ${SERVE_ARGS:-} >"$work/serve.log" 2>&1 &
 server=$!
+tls_rows=
+[[ " ${ROWS:-} " == *" tls"* ]] && tls_rows=1
+if [[ -n "$tls_rows" ]]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+  "$serve_bin" serve --repo "$work/repo" --listen "127.0.0.1:$p3" --node-name bench-tls --tls-cert "$work/cert.pem" \
+    --tls-key "$work/key.pem" ${SERVE_ARGS:-} >"$work/serve-tls.log" 2>&1 &
+  server_tls=$!
+  ngx_tls="server { listen 127.0.0.1:$p4 ssl; root $work/repo; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem; }"
+fi
 cat > "$work/nginx.conf" <<NGX
 worker_processes 2;
 pid $work/nginx.pid;
@@ -47,6 +60,7 @@ http {
   access_log $work/nginx-access.log combined;
   sendfile on; tcp_nopush on; keepalive_requests 100000; keepalive_timeout 120s;
   server { listen 127.0.0.1:$p2; root $work/repo; }
+  ${ngx_tls:-}
 }
 NGX
 nginx -c "$work/nginx.conf" -g 'daemon off;' &
@@ -57,6 +71,7 @@ sha() { sha256sum "$1" | cut -c1-64; }
 declare -A url=([ts]="metadata/timestamp.json" [1KiB]="targets/bench/$(sha "$work/small.bin").small.bin"
                 [1MiB]="targets/bench/$(sha "$work/medium.bin").medium.bin"
                 [50MiB]="targets/bench/$(sha "$work/large.bin").large.bin")
+url[tls1MiB]=${url[1MiB]}
 ticks() {  # CPU clock ticks (user + system) of the given pids, all their threads
   local t=0 p
   for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
@@ -66,7 +81,7 @@ hz=$(getconf CLK_TCK)
 measure() {  # measure URL CONNS PIDS... -> "req/s us-per-request"
   local u=$1 c=$2
   shift 2
-  curl -fsS -o /dev/null -H "Authorization: Bearer $token" "$u" || die "$u does not answer"
+  curl -kfsS -o /dev/null -H "Authorization: Bearer $token" "$u" || die "$u does not answer"
   local before after
   before=$(ticks "$@")
   wrk -t"$(( c > 1 ? 2 : 1 ))" -c"$c" -d"${secs}s" -H "Authorization: Bearer $token" "$u" > "$work/wrk.out" 2>&1 || die "wrk failed on $u"
@@ -80,17 +95,22 @@ ngx_pids() { echo "$ngx" $(pgrep -P "$ngx"); }
 printf "%-8s %5s | %10s %12s | %10s %12s | %s\n" case conns "pg req/s" "pg us/req" "ngx req/s" "ngx us/req" "cpu ratio pg/ngx"
 for r in ${ROWS:-1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8}; do
   name=${r%@*} conns=${r#*@}
+  pg_url="http://127.0.0.1:$p1" ngx_url="http://127.0.0.1:$p2" pg_pid=$server
+  if [[ "$name" == tls* ]]; then
+    pg_url="https://127.0.0.1:$p3" ngx_url="https://127.0.0.1:$p4" pg_pid=$server_tls
+    for _ in $(seq 100); do curl -kfsS "$pg_url/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+  fi
   perfpid=
   if [[ -n "${PERF:-}" ]]; then
     mkdir -p "${PERF_DIR:=/tmp/pg-serve-cpu-perf}"
     if [[ "$PERF" == record ]]; then
-      perf record -g -p "$server" -o "$PERF_DIR/$r.data" -- sleep "$secs" >/dev/null 2>&1 &
+      perf record -g -p "$pg_pid" -o "$PERF_DIR/$r.data" -- sleep "$secs" >/dev/null 2>&1 &
     else
-      perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p "$server" -o "$PERF_DIR/$r.stat" -- sleep "$secs" >/dev/null 2>&1 &
+      perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p "$pg_pid" -o "$PERF_DIR/$r.stat" -- sleep "$secs" >/dev/null 2>&1 &
     fi
     perfpid=$!
   fi
-  read -r a b <<<"$(measure "http://127.0.0.1:$p1/${url[$name]}" "$conns" "$server")"
+  read -r a b <<<"$(measure "$pg_url/${url[$name]}" "$conns" "$pg_pid")"
   if [[ -n "$perfpid" ]]; then
     wait "$perfpid" || true
     if [[ "$PERF" == stat ]]; then
@@ -103,7 +123,7 @@ print(f"  patchgate per request: {cs / n:.2f} context switches, {sc / n:.2f} sys
 PY
     fi
   fi
-  read -r x y <<<"$(measure "http://127.0.0.1:$p2/${url[$name]}" "$conns" $(ngx_pids))"
+  read -r x y <<<"$(measure "$ngx_url/${url[$name]}" "$conns" $(ngx_pids))"
   printf "%-8s %5s | %10s %12s | %10s %12s | %.2f\n" "$name" "$conns" "$a" "$b" "$x" "$y" "$(python3 -c "print($b/$y)")"
 done
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"
