@@ -581,7 +581,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   PG_RETURN_IF_ERROR(Promote(pass_dir, promote, leftovers));
   for (const auto& [name, bytes_] : trusted_fs.Published()) {
     served_metadata_[name] = bytes_;
-    next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
+    next["metadata/" + name] = promote.at("metadata/" + name);
   }
   log::Info("sync: promoted", {{"files", std::to_string(promote.size())}, {"ms", ms()}});
 
@@ -616,7 +616,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // and the verified files in place for the next pass (which finds them by hash).
   if (::syncfs(dfd) != 0) return IOError("cannot sync the file system of " + o_.data_dir + ": " + std::strerror(errno));
   log::Info("sync: synced to disk", {{"ms", ms()}});
-  expected_ = next;  // before the switch, so the watch knows every byte that is about to appear
+  expected_ = std::move(next);  // before the switch, so the watch knows every byte that is about to appear
   PG_RETURN_IF_ERROR(WriteMetadata("timestamp.json", ts->second));
   PG_RETURN_IF_ERROR(Fs().SyncDir(JoinPath(o_.data_dir, "metadata")));
   last_timestamp_ = ts->second;
