@@ -16,9 +16,10 @@
 #     - `patchgate incident list` (process start + store open + one tiny query);
 #     - the whole command `patchgate incident scope --node N --from T1 --to T2 --store URL`,
 #       table output and --csv;
-#     - the floor: the same index query (Store::QueryDownloads, what the scope runs) timed
-#       inside one process with the store already open and the heap the command uses
-#       (huge pages, core/heap_huge_pages.h) (bench/scope_bench floor, 7 runs);
+#     - the floor: the same index query (Store::VisitScopeDownloads, what the scope runs,
+#       each row seen in place and nothing kept) timed inside one process with the store
+#       already open and the heap the command uses (huge pages, core/heap_huge_pages.h)
+#       (bench/scope_bench floor, 7 runs), and beside it the scope's grouping and table;
 #     each with the CPU time per command: patchgate's own, and on PostgreSQL the server's
 #     (a fresh server process per command: most of the wall time on a loaded machine);
 #     - what no command can go below on this machine, measured the same way: an empty process
@@ -31,6 +32,9 @@
 #     warm between commands): what a deployment with a pooler gets.
 # Every command's exit status and output are checked (the totals line or the number of CSV
 # rows must be the expected count); a failed run aborts the bench.
+# SCOPE_BENCH_KEEP=DIR (SQLite only): the generated store is kept as DIR/scope-DOWNLOADS-DAYS.db
+# and, when it is there already, reused instead of generated again (minutes at 10M rows);
+# the trail is then the one the script generated before, re-checked by the same counts.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -192,10 +196,18 @@ for engine in $engines; do
   echo
   echo "== $engine"
   unset SERVER_PID
+  reused=
   if [[ $engine == sqlite ]]; then
-    url="sqlite://$work/scope.db"
+    db="$work/scope.db"
+    if [[ -n ${SCOPE_BENCH_KEEP:-} ]]; then
+      mkdir -p "$SCOPE_BENCH_KEEP"
+      db="$(cd "$SCOPE_BENCH_KEEP" && pwd)/scope-$downloads-$days.db"
+      # Reused only when a generation finished (DB.complete), never a half-written one.
+      if [[ -s $db && -e $db.complete ]]; then reused=1; else rm -f "$db" "$db"-wal "$db"-shm "$db".complete; fi
+    fi
+    url="sqlite://$db"
     series_of() { echo "generate_series($1, $2)"; }
-    q() { sqlite3 -batch -bail "$work/scope.db" "$@"; }
+    q() { sqlite3 -batch -bail "$db" "$@"; }
   else
     url=$(bash "$root/tests/pg/pg.sh" start "$work/pg")
     SERVER_PID=$(head -1 "$work/pg/db/postmaster.pid"); export SERVER_PID
@@ -204,7 +216,9 @@ for engine in $engines; do
   fi
   "$pg" incident list --store "$url" >/dev/null  # creates the store: every migration
   start=$(date +%s.%N)
-  if [[ $engine == sqlite ]]; then
+  if [[ -n $reused ]]; then
+    echo "  reusing the store generated before: $db (SCOPE_BENCH_KEEP)"
+  elif [[ $engine == sqlite ]]; then
     ddl=$(q "SELECT sql || ';' FROM sqlite_master WHERE tbl_name = 'downloads' AND type IN ('index', 'trigger') AND sql IS NOT NULL")
     drops=$(q "SELECT 'DROP ' || type || ' ' || name || ';' FROM sqlite_master WHERE tbl_name = 'downloads' AND type IN ('index', 'trigger') AND sql IS NOT NULL")
     q "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; $drops BEGIN; $(generate_sql "$(series_of 0 $((downloads + 16500)))") COMMIT;
@@ -221,8 +235,9 @@ for engine in $engines; do
     q "VACUUM ANALYZE downloads"
   fi
   total=$(q "SELECT COUNT(*) FROM downloads")
-  echo "  generated $total download records in $(python3 -c "import time; print(f'{time.time() - $start:.0f}')") s (indexes and triggers re-created after the load)"
+  [[ -n $reused ]] || echo "  generated $total download records in $(python3 -c "import time; print(f'{time.time() - $start:.0f}')") s (indexes and triggers re-created after the load)"
   [[ $(q "SELECT COUNT(*) FROM download_bounds") == 20 ]] || { echo "FAILED: no bound for each of the 20 nodes"; exit 1; }
+  if [[ $engine == sqlite && -n ${SCOPE_BENCH_KEEP:-} ]]; then touch "$db.complete"; fi
   time_cli "floor: an empty process (/bin/true)" 0 exit /bin/true
   if [[ $engine == postgresql ]]; then
     time_cli "floor: a C program that only loads libpq, connects as the store does, runs SELECT 1, disconnects (bench/pq_floor.c)" \
@@ -244,8 +259,9 @@ for engine in $engines; do
       "$pg" incident scope --node "$node" --from "$(rfc "$from")" --to "$(rfc "$to")" --store "$url"
     time_cli "whole command, --csv" "$expected" csv \
       "$pg" incident scope --node "$node" --from "$(rfc "$from")" --to "$(rfc "$to")" --store "$url" --csv
-    read -r med min < <("$build/bench/scope_bench" floor "$url" "$node" "$(rfc "$from")" "$(rfc "$to")" "$expected")
-    echo "  floor, the bare index query in one process with the store open (and the command's huge-page heap): median $med ms, min $min ms (7 runs)"
+    read -r med min scope_med table_med < <("$build/bench/scope_bench" floor "$url" "$node" "$(rfc "$from")" "$(rfc "$to")" "$expected")
+    echo "  floor, the bare index query (rows seen in place, nothing kept) in one process with the store open (and the command's huge-page heap): median $med ms, min $min ms (7 runs)"
+    echo "    in the same process: the scope (query + grouping) median $scope_med ms, the table median $table_med ms"
     if [[ -n $bouncer_url ]]; then
       SERVER_PID="$SERVER_PID $(cat "$work/pg/bouncer/pgbouncer.pid")" time_cli \
         "extra row, a deployment with a pooler (not the headline): whole command through PgBouncer, table output" \
@@ -255,8 +271,8 @@ for engine in $engines; do
   if [[ -n $bouncer_url ]]; then kill "$(cat "$work/pg/bouncer/pgbouncer.pid")"; fi
   if ((lines > 0)); then "$build/bench/scope_bench" import "$url" "$lines"; fi
   if [[ $engine == sqlite ]]; then
-    echo "  database size: $(du -ch "$work"/scope.db* | tail -1 | cut -f1)"
-    rm -f "$work"/scope.db*
+    echo "  database size: $(du -ch "$db"* | tail -1 | cut -f1)"
+    [[ -n ${SCOPE_BENCH_KEEP:-} ]] || rm -f "$db" "$db"-wal "$db"-shm
   else
     echo "  database size: $(q "SELECT pg_size_pretty(pg_database_size(current_database()))")"
     bash "$root/tests/pg/pg.sh" stop "$work/pg"

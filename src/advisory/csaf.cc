@@ -172,7 +172,7 @@ std::string RenderIncidentResponse(const Incident& inc, const incident::Scope& s
   std::string id = "PG-INC-" + std::to_string(inc.id);
   std::set<std::string> files;
   for (const auto& g : scope.orgs)
-    for (const auto& d : g.downloads) files.insert(d.target_path);
+    for (const auto& d : g.downloads) files.emplace(d.target_path);
   std::string what = "Between " + D(inc.window_start) + " and " + D(inc.window_end) + " our download node \"" + inc.node +
                      "\" served files that may have been altered" + (inc.cause.empty() ? "" : " (" + inc.cause + ")") +
                      ". The incident was detected at " + D(inc.detected_at) + ". " + scope.Totals() + ".";

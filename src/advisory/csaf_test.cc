@@ -106,7 +106,7 @@ TEST_F(CsafTest, EmbargoedPreNoticeFinalAdvisoryAndIncidentResponseAreValid) {
   g.name = "Contoso";
   Download d;
   d.target_path = "office/2.1/setup.exe";
-  g.downloads.push_back(d);
+  g.downloads.push_back(scope.Keep(d));
   scope.orgs.push_back(g);
   scope.downloads = 1;
   std::string ir = RenderIncidentResponse(inc, scope, "WHITE", 1'789'020'000'000'000, p_);

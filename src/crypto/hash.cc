@@ -56,8 +56,22 @@ std::string OneShot(const EVP_MD* md, std::string_view data) {
 }
 }  // namespace
 
-std::string Sha256Hex(std::string_view data) { return OneShot(EVP_sha256(), data); }
-std::string Sha512Hex(std::string_view data) { return OneShot(EVP_sha512(), data); }
+// The digests fetched once: EVP_sha256() is OpenSSL 3's implicit form, which looks the
+// implementation up again in every EVP_Digest call (about half of hashing a bearer token,
+// which the server does for every request). A fetch that fails (e.g. a FIPS-only
+// configuration without the provider) falls back to the implicit form, which fails the same
+// way it always did.
+const EVP_MD* Sha256Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md ? md : EVP_sha256();
+}
+const EVP_MD* Sha512Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA512", nullptr);
+  return md ? md : EVP_sha512();
+}
+
+std::string Sha256Hex(std::string_view data) { return OneShot(Sha256Md(), data); }
+std::string Sha512Hex(std::string_view data) { return OneShot(Sha512Md(), data); }
 
 Result<FileDigest> Sha256File(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

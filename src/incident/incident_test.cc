@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <stdlib.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "core/clock.h"
+#include "core/csv.h"
 #include "core/scratch_dir.h"
 #include "incident/import.h"
 #include "incident/nginx_log.h"
@@ -35,7 +39,8 @@ std::unique_ptr<Store> FreshStore(const std::string& dir) {
 std::set<std::tuple<std::string, std::string, std::string, int64_t>> Keys(const Scope& s) {
   std::set<std::tuple<std::string, std::string, std::string, int64_t>> k;
   for (const auto& g : s.orgs)
-    for (const auto& d : g.downloads) k.insert({d.org_name, d.username, d.target_path, d.started_at / 1'000'000});
+    for (const auto& d : g.downloads)
+      k.insert({std::string(d.org_name), std::string(d.username), std::string(d.target_path), d.started_at / 1'000'000});
   return k;
 }
 
@@ -206,6 +211,198 @@ TEST(Scope, FilesAreCountedPerOrganisationAndInTotal) {
   EXPECT_EQ(sc->Totals(), "7 downloads of 4 files by 3 users in 2 organisations");
 }
 
+// The grouping works on interned ids (scope.cc): each text kept once, organisations and
+// users ranked by name, files compared inside one user's rows. Checked against a plain
+// recomputation from the full records (QueryDownloads) on a window with thousands of rows:
+// hundreds of distinct files (the interning tables grow several times), users of several
+// organisations, names that differ only in their last byte, unknown users, equal start
+// times (then by id), aborted downloads with their detail. Both engines.
+TEST(Scope, GroupingByInternedIdsMatchesAPlainRecomputation) {
+  ScratchDir scratch("group");
+  const std::vector<std::string> urls = EngineUrls(scratch.path());
+  for (const auto& url : urls) {
+    SCOPED_TRACE(url);
+    auto opened = Store::Open(url);
+    ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+    Store& store = **opened;
+    const std::string tag = "g" + std::to_string(SystemClock::Get().NowMicros());
+    for (int o = 0; o < 12; ++o) ASSERT_TRUE(store.AddOrganisation({0, tag + "-org-" + std::to_string(11 - o), "gold"}).ok());
+    std::vector<std::string> names;
+    for (int u = 0; u < 60; ++u) {
+      names.push_back(tag + "-user-" + std::to_string(u % 7) + "-" + std::string(1, static_cast<char>('a' + u / 7)));
+      ASSERT_TRUE(store.AddUser(tag + "-org-" + std::to_string(u % 12), names.back(), tag + "-h" + std::to_string(u)).ok());
+    }
+    for (int u = 0; u < 5; ++u) names.push_back(tag + "-stranger-" + std::to_string(u));  // unknown to the store
+    const std::string node = tag + "-node";
+    const int64_t t0 = 1'790'000'000LL * 1'000'000;
+    std::vector<Download> rows;
+    uint64_t x = 88172645463325252ULL;
+    auto next = [&x] {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return x;
+    };
+    for (int i = 0; i < 3000; ++i) {
+      Download d;
+      d.started_at = t0 + static_cast<int64_t>(next() % 400) * 1'000'000;  // many equal start times
+      d.ended_at = d.started_at + 2'000'000;
+      d.node = node;
+      d.username = names[next() % names.size()];
+      const uint64_t f = next() % 450;
+      d.target_path = "p/" + std::to_string(f % 3) + "/file-" + std::to_string(f) + (f % 2 ? "x" : "y");
+      d.sha256 = std::string(63, 'a') + std::to_string(f % 10);
+      d.bytes_sent = 1 + next() % 1000;
+      d.outcome = DownloadOutcome::kComplete;
+      d.http_status = 200;
+      d.import_key = tag + "-" + std::to_string(i);
+      rows.push_back(std::move(d));
+    }
+    auto imported = store.ImportDownloads(rows);
+    ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+    ASSERT_EQ(imported->inserted, rows.size());
+    // Served downloads too, two of them cut with a detail.
+    auto someone = store.GetUser(names[3]);
+    ASSERT_TRUE(someone.ok());
+    auto ids = store.BeginDownloads({{t0 + 5'000'000, node, someone->id, someone->org_id, "p/cut-1", "c1"},
+                                     {t0 + 5'000'000, node, someone->id, someone->org_id, "p/cut-2", "c2"},
+                                     {t0 + 5'000'000, node, someone->id, someone->org_id, "p/whole", "c3"}});
+    ASSERT_TRUE(ids.ok());
+    ASSERT_TRUE(store.FinishDownloads({{(*ids)[0], t0 + 6'000'000, 7, DownloadOutcome::kAborted, "integrity: one"},
+                                       {(*ids)[1], t0 + 6'000'000, 8, DownloadOutcome::kAborted, "integrity: two"},
+                                       {(*ids)[2], t0 + 6'000'000, 9, DownloadOutcome::kComplete, ""}})
+                    .ok());
+
+    const ScopeQuery q{node, t0, t0 + 500 * 1'000'000LL};
+    auto sc = ComputeScope(store, store, q);
+    ASSERT_TRUE(sc.ok()) << sc.status().ToString();
+
+    // The plain recomputation: full records, grouped by organisation name, then ordered by
+    // user, file, time and id.
+    DownloadQuery dq;
+    dq.node = node;
+    dq.since = q.from;
+    dq.until = q.to;
+    dq.successful_only = true;
+    auto all = store.QueryDownloads(dq);
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    ASSERT_EQ(all->size(), rows.size() + 3);
+    std::map<std::string, std::vector<Download>> by_org;
+    for (const auto& d : *all) by_org[d.org_name.empty() ? "(unknown user)" : d.org_name].push_back(d);
+    std::set<std::string> all_files, all_users;
+    ASSERT_EQ(sc->orgs.size(), by_org.size());
+    size_t g = 0;
+    for (auto& [name, list] : by_org) {
+      std::sort(list.begin(), list.end(), [](const Download& a, const Download& b) {
+        return std::tie(a.username, a.target_path, a.started_at, a.id) < std::tie(b.username, b.target_path, b.started_at, b.id);
+      });
+      const OrgScope& got = sc->orgs[g++];
+      ASSERT_EQ(got.name, name);
+      ASSERT_EQ(got.downloads.size(), list.size()) << name;
+      std::set<std::string> files, users;
+      for (size_t k = 0; k < list.size(); ++k) {
+        const Download& want = list[k];
+        const ScopeDownload& d = got.downloads[k];
+        ASSERT_EQ(d.id, want.id) << name << " #" << k;
+        EXPECT_EQ(d.username, want.username);
+        EXPECT_EQ(d.target_path, want.target_path);
+        EXPECT_EQ(d.sha256, want.sha256);
+        EXPECT_EQ(d.started_at, want.started_at);
+        EXPECT_EQ(d.node, want.node);
+        EXPECT_EQ(d.source, want.source);
+        EXPECT_EQ(d.org_name, want.org_name);
+        EXPECT_EQ(d.bytes_sent, want.bytes_sent);
+        EXPECT_EQ(d.outcome, want.outcome);
+        EXPECT_EQ(d.unknown_user, want.unknown_user);
+        EXPECT_EQ(d.detail, want.detail);
+        files.insert(want.target_path);
+        users.insert(want.username);
+      }
+      EXPECT_EQ(got.files, files.size()) << name;
+      EXPECT_EQ(got.users, users.size()) << name;
+      all_files.insert(files.begin(), files.end());
+      all_users.insert(users.begin(), users.end());
+    }
+    EXPECT_EQ(sc->files, all_files.size());
+    EXPECT_EQ(sc->downloads, all->size());
+    EXPECT_GT(all_files.size(), 400u);  // enough distinct files to grow the tables several times
+    EXPECT_NE(RenderTable(*sc).find("aborted: integrity: two"), std::string::npos);
+    EXPECT_EQ(RenderJson(*sc), RenderJsonWhole(*sc));
+  }
+}
+
+// RenderJson writes the downloads itself (the rest of the document by nlohmann): byte for
+// byte the document built whole, whatever the texts hold: quotes, backslashes, control
+// bytes, DEL, valid UTF-8, invalid bytes, empty texts, the text of the placeholder it
+// replaces, in every field; flags set and not; refusals after the organisations.
+TEST(Scope, TheJsonIsTheSameAsTheWholeDocumentWhateverTheTextsHold) {
+  const std::vector<std::string> texts = {"plain", "", "a \"quoted\" word", "back\\slash", std::string("nul\0x", 5),
+                                          "tab\tand\nnewline\r", "\x1b[31mred", "del\x7f", "caf\xc3\xa9 \xe2\x82\xac",
+                                          "bad \xff\xfe byte", "cut \xc3", "\"downloads\": []", "x\"downloads\": []"};
+  Scope s;
+  s.query = {"node \"7\"", 0, 86'400'000'000, {"p/\"a\"", "p/\xff"}, 12, "cause"};
+  for (size_t o = 0; o < 3; ++o) {
+    OrgScope g;
+    g.name = texts[(o * 5 + 2) % texts.size()] + std::to_string(o);
+    g.tier = texts[(o + 11) % texts.size()];
+    g.contacts = {texts[o % texts.size()]};
+    for (size_t k = 0; k < texts.size(); ++k) {
+      Download d;
+      d.id = static_cast<int64_t>(o * 100 + k);
+      d.started_at = static_cast<int64_t>(k) * 1'000'000'000;
+      d.username = texts[k];
+      d.target_path = texts[(k + 1) % texts.size()];
+      d.sha256 = texts[(k + 2) % texts.size()];
+      d.node = texts[(k + 3) % texts.size()];
+      d.source = k % 2 ? "imported" : texts[(k + 4) % texts.size()];
+      d.detail = texts[(k + 5) % texts.size()];
+      d.bytes_sent = k * 1'000'000'007ULL;
+      d.outcome = static_cast<DownloadOutcome>(k % 4);
+      d.unknown_user = k % 3 == 0;
+      d.unknown_target = k % 5 == 0;
+      g.downloads.push_back(s.Keep(d));
+    }
+    s.downloads += g.downloads.size();
+    s.orgs.push_back(g);
+  }
+  s.orgs.push_back(OrgScope{});  // an organisation without downloads: an empty array
+  OrgRefusals r;
+  r.name = "\"downloads\": []";
+  r.refusals.push_back({"n", 5, 1, "o", "u\"", "t\xff", "why \"", 3});
+  s.refused.push_back(r);
+  s.refusals = 3;
+  const std::string json = RenderJson(s);
+  EXPECT_EQ(json, RenderJsonWhole(s));
+  EXPECT_NE(json.find("\"user\": \"a \\\"quoted\\\" word\""), std::string::npos) << json;
+  EXPECT_TRUE(nlohmann::json::accept(json));
+}
+
+// The CSV's fast path passes a cell through as it is only when CsvCell would: a comma,
+// semicolon or quote anywhere in a 19-byte text (the check reads eight bytes at a time),
+// and a leading formula character, send it through CsvCell.
+TEST(Scope, TheCsvQuotesEveryCellThatNeedsItWhereverTheCharacterSits) {
+  for (char bad : {',', ';', '"', '=', '+', '-', '@', '\t', '\n', '\x7f'}) {
+    for (size_t pos = 0; pos < 19; ++pos) {
+      std::string name(19, 'u');
+      name[pos] = bad;
+      Scope s;
+      s.query = {"n1", 0, 1};
+      OrgScope g;
+      g.name = "Acme";
+      Download d;
+      d.username = name;
+      d.target_path = "p/" + name;
+      d.sha256 = name;
+      g.downloads.push_back(s.Keep(d));
+      s.orgs.push_back(g);
+      const std::string csv = RenderCsv(s);
+      const std::string want = "Acme,,,," + CsvCell(name) + "," + CsvCell("p/" + name) + ",1970-01-01T00:00:00Z," +
+                               CsvCell(name) + ",,0,served,in_progress,\n";
+      EXPECT_NE(csv.find(want), std::string::npos) << "byte " << int(bad) << " at " << pos << "\n" << csv;
+    }
+  }
+}
+
 // The table escapes every byte a terminal could act on (below 0x20, 0x7f and above),
 // wherever it sits in a text: the fast path that passes printable ASCII through checks
 // eight bytes at a time, so each byte is tried at each position of a 19-byte name.
@@ -222,7 +419,7 @@ TEST(Scope, TheTableEscapesEveryNonPrintableByteWhereverItSits) {
       d.username = name;
       d.target_path = "p/" + name;
       d.sha256 = std::string(64, 'a');
-      g.downloads.push_back(d);
+      g.downloads.push_back(s.Keep(d));
       s.orgs.push_back(g);
       const std::string table = RenderTable(s);
       EXPECT_EQ(table.find(name), std::string::npos) << "byte " << int(bad) << " at " << pos;
@@ -239,7 +436,7 @@ TEST(Scope, TheTableEscapesEveryNonPrintableByteWhereverItSits) {
     g.name = "Acme";
     Download d;
     d.username = "user-" + name;
-    g.downloads.push_back(d);
+    g.downloads.push_back(s.Keep(d));
     s.orgs.push_back(g);
     EXPECT_NE(RenderTable(s).find("  user-" + name + "\n"), std::string::npos) << len;
   }

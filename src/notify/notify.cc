@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "core/csv.h"
 #include "core/json_output.h"
 #include "core/log.h"
 #include "crypto/hash.h"
@@ -36,16 +37,18 @@ Mail ComposeMail(const incident::Scope& s, const incident::OrgScope& g, const st
   for (const auto& d : g.downloads) {
     if (listed == kMaxListedInBody) break;
     ++listed;
-    b += "  - " + d.target_path + "\n      downloaded " + T(d.started_at) + " by user " + d.username +
-         "\n      sha256 served: " + (d.sha256.empty() ? "(not recorded)" : d.sha256) + "\n      node: " + d.node + "\n";
+    b += "  - " + std::string(d.target_path) + "\n      downloaded " + T(d.started_at) + " by user " +
+         std::string(d.username) + "\n      sha256 served: " +
+         (d.sha256.empty() ? std::string("(not recorded)") : std::string(d.sha256)) + "\n      node: " + std::string(d.node) +
+         "\n";
   }
   if (listed < g.downloads.size()) {
     b += "  ... and " + std::to_string(g.downloads.size() - listed) +
          " more: the attached downloads.csv lists all " + std::to_string(g.downloads.size()) + ".\n";
     std::string csv = "file,downloaded_at,user,sha256_served,node\r\n";
     for (const auto& d : g.downloads)
-      csv += CsvCell(d.target_path) + "," + T(d.started_at) + "," + CsvCell(d.username) + "," + CsvCell(d.sha256) + "," +
-             CsvCell(d.node) + "\r\n";
+      csv += patchgate::CsvCell(d.target_path) + "," + T(d.started_at) + "," + patchgate::CsvCell(d.username) + "," +
+             patchgate::CsvCell(d.sha256) + "," + patchgate::CsvCell(d.node) + "\r\n";
     m.attachments.push_back({"downloads.csv", "text/csv; charset=utf-8", std::move(csv)});
   }
   b += "\nWhat to do:\n"

@@ -260,7 +260,7 @@ TEST(ComposeMail, LongListsGoIntoACsvAttachmentAndTheBodyStaysBounded) {
     d.sha256 = std::string(64, 'a');
     d.node = "mirror-2";
     d.started_at = s.query.from + i;
-    g.downloads.push_back(d);
+    g.downloads.push_back(s.Keep(d));
   }
   Mail m = ComposeMail(s, g, "PSIRT <psirt@vendor.example>", "https://x.example/ack/abc");
   EXPECT_LT(m.body.size(), kMaxBodyBytes);

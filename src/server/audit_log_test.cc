@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "crypto/hash.h"
@@ -315,22 +316,30 @@ TEST_F(AuditLogTest, ABeginIsAnsweredOnlyAfterTheFlushThatCoversIt) {
   EXPECT_TRUE(Eventually([&] { return answered.load(); }));
 }
 
-TEST_F(AuditLogTest, WhileOneFlushRunsTheNextBatchIsWritten) {
+TEST_F(AuditLogTest, WhileOneFlushRunsTheNextBatchIsWrittenAndLaterBeginsJoinTheNextOne) {
   HeldFlush held(store_.get());
   AuditLog log(&held, &metrics_, milliseconds(0));
   held.Hold(true);
   std::atomic<int> answered{0};
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
   ASSERT_TRUE(held.WaitFlushes(1));
-  // The first flush is held; the next begins are still written meanwhile (a second commit
-  // in flight), and wait for a flush of their own.
+  // The first flush is held; the next begin is still written meanwhile (a second commit
+  // in flight), and waits for a flush of its own.
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  EXPECT_TRUE(Eventually([&] { return Count(DownloadOutcome::kInProgress) == 2; }));
+  EXPECT_EQ(held.writes.load(), 2);
+  // A batch already waits for the next flush: later begins are not written in a commit of
+  // their own while the flush runs, but together, when it ends, before the next flush.
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
-  EXPECT_TRUE(Eventually([&] { return Count(DownloadOutcome::kInProgress) == 3; }));
-  EXPECT_GE(held.writes.load(), 2);
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(Count(DownloadOutcome::kInProgress), 2u);
+  EXPECT_EQ(held.writes.load(), 2);
   EXPECT_EQ(answered.load(), 0);
   held.Hold(false);
-  EXPECT_TRUE(Eventually([&] { return answered.load() == 3; }));
+  EXPECT_TRUE(Eventually([&] { return answered.load() == 4; }));
+  EXPECT_EQ(held.writes.load(), 3);
+  EXPECT_EQ(Count(DownloadOutcome::kInProgress), 4u);
 }
 
 TEST_F(AuditLogTest, AFailedFlushRefusesItsDownloadsAndTheirRecordsSaySo) {
@@ -403,6 +412,86 @@ TEST_F(AuditLogTest, FinishedRecordsAreFoldedWhileBeginsKeepFlowing) {
     EXPECT_EQ(*(*moved)[0][1], std::to_string(kThreads * kEach));
   }
   EXPECT_EQ(Count(DownloadOutcome::kComplete), static_cast<size_t>(kThreads * kEach));
+}
+
+
+// CPU time (ns) the audit log's threads ("pg-audit") have used so far: the kernel's
+// per-thread accounting (/proc/self/task/*/schedstat), summed.
+uint64_t AuditThreadsCpuNs() {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(e.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "pg-audit") continue;
+    std::ifstream stat(e.path() / "schedstat");
+    uint64_t ns = 0;
+    if (stat >> ns) total += ns;
+  }
+  return total;
+}
+
+// A store whose begin writes take `delay_ms` (a slow disk, a busy database).
+class SlowWrites : public ForwardingSink {
+ public:
+  explicit SlowWrites(AuditSink* s) : ForwardingSink(s), real_(s) {}
+  Result<std::vector<int64_t>> WriteDownloads(const std::vector<DownloadStart>& s) override {
+    if (int d = delay_ms.load(); d > 0) {
+      in_slow_write = true;
+      std::this_thread::sleep_for(milliseconds(d));
+    }
+    return real_->WriteDownloads(s);
+  }
+  Status WriteFinishes(const std::vector<DownloadFinish>& f) override { return real_->WriteFinishes(f); }
+  Status SyncDownloads() override { return real_->SyncDownloads(); }
+  Result<size_t> FoldDownloads(size_t max_rows, int64_t before) override { return real_->FoldDownloads(max_rows, before); }
+  std::atomic<int> delay_ms{0};
+  std::atomic<bool> in_slow_write{false};
+
+ private:
+  AuditSink* real_;
+};
+
+// The audit threads sleep when they have nothing they can do: while idle, and while one of
+// them waits on a slow store with begins queued behind it and a fold falling due meanwhile
+// (a fold due but held back by waiting begins once made the other thread spin on a past
+// deadline). Asserted as a share of the wall time, printed: a thread that spins uses a
+// large share of it even on a loaded machine; a sleeping one next to nothing.
+TEST_F(AuditLogTest, ItsThreadsSleepWhileIdleAndWhileTheStoreIsSlow) {
+  SlowWrites slow(store_.get());
+  AuditLog log(&slow, &metrics_, milliseconds(0));
+  constexpr int kRecords = 20;
+  for (int i = 0; i < kRecords; ++i) {
+    auto id = log.Begin(Start());
+    ASSERT_TRUE(id.ok());
+    log.Finish({*id, 2000, 10, DownloadOutcome::kComplete});
+  }
+  // The ends are written (a fold falls due kFoldDelay later); now a begin write takes 2.5 s
+  // and two more begins wait behind it.
+  ASSERT_TRUE(Eventually([&] { return Count(DownloadOutcome::kComplete) == kRecords; }));
+  slow.delay_ms = 2500;
+  std::atomic<int> answered{0};
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  ASSERT_TRUE(Eventually([&] { return slow.in_slow_write.load(); }));
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
+  auto share = [](std::chrono::milliseconds window) {
+    const uint64_t cpu0 = AuditThreadsCpuNs();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(window);
+    const uint64_t cpu = AuditThreadsCpuNs() - cpu0;
+    const auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+    return static_cast<double>(cpu) / static_cast<double>(wall);
+  };
+  const double waiting = share(milliseconds(2000));  // spans the fold falling due
+  std::printf("audit threads' CPU while a write is slow: %.2f%% of the wall time\n", waiting * 100);
+  EXPECT_LT(waiting, 0.05) << "the audit threads use CPU while waiting for the store";
+  slow.delay_ms = 0;
+  ASSERT_TRUE(Eventually([&] { return answered.load() == 3; }));
+  ASSERT_TRUE(Eventually([&] { return metrics_.audit_folded.load() >= static_cast<uint64_t>(kRecords); }));
+  const double idle = share(milliseconds(1000));
+  std::printf("audit threads' CPU while idle: %.2f%% of the wall time\n", idle * 100);
+  EXPECT_LT(idle, 0.05) << "the audit threads use CPU while idle";
 }
 
 }  // namespace

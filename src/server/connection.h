@@ -77,6 +77,11 @@ class Conn {
 
 // Takes ownership of `fd` (a connected, non-blocking socket).
 std::unique_ptr<Conn> MakePlainConn(int fd);
+// For a long body sent by sendfile (plain TCP): the SO_SNDBUF to ask for, given the
+// socket's buffer now and the system's limits (net.ipv4.tcp_wmem's maximum, which
+// autotuning reaches; net.core.wmem_max, what a process may set): > 0 ask for that; 0 leave
+// it (it would not grow past what autotuning gives); -1 not yet (autotuning is still growing it).
+int SendBufferToAskFor(int current, int autotune_max, int settable_max);
 // Takes ownership of `fd`; the handshake runs through Handshake().
 std::unique_ptr<Conn> MakeTlsConn(int fd, ssl_ctx_st* ctx);
 

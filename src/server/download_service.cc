@@ -18,14 +18,12 @@
 namespace patchgate::server {
 
 namespace {
-// Plain connections send a body from kSendfileFromMemfdMin up to kSendfileFromMemfdMax from
-// the sealed memfd (sendfile, no copy through user space); a smaller one goes out with the
-// head in one write. A larger one is written from the memfd's read-only mapping (populated
-// when it was sealed): sendfile from a memfd looks each 4 KiB page up on its own, which for
-// a 50 MiB body cost 37% of the server's CPU (perf, bench/serve_cpu.sh PERF=record) and
-// 2.7-3.9x nginx's CPU per download, against 1.55x when the body is copied from the mapping.
+// Plain connections send a body of at least kSendfileFromMemfdMin from the sealed memfd
+// (sendfile, no copy through user space); a smaller one goes out with the head in one write.
+// The memfd holds its whole 2 MiB spans in 2 MiB folios (VerifiedBytes::Reserve): sendfile
+// from 4 KiB shmem pages looked each page up on its own, 37% of the server's CPU for a
+// 50 MiB body (perf, bench/serve_cpu.sh PERF=record).
 constexpr uint64_t kSendfileFromMemfdMin = 64 << 10;
-constexpr uint64_t kSendfileFromMemfdMax = 4 << 20;
 
 // The bytes a request asks for of a file of `len` bytes: all of it, or its one Range, with
 // the header as it is recorded; `unsatisfiable` for a range outside the file (416). Both

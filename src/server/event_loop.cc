@@ -112,6 +112,7 @@ struct LoopConn {
   bool in_epoll = false;
   bool with_worker = false;   // loop thread only: a worker owns it until it is handed back
   bool responded = false;     // a response just went out: wait for readability before reading
+  bool readable = false;      // loop thread only: epoll reported input not read yet (skips that wait)
   uint32_t events = 0;        // registered interest
   int64_t deadline_ms = 0;
   size_t lingered = 0;
@@ -310,7 +311,7 @@ struct ConnectionLoops::Impl {
             }
           }
           if (stopping && c->buf.empty() && !c->first) return Close(l, c);  // draining: idle ones close
-          if (c->responded && c->buf.empty() && !c->conn->MayHoldInput()) {
+          if (c->responded && !c->readable && c->buf.empty() && !c->conn->MayHoldInput()) {
             // Right after a response the next request is rarely there yet: wait for it
             // instead of a read that would say so (level-triggered: if it is there, the
             // next epoll_wait reports it at once).
@@ -318,6 +319,7 @@ struct ConnectionLoops::Impl {
             return WaitFor(l, c);
           }
           c->responded = false;
+          c->readable = false;
           size_t got = 0;
           Io r = c->conn->TryRead(l.rbuf, sizeof l.rbuf, &got);
           if (r == Io::kOk) {
@@ -613,12 +615,16 @@ struct ConnectionLoops::Impl {
           // registration (two epoll_ctl calls per request saved). Should its socket turn
           // readable meanwhile (a pipelined request, a close), it is taken out until it
           // comes back, so a level-triggered event does not spin.
-          // One handed back already (`back`) is taken back after these events, this turn.
+          // One handed back already (`back`) is taken back after these events, this turn;
+          // the event is kept so that it reads at once instead of waiting for the next one.
           if (!c->with_worker) {
+            c->readable = (evs[i].events & EPOLLIN) != 0;
             Step(l, c);
           } else if (!c->back.load()) {
             c->event_while_away.store(true);
             Unregister(l, c);
+          } else {
+            c->readable = (evs[i].events & EPOLLIN) != 0;
           }
         }
       }

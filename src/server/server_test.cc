@@ -455,8 +455,8 @@ class TamperTest : public ServerTest {
     ServerTest::SetUp();
     tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 4 << 20; };
   }
-  void PublishBig() {
-    big_ = std::string(16 << 20, '\0');
+  void PublishBig(size_t size = 16 << 20) {
+    big_ = std::string(size, '\0');
     uint32_t x = 12345;
     for (auto& c : big_) {
       x = x * 1103515245 + 12345;
@@ -563,6 +563,37 @@ TEST_F(TamperTest, AFileKeptInMemoryIsSentAsVerifiedAndRefusedOnceChanged) {
   EXPECT_EQ(m.find("patchgate_verify_mismatch_total 0"), std::string::npos) << m;
   StopServer();
   EXPECT_EQ(Records("complete"), 2u);
+}
+
+// A 1.5 MiB file is kept in a memfd rounded up to one 2 MiB folio (VerifiedBytes::Footprint)
+// and sent from it by sendfile: exactly its bytes go out, whole or ranged, and nothing past
+// them (two requests on one connection: a stray zero would break the second response); once
+// changed on disk it is verified again and refused, and no changed byte is sent.
+TEST_F(TamperTest, AFileKeptInARoundedFolioIsSentExactlyAndRefusedOnceChanged) {
+  PublishBig((3 << 20) / 2);
+  audit_finish_ms_ = 0;
+  tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 64 << 20; };
+  StartServer();
+  ASSERT_EQ(BodyOf(Get(big_url_)), big_);  // verified and kept
+  Client c(server_->port());
+  std::string auth = "Authorization: Bearer alice-token\r\n";
+  c.Send("GET " + big_url_ + " HTTP/1.1\r\nHost: t\r\n" + auth + "\r\nGET " + big_url_ +
+         " HTTP/1.1\r\nHost: t\r\n" + auth + "Range: bytes=-100\r\nConnection: close\r\n\r\n");
+  std::string both = c.ReadAll();
+  size_t body1 = both.find("\r\n\r\n") + 4;
+  ASSERT_GE(both.size(), body1 + big_.size());
+  EXPECT_TRUE(both.substr(body1, big_.size()) == big_) << "not the verified bytes";
+  std::string second = both.substr(body1 + big_.size());
+  EXPECT_EQ(StatusOf(second), 206) << second.substr(0, 200);
+  EXPECT_EQ(BodyOf(second), big_.substr(big_.size() - 100));
+  std::string m = Get("/metrics", "");
+  EXPECT_NE(m.find("patchgate_verify_loads_total 1\n"), std::string::npos) << m;
+  PokeInPlace(big_file_, 1 << 20, std::string(4096, 'E'));
+  std::string r = Get(big_url_);
+  EXPECT_EQ(StatusOf(r), 503);
+  EXPECT_EQ(r.find(std::string(64, 'E')), std::string::npos);
+  StopServer();
+  EXPECT_EQ(Records("complete") + Records("partial"), 3u);
 }
 
 // Eight customers ask for a cold 16 MiB file (kept in verified memory) at once: one of

@@ -84,13 +84,22 @@ class VerifiedBytes {
   std::string_view view() const { return {data_, size_}; }
   size_t size() const { return size_; }
   int sealed_fd() const { return fd_; }  // -1: heap copy
+  // Whether the memfd's whole 2 MiB spans are held in 2 MiB folios (MADV_COLLAPSE).
+  bool huge_folios() const { return huge_; }
+  // The memory held for n bytes kept in a memfd: n, or n rounded up to a whole 2 MiB folio
+  // when its last part past a whole one is at least 1 MiB (sendfile then finds one folio
+  // per 64 KiB there too; at most 1 MiB, and less than the bytes themselves, is zeros).
+  static size_t Footprint(size_t n);
+  size_t footprint() const { return fd_ >= 0 ? map_len_ : size_; }  // Footprint(size()) for a memfd
 
  private:
   VerifiedBytes() = default;
   const char* data_ = nullptr;
   size_t size_ = 0;
   int fd_ = -1;
+  bool huge_ = false;
   void* map_ = nullptr;
+  size_t map_len_ = 0;  // of map_ and of the memfd
   std::string owned_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 
 #include <atomic>
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <vector>
 
 #include "crypto/hash.h"
@@ -372,6 +375,104 @@ TEST_F(VerifiedFileTest, WholeHashIsRightForOneChunkAndForMany) {
   ASSERT_TRUE(b.ok());
   EXPECT_GT(b->v->chunks.size(), 1u);
   EXPECT_EQ(b->v->sha256, Sha256Hex(bytes_));
+}
+
+// A kept file of whole 2 MiB spans plus a tail: its memfd holds the spans in 2 MiB folios
+// where the kernel grants them (MADV_COLLAPSE), and is sealed all the same: the bytes kept,
+// mapped and sent by sendfile(2) are exactly the ones hashed, and no write through the
+// memfd - not even through a new writable descriptor or mapping of it - can change them.
+TEST_F(VerifiedFileTest, AFileKeptInHugeFoliosIsTheHashedBytesAndSealed) {
+  std::string big((4 << 20) + 5000, '\0');
+  uint32_t x = 7;
+  for (auto& c : big) {
+    x = x * 1103515245 + 12345;
+    c = static_cast<char>(x >> 24);
+  }
+  std::ofstream(path_, std::ios::binary | std::ios::trunc) << big;
+  ::close(fd_);
+  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd_, 0);
+  VerifyCache cache(VerifyCache::kChunkSize, 64 << 20, 256 << 20);
+  Verified v = VerifyWithContent(cache);
+  ASSERT_TRUE(v.content);
+  EXPECT_EQ(v.v->sha256, Sha256Hex(big));
+  EXPECT_TRUE(v.content->view() == big);
+  int fd = v.content->sealed_fd();
+  ASSERT_GE(fd, 0) << "no memfd: the sendfile path is not exercised";
+  std::cout << "memfd in 2 MiB folios: " << (v.content->huge_folios() ? "yes" : "no (kernel refused)") << "\n";
+  if (v.content->huge_folios()) {  // mapped at a 2 MiB boundary, so whole folios can be
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(v.content->view().data()) % (2 << 20), 0u);
+  }
+  // Sealed: no write through the descriptor held, nor through a new one opened for writing.
+  EXPECT_LT(::pwrite(fd, "Z", 1, 4 << 20), 0);
+  EXPECT_EQ(errno, EPERM);
+  int again = ::open(("/proc/self/fd/" + std::to_string(fd)).c_str(), O_RDWR);
+  if (again >= 0) {
+    EXPECT_LT(::pwrite(again, "Z", 1, 0), 0) << "a new descriptor could write the kept bytes";
+    EXPECT_EQ(::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, again, 0), MAP_FAILED);
+    ::close(again);
+  }
+  EXPECT_NE(::ftruncate(fd, 0), 0);
+  EXPECT_NE(::fallocate(fd, 0, 0, 8 << 20), 0);
+  // What sendfile(2) sends from it is the hashed bytes, across the folios and the tail.
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  std::string sent;
+  off_t off = (2 << 20) - 1000;
+  char buf[65536];
+  while (sent.size() < (2 << 20) + 4000) {
+    ssize_t n = ::sendfile(p[1], fd, &off, std::min<size_t>(sizeof buf, (2 << 20) + 4000 - sent.size()));
+    ASSERT_GT(n, 0);
+    ASSERT_EQ(::read(p[0], buf, static_cast<size_t>(n)), n);
+    sent.append(buf, static_cast<size_t>(n));
+  }
+  ::close(p[0]);
+  ::close(p[1]);
+  EXPECT_TRUE(sent == big.substr((2 << 20) - 1000, (2 << 20) + 4000));
+  // The file on disk changes: the bytes kept do not.
+  Poke(3 << 20, "EVIL");
+  EXPECT_TRUE(v.content->view() == big);
+}
+
+// A file whose part past its whole 2 MiB spans is at least 1 MiB is kept in a memfd rounded
+// up to a whole folio: the budget counts the memory really held (the rounded length), and
+// the bytes handed out are still exactly the file's, zeros past them never among them.
+TEST_F(VerifiedFileTest, ARoundedUpFileCountsItsMemoryAndHandsOutOnlyItsBytes) {
+  EXPECT_EQ(VerifiedBytes::Footprint(1000), 1000u);
+  EXPECT_EQ(VerifiedBytes::Footprint((1 << 20) - 1), (1u << 20) - 1);
+  EXPECT_EQ(VerifiedBytes::Footprint(1 << 20), 2u << 20);
+  EXPECT_EQ(VerifiedBytes::Footprint((2 << 20) + 5000), (2u << 20) + 5000);
+  EXPECT_EQ(VerifiedBytes::Footprint((3 << 20) + 1), 4u << 20);
+  EXPECT_EQ(VerifiedBytes::Footprint(50 << 20), 50u << 20);
+  std::string mib((1 << 20) + 77, '\0');
+  for (size_t i = 0; i < mib.size(); ++i) mib[i] = static_cast<char>(1 + i % 251);  // no zero byte
+  std::vector<std::pair<int, struct stat>> files;
+  for (int i = 0; i < 2; ++i) {
+    std::string p = dir_ + "/mib" + std::to_string(i);
+    std::ofstream(p, std::ios::binary) << mib;
+    int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    struct stat st {};
+    ASSERT_EQ(::fstat(fd, &st), 0);
+    files.emplace_back(fd, st);
+  }
+  // Room for one rounded file (2 MiB) but not two, though their bytes alone would fit.
+  VerifyCache cache(VerifyCache::kChunkSize, 4 << 20, /*content_budget=*/(3 << 20) + (1 << 19));
+  auto a = cache.Verify(files[0].first, files[0].second, &m_);
+  ASSERT_TRUE(a.ok() && a->content);
+  EXPECT_EQ(a->v->sha256, Sha256Hex(mib));
+  EXPECT_TRUE(a->content->view() == mib);
+  EXPECT_EQ(a->content->footprint(), a->content->sealed_fd() >= 0 ? 2u << 20 : mib.size());
+  EXPECT_EQ(cache.content_bytes(), a->content->footprint());
+  auto b = cache.Verify(files[1].first, files[1].second, &m_);
+  ASSERT_TRUE(b.ok() && b->content);
+  EXPECT_TRUE(b->content->view() == mib);
+  EXPECT_LE(cache.content_bytes(), (3u << 20) + (1 << 19)) << "the budget was exceeded";
+  if (a->content->sealed_fd() >= 0) {
+    EXPECT_FALSE(cache.CachedContent(files[0].second, &m_));  // dropped for b
+  }
+  EXPECT_EQ(cache.loading_bytes(), 0u);
+  for (auto& f : files) ::close(f.first);
 }
 
 TEST_F(VerifiedFileTest, FsVerityIsDetectedPerFile) {

@@ -316,6 +316,75 @@ TEST_P(DownloadJournalTest, AKillBeforeTheFoldLosesNothing) {
   EXPECT_EQ(List(**reopened).size(), 5u);
 }
 
+// Two stores on one database (two serving nodes, or a node and an import) draw ids from
+// the one sequence: on SQLite each reserves ids in blocks. Ids never repeat, and a batch
+// the store refused (its reservation rolled back with it) does not leave the refusing
+// store handing out ids that another store has since taken.
+TEST_P(DownloadJournalTest, StoresSharingTheDatabaseNeverHandOutTheSameId) {
+  auto other = Store::Open(engine_->url());
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  // The first batch of store_ is refused (an unknown user): whatever it reserved is undone.
+  DownloadStart bad = Start(kT0);
+  bad.user_id = user_id_ + 1'000'000;
+  EXPECT_FALSE(store_->WriteDownloads({Start(kT0), bad}).ok());
+  std::set<int64_t> seen;
+  auto take = [&](Store& s, int n, int64_t at) {
+    std::vector<DownloadStart> starts;
+    for (int i = 0; i < n; ++i) starts.push_back(Start(at + i));
+    auto ids = s.WriteDownloads(starts);
+    ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    ASSERT_EQ(ids->size(), static_cast<size_t>(n));
+    for (int64_t id : *ids) EXPECT_TRUE(seen.insert(id).second) << "id handed out twice: " << id;
+  };
+  take(**other, 3, kT0 + 100);
+  take(*store_, 3, kT0 + 200);
+  take(**other, 2, kT0 + 300);
+  take(*store_, 2000, kT0 + 400);  // more than one block at once
+  take(**other, 1, kT0 + 5000);
+  take(*store_, 1, kT0 + 6000);
+  ASSERT_TRUE(store_->SyncDownloads().ok());
+  EXPECT_EQ(List(*store_).size(), seen.size());
+  for (;;) {
+    auto moved = store_->FoldDownloads(1000, kAll);
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    if (*moved < 1000) break;
+  }
+  EXPECT_EQ(Count(*store_, "downloads"), static_cast<int64_t>(seen.size()));
+}
+
+// The node's longest download (download_bounds, migrations 0007 and 0010) is kept by every
+// fold: set by the node's first finished record, raised only by a longer one, never lowered.
+TEST_P(DownloadJournalTest, FoldsKeepTheNodesLongestDownload) {
+  auto longest = [&]() -> std::optional<int64_t> {
+    auto shared = sql::ConnectionOf(*store_);
+    std::lock_guard<std::mutex> l(*shared->mu);
+    auto rows = shared->conn->Query("SELECT longest_micros FROM download_bounds WHERE node = ?", {node_});
+    EXPECT_TRUE(rows.ok()) << rows.status().ToString();
+    if (!rows.ok() || rows->empty()) return std::nullopt;
+    return std::stoll(*(*rows)[0][0]);
+  };
+  auto fold_lengths = [&](const std::vector<int64_t>& lengths) {
+    std::vector<DownloadStart> starts;
+    for (size_t i = 0; i < lengths.size(); ++i) starts.push_back(Start(kT0 + static_cast<int64_t>(i)));
+    auto ids = store_->WriteDownloads(starts);
+    ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+    std::vector<DownloadFinish> ends;
+    for (size_t i = 0; i < lengths.size(); ++i)
+      ends.push_back({(*ids)[i], kT0 + static_cast<int64_t>(i) + lengths[i], 1, DownloadOutcome::kComplete, ""});
+    ASSERT_TRUE(store_->WriteFinishes(ends).ok());
+    auto moved = store_->FoldDownloads(1000, kNever);
+    ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+    EXPECT_EQ(*moved, lengths.size());
+  };
+  EXPECT_FALSE(longest().has_value());
+  fold_lengths({5, 50, 20});
+  EXPECT_EQ(longest(), 50);
+  fold_lengths({10});
+  EXPECT_EQ(longest(), 50);
+  fold_lengths({30, 70, 60});
+  EXPECT_EQ(longest(), 70);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, DownloadJournalTest, TestEngine::Names(), TestEngine::ParamName);
 
 }  // namespace

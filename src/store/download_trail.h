@@ -10,7 +10,9 @@
 // the store cannot answer.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -18,11 +20,38 @@
 
 namespace patchgate {
 
+// One row of an incident scope seen in place (VisitScopeDownloads): the texts are valid
+// during the callback only.
+struct ScopeRowView {
+  int64_t id = 0, started_at = 0;
+  int64_t org_id = 0;  // 0 when the user is unknown
+  uint64_t bytes_sent = 0;
+  DownloadOutcome outcome = DownloadOutcome::kInProgress;
+  std::string_view node, username, target_path, sha256, source;
+  bool unknown_user = false, unknown_target = false;
+};
+
 class DownloadTrail {
  public:
   virtual ~DownloadTrail() = default;
 
   virtual Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) = 0;
+  // The rows QueryDownloads(q) returns with q.scope_columns (implied here), handed to `row`
+  // one by one in place, without a Download (eleven strings) built for each; then the
+  // detail of each aborted row (migration 0005) to `detail(id, text)`. One snapshot, as
+  // one QueryDownloads. The default reads QueryDownloads.
+  virtual Status VisitScopeDownloads(const DownloadQuery& q, const std::function<void(const ScopeRowView&)>& row,
+                                     const std::function<void(int64_t id, std::string_view detail)>& detail) {
+    DownloadQuery scope = q;
+    scope.scope_columns = true;
+    PG_ASSIGN_OR_RETURN(std::vector<Download> rows, QueryDownloads(scope));
+    for (const Download& d : rows)
+      row({d.id, d.started_at, d.org_id, d.bytes_sent, d.outcome, d.node, d.username, d.target_path, d.sha256, d.source,
+           d.unknown_user, d.unknown_target});
+    for (const Download& d : rows)
+      if (!d.detail.empty()) detail(d.id, d.detail);
+    return Status::OK();
+  }
   // The engine's plan for QueryDownloads(q) (EXPLAIN QUERY PLAN / EXPLAIN), one line per
   // plan node: lets tests and operators check which index a query uses.
   virtual Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) = 0;

@@ -33,6 +33,10 @@ class ForwardingStore : public Store {
     return target_->FoldDownloads(max_rows, unfinished_before);
   }
   Result<std::vector<Download>> QueryDownloads(const DownloadQuery& q) override { return target_->QueryDownloads(q); }
+  Status VisitScopeDownloads(const DownloadQuery& q, const std::function<void(const ScopeRowView&)>& row,
+                             const std::function<void(int64_t, std::string_view)>& detail) override {
+    return target_->VisitScopeDownloads(q, row, detail);
+  }
   Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override { return target_->ExplainQueryDownloads(q); }
   Result<ImportResult> ImportDownloads(const std::vector<Download>& rows) override { return target_->ImportDownloads(rows); }
   Result<int64_t> CreateIncident(const Incident& incident) override { return target_->CreateIncident(incident); }

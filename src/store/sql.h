@@ -50,6 +50,16 @@ using Rows = std::vector<Row>;
 // A row seen in place: each column's text (nullopt for NULL), valid during the callback only.
 using RowView = std::vector<std::optional<std::string_view>>;
 
+// A row seen in place, one column at a time, valid during the callback only. Integers are
+// read as integers where the engine holds them so (SQLite), without a round trip through
+// decimal text; on an engine that hands over text (PostgreSQL) the text is parsed.
+class RowCursor {
+ public:
+  virtual ~RowCursor() = default;
+  virtual int64_t Int(int column) const = 0;                         // 0 for NULL
+  virtual std::optional<std::string_view> Text(int column) const = 0;  // nullopt for NULL
+};
+
 class Connection {
  public:
   virtual ~Connection() = default;
@@ -60,6 +70,11 @@ class Connection {
   // (large results: a scope of tens of thousands of rows).
   virtual Status QueryEach(std::string_view sql, const std::vector<Param>& params,
                            const std::function<void(const RowView&)>& fn) = 0;
+  // The same, each row seen through a RowCursor (a scope's rows: no per-row vector of
+  // columns, no integer written out as text and parsed back). The default reads QueryEach's
+  // rows.
+  virtual Status QueryCursor(std::string_view sql, const std::vector<Param>& params,
+                             const std::function<void(const RowCursor&)>& fn);
   // Runs a script of several statements without parameters (migrations).
   virtual Status ExecScript(std::string_view sql) = 0;
   // Number of rows changed by the last INSERT/UPDATE/DELETE.

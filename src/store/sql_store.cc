@@ -544,6 +544,7 @@ class SqlStore final : public Store {
     Status st = ids.ok() ? c_->ExecScript("COMMIT") : ids.status();
     if (!st.ok()) {
       (void)c_->ExecScript("ROLLBACK");
+      id_next_ = id_end_ = 0;  // a reservation in this transaction is undone: never hand out its ids
       return st;
     }
     return ids;
@@ -604,9 +605,11 @@ class SqlStore final : public Store {
       }
       common += ")";
     }
+    // The outcomes as comparisons, not IN (...): SQLite evaluates an IN list of constants
+    // by probing an ephemeral b-tree, once per row (an eighth of a busy scope's stepping).
     if (q.successful_only)
       common += " AND ((d.source = 'served' AND (d.outcome = 'in_progress' OR "
-                "(d.outcome IN ('complete', 'partial', 'aborted') AND d.bytes_sent > 0))) OR "
+                "((d.outcome = 'complete' OR d.outcome = 'partial' OR d.outcome = 'aborted') AND d.bytes_sent > 0))) OR "
                 "(d.source = 'imported' AND d.http_status >= 200 AND d.http_status < 300))";
     auto part = [&](const std::string& own, const std::vector<Param>& own_p) {
       std::string sql = std::string(select) + " WHERE 1 = 1" + common + own;
@@ -695,32 +698,65 @@ class SqlStore final : public Store {
     return out;
   }
 
-  // Fills in the detail of the aborted rows of a scope (kScopeDetailSelect), by id, a few
-  // hundred ids per statement.
+  // Fills in the detail of the aborted rows of a scope (kScopeDetailSelect), by id.
   Status ReadAbortedDetails(std::vector<Download>& rows) {
     std::unordered_map<int64_t, Download*> aborted;
+    std::vector<int64_t> ids;
     for (auto& d : rows)
-      if (d.outcome == DownloadOutcome::kAborted) aborted.emplace(d.id, &d);
+      if (d.outcome == DownloadOutcome::kAborted && aborted.emplace(d.id, &d).second) ids.push_back(d.id);
+    return ReadDetails(ids, [&](int64_t id, std::string_view detail) {
+      if (auto it = aborted.find(id); it != aborted.end()) it->second->detail = detail;
+    });
+  }
+
+  // Hands the detail of each download of `ids` (distinct) to `fn`, a few hundred ids per
+  // statement; the row may still be in the journal (migration 0009): one statement reads both.
+  Status ReadDetails(const std::vector<int64_t>& ids, const std::function<void(int64_t, std::string_view)>& fn) {
     constexpr size_t kPerStatement = 500;
-    std::vector<Param> ids;
-    auto flush = [&]() -> Status {
-      if (ids.empty()) return Status::OK();
-      // The row may still be in the journal (migration 0009); one statement reads both.
-      const std::string in = "(" + sql::RepeatTuple("?", ids.size()) + ")";
+    for (size_t first = 0; first < ids.size(); first += kPerStatement) {
+      const size_t n = std::min(kPerStatement, ids.size() - first);
+      const std::string in = "(" + sql::RepeatTuple("?", n) + ")";
       std::string sql = std::string(kScopeDetailSelect) + in + " UNION ALL " + kScopeDetailJournalSelect + in;
-      std::vector<Param> both(ids);
-      both.insert(both.end(), ids.begin(), ids.end());
-      Status st = c_->QueryEach(sql, both, [&](const sql::RowView& r) {
-        if (auto it = aborted.find(IV(r, 0)); it != aborted.end()) it->second->detail = SV(r, 1);
-      });
-      ids.clear();
-      return st;
-    };
-    for (const auto& [id, _] : aborted) {
-      ids.push_back(id);
-      if (ids.size() == kPerStatement) PG_RETURN_IF_ERROR(flush());
+      std::vector<Param> both;
+      both.reserve(2 * n);
+      for (int pass = 0; pass < 2; ++pass)
+        for (size_t i = first; i < first + n; ++i) both.emplace_back(ids[i]);
+      PG_RETURN_IF_ERROR(c_->QueryEach(sql, both, [&](const sql::RowView& r) { fn(IV(r, 0), SV(r, 1)); }));
     }
-    return flush();
+    return Status::OK();
+  }
+
+  Status VisitScopeDownloads(const DownloadQuery& q, const std::function<void(const ScopeRowView&)>& row,
+                             const std::function<void(int64_t, std::string_view)>& detail) override {
+    DownloadQuery scope = q;
+    scope.scope_columns = true;
+    std::lock_guard<std::mutex> l(mu_);
+    return WithDownloadsSql(scope, [&](const std::string& sql, const std::vector<Param>& p) -> Status {
+      // kScopeSelect's columns, read in place: no Download, no string per text.
+      std::vector<int64_t> aborted;
+      ScopeRowView v;
+      PG_RETURN_IF_ERROR(c_->QueryCursor(sql, p, [&](const sql::RowCursor& r) {
+        auto text = [&r](int c) { return r.Text(c).value_or(std::string_view()); };
+        v.id = r.Int(0);
+        v.started_at = r.Int(1);
+        v.node = text(2);
+        v.username = text(3);
+        v.org_id = r.Int(4);
+        v.target_path = text(5);
+        v.sha256 = text(6);
+        v.bytes_sent = static_cast<uint64_t>(r.Int(7));
+        v.outcome = ParseDownloadOutcome(text(8)).value_or(DownloadOutcome::kInProgress);
+        v.source = text(9);
+        v.unknown_user = r.Int(10) != 0;
+        v.unknown_target = r.Int(11) != 0;
+        if (v.outcome == DownloadOutcome::kAborted) aborted.push_back(v.id);
+        row(v);
+      }));
+      // A download is one row of the UNION (folded or not), so the ids are distinct.
+      return ReadDetails(aborted, [&](int64_t id, std::string_view d) {
+        if (!d.empty()) detail(id, d);
+      });
+    });
   }
 
   Result<std::string> ExplainQueryDownloads(const DownloadQuery& q) override {
@@ -985,17 +1021,29 @@ class SqlStore final : public Store {
   static constexpr size_t kRowsPerStatement = 1000;
 
   // Begins go to the journal (migration 0009) with ids of downloads' sequence, so a row
-  // keeps its id when folded. SQLite: the batch reserves its ids by advancing that
-  // sequence's row (the one counter ImportDownloads' AUTOINCREMENT also draws from), then
-  // appends one journal row per record: two pages written per batch, no index but the id.
+  // keeps its id when folded. SQLite: ids are reserved kIdBlock at a time by advancing that
+  // sequence's row (the one counter ImportDownloads' AUTOINCREMENT and every other writer
+  // of this store draw from), and handed out from the block by later batches: a batch then
+  // appends its journal rows and writes nothing else (one page for a small batch, no index
+  // but the id, no sequence page). A reservation commits with the batch that made it, and
+  // one rolled back is forgotten (InsertStarts); ids of a block left unused when the
+  // process ends are never used (gaps, as a PostgreSQL sequence leaves). A record's id
+  // therefore says nothing about its order among other processes' records.
+  static constexpr int64_t kIdBlock = 1024;
   Result<std::vector<int64_t>> InsertStartsOneByOne(const std::vector<DownloadStart>& starts) {
     std::vector<int64_t> ids;
     if (starts.empty()) return ids;
     const auto n = static_cast<int64_t>(starts.size());
-    PG_ASSIGN_OR_RETURN(Rows seq, c_->Query("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'downloads' "
-                                            "RETURNING seq", {n}));
-    if (seq.size() != 1) return Internal("the store has no id sequence for downloads (migration 0009 not applied?)");
-    const int64_t first = I(seq[0], 0) - n + 1;
+    if (id_end_ - id_next_ < n) {
+      const int64_t block = std::max(n, kIdBlock);
+      PG_ASSIGN_OR_RETURN(Rows seq, c_->Query("UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'downloads' "
+                                              "RETURNING seq", {block}));
+      if (seq.size() != 1) return Internal("the store has no id sequence for downloads (migration 0009 not applied?)");
+      id_end_ = I(seq[0], 0) + 1;
+      id_next_ = id_end_ - block;
+    }
+    const int64_t first = id_next_;
+    id_next_ += n;
     ids.reserve(starts.size());
     for (const auto& s : starts) {
       const int64_t id = first + static_cast<int64_t>(ids.size());
@@ -1145,6 +1193,8 @@ class SqlStore final : public Store {
   friend std::optional<sql::SharedConnection> sql::ConnectionOf(Store& store);
   std::mutex mu_;
   std::unique_ptr<sql::Connection> c_;
+  // SQLite: the download ids reserved and not yet used, [id_next_, id_end_) (guarded by mu_).
+  int64_t id_next_ = 0, id_end_ = 0;
 };
 
 }  // namespace

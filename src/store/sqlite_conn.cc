@@ -18,6 +18,26 @@ namespace patchgate::sql {
 
 namespace {
 
+// The current row of a stepped statement. A text that SQLite cannot give (out of memory:
+// NULL for a value that is not NULL) marks the cursor; the query then fails.
+class StatementCursor final : public RowCursor {
+ public:
+  explicit StatementCursor(sqlite3_stmt* st) : st_(st) {}
+  int64_t Int(int column) const override { return sqlite3_column_int64(st_, column); }
+  std::optional<std::string_view> Text(int column) const override {
+    const unsigned char* t = sqlite3_column_text(st_, column);
+    if (!t) {
+      if (sqlite3_column_type(st_, column) != SQLITE_NULL) out_of_memory = true;
+      return std::nullopt;
+    }
+    return std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st_, column)));
+  }
+  mutable bool out_of_memory = false;
+
+ private:
+  sqlite3_stmt* st_;
+};
+
 class SqliteConnection : public Connection {
  public:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
@@ -127,6 +147,31 @@ class SqliteConnection : public Connection {
         row[static_cast<size_t>(c)] = std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st, c)));
       }
       fn(row);
+    }
+    sqlite3_reset(st);
+    return Status::OK();
+  }
+
+  // Each column read straight from the statement: sqlite3_column_int64 for integers, the
+  // text in place for texts (no copy, no vector of columns per row).
+  Status QueryCursor(std::string_view sql, const std::vector<Param>& params,
+                     const std::function<void(const RowCursor&)>& fn) override {
+    PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(sql));
+    Bind(st, params);
+    StatementCursor cursor(st);
+    for (;;) {
+      int rc = sqlite3_step(st);
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) {
+        Status s = Err("step");
+        sqlite3_reset(st);
+        return s;
+      }
+      fn(cursor);
+      if (cursor.out_of_memory) {
+        sqlite3_reset(st);
+        return Internal("sqlite: column: out of memory");
+      }
     }
     sqlite3_reset(st);
     return Status::OK();

@@ -1,4 +1,5 @@
 // The Connection decorator that escapes every text parameter that is not storable.
+#include <charconv>
 #include <deque>
 
 #include "core/text.h"
@@ -46,6 +47,11 @@ class StorableTextConnection final : public Connection {
     return WithEscaped(params, [&](const std::vector<Param>& p) { return inner_->QueryEach(sql, p, fn); });
   }
 
+  Status QueryCursor(std::string_view sql, const std::vector<Param>& params,
+                     const std::function<void(const RowCursor&)>& fn) override {
+    return WithEscaped(params, [&](const std::vector<Param>& p) { return inner_->QueryCursor(sql, p, fn); });
+  }
+
   Status ExecScript(std::string_view sql) override { return inner_->ExecScript(sql); }
   int64_t Changes() override { return inner_->Changes(); }
   bool SetDeferredSync(bool on) override { return inner_->SetDeferredSync(on); }
@@ -73,6 +79,30 @@ class StorableTextConnection final : public Connection {
 };
 
 }  // namespace
+
+namespace {
+
+// QueryEach's row as a RowCursor: integers parsed from their text.
+class RowViewCursor final : public RowCursor {
+ public:
+  explicit RowViewCursor(const RowView& row) : row_(row) {}
+  int64_t Int(int column) const override {
+    int64_t v = 0;
+    if (const auto& t = row_[static_cast<size_t>(column)]) std::from_chars(t->data(), t->data() + t->size(), v);
+    return v;
+  }
+  std::optional<std::string_view> Text(int column) const override { return row_[static_cast<size_t>(column)]; }
+
+ private:
+  const RowView& row_;
+};
+
+}  // namespace
+
+Status Connection::QueryCursor(std::string_view sql, const std::vector<Param>& params,
+                               const std::function<void(const RowCursor&)>& fn) {
+  return QueryEach(sql, params, [&fn](const RowView& row) { fn(RowViewCursor(row)); });
+}
 
 std::unique_ptr<Connection> WithStorableText(std::unique_ptr<Connection> conn) {
   return std::make_unique<StorableTextConnection>(std::move(conn));
