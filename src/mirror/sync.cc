@@ -358,6 +358,8 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   size_t queued = 0, listed = 0;
   // Rels put into the pass's tree: each worker's own list, gathered once they are done.
   std::vector<std::vector<std::string>> staged_by(static_cast<size_t>(o_.parallel) + 1);
+  // Rels found under their name in DIR already, verified by hash (the watch learns them too).
+  std::vector<std::vector<std::string>> found_by(static_cast<size_t>(o_.parallel) + 1);
   std::atomic<size_t> placed{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<bool> failed{false};
@@ -373,10 +375,14 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     auto d = Sha256File(path);
     return d.ok() && d->sha256 == e.sha256 && d->length == e.length;
   };
-  auto fetch_one = [&](client::Fetcher* f, const Job& j, std::vector<std::string>& staged) -> Status {
-    // Under its name in DIR already (an earlier mirror version placed it, or it is a
-    // stray): hashed before it counts.
-    if (j.maybe_in_dir && holds(JoinPath(o_.data_dir, j.rel), j.e)) return Status::OK();
+  auto fetch_one = [&](client::Fetcher* f, const Job& j, std::vector<std::string>& staged,
+                       std::vector<std::string>& found) -> Status {
+    // Under its name in DIR already (left by a crash during an earlier switch, or a stray):
+    // hashed before it counts.
+    if (j.maybe_in_dir && holds(JoinPath(o_.data_dir, j.rel), j.e)) {
+      found.push_back(j.rel);
+      return Status::OK();
+    }
     std::string dest = JoinPath(pass_dir, j.rel);
     if (leftovers) {
       // Left by a pass that did not switch: a complete file is hashed before it counts; a
@@ -410,7 +416,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     }
     return st;
   };
-  auto worker = [&](client::Fetcher* f, std::vector<std::string>* staged) {
+  auto worker = [&](client::Fetcher* f, std::vector<std::string>* staged, std::vector<std::string>* found) {
     for (;;) {
       Job j;
       {
@@ -420,7 +426,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         j = std::move(queue.front());
         queue.pop_front();
       }
-      if (Status st = fetch_one(f, j, *staged); !st.ok()) return fail(st);
+      if (Status st = fetch_one(f, j, *staged, *found); !st.ok()) return fail(st);
     }
   };
   auto visit = [&](std::vector<client::TargetInfo> batch) -> Status {
@@ -486,7 +492,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     }
   });
   std::vector<std::thread> threads;
-  for (size_t i = 0; i < worker_fetchers.size(); ++i) threads.emplace_back(worker, worker_fetchers[i], &staged_by[i]);
+  for (size_t i = 0; i < worker_fetchers.size(); ++i) threads.emplace_back(worker, worker_fetchers[i], &staged_by[i], &found_by[i]);
   // Roles the last good pass verified are reused when exactly as trusted (Updater::
   // VisitAllTargets); when only leaf roles changed (a publish touching one hash bin), only
   // they are fetched, verified and handed over.
@@ -565,12 +571,17 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // the pass's files enter DIR (still named by no served timestamp.json).
   std::map<std::string, ExpectedFile> promote;
   for (const auto& rel : staged) promote.emplace(rel, next.at(rel));
+  std::vector<std::pair<std::string, ExpectedFile>> found;  // in DIR already: the watch learns them
+  for (const auto& v : found_by)
+    for (const auto& rel : v) found.emplace_back(rel, next.at(rel));
   for (const auto& [name, bytes_] : trusted_fs.Published())
     promote.emplace("metadata/" + name, ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""});
+  if (on_place_)
+    for (const auto& [rel, e] : found) on_place_(rel, e);
   PG_RETURN_IF_ERROR(Promote(pass_dir, promote, leftovers));
   for (const auto& [name, bytes_] : trusted_fs.Published()) {
     served_metadata_[name] = bytes_;
-    next["metadata/" + name] = ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""};
+    next["metadata/" + name] = promote.at("metadata/" + name);
   }
   log::Info("sync: promoted", {{"files", std::to_string(promote.size())}, {"ms", ms()}});
 
@@ -605,7 +616,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // and the verified files in place for the next pass (which finds them by hash).
   if (::syncfs(dfd) != 0) return IOError("cannot sync the file system of " + o_.data_dir + ": " + std::strerror(errno));
   log::Info("sync: synced to disk", {{"ms", ms()}});
-  expected_ = next;  // before the switch, so the watch knows every byte that is about to appear
+  expected_ = std::move(next);  // before the switch, so the watch knows every byte that is about to appear
   PG_RETURN_IF_ERROR(WriteMetadata("timestamp.json", ts->second));
   PG_RETURN_IF_ERROR(Fs().SyncDir(JoinPath(o_.data_dir, "metadata")));
   last_timestamp_ = ts->second;
