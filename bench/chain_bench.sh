@@ -6,7 +6,11 @@
 #     keep-alive) and `wget -i` (one connection), pulling the same files from the same
 #     origin with a node token. Each puller writes into a fresh directory and nothing is
 #     deleted between the timed runs (on this ext4 without a journal, creating files just
-#     after deleting thousands costs every puller a scan of recently freed inodes);
+#     after deleting thousands costs every puller a scan of recently freed inodes). Each
+#     timed run starts with nothing dirty in the page cache (`sync` first): the writeback
+#     of an earlier puller's gigabyte (due 30 s after it was written, or forced by the
+#     mirror's syncfs, which syncs the whole file system) is not charged to the next one;
+#     the mirror still writes its own files back to disk before it switches, curl does not;
 #  2. propagation: a publish on the origin until it is servable on mirror-2 (two hops,
 #     default --sync-interval): mirror-2's timestamp.json is the origin's AND a customer
 #     download of the new target through mirror-2 returns its bytes;
@@ -112,15 +116,19 @@ pull_curl() {  # DIR: every file, or the bench stops
 }
 # Warm the origin's verification cache and the page cache once, so every puller meets the same server state.
 pull_curl warm
+settle() { sync; sleep 1; }  # nothing dirty left by the run before (see the header)
+settle
 o0=$(cpu_s "$origin_pid")
 t0=$(now_ms); pull_curl curl-a; curl_a=$(( $(now_ms) - t0 ))
 origin_curl=$(python3 -c "print(f'{$(cpu_s "$origin_pid") - $o0:.2f}')")
 mkdir -p wget-out
+settle
 t0=$(now_ms)
 wget -q -x -nH -P wget-out --header "Authorization: Bearer $tb" -i urls.txt
 wget_ms=$(( $(now_ms) - t0 ))
 [[ $(find wget-out -type f | wc -l) == "$nfiles" ]] || { echo "wget did not get every file"; exit 1; }
 
+settle
 o0=$(cpu_s "$origin_pid")
 t0=$(now_ms)
 "$pg" mirror --upstream "http://127.0.0.1:$p0" --root repo/metadata/1.root.json --data m1 --node-name mirror-1 \
@@ -132,6 +140,7 @@ mirror_ms=$(( $(now_ms) - t0 ))
 mirror_cpu=$(cpu_s "$m1_pid")
 origin_mirror=$(python3 -c "print(f'{$(cpu_s "$origin_pid") - $o0:.2f}')")
 wait_log m1.log listening
+settle
 t0=$(now_ms); pull_curl curl-b; curl_b=$(( $(now_ms) - t0 ))
 "$pg" verify m1 >/dev/null && echo "mirror-1 verifies (every target hashed against the signed metadata)"
 mbps() { python3 -c "print(f'{$1/1e6/($2/1000):.1f} MB/s')"; }

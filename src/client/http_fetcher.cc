@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,6 +26,8 @@ using SteadyClock = std::chrono::steady_clock;
 // request: each refresh ends with a 404 for the next root) only up to this size.
 constexpr uint64_t kMaxDiscardBytes = 64 * 1024;
 constexpr size_t kReadBufferBytes = 256 * 1024;  // fewer reads for a multi-MB role
+// How long a blocking send or recv waits before the slow-retrieval rule is checked again.
+constexpr long kWaitTickMs = 200;
 
 bool IsHostChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
@@ -60,12 +63,6 @@ class SpeedWatch {
     got_ = 0;
   }
   void Got(size_t n) { got_ += n; }
-  // Milliseconds to wait at most before Check() must run; -1 for no limit.
-  int WaitMs() const {
-    if (bytes_ <= 0 || seconds_ <= 0) return -1;
-    auto left = start_ + std::chrono::seconds(seconds_) - SteadyClock::now();
-    return static_cast<int>(std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1));
-  }
   // False once a whole window has passed with too few bytes.
   bool Check() {
     if (bytes_ <= 0 || seconds_ <= 0) return true;
@@ -175,6 +172,21 @@ class PlainHttpFetcher : public Fetcher {
       }
       int one = 1;
       ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      // Connected: from here the socket blocks, so a read that must wait sleeps in recv
+      // itself (no EAGAIN, poll and second recv per wait: a mirror's sync makes tens of
+      // thousands of requests). With the slow-retrieval rule on, a send or recv gives up
+      // waiting every kWaitTickMs so the rule is checked while the server is silent.
+      int flags = ::fcntl(s, F_GETFL);
+      if (flags < 0 || ::fcntl(s, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        last = std::strerror(errno);
+        ::close(s);
+        continue;
+      }
+      if (o_.low_speed_bytes > 0 && o_.low_speed_seconds > 0) {
+        timeval tick{0, kWaitTickMs * 1000};
+        ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
+        ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tick, sizeof tick);
+      }
       fd = s;
     }
     ::freeaddrinfo(res);
@@ -186,27 +198,14 @@ class PlainHttpFetcher : public Fetcher {
     return fd;
   }
 
-  // Waits until fd_ is ready for `events`; false on a slow-retrieval timeout.
-  Result<bool> Wait(short events, SpeedWatch* speed) {
-    for (;;) {
-      pollfd p{fd_, events, 0};
-      int n = ::poll(&p, 1, speed->WaitMs());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return NetworkError(std::string("poll: ") + std::strerror(errno));
-      if (n > 0) return true;
-      if (!speed->Check()) return false;
-    }
-  }
-
   Status Exchange(const std::string& url, const std::string& request, uint64_t offset, uint64_t max_bytes,
                   const Sink& sink, bool* answered) {
     SpeedWatch speed(o_.low_speed_bytes, o_.low_speed_seconds);
     for (size_t sent = 0; sent < request.size();) {
       ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        PG_ASSIGN_OR_RETURN(bool ready, Wait(POLLOUT, &speed));
-        if (!ready) return Drop(TimedOut(url));
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // a wait tick passed
+        if (!speed.Check()) return Drop(TimedOut(url));
         continue;
       }
       if (n < 0) return Drop(NetworkError(url + ": cannot send the request: " + std::strerror(errno)));
@@ -237,11 +236,21 @@ class PlainHttpFetcher : public Fetcher {
     };
     if (!buf_) buf_.reset(new char[kReadBufferBytes]);  // not zeroed: only what recv writes is touched
     for (;;) {
-      ssize_t n = ::recv(fd_, buf_.get(), kReadBufferBytes, 0);
+      // Once the head framed the body by its length, a read waits for the rest of the body
+      // (up to the buffer; never past the body, which would wait for bytes that no
+      // request of ours asked for): one return from recv per buffer instead of one per
+      // segment the kernel received. A wait tick still ends it with what arrived.
+      size_t want = kReadBufferBytes;
+      int flags = 0;
+      if (parser.head_done() && parser.head().framing == HttpResponseHead::Framing::kLength && !parser.done()) {
+        uint64_t left = parser.head().content_length - parser.body_bytes();
+        if (left > 0 && left < want) want = static_cast<size_t>(left);
+        flags = MSG_WAITALL;
+      }
+      ssize_t n = ::recv(fd_, buf_.get(), want, flags);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        PG_ASSIGN_OR_RETURN(bool ready, Wait(POLLIN, &speed));
-        if (!ready) return Drop(TimedOut(url));
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {  // a wait tick passed
+        if (!speed.Check()) return Drop(TimedOut(url));
         continue;
       }
       if (n < 0) return Drop(NetworkError(url + ": " + std::strerror(errno)));
@@ -253,6 +262,7 @@ class PlainHttpFetcher : public Fetcher {
       }
       *answered = true;
       speed.Got(static_cast<size_t>(n));
+      if (!speed.Check()) return Drop(TimedOut(url));  // a trickle under the rule
       std::string_view data(buf_.get(), static_cast<size_t>(n));
       while (!data.empty()) {
         auto used = parser.Feed(data, on_body);

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <mutex>
@@ -25,6 +27,7 @@ struct Reply {
   std::string bytes;
   bool close_after = false;  // close the connection after sending (no Connection: close)
   bool hang = false;         // send `bytes`, then nothing more until the test ends
+  int trickle = 0;           // then this many more bytes, one every 100 ms, then close
 };
 using Handler = std::function<Reply(const std::string& head, int request_number)>;
 
@@ -95,6 +98,11 @@ class ScriptedServer {
       }
       Reply r = handler_(head, number);
       if (!r.bytes.empty()) (void)!::send(c, r.bytes.data(), r.bytes.size(), MSG_NOSIGNAL);
+      for (int i = 0; i < r.trickle && !stop_; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (::send(c, "x", 1, MSG_NOSIGNAL) != 1) return;
+      }
+      if (r.trickle > 0) return;
       if (r.hang) {
         while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         return;
@@ -269,6 +277,25 @@ TEST(HttpFetcher, ASilentServerTimesOut) {
     return Reply{"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nabc", false, true};
   });
   EXPECT_EQ(Collect(f.get(), t.url("/trickle"), 100000, &body).code(), ErrorCode::kTimeout);
+}
+
+// Bytes that keep coming, each well within the wait, but far fewer than the rule asks for
+// (1024 B/s over 1 s): checked as they arrive, not only when the server falls silent.
+TEST(HttpFetcher, AContinuousTrickleUnderTheSpeedRuleTimesOut) {
+  ScriptedServer t([](const std::string&, int) {
+    return Reply{"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nabc", false, false, 40};  // 4 s of trickle
+  });
+  HttpOptions o;
+  o.low_speed_seconds = 1;
+  auto f = NewPlainHttpFetcher(o);
+  std::string body;
+  auto t0 = std::chrono::steady_clock::now();
+  Status st = Collect(f.get(), t.url("/trickle"), 100000, &body);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  // Without the check the fetch reads the whole trickle and ends on the closed
+  // connection (kNetwork, after 4 s).
+  EXPECT_EQ(st.code(), ErrorCode::kTimeout) << st.ToString() << " after " << ms << " ms";
+  std::printf("trickle refused after %lld ms (rule: 1 s window)\n", static_cast<long long>(ms));
 }
 
 TEST(HttpFetcher, NoServerIsANetworkError) {

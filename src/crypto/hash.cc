@@ -18,10 +18,16 @@ struct Hasher::Impl {
   ~Impl() { EVP_MD_CTX_free(ctx); }
 };
 
+const EVP_MD* Sha256Md();
+const EVP_MD* Sha512Md();
+
+// The fetched digests (below): a mirror's sync creates one Hasher per target, tens of
+// thousands, from several threads; the implicit EVP_sha256() looked the implementation up
+// again (under OpenSSL's lock) at every EVP_DigestInit_ex.
 Result<Hasher> Hasher::Create(std::string_view algorithm) {
   const EVP_MD* md = nullptr;
-  if (algorithm == "sha256") md = EVP_sha256();
-  else if (algorithm == "sha512") md = EVP_sha512();
+  if (algorithm == "sha256") md = Sha256Md();
+  else if (algorithm == "sha512") md = Sha512Md();
   else return Unsupported("hash algorithm '" + std::string(algorithm) + "' is not supported (use sha256 or sha512)");
   Hasher h;
   h.impl_ = std::make_unique<Impl>();
