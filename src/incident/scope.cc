@@ -634,12 +634,11 @@ void AppendJsonDownloads(std::string& out, const OrgScope& g) {
 
 }  // namespace
 
-std::string RenderJson(const Scope& s) {
-  // The document without the downloads (each organisation's "downloads" an empty array) by
-  // nlohmann, then each organisation's downloads written straight into its place: a JSON
-  // value per field of every download (a busy node-day: 180,000) cost more than the rest of
-  // the command. Byte for byte what the whole document through JsonText gives (a test
-  // compares the two).
+namespace {
+
+// The scope's JSON document; each organisation's downloads as JSON values when
+// `with_downloads`, else as empty arrays (RenderJson writes them into the text itself).
+nlohmann::ordered_json JsonDocument(const Scope& s, bool with_downloads) {
   nlohmann::ordered_json j;
   j["node"] = s.query.node;
   j["from"] = T(s.query.from);
@@ -653,6 +652,13 @@ std::string RenderJson(const Scope& s) {
     nlohmann::ordered_json o = {{"name", g.name}, {"tier", g.tier}, {"account_manager", g.account_manager},
                                 {"account_manager_email", g.account_manager_email}, {"phone", g.phone},
                                 {"security_contacts", g.contacts}, {"downloads", nlohmann::ordered_json::array()}};
+    if (with_downloads)
+      for (const auto& d : g.downloads)
+        o["downloads"].push_back({{"user", d.username}, {"file", d.target_path}, {"time", T(d.started_at)},
+                                  {"sha256", d.sha256}, {"node", d.node}, {"bytes", d.bytes_sent},
+                                  {"source", d.source}, {"outcome", DownloadOutcomeName(d.outcome)},
+                                  {"detail", d.detail}, {"unknown_user", d.unknown_user},
+                                  {"unknown_target", d.unknown_target}});
     j["organisations"].push_back(std::move(o));
   }
   // What each organisation received instead of bytes: refusals (nothing served).
@@ -667,7 +673,18 @@ std::string RenderJson(const Scope& s) {
                                {"node", r.node}, {"reason", r.reason}, {"repeats", r.repeats}});
     j["refusals"].push_back(std::move(o));
   }
-  const std::string doc = JsonText(j);
+  return j;
+}
+
+}  // namespace
+
+std::string RenderJson(const Scope& s) {
+  // The document without the downloads (each organisation's "downloads" an empty array) by
+  // nlohmann, then each organisation's downloads written straight into its place: a JSON
+  // value per field of every download (a busy node-day: 180,000) cost more than the rest of
+  // the command. Byte for byte what the whole document through JsonText gives (a test
+  // compares the two).
+  const std::string doc = JsonText(JsonDocument(s, false));
   // Each organisation's `"downloads": []`, in order. The text cannot occur elsewhere: a
   // quote inside a string value is written \" and the totals' "downloads" is a number.
   static constexpr std::string_view kEmpty = "\"downloads\": []";
@@ -690,40 +707,7 @@ std::string RenderJson(const Scope& s) {
 
 // The same document built whole with nlohmann (every download a JSON value): what
 // RenderJson must equal byte for byte. For tests.
-std::string RenderJsonWhole(const Scope& s) {
-  nlohmann::ordered_json j;
-  j["node"] = s.query.node;
-  j["from"] = T(s.query.from);
-  j["to"] = T(s.query.to);
-  if (s.query.incident_id) j["incident"] = s.query.incident_id;
-  j["targets"] = s.query.targets;
-  j["totals"] = {{"downloads", s.downloads}, {"files", s.files},           {"users", s.users},
-                 {"organisations", s.orgs.size()}, {"unfinished", s.unfinished}, {"text", s.Totals()}};
-  j["organisations"] = nlohmann::ordered_json::array();
-  for (const auto& g : s.orgs) {
-    nlohmann::ordered_json o = {{"name", g.name}, {"tier", g.tier}, {"account_manager", g.account_manager},
-                                {"account_manager_email", g.account_manager_email}, {"phone", g.phone},
-                                {"security_contacts", g.contacts}, {"downloads", nlohmann::ordered_json::array()}};
-    for (const auto& d : g.downloads)
-      o["downloads"].push_back({{"user", d.username}, {"file", d.target_path}, {"time", T(d.started_at)},
-                                {"sha256", d.sha256}, {"node", d.node}, {"bytes", d.bytes_sent}, {"source", d.source},
-                                {"outcome", DownloadOutcomeName(d.outcome)}, {"detail", d.detail},
-                                {"unknown_user", d.unknown_user}, {"unknown_target", d.unknown_target}});
-    j["organisations"].push_back(std::move(o));
-  }
-  j["totals"]["refusals"] = s.refusals;
-  j["refusals"] = nlohmann::ordered_json::array();
-  for (const auto& g : s.refused) {
-    nlohmann::ordered_json o = {{"name", g.name}, {"tier", g.tier}, {"account_manager", g.account_manager},
-                                {"account_manager_email", g.account_manager_email},
-                                {"refusals", nlohmann::ordered_json::array()}};
-    for (const auto& r : g.refusals)
-      o["refusals"].push_back({{"user", r.username}, {"file", r.target}, {"time", T(r.at)}, {"time_us", r.at},
-                               {"node", r.node}, {"reason", r.reason}, {"repeats", r.repeats}});
-    j["refusals"].push_back(std::move(o));
-  }
-  return JsonText(j) + "\n";
-}
+std::string RenderJsonWhole(const Scope& s) { return JsonText(JsonDocument(s, true)) + "\n"; }
 
 namespace {
 
