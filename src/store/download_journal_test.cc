@@ -30,7 +30,9 @@ class DownloadJournalTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     engine_.emplace(GetParam(), "journal");
     if (!engine_->available()) GTEST_SKIP() << TestEngine::kNoPostgres;
-    auto s = Store::Open(engine_->url());
+    url_ = engine_->url();
+    if (GetParam() == "postgresql") OwnDatabase();
+    auto s = Store::Open(url_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     node_ = engine_->Unique("edge");
@@ -98,7 +100,41 @@ class DownloadJournalTest : public ::testing::TestWithParam<std::string> {
     return out;
   }
 
+  // A fold moves the finished records of every node in the database, so another test
+  // process folding on the shared PostgreSQL database (ctest -j) would move this test's
+  // records under its assertions. Each test here gets a database of its own.
+  void OwnDatabase() {
+    auto admin = Store::Open(url_);
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    auto shared = sql::ConnectionOf(**admin);
+    ASSERT_TRUE(shared.has_value());
+    own_db_ = "journal_" + std::to_string(SystemClock::Get().NowMicros()) + "_" + std::to_string(::getpid());
+    {
+      std::lock_guard<std::mutex> l(*shared->mu);
+      Status st = shared->conn->ExecScript("CREATE DATABASE " + own_db_);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+    admin_ = std::move(*admin);
+    const size_t slash = url_.find('/', url_.find("://") + 3);
+    ASSERT_NE(slash, std::string::npos) << url_;
+    const size_t query = url_.find('?', slash);
+    url_ = url_.substr(0, slash + 1) + own_db_ + (query == std::string::npos ? "" : url_.substr(query));
+  }
+  void TearDown() override {
+    store_.reset();
+    if (admin_ && !own_db_.empty()) {
+      auto shared = sql::ConnectionOf(*admin_);
+      if (shared) {
+        std::lock_guard<std::mutex> l(*shared->mu);
+        Status st = shared->conn->ExecScript("DROP DATABASE IF EXISTS " + own_db_ + " WITH (FORCE)");
+        EXPECT_TRUE(st.ok()) << st.ToString();
+      }
+    }
+  }
+
   std::optional<TestEngine> engine_;
+  std::unique_ptr<Store> admin_;  // PostgreSQL: on the shared database, to drop this test's own
+  std::string url_, own_db_;
   std::unique_ptr<Store> store_;
   std::string node_, org_, product_;
   int64_t user_id_ = 0;
@@ -226,7 +262,7 @@ TEST_P(DownloadJournalTest, TwoFoldersRacingTheEndsMoveEveryRecordOnce) {
   for (int i = 0; i < kRecords / 2; ++i) first_half.push_back(end_of(i));
   ASSERT_TRUE(store_->WriteFinishes(first_half).ok());
 
-  auto a = Store::Open(engine_->url()), b = Store::Open(engine_->url());
+  auto a = Store::Open(url_), b = Store::Open(url_);
   ASSERT_TRUE(a.ok() && b.ok());
   std::atomic<bool> ends_written{false};
   std::atomic<int> fold_errors{0};
@@ -277,7 +313,7 @@ TEST_P(DownloadJournalTest, AKillBeforeTheFoldLosesNothing) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     ::close(ready[0]);
-    auto s = Store::Open(engine_->url());
+    auto s = Store::Open(url_);
     if (!s.ok()) ::_exit(2);
     std::vector<DownloadStart> starts;
     for (int i = 0; i < 5; ++i) starts.push_back(Start(kT0 + i));
@@ -298,7 +334,7 @@ TEST_P(DownloadJournalTest, AKillBeforeTheFoldLosesNothing) {
   ::waitpid(child, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status));
 
-  auto reopened = Store::Open(engine_->url());
+  auto reopened = Store::Open(url_);
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   EXPECT_EQ(Count(**reopened, "download_journal"), 5);
   auto seen = List(**reopened);
@@ -321,7 +357,7 @@ TEST_P(DownloadJournalTest, AKillBeforeTheFoldLosesNothing) {
 // the store refused (its reservation rolled back with it) does not leave the refusing
 // store handing out ids that another store has since taken.
 TEST_P(DownloadJournalTest, StoresSharingTheDatabaseNeverHandOutTheSameId) {
-  auto other = Store::Open(engine_->url());
+  auto other = Store::Open(url_);
   ASSERT_TRUE(other.ok()) << other.status().ToString();
   // The first batch of store_ is refused (an unknown user): whatever it reserved is undone.
   DownloadStart bad = Start(kT0);
