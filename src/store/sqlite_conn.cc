@@ -118,14 +118,7 @@ class SqliteConnection : public Connection {
     // sqlite3_column_text, which converts the value in place inside SQLite: a sixth of
     // reading a busy scope's rows, six integers a row.
     std::vector<std::array<char, 24>> numbers;
-    for (;;) {
-      int rc = sqlite3_step(st);
-      if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) {
-        Status s = Err("step");
-        sqlite3_reset(st);
-        return s;
-      }
+    return StepRows(st, [&]() -> Status {
       int n = sqlite3_column_count(st);
       row.assign(static_cast<size_t>(n), std::nullopt);
       numbers.resize(static_cast<size_t>(n));
@@ -140,16 +133,13 @@ class SqliteConnection : public Connection {
         const unsigned char* t = sqlite3_column_text(st, c);
         if (!t) {
           if (sqlite3_column_type(st, c) == SQLITE_NULL) continue;
-          Status s = Err("column");
-          sqlite3_reset(st);
-          return s;
+          return Err("column");
         }
         row[static_cast<size_t>(c)] = std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(st, c)));
       }
       fn(row);
-    }
-    sqlite3_reset(st);
-    return Status::OK();
+      return Status::OK();
+    });
   }
 
   // Each column read straight from the statement: sqlite3_column_int64 for integers, the
@@ -159,18 +149,23 @@ class SqliteConnection : public Connection {
     PG_ASSIGN_OR_RETURN(sqlite3_stmt * st, Prepared(sql));
     Bind(st, params);
     StatementCursor cursor(st);
+    return StepRows(st, [&]() -> Status {
+      fn(cursor);
+      return cursor.out_of_memory ? Internal("sqlite: column: out of memory") : Status::OK();
+    });
+  }
+
+  // Steps `st` to its end, calling on_row() at each row (a Status other than OK ends it
+  // there); the statement is reset whatever happens, after the error was read.
+  template <class OnRow>
+  Status StepRows(sqlite3_stmt* st, OnRow on_row) {
     for (;;) {
       int rc = sqlite3_step(st);
       if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) {
-        Status s = Err("step");
+      Status s = rc == SQLITE_ROW ? on_row() : Err("step");
+      if (!s.ok()) {
         sqlite3_reset(st);
         return s;
-      }
-      fn(cursor);
-      if (cursor.out_of_memory) {
-        sqlite3_reset(st);
-        return Internal("sqlite: column: out of memory");
       }
     }
     sqlite3_reset(st);
