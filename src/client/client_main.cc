@@ -8,8 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -26,16 +24,6 @@ namespace {
 
 using namespace patchgate;
 
-
-// OpenSSL always reads the system's openssl.cnf (an administrator's providers, e.g. FIPS,
-// govern the signature checks too, whatever the transport), but does not free its tables at
-// exit: the process ending frees them (~3% of a run). Nor does it load its error texts (a
-// hash table of about 3,000 strings, built by the first error mark of each run: about 1 ms
-// and 20 page faults of a cold refresh); an OpenSSL error in a message keeps its code and
-// says how to read it (crypto/keys.cc).
-void InitOpenssl() {
-  OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, nullptr);
-}
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "patchgate-client: error: %s\n", s.ToString().c_str());
@@ -79,7 +67,7 @@ int main(int argc, char** argv) {
   if (token.empty())
     if (const char* t = std::getenv("PATCHGATE_TOKEN")) token = t;
 
-  InitOpenssl();
+  client::InitOpensslForShortRun();  // client/startup.h: openssl.cnf read, no error texts
   auto& fs = RealFileSystem::Get();
   if (init->parsed()) {
     Status st = client::Updater::InitTrustedRoot(metadata_dir, root_file, &fs);
