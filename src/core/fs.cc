@@ -2,15 +2,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/aio_abi.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 namespace patchgate {
 
@@ -141,74 +138,6 @@ Status RealFileSystem::SyncFile(const std::string& path) {
   }
   ::close(fd);
   return Status::OK();
-}
-
-std::vector<Status> FileSystem::SyncFiles(const std::vector<std::string>& paths) {
-  std::vector<Status> synced(paths.size());
-  if (paths.empty()) return synced;
-  std::vector<std::thread> threads;
-  for (size_t i = 1; i < paths.size(); ++i) threads.emplace_back([&, i] { synced[i] = SyncFile(paths[i]); });
-  synced[0] = SyncFile(paths[0]);
-  for (auto& t : threads) t.join();
-  return synced;
-}
-
-std::vector<Status> RealFileSystem::SyncFiles(const std::vector<std::string>& paths) {
-  if (paths.size() < 2) return FileSystem::SyncFiles(paths);
-  aio_context_t ctx = 0;
-  if (::syscall(SYS_io_setup, static_cast<long>(paths.size()), &ctx) != 0) return FileSystem::SyncFiles(paths);
-  std::vector<Status> synced(paths.size());
-  std::vector<int> fds(paths.size(), -1);
-  std::vector<iocb> cbs(paths.size());
-  std::vector<iocb*> batch;
-  for (size_t i = 0; i < paths.size(); ++i) {
-    fds[i] = ::open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
-    if (fds[i] < 0) {
-      synced[i] = Errno("cannot open", paths[i]);
-      continue;
-    }
-    std::memset(&cbs[i], 0, sizeof cbs[i]);
-    cbs[i].aio_fildes = static_cast<uint32_t>(fds[i]);
-    cbs[i].aio_lio_opcode = IOCB_CMD_FDSYNC;
-    cbs[i].aio_data = i;
-    batch.push_back(&cbs[i]);
-  }
-  long submitted = 0;
-  while (submitted < static_cast<long>(batch.size())) {
-    long n = ::syscall(SYS_io_submit, ctx, static_cast<long>(batch.size()) - submitted, batch.data() + submitted);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // e.g. EINVAL: this file system has no asynchronous fsync
-    submitted += n;
-  }
-  // Whatever was not taken is synced here, one after the other.
-  for (size_t k = static_cast<size_t>(submitted); k < batch.size(); ++k) {
-    size_t i = batch[k]->aio_data;
-    if (::fdatasync(fds[i]) != 0) synced[i] = Errno("cannot fsync", paths[i]);
-  }
-  std::vector<bool> done(paths.size(), false);
-  for (long reaped = 0; reaped < submitted;) {
-    io_event events[16];
-    long n = ::syscall(SYS_io_getevents, ctx, 1L, 16L, events, nullptr);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    for (long e = 0; e < n; ++e) {
-      size_t i = events[e].data;
-      done[i] = true;
-      if (events[e].res != 0) {
-        errno = static_cast<int>(-events[e].res);
-        synced[i] = Errno("cannot fsync", paths[i]);
-      }
-    }
-    reaped += n;
-  }
-  ::syscall(SYS_io_destroy, ctx);  // waits for anything still in flight
-  for (long k = 0; k < submitted; ++k) {
-    size_t i = batch[static_cast<size_t>(k)]->aio_data;
-    if (!done[i]) synced[i] = IOError("cannot fsync " + paths[i] + ": its completion was not reported");
-  }
-  for (int fd : fds)
-    if (fd >= 0) ::close(fd);
-  return synced;
 }
 
 Status RealFileSystem::Rename(const std::string& from, const std::string& to) {

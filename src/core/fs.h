@@ -41,10 +41,6 @@ class FileSystem {
     (void)path;
     return Status::OK();
   }
-  // SyncFile for each path, all at once (the first sync's journal commit carries the
-  // others' block allocations, and the device flushes coincide); one Status per path, in
-  // order. The default calls SyncFile on a thread per path after the first.
-  virtual std::vector<Status> SyncFiles(const std::vector<std::string>& paths);
 };
 
 class RealFileSystem : public FileSystem {
@@ -59,10 +55,6 @@ class RealFileSystem : public FileSystem {
   Status SyncDir(const std::string& path) override;
   Status WriteFileNoWait(const std::string& path, std::string_view data) override;
   Status SyncFile(const std::string& path) override;
-  // The syncs submitted as one batch of asynchronous fdatasyncs (Linux AIO, run by the
-  // kernel's workers: no thread of ours to create per file); the default where the kernel
-  // or the file system does not take them.
-  std::vector<Status> SyncFiles(const std::vector<std::string>& paths) override;
   // A process-wide instance; never deleted.
   static RealFileSystem& Get();
 };

@@ -24,37 +24,6 @@ TEST(RealFileSystem, AtomicWriteAndCappedRead) {
   EXPECT_EQ(names->size(), 1u);  // no temp file left behind
 }
 
-// A batch of syncs (the real file system submits them to the kernel at once): one Status
-// per path, in order; a file that cannot be opened fails alone, the others are synced.
-// Through a forwarding file system the default runs (SyncFile per path).
-TEST(RealFileSystem, SyncFilesReportsEachFileInOrder) {
-  auto& real = RealFileSystem::Get();
-  ScratchDir scratch("fs");
-  std::vector<std::string> paths;
-  for (int i = 0; i < 5; ++i) {
-    paths.push_back(JoinPath(scratch.path(), "f" + std::to_string(i) + ".tmp"));
-    ASSERT_TRUE(real.WriteFileNoWait(paths.back(), std::string(3000 + i, 'x')).ok());
-  }
-  paths.insert(paths.begin() + 2, JoinPath(scratch.path(), "missing.tmp"));
-  ForwardingFileSystem forwarding(&real);
-  for (FileSystem* fs : {static_cast<FileSystem*>(&real), static_cast<FileSystem*>(&forwarding)}) {
-    std::vector<Status> synced = fs->SyncFiles(paths);
-    ASSERT_EQ(synced.size(), paths.size());
-    for (size_t i = 0; i < paths.size(); ++i) {
-      if (i == 2) {
-        EXPECT_EQ(synced[i].code(), ErrorCode::kIOError) << synced[i].ToString();
-        EXPECT_NE(synced[i].message().find("missing.tmp"), std::string::npos) << synced[i].ToString();
-      } else {
-        EXPECT_TRUE(synced[i].ok()) << paths[i] << ": " << synced[i].ToString();
-      }
-    }
-    EXPECT_TRUE(fs->SyncFiles({}).empty());
-    auto one = fs->SyncFiles({paths[0]});
-    ASSERT_EQ(one.size(), 1u);
-    EXPECT_TRUE(one[0].ok());
-  }
-}
-
 class FailingWrites : public ForwardingFileSystem {
  public:
   using ForwardingFileSystem::ForwardingFileSystem;
