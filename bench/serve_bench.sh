@@ -151,7 +151,9 @@ fi
 # 1KiB@64 in windows that alternate unloaded (no held connection) and loaded (the N held):
 # U L, L U, U L, ... (HOLD_PAIRS pairs, HOLD_SECS each, after a warm-up). Every window is printed; the verdict is
 # the median loaded rate over the median unloaded one (and each pair's own ratio, since the
-# machine's load drifts between pairs). /healthz is asked while the connections are held.
+# machine's load drifts between pairs), and the server's CPU per request in each window (what
+# holding the connections costs the server, whatever else runs on the machine). /healthz is
+# asked while the connections are held.
 hold() {  # hold PORT N MODE: a holder waiting for "open"/"close" on $work/ctl-MODE; state in $work/hold-MODE
   mkfifo "$work/ctl-$3"
   python3 - "$1" "$2" "$3" "$work/hold-$3" "$work/ctl-$3" <<'PY' &
@@ -232,6 +234,8 @@ hold_cmd() {  # hold_cmd MODE open|close -> waits until the holder has done it (
   done
   die "$1: the holder did not $2 its connections within 60 s"
 }
+clk=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }  # user + system, all threads
 open_at_server() { curl -fsS "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_connections_open/ {print $2}'; }
 pairs=${HOLD_PAIRS:-4} hsecs=${HOLD_SECS:-3}
 echo "server RSS before the connection tests: $(rss_mb "$server") MB"
@@ -242,10 +246,18 @@ for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
   hold "$p1" "$n" "$m"
   for _ in $(seq 100); do [[ -s "$work/hold-$m" ]] && break; sleep 0.1; done
   [[ -s "$work/hold-$m" ]] || die "$m: the holder did not start"
-  unloaded=() loaded=() hz_ok=0 hz_n=0 rss_max=0 held_min=$n
+  unloaded=() loaded=() ucpu=() lcpu=() hz_ok=0 hz_n=0 rss_max=0 held_min=$n
+  window() {  # one 1KiB@64 run -> w_rps (req/s) and w_cpu (server CPU per request, us); aborts on errors
+    local t0 t1
+    t0=$(server_ticks)
+    w_rps=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 "$hsecs" | cut -d' ' -f1)
+    t1=$(server_ticks)
+    w_cpu=$(python3 -c "print(f'{($t1 - $t0) / $clk * 1e6 / ($w_rps * $hsecs):.0f}')")
+  }
   unloaded_window() {  # the holder holds nothing, and the server has let its connections go
     for _ in $(seq 100); do [[ "$(open_at_server)" -le 1 ]] && break; sleep 0.1; done
-    u=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 "$hsecs" | cut -d' ' -f1)
+    window
+    u=$w_rps uc=$w_cpu
   }
   loaded_window() {
     hold_cmd "$m" open
@@ -253,7 +265,8 @@ for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
     sleep 1
     held=$(( $(open_at_server) - 1 ))  # less the /metrics request itself
     [[ "$held" -lt "$held_min" ]] && held_min=$held
-    l=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 "$hsecs" | cut -d' ' -f1)
+    window
+    l=$w_rps lc=$w_cpu
     r=$(rss_mb "$server")
     [[ "$r" -gt "$rss_max" ]] && rss_max=$r
     h=$(healthz_ok "$p1" 5)
@@ -265,18 +278,21 @@ for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
   for pair in $(seq "$pairs"); do
     # U L, then L U, ...: a load on the machine that drifts during the run weighs on both sides.
     if (( pair % 2 )); then unloaded_window; loaded_window; else loaded_window; unloaded_window; fi
-    unloaded+=("$u") loaded+=("$l")
-    printf "  %-9s pair %d (%s): unloaded %6s req/s | %5s held at the server (%s opened, %s refused, %s reopened) %6s req/s (%.2fx); RSS %s MB; /healthz %s/5\n" \
-      "$m" "$pair" "$( (( pair % 2 )) && echo "U then L" || echo "L then U")" "$u" "$held" "$opened" "$failed" "$reopened" "$l" \
-      "$(python3 -c "print($l / $u)")" "$r" "$h"
+    unloaded+=("$u") loaded+=("$l") ucpu+=("$uc") lcpu+=("$lc")
+    printf "  %-9s pair %d (%s): unloaded %6s req/s %4s us/req | %5s held at the server (%s opened, %s refused, %s reopened) %6s req/s %4s us/req (%.2fx); RSS %s MB; /healthz %s/5\n" \
+      "$m" "$pair" "$( (( pair % 2 )) && echo "U then L" || echo "L then U")" "$u" "$uc" "$held" "$opened" "$failed" "$reopened" \
+      "$l" "$lc" "$(python3 -c "print($l / $u)")" "$r" "$h"
   done
-  python3 - "$m" "$n" "${unloaded[*]}" "${loaded[*]}" "$rss_max" "$hz_ok" "$hz_n" "$held_min" "$(ls /proc/$server/task | wc -l)" <<'PY'
+  python3 - "$m" "$n" "${unloaded[*]}" "${loaded[*]}" "$rss_max" "$hz_ok" "$hz_n" "$held_min" "$(ls /proc/$server/task | wc -l)" \
+    "${ucpu[*]}" "${lcpu[*]}" <<'PY'
 import statistics as st, sys
 m, n, u, l = sys.argv[1], sys.argv[2], [float(x) for x in sys.argv[3].split()], [float(x) for x in sys.argv[4].split()]
 rss, hz, hzn, held, thr = sys.argv[5:10]
+uc, lc = [float(x) for x in sys.argv[10].split()], [float(x) for x in sys.argv[11].split()]
 per = sorted(b / a for a, b in zip(u, l))
 print(f"{m} x{n}: 1KiB@64 median {st.median(l):.0f} req/s held vs {st.median(u):.0f} unloaded = {st.median(l) / st.median(u):.2f}x "
-      f"(pair ratios {min(per):.2f}-{max(per):.2f}, median {st.median(per):.2f}); at least {held} held at the server; "
+      f"(pair ratios {min(per):.2f}-{max(per):.2f}, median {st.median(per):.2f}); server CPU per request median "
+      f"{st.median(lc):.0f} us held vs {st.median(uc):.0f} us unloaded; at least {held} held at the server; "
       f"RSS max {rss} MB; threads {thr}; /healthz answered {hz}/{hzn}")
 PY
   kill "${holders[-1]}" 2>/dev/null || true
