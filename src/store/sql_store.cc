@@ -1019,6 +1019,9 @@ class SqlStore final : public Store {
   // every statement is a network round trip: a batch takes one for its ids and one per
   // kRowsPerStatement rows.
   static constexpr size_t kRowsPerStatement = 1000;
+  // SQLite: rows per statement for the audit path's begins and ends (a statement run opens
+  // its cursors once; the statements for whole chunks are prepared once and kept).
+  static constexpr size_t kMovesPerStatement = 64;
 
   // Begins go to the journal (migration 0009) with ids of downloads' sequence, so a row
   // keeps its id when folded. SQLite: ids are reserved kIdBlock at a time by advancing that
@@ -1045,19 +1048,40 @@ class SqlStore final : public Store {
     const int64_t first = id_next_;
     id_next_ += n;
     ids.reserve(starts.size());
-    for (const auto& s : starts) {
-      const int64_t id = first + static_cast<int64_t>(ids.size());
-      PG_RETURN_IF_ERROR(
-          c_->Query("INSERT INTO download_journal (id, started_at, node, user_id, username, org_id, target_path, "
-                    "sha256, range_header, outcome, remote_addr, user_agent) SELECT ?, ?, ?, u.id, u.username, "
-                    "u.org_id, ?, ?, ?, 'in_progress', ?, ? FROM users u WHERE u.id = ?",
-                    {id, s.started_at, sql::TextRef{s.node}, sql::TextRef{s.target_path}, sql::TextRef{s.sha256},
-                     sql::TextRef{s.range}, sql::TextRef{s.remote_addr}, sql::TextRef{s.user_agent}, s.user_id})
-              .status());
-      if (c_->Changes() != 1) return NotFound("download for unknown user id " + std::to_string(s.user_id));
-      ids.push_back(id);
+    for (size_t i = 0; i < starts.size(); ++i) ids.push_back(first + static_cast<int64_t>(i));
+    // kMovesPerStatement rows per statement: one statement run (cursors on the journal and
+    // users opened once) instead of one per row.
+    for (size_t at = 0; at < starts.size(); at += kMovesPerStatement) {
+      const size_t k = std::min(kMovesPerStatement, starts.size() - at);
+      std::vector<Param> p;
+      p.reserve(k * 9);
+      for (size_t i = at; i < at + k; ++i) {
+        const DownloadStart& s = starts[i];
+        p.insert(p.end(), {ids[i], s.started_at, sql::TextRef{s.node}, s.user_id, sql::TextRef{s.target_path},
+                           sql::TextRef{s.sha256}, sql::TextRef{s.range}, sql::TextRef{s.remote_addr},
+                           sql::TextRef{s.user_agent}});
+      }
+      PG_RETURN_IF_ERROR(c_->Query(JournalInsertSql(k), p).status());
+      if (static_cast<size_t>(c_->Changes()) != k)
+        return NotFound(k == 1 ? "download for unknown user id " + std::to_string(starts[at].user_id)
+                               : std::string("download for an unknown user id in the batch"));
     }
     return ids;
+  }
+  // SQLite: `n` begins into the journal (parameters id, started_at, node, user_id,
+  // target_path, sha256, range_header, remote_addr, user_agent per begin), in their order,
+  // with the user's name and organisation as they are now.
+  static std::string JournalInsertSql(size_t n) {
+    static const std::string kHead =
+        "WITH v (id, started_at, node, user_id, target_path, sha256, range_header, remote_addr, user_agent) AS (VALUES ";
+    static const std::string kTail =
+        ") INSERT INTO download_journal (id, started_at, node, user_id, username, org_id, target_path, sha256, "
+        "range_header, outcome, remote_addr, user_agent) SELECT v.id, v.started_at, v.node, u.id, u.username, u.org_id, "
+        "v.target_path, v.sha256, v.range_header, 'in_progress', v.remote_addr, v.user_agent FROM v JOIN users u ON "
+        "u.id = v.user_id";
+    static const std::string kTuple = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    static const std::string kFull = kHead + sql::RepeatTuple(kTuple, kMovesPerStatement) + kTail;
+    return n == kMovesPerStatement ? kFull : kHead + sql::RepeatTuple(kTuple, n) + kTail;
   }
 
   Result<std::vector<int64_t>> InsertStartsBatched(const std::vector<DownloadStart>& starts) {
@@ -1104,7 +1128,6 @@ class SqlStore final : public Store {
   // SQLite: kMovesPerStatement ends per statement pair (one INSERT ... SELECT joining the
   // ends to their journal rows, one DELETE of those rows): each statement run opens a
   // cursor on the trail and each of its indexes, which cost more than moving a row.
-  static constexpr size_t kMovesPerStatement = 64;
   Status UpdateFinishesOneByOne(const std::vector<DownloadFinish>& finishes) {
     std::deque<std::string> keep;
     std::vector<const DownloadFinish*> missed;
