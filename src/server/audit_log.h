@@ -25,7 +25,7 @@
 // record into the indexed trail with the end in place (no rewrite of the journal row).
 // What is left in the journal is moved by FoldDownloads, in batches of kFoldBatch, by
 // whichever audit thread is free: at start (what an earlier process left), every kFoldSweep,
-// on Flush(), and kFoldDelay after a fold failed. Unfinished records begun more than
+// and kFoldDelay after a fold failed (or on Flush() then). Unfinished records begun more than
 // kFoldUnfinishedAfter ago are folded as they are (their node stopped). A fold never holds
 // a begin: begins waiting are written first, and a fold is one bounded transaction. Nothing
 // waits for a fold: readers see the journal too.
