@@ -91,10 +91,12 @@ Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All() const {
   if (!lazy) return targets.targets;
   PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(lz.TargetsText(raw), {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
   std::map<std::string, tuf::TargetFile> out;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    auto tf = tuf::ParseTargetFile(it.value());
-    if (!tf.ok()) return tf.status().WithContext("target " + it.key().substr(0, 128));
-    out.emplace_hint(out.end(), it.key(), std::move(*tf));
+  if (!j.is_object()) return Corrupt("targets: \"targets\" is not an object");
+  // The parse is ours alone: each entry is consumed (its custom object moved, not copied).
+  for (auto& [path, entry] : j.get_ref<Json::object_t&>()) {
+    auto tf = tuf::ParseTargetFile(std::move(entry));
+    if (!tf.ok()) return tf.status().WithContext("target " + path.substr(0, 128));
+    out.emplace_hint(out.end(), path, std::move(*tf));
   }
   return out;
 }
