@@ -298,6 +298,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // Bins are checked a few at a time (each against its verified delegator, used in walk
   // order): the walk over hundreds of hashed bins was the critical path of a small sync.
   uo.parallel_roles = std::min(o_.parallel, 4);
+  uo.targets_custom = false;  // targets are stored and served by hash: their custom data is never read here
   PrefetchOptions po;
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;
