@@ -309,6 +309,7 @@ struct ConnectionLoops::Impl {
 
   // ---- the state machine (loop thread) ----
   void Step(Loop& l, LoopConn* c) {
+    bool drained = false;  // the last read in this step took less than it asked for
     for (;;) {
       switch (c->state) {
         case State::kHandshake: {
@@ -332,6 +333,14 @@ struct ConnectionLoops::Impl {
               if (!Dispatch(l, c, std::move(*out.head))) return;  // a worker has it now
               continue;
             }
+            if (drained && !c->conn->MayHoldInput()) {
+              // A part of a head, and the read that brought it took less than it asked for:
+              // the socket had no more. Wait for the rest (level-triggered: what came
+              // meanwhile is reported at once) instead of a read that would say so: one
+              // system call less per partial head (a slowloris drip is one each).
+              drained = false;
+              return SetInterest(l, c, EPOLLIN);
+            }
           }
           if (stopping && c->buf.empty() && !c->first) return Close(l, c);  // draining: idle ones close
           if (c->responded && !c->readable && c->buf.empty() && !c->conn->MayHoldInput()) {
@@ -352,6 +361,7 @@ struct ConnectionLoops::Impl {
             }
             c->buf.append(l.rbuf, got);
             if (c->buf.size() > o.limits.max_header_bytes + kReadChunk) c->buf.resize(o.limits.max_header_bytes + 1);
+            drained = got < sizeof l.rbuf;
             continue;
           }
           if (r == Io::kWouldBlock) return WaitFor(l, c);
