@@ -1048,6 +1048,29 @@ TEST_F(ServerTest, IdleAndHeaderDeadlinesHoldAmongManyConnections) {
   EXPECT_EQ(StatusOf(ReadOneResponse(busy.fd())), 200);
 }
 
+// A head that arrives in pieces (a byte at a time, then in parts with pauses) is read on as
+// each piece comes (the loop waits for readability after a short read, never for more than
+// is there), on the same kept-alive connection as whole heads.
+TEST_F(ServerTest, AHeadArrivingInPiecesIsServed) {
+  StartServer();
+  Client c(server_->port(), 30);
+  const std::string head = "GET " + office_url_ + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n";
+  for (size_t i = 0; i < 40; ++i) {  // the first 40 bytes one by one
+    ASSERT_TRUE(c.Send(head.substr(i, 1)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_TRUE(c.Send(head.substr(40, 30)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(c.Send(head.substr(70)));
+  std::string r = ReadOneResponse(c.fd());
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), office_bytes_);
+  ASSERT_TRUE(c.Send(head));  // then a whole one on the same connection
+  r = ReadOneResponse(c.fd());
+  EXPECT_EQ(StatusOf(r), 200);
+  EXPECT_EQ(BodyOf(r), office_bytes_);
+}
+
 // A client that reads a long body steadily, but for longer in all than the send timeout, is
 // never dropped: the timeout is for no progress, and each write moves it.
 TEST_F(ServerTest, ASteadyReaderSlowerThanTheSendTimeoutGetsTheWholeBody) {
