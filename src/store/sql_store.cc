@@ -1168,7 +1168,7 @@ class SqlStore final : public Store {
     static const std::string kHead = "WITH v (id, ended_at, bytes_sent, outcome, detail) AS (VALUES ";
     static const std::string kTail = ") INSERT INTO downloads (" + std::string(kTrailColumns) + ") SELECT " +
                                      EndedRowColumns("j.", "v.") +
-                                     " FROM v JOIN download_journal AS j ON j.id = v.id ORDER BY j.id RETURNING id";
+                                     " FROM v JOIN download_journal AS j ON j.id = v.id RETURNING id";
     static const std::string kFull = kHead + sql::RepeatTuple("(?, ?, ?, ?, ?)", kMovesPerStatement) + kTail;
     return n == kMovesPerStatement ? kFull : kHead + sql::RepeatTuple("(?, ?, ?, ?, ?)", n) + kTail;
   }
