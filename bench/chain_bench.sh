@@ -20,7 +20,8 @@
 # /tmp/pg-chainbench-cache) and reused by the next run with the same TARGETS and MB; its
 # one-time publish (every file through the scan gate) runs under eatmydata when present
 # (the publish's fsyncs are not what this bench measures). GENERATE_ONLY=1: stop once the
-# repository is cached.
+# repository is cached. SYNC_ONLY=1: stop after the initial-sync figures (no wget, no chain
+# of two, no propagation, no watch). MIRROR_WRAP="perf record -g -o FILE": run the timed mirror under it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -121,17 +122,20 @@ settle
 o0=$(cpu_s "$origin_pid")
 t0=$(now_ms); pull_curl curl-a; curl_a=$(( $(now_ms) - t0 ))
 origin_curl=$(python3 -c "print(f'{$(cpu_s "$origin_pid") - $o0:.2f}')")
-mkdir -p wget-out
-settle
-t0=$(now_ms)
-wget -q -x -nH -P wget-out --header "Authorization: Bearer $tb" -i urls.txt
-wget_ms=$(( $(now_ms) - t0 ))
-[[ $(find wget-out -type f | wc -l) == "$nfiles" ]] || { echo "wget did not get every file"; exit 1; }
+wget_ms=999999999
+if [[ -z ${SYNC_ONLY:-} ]]; then
+  mkdir -p wget-out
+  settle
+  t0=$(now_ms)
+  wget -q -x -nH -P wget-out --header "Authorization: Bearer $tb" -i urls.txt
+  wget_ms=$(( $(now_ms) - t0 ))
+  [[ $(find wget-out -type f | wc -l) == "$nfiles" ]] || { echo "wget did not get every file"; exit 1; }
+fi
 
 settle
 o0=$(cpu_s "$origin_pid")
 t0=$(now_ms)
-"$pg" mirror --upstream "http://127.0.0.1:$p0" --root repo/metadata/1.root.json --data m1 --node-name mirror-1 \
+${MIRROR_WRAP:-} "$pg" mirror --upstream "http://127.0.0.1:$p0" --root repo/metadata/1.root.json --data m1 --node-name mirror-1 \
   --listen "127.0.0.1:$p1" --node-token "$t1" --parallel "$par" > m1.log 2>&1 &
 started $!
 m1_pid=$!
@@ -151,12 +155,13 @@ echo "    of which: metadata verified at $(log_ms m1.log 'sync: metadata verifie
      "$(log_ms m1.log 'sync: targets fetched and verified') ms, synced to disk at $(log_ms m1.log 'sync: synced to disk') ms," \
      "switched at $(log_ms m1.log 'mirror switched to a new snapshot') ms (from the first poll; the rest is process start)"
 echo "  curl --parallel --parallel-max $par (same files, same server; before / after the mirror): $curl_a / $curl_b ms, best $(mbps "$bytes" "$curl_ms") (no verification, no fsync)"
-echo "  wget -i (one connection): $wget_ms ms, $(mbps "$bytes" "$wget_ms")"
+[[ -n ${SYNC_ONLY:-} ]] || echo "  wget -i (one connection): $wget_ms ms, $(mbps "$bytes" "$wget_ms")"
 read -r cu cs < cpu-curl-a.txt
 echo "  CPU seconds (user+system; wall ratios move with the load of a shared machine): patchgate mirror $mirror_cpu" \
      "(process start to switch; origin serving it $origin_mirror); curl $(python3 -c "print(f'{$cu + $cs:.2f}')") (origin serving it $origin_curl)"
 best=$(( curl_ms < wget_ms ? curl_ms : wget_ms ))
 python3 -c "print(f'  patchgate mirror throughput / best reference = {$best/$mirror_ms:.2f}x (goal >= 0.8x)')"
+if [[ -n ${SYNC_ONLY:-} ]]; then echo "== load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"; exit 0; fi
 
 "$pg" mirror --upstream "http://127.0.0.1:$p1" --root repo/metadata/1.root.json --data m2 --node-name mirror-2 \
   --listen "127.0.0.1:$p2" --node-token "$t2" --watch --verify-interval 3600 > m2.log 2>&1 &

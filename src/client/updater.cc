@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "client/target_fetch.h"
+#include "json/canonical_scan.h"
 #include "crypto/hash.h"
 
 namespace patchgate::client {
@@ -87,14 +88,64 @@ Result<std::optional<tuf::TargetFile>> Updater::Loaded::Find(const std::string& 
   return std::optional<tuf::TargetFile>(it->second);
 }
 
-Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All() const {
-  if (!lazy) return targets.targets;
-  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(lz.TargetsText(raw), {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
+namespace {
+
+// One entry of a canonical targets object, from its text, with the checks of
+// tuf::ParseTargetFile: only the members it reads are parsed (custom only when asked for).
+// nullopt: not the plain shape this reads (the caller parses it with the DOM then).
+std::optional<Result<tuf::TargetFile>> ParseCanonicalEntry(std::string_view entry, bool with_custom) {
+  cjson::ScannedMembers m;
+  if (entry.empty() || entry.front() != '{' || !cjson::ScanCanonical(entry, "hashes", &m)) return std::nullopt;
+  Json j = Json::object();
+  for (const auto& member : m.top) {
+    // Canonical JSON escapes only '"' and '\\': these names have a single spelling.
+    if (member.key != "length" && member.key != "hashes" && (member.key != "custom" || !with_custom)) continue;
+    auto v = cjson::Parse(member.value, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64});
+    if (!v.ok()) return Result<tuf::TargetFile>(v.status());
+    j.emplace(std::string(member.key), std::move(*v));
+  }
+  return tuf::ParseTargetFile(std::move(j));
+}
+
+}  // namespace
+
+Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All(bool with_custom) const {
+  if (!lazy) {
+    if (with_custom) return targets.targets;
+    std::map<std::string, tuf::TargetFile> out;
+    for (const auto& [path, file] : targets.targets)
+      out.emplace_hint(out.end(), path, tuf::TargetFile{file.length, file.hashes, Json()});
+    return out;
+  }
+  // The role's text passed the canonical scan when it was verified: each entry is read from
+  // its own slice (no DOM of the whole role), unless a path holds an escape.
+  std::string_view text = lz.TargetsText(raw);
+  cjson::ScannedMembers members;
+  bool plain = cjson::ScanCanonical(text, {}, &members);
+  for (size_t i = 0; plain && i < members.top.size(); ++i)
+    plain = members.top[i].key.find('\\') == std::string_view::npos;
+  if (plain) {
+    std::map<std::string, tuf::TargetFile> out;
+    for (const auto& member : members.top) {
+      auto tf = ParseCanonicalEntry(member.value, with_custom);
+      if (!tf) {
+        plain = false;
+        break;
+      }
+      if (!tf->ok()) return tf->status().WithContext("target " + std::string(member.key.substr(0, 128)));
+      out.emplace_hint(out.end(), std::string(member.key), std::move(**tf));
+    }
+    if (plain) return out;
+  }
+  PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(text, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
   std::map<std::string, tuf::TargetFile> out;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    auto tf = tuf::ParseTargetFile(it.value());
-    if (!tf.ok()) return tf.status().WithContext("target " + it.key().substr(0, 128));
-    out.emplace_hint(out.end(), it.key(), std::move(*tf));
+  if (!j.is_object()) return Corrupt("targets: \"targets\" is not an object");
+  // The parse is ours alone: each entry is consumed (its custom object moved, not copied).
+  for (auto& [path, entry] : j.get_ref<Json::object_t&>()) {
+    if (!with_custom && entry.is_object()) entry.erase("custom");
+    auto tf = tuf::ParseTargetFile(std::move(entry));
+    if (!tf.ok()) return tf.status().WithContext("target " + path.substr(0, 128));
+    out.emplace_hint(out.end(), path, std::move(*tf));
   }
   return out;
 }
@@ -696,7 +747,7 @@ Result<bool> Updater::IncrementalWalk(const TargetVisitor& visit, const WalkMemo
     PG_ASSIGN_OR_RETURN(Checked c, CheckDelegated(role, *r.keys, r.role_keys));
     ++st.roles_checked;
     if (c.loaded.targets.delegations) return false;
-    PG_ASSIGN_OR_RETURN(auto all, c.loaded.All());
+    PG_ASSIGN_OR_RETURN(auto all, c.loaded.All(o_.targets_custom));
     std::vector<std::string> admitted;
     for (const auto& [path, file] : all) {
       if (!Admits(r.rules, r.blocked, path)) continue;
@@ -843,7 +894,7 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* me
     remembered.role_keys = v.role_keys;
     remembered.rules = v.rules;
     remembered.blocked = blocked;
-    PG_ASSIGN_OR_RETURN(auto all, loaded->All());
+    PG_ASSIGN_OR_RETURN(auto all, loaded->All(o_.targets_custom));
     std::vector<TargetInfo> batch;
     for (auto& [path, file] : all) {
       if (!Admits(v.rules, blocked, path)) continue;  // outside what this role is delegated

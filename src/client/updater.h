@@ -43,6 +43,11 @@ struct UpdaterOptions {
   // role at a time, and used in walk order; the fetcher is still used by one thread at a
   // time. 1: one role at a time.
   int parallel_roles = 1;
+  // VisitAllTargets hands over each target's custom object. A mirror, which stores and
+  // serves targets by hash and never reads custom data, sets false: custom is then left
+  // null (every entry is still parsed and checked: length and hashes; the role's signature
+  // covers its whole text either way), which saves most of the walk's parsing.
+  bool targets_custom = true;
 };
 
 struct TargetInfo {
@@ -151,7 +156,7 @@ class Updater {
                   std::string_view role);
     Result<std::optional<tuf::TargetFile>> Find(const std::string& path) const;
     // Every target of the role (parses the text of a lazy role).
-    Result<std::map<std::string, tuf::TargetFile>> All() const;
+    Result<std::map<std::string, tuf::TargetFile>> All(bool with_custom = true) const;
   };
 
   Status LoadTrustedRoot();

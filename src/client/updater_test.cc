@@ -711,6 +711,56 @@ TEST_F(UpdaterTest, VisitAllTargetsHandsOverEachVerifiedRoleInWalkOrder) {
   EXPECT_FALSE(seen.empty());
 }
 
+// #10: a large (lazily read) role's entries are read slice by slice, with the checks of the
+// DOM parse: every entry of the walk is what tuf::ParseTargetFile makes of the signed JSON,
+// custom included unless the owner (a mirror) asks for none; a path with an escape is
+// read right; a signed entry that is malformed stops the walk either way.
+TEST_F(UpdaterTest, VisitAllTargetsReadsALargeRoleEntryByEntryAsTheDomWould) {
+  Json& t = repo_.roles["targets"].first["targets"];
+  for (int i = 0; i < 300; ++i)
+    t["bulk/file-" + std::to_string(i) + ".bin"] = {
+        {"length", 1000 + i},
+        {"hashes", {{"sha256", std::string(64, 'a')}, {"sha512", std::string(128, 'b')}}},
+        {"custom", {{"product", "bulk"}, {"scan", {{"verdict", "clean"}, {"n", i}}}}}};
+  t["bulk/quote\"d \\ name.bin"] = {{"length", 7}, {"hashes", {{"sha256", std::string(64, 'c')}}}};
+  t["bulk/unknown-field.bin"] = {{"length", 8}, {"hashes", {{"sha256", std::string(64, 'd')}}}, {"zzz", {1, 2}}};
+  repo_.Commit();
+  ASSERT_GT(repo_.fetcher.files[std::string(kMeta) + "/2.targets.json"].size(), 8u * 1024);  // read lazily (Updater::kLazyRoleBytes)
+  auto walk = [&](bool custom) -> Result<std::map<std::string, TargetInfo>> {
+    UpdaterOptions o{dir_ + "/meta", kMeta, kTargets, dir_ + "/targets"};
+    o.targets_custom = custom;
+    Updater u(o, &repo_.fetcher, clock_, &RealFileSystem::Get());
+    std::map<std::string, TargetInfo> got;
+    Status st = u.VisitAllTargets([&](std::vector<TargetInfo> batch) {
+      for (auto& info : batch) got.emplace(info.path, std::move(info));
+      return Status::OK();
+    });
+    if (!st.ok()) return st;
+    return got;
+  };
+  for (bool custom : {true, false}) {
+    auto got = walk(custom);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->size(), t.size());
+    for (auto it = t.begin(); it != t.end(); ++it) {
+      auto want = tuf::ParseTargetFile(it.value());
+      ASSERT_TRUE(want.ok());
+      auto g = got->find(it.key());
+      ASSERT_NE(g, got->end()) << it.key();
+      EXPECT_EQ(g->second.file.length, want->length) << it.key();
+      EXPECT_EQ(g->second.file.hashes, want->hashes) << it.key();
+      EXPECT_EQ(g->second.file.custom, custom ? want->custom : Json()) << it.key();
+    }
+  }
+  // Signed, canonical, but not a valid entry: refused by the walk with or without custom.
+  for (Json bad : {Json{{"length", -1}, {"hashes", {{"sha256", std::string(64, 'a')}}}},
+                   Json{{"length", 1}}, Json{{"length", 1}, {"hashes", "x"}}, Json("not an object")}) {
+    t["bulk/bad.bin"] = bad;
+    repo_.Commit();
+    for (bool custom : {true, false}) EXPECT_EQ(walk(custom).status().code(), ErrorCode::kCorrupt) << bad.dump();
+  }
+}
+
 // parallel_roles > 1: the roles after the current one are checked on other threads, and
 // the walk hands over the same targets in the same order; a role that does not verify
 // (wrong signer, or a version other than the snapshot's) stops the walk there, and none

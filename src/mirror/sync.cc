@@ -12,6 +12,7 @@
 #include <deque>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -297,6 +298,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // Bins are checked a few at a time (each against its verified delegator, used in walk
   // order): the walk over hundreds of hashed bins was the critical path of a small sync.
   uo.parallel_roles = std::min(o_.parallel, 4);
+  uo.targets_custom = false;  // targets are stored and served by hash: their custom data is never read here
   PrefetchOptions po;
   po.metadata_url = uo.metadata_url;
   po.parallel = o_.parallel;
@@ -348,7 +350,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   };
   std::map<std::string, ExpectedFile> next;              // the walk's thread only
   std::map<std::string, std::vector<std::string>> next_role_rels;  // role -> its targets' rels
-  std::map<std::string, std::string> first_rel_by_sha;   // one download per distinct content
+  std::unordered_map<std::string, std::string> first_rel_by_sha;  // one download per distinct content
   std::vector<std::pair<std::string, std::string>> dups;  // rel, the rel holding the same content
   std::map<std::string, bool> made_dirs;                   // folder rel -> it existed in DIR
   std::mutex q_mu;
@@ -431,15 +433,23 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   };
   auto visit = [&](std::vector<client::TargetInfo> batch) -> Status {
     std::vector<Job> add;
+    add.reserve(batch.size());
+    std::vector<std::string>* role_rels = nullptr;  // a batch is usually one role's
+    const std::string* role_of_rels = nullptr;
     for (auto& t : batch) {
       auto sha = t.file.hashes.find("sha256");
       if (sha == t.file.hashes.end()) return Corrupt("target " + t.path + " has no sha256: a mirror stores targets by hash");
       std::string rel = "targets/" + tuf::ConsistentTargetName(t.path, sha->second);
-      ExpectedFile e{sha->second, t.file.length, t.path};
       ++listed;
-      if (!next.emplace(rel, e).second) continue;
-      next_role_rels[t.role].push_back(rel);
-      auto known = expected_.find(rel);
+      auto [slot, inserted] = next.try_emplace(rel, ExpectedFile{sha->second, t.file.length, t.path});
+      if (!inserted) continue;
+      const ExpectedFile& e = slot->second;
+      if (!role_of_rels || *role_of_rels != t.role) {
+        role_rels = &next_role_rels[t.role];
+        role_of_rels = &t.role;
+      }
+      role_rels->push_back(rel);
+      auto known = expected_.empty() ? expected_.end() : expected_.find(rel);
       bool have = known != expected_.end() && known->second.sha256 == e.sha256 &&
                   SameSize(JoinPath(o_.data_dir, rel), e.length);
       auto [first, fresh] = first_rel_by_sha.emplace(e.sha256, rel);
@@ -459,7 +469,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
       tuf::TargetFile f;
       f.length = t.file.length;
       f.hashes = std::move(t.file.hashes);
-      add.push_back(Job{rel, e, std::move(f), made->second});
+      add.push_back(Job{std::move(rel), e, std::move(f), made->second});
     }
     std::lock_guard<std::mutex> l(q_mu);
     if (failed) return first_error;
@@ -569,21 +579,18 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   PG_RETURN_IF_ERROR(trusted_fs.Flush());
   // Every role is verified and every target of the new snapshot is present and verified:
   // the pass's files enter DIR (still named by no served timestamp.json).
-  std::map<std::string, ExpectedFile> promote;
-  for (const auto& rel : staged) promote.emplace(rel, next.at(rel));
-  std::vector<std::pair<std::string, ExpectedFile>> found;  // in DIR already: the watch learns them
-  for (const auto& v : found_by)
-    for (const auto& rel : v) found.emplace_back(rel, next.at(rel));
+  // The pass's tree: every staged target (each listed in `next`) and every verified targets
+  // role the trusted store put there. Nothing is copied per target: `next` holds them.
+  std::vector<std::pair<std::string, ExpectedFile>> roles;
   for (const auto& [name, bytes_] : trusted_fs.Published())
-    promote.emplace("metadata/" + name, ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""});
-  if (on_place_)
-    for (const auto& [rel, e] : found) on_place_(rel, e);
-  PG_RETURN_IF_ERROR(Promote(pass_dir, promote, leftovers));
-  for (const auto& [name, bytes_] : trusted_fs.Published()) {
-    served_metadata_[name] = bytes_;
-    next["metadata/" + name] = promote.at("metadata/" + name);
-  }
-  log::Info("sync: promoted", {{"files", std::to_string(promote.size())}, {"ms", ms()}});
+    roles.emplace_back("metadata/" + name, ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""});
+  if (on_place_)  // found in DIR already: the watch learns them
+    for (const auto& v : found_by)
+      for (const auto& rel : v) on_place_(rel, next.at(rel));
+  PG_RETURN_IF_ERROR(Promote(pass_dir, staged, next, roles, leftovers));
+  for (const auto& [name, bytes_] : trusted_fs.Published()) served_metadata_[name] = bytes_;
+  for (auto& [rel, e] : roles) next.insert_or_assign(rel, std::move(e));
+  log::Info("sync: promoted", {{"files", std::to_string(staged.size() + roles.size())}, {"ms", ms()}});
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
@@ -667,16 +674,22 @@ Status Syncer::EnsureRootChain(const std::map<std::string, std::string>& meta, i
 // A verified pass's files enter DIR: what earlier passes that did not switch left in the
 // staging tree and this one does not name goes first, the watch learns every file, then the
 // tree is merged into DIR by rename (a folder DIR lacks moves as one) and removed.
-Status Syncer::Promote(const std::string& pass_dir, const std::map<std::string, ExpectedFile>& files, bool leftovers) {
+Status Syncer::Promote(const std::string& pass_dir, const std::unordered_set<std::string>& targets,
+                       const std::map<std::string, ExpectedFile>& listed,
+                       const std::vector<std::pair<std::string, ExpectedFile>>& roles, bool leftovers) {
   if (leftovers) {
+    std::unordered_set<std::string> role_rels;
+    for (const auto& [rel, e] : roles) role_rels.insert(rel);
     std::vector<std::string> all;
     PG_RETURN_IF_ERROR(ListFiles(pass_dir, "", &all));
     for (const auto& rel : all)
-      if (!files.count(rel) && ::unlink(JoinPath(pass_dir, rel).c_str()) != 0)
+      if (!targets.count(rel) && !role_rels.count(rel) && ::unlink(JoinPath(pass_dir, rel).c_str()) != 0)
         return IOError("cannot remove " + JoinPath(pass_dir, rel) + ": " + std::strerror(errno));
   }
-  if (on_place_)
-    for (const auto& [rel, e] : files) on_place_(rel, e);
+  if (on_place_) {
+    for (const auto& rel : targets) on_place_(rel, listed.at(rel));
+    for (const auto& [rel, e] : roles) on_place_(rel, e);
+  }
   PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "targets"), JoinPath(o_.data_dir, "targets")));
   PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "metadata"), JoinPath(o_.data_dir, "metadata")));
   return RemoveTree(pass_dir);

@@ -58,6 +58,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
@@ -138,7 +140,10 @@ class Syncer {
   Result<SyncPass> FullPass(const std::string& timestamp_bytes);
   Status EnsureRootChain(const std::map<std::string, std::string>& files, int64_t root_version);
   Status Place(const std::string& staged, const std::string& rel, const ExpectedFile& e);
-  Status Promote(const std::string& pass_dir, const std::map<std::string, ExpectedFile>& files, bool leftovers);
+  // `targets`: the staged targets (each listed in `listed`); `roles`: the staged targets roles.
+  Status Promote(const std::string& pass_dir, const std::unordered_set<std::string>& targets,
+                 const std::map<std::string, ExpectedFile>& listed,
+                 const std::vector<std::pair<std::string, ExpectedFile>>& roles, bool leftovers);
   Status WriteMetadata(const std::string& name, const std::string& bytes);
   Status LoadServed();
   // One kept-alive fetcher per parallel worker, reused from pass to pass.

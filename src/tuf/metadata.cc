@@ -397,6 +397,21 @@ Result<TargetFile> ParseTargetFile(const Json& j) {
   return t;
 }
 
+Result<TargetFile> ParseTargetFile(Json&& j) {
+  // The same checks; the custom object (most of an entry's nodes) is moved, not copied.
+  Json custom;
+  if (j.is_object()) {
+    auto c = j.find("custom");
+    if (c != j.end()) {
+      custom = std::move(*c);
+      j.erase(c);
+    }
+  }
+  PG_ASSIGN_OR_RETURN(TargetFile t, ParseTargetFile(static_cast<const Json&>(j)));
+  t.custom = std::move(custom);
+  return t;
+}
+
 namespace {
 
 Result<Delegations> ParseDelegations(const Json& d) {

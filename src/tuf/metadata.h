@@ -205,6 +205,8 @@ struct LazyTargets {
 Result<std::optional<TargetFile>> FindTargetInCanonical(std::string_view targets_object, std::string_view path);
 
 Result<TargetFile> ParseTargetFile(const Json& j);
+// The same, consuming `j` (its custom object is moved into the result, not copied).
+Result<TargetFile> ParseTargetFile(Json&& j);
 Result<MetaFile> ParseMetaFile(const Json& j);
 // Checks length (when given) and every listed hash of `data`.
 Status CheckMetaFile(const MetaFile& m, std::string_view data, std::string_view what);
