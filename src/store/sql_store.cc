@@ -1142,16 +1142,18 @@ class SqlStore final : public Store {
                            StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep)});
         ids.push_back(f.id);
       }
-      PG_ASSIGN_OR_RETURN(Rows moved, c_->Query(MoveEndedSql(n), p));
-      PG_RETURN_IF_ERROR(
-          c_->Query("DELETE FROM download_journal WHERE id IN (" + sql::RepeatTuple("?", n) + ")", ids).status());
-      if (static_cast<size_t>(c_->Changes()) != moved.size())
-        return Internal("the ends moved a different number of journal rows than they removed");
-      if (moved.size() == n) continue;
-      std::set<int64_t> hit;
-      for (const auto& r : moved) hit.insert(I(r, 0));
-      for (size_t i = first; i < first + n; ++i)
-        if (!hit.count(finishes[i].id)) missed.push_back(&finishes[i]);
+      PG_RETURN_IF_ERROR(c_->Query(MoveEndedSql(n), p).status());
+      const int64_t moved = c_->Changes();
+      const std::string in = "(" + sql::RepeatTuple("?", n) + ")";
+      if (static_cast<size_t>(moved) != n) {  // some were no longer in the journal: which
+        std::set<int64_t> hit;
+        PG_ASSIGN_OR_RETURN(Rows still, c_->Query("SELECT id FROM download_journal WHERE id IN " + in, ids));
+        for (const auto& r : still) hit.insert(I(r, 0));
+        for (size_t i = first; i < first + n; ++i)
+          if (!hit.count(finishes[i].id)) missed.push_back(&finishes[i]);
+      }
+      PG_RETURN_IF_ERROR(c_->Query("DELETE FROM download_journal WHERE id IN " + in, ids).status());
+      if (c_->Changes() != moved) return Internal("the ends moved a different number of journal rows than they removed");
     }
     for (const DownloadFinish* f : missed) {
       PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? WHERE id = ?",
@@ -1163,12 +1165,12 @@ class SqlStore final : public Store {
     return Status::OK();
   }
   // SQLite: the journal rows of `n` ends (parameters id, ended_at, bytes_sent, outcome,
-  // detail per end) inserted into `downloads` with their ends; returns the moved ids.
+  // detail per end) inserted into `downloads` with their ends.
   static std::string MoveEndedSql(size_t n) {
     static const std::string kHead = "WITH v (id, ended_at, bytes_sent, outcome, detail) AS (VALUES ";
     static const std::string kTail = ") INSERT INTO downloads (" + std::string(kTrailColumns) + ") SELECT " +
                                      EndedRowColumns("j.", "v.") +
-                                     " FROM v JOIN download_journal AS j ON j.id = v.id ORDER BY j.id RETURNING id";
+                                     " FROM v JOIN download_journal AS j ON j.id = v.id";
     static const std::string kFull = kHead + sql::RepeatTuple("(?, ?, ?, ?, ?)", kMovesPerStatement) + kTail;
     return n == kMovesPerStatement ? kFull : kHead + sql::RepeatTuple("(?, ?, ?, ?, ?)", n) + kTail;
   }
