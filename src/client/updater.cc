@@ -936,6 +936,12 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* me
 
 std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {
   std::map<std::string, std::string> out;
+  for (const auto& [name, bytes] : TrustedMetadataViews()) out.emplace_hint(out.end(), name, bytes);
+  return out;
+}
+
+std::map<std::string, std::string_view> Updater::TrustedMetadataViews() const {
+  std::map<std::string, std::string_view> out;
   if (!root_raw_.empty()) out[std::to_string(root_.common.version) + ".root.json"] = root_raw_;
   if (timestamp_ && !timestamp_raw_.empty()) out["timestamp.json"] = timestamp_raw_;
   if (snapshot_ && !snapshot_raw_.empty())
