@@ -97,6 +97,13 @@ echo "peers: $(nginx -v 2>&1), node $(node --version), tuf-js $(node -p 'require
   "$root/tests/interop/node_modules/tuf-js/package.json"), @tufjs/models $(node -p 'require(process.argv[1]).version' \
   "$root/tests/interop/node_modules/@tufjs/models/package.json") (builds the flat repository)"
 echo "patchgate-client's HTTP: its own HTTP/1.1 fetcher for http:// (libcurl, loaded on demand, only for https:// and proxies)"
+# How the client binary measured here was linked (what its every start maps and relocates).
+dyn=$(readelf -d "$client")
+echo "patchgate-client binary: loads $(grep NEEDED <<<"$dyn" | sed 's/.*\[\(.*\)\]/\1/' | paste -sd' ')" \
+  "($(grep -q 'NEEDED.*libcrypto' <<<"$dyn" && echo 'libcrypto shared' || echo 'libcrypto linked in')," \
+  "$(grep -q 'Flags:.*PIE' <<<"$dyn" && echo 'position-independent (ASLR)' || echo 'NOT position-independent')," \
+  "$(grep -q '(RELR)' <<<"$dyn" && echo 'packed relative relocations' || echo 'RELA relocations')," \
+  "$(grep -q 'BIND_NOW' <<<"$dyn" && echo 'full RELRO' || echo 'lazy binding'))"
 echo "== building repositories"
 head -c 1500 /dev/urandom > "$work/update-000042.msp"
 t0=$(date +%s%N)

@@ -8,9 +8,10 @@
 #   - 10,000 idle keep-alive connections: server RSS, wrk rate meanwhile, /healthz answers
 #   - a 2,000-connection slowloris: wrk rate meanwhile, /healthz answers
 #   (idle and slowloris connections come from 127.0.0.2, .3, ...: 1,000 per source address)
-# Usage: [IDLE_CONNS=10000] [SLOWLORIS_CONNS=2000] [ROWS="ts 1KiB@64 ..."] bench/serve_bench.sh [BUILD_DIR] [SECONDS_PER_RUN]  (default 5)
+# Usage: [IDLE_CONNS=10000] [SLOWLORIS_CONNS=2000] [HOLD_PAIRS=4] [HOLD_SECS=3] [ROWS="ts 1KiB@64 ..."] bench/serve_bench.sh [BUILD_DIR] [SECONDS_PER_RUN]  (default 5)
 #   ROWS picks the wrk rows to run (default all: ts 1KiB@64 1KiB@1 1MiB@64 50MiB@8 tls); IDLE_CONNS=0 or
-#   SLOWLORIS_CONNS=0 skips that connection test (for short runs while working on one case).
+#   SLOWLORIS_CONNS=0 skips that connection test (for short runs while working on one case); HOLD_PAIRS
+#   unloaded/loaded window pairs of HOLD_SECS seconds each are measured per connection test.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -146,10 +147,18 @@ fi
 # 2,000-connection slowloris (heads dribbled a byte a second; a connection the server drops
 # at its header deadline is opened again at once, as an attacker would). The connections
 # come from 127.0.0.2, .3, ... (1,000 per source address), as many clients would.
-hold() {  # hold PORT N MODE -> runs in the background until killed; writes its count to $work/hold-MODE
-  python3 - "$1" "$2" "$3" "$work/hold-$3" <<'PY' &
-import selectors, socket, sys, time
-port, n, mode, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+# Like for like: the same server process, the same file and the same holder process measure
+# 1KiB@64 in windows that alternate unloaded (no held connection) and loaded (the N held):
+# U L, L U, U L, ... (HOLD_PAIRS pairs, HOLD_SECS each, after a warm-up). Every window is printed; the verdict is
+# the median loaded rate over the median unloaded one (and each pair's own ratio, since the
+# machine's load drifts between pairs), and the server's CPU per request in each window (what
+# holding the connections costs the server, whatever else runs on the machine). /healthz is
+# asked while the connections are held.
+hold() {  # hold PORT N MODE: a holder waiting for "open"/"close" on $work/ctl-MODE; state in $work/hold-MODE
+  mkfifo "$work/ctl-$3"
+  python3 - "$1" "$2" "$3" "$work/hold-$3" "$work/ctl-$3" <<'PY' &
+import os, selectors, socket, sys, time
+port, n, mode, out, ctl = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 def src(i): return ("127.0.0.%d" % (2 + i // 1000), 0)
 def open_one(i):
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=src(i))
@@ -161,32 +170,52 @@ def open_one(i):
     s.setblocking(False)
     return s
 sel = selectors.DefaultSelector()  # epoll: an idle holder costs nothing until the server closes one
-socks, failed = {}, 0
-for i in range(n):
+cfd = os.open(ctl, os.O_RDWR | os.O_NONBLOCK)  # read-write: no EOF when the script's writes end
+sel.register(cfd, selectors.EVENT_READ, "ctl")
+socks, failed, holding, seq, reopened = {}, 0, False, 0, 0
+def report():
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f: f.write(f"{seq} {len(socks)} {failed} {reopened}\n")
+    os.replace(tmp, out)
+def add(i):
+    global failed
     try:
         socks[i] = open_one(i)
         sel.register(socks[i], selectors.EVENT_READ, i)
     except OSError:
         failed += 1
-with open(out, "w") as f: f.write(f"{len(socks)} {failed}\n")
+report()
 next_drip = time.monotonic() + 1
 while True:
     # Idle holders only wait (a timeout of 0 here once spun a whole core of this 2-core
     # machine, and the rate "kept under 10,000 idle" measured the spinning holder).
-    wait = None if mode == "idle" else max(0, next_drip - time.monotonic())
+    wait = max(0, next_drip - time.monotonic()) if mode != "idle" and holding else None
     for key, _ in sel.select(timeout=wait):
+        if key.data == "ctl":
+            for cmd in os.read(cfd, 4096).decode().split():
+                if cmd == "open":
+                    failed, reopened = 0, 0
+                    for i in range(n): add(i)
+                    holding = True
+                elif cmd == "close":
+                    holding = False
+                    for s in socks.values():
+                        sel.unregister(s)
+                        s.close()
+                    socks.clear()
+                seq += 1
+                report()
+            continue
         i = key.data
         try: data = key.fileobj.recv(4096)
         except BlockingIOError: continue
         except OSError: data = b""
         if data: continue  # e.g. a 408 before the close
         sel.unregister(key.fileobj); key.fileobj.close(); del socks[i]
-        if mode != "idle":  # the attacker opens it again at once
-            try:
-                socks[i] = open_one(i)
-                sel.register(socks[i], selectors.EVENT_READ, i)
-            except OSError: pass
-    if mode != "idle" and time.monotonic() >= next_drip:
+        if mode != "idle" and holding:  # the attacker opens it again at once
+            reopened += 1
+            add(i)
+    if mode != "idle" and holding and time.monotonic() >= next_drip:
         next_drip = time.monotonic() + 1
         for s in list(socks.values()):
             try: s.send(b"X")
@@ -194,25 +223,81 @@ while True:
 PY
   holders+=($!)
 }
+hold_cmd() {  # hold_cmd MODE open|close -> waits until the holder has done it (60 s at most)
+  local before now
+  before=$(cut -d' ' -f1 "$work/hold-$1")
+  echo "$2" > "$work/ctl-$1"
+  for _ in $(seq 600); do
+    now=$(cut -d' ' -f1 "$work/hold-$1" 2>/dev/null || echo "$before")
+    [[ "$now" -gt "$before" ]] && return 0
+    sleep 0.1
+  done
+  die "$1: the holder did not $2 its connections within 60 s"
+}
+clk=$(getconf CLK_TCK)
+server_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }  # user + system, all threads
+open_at_server() { curl -fsS "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_connections_open/ {print $2}'; }
+pairs=${HOLD_PAIRS:-4} hsecs=${HOLD_SECS:-3}
 echo "server RSS before the connection tests: $(rss_mb "$server") MB"
 for mode in "idle:${IDLE_CONNS:-10000}" "slowloris:${SLOWLORIS_CONNS:-2000}"; do
   m=${mode%%:*} n=${mode##*:}
   [[ "$n" -gt 0 ]] || continue
-  base=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
-  rm -f "$work/hold-$m"
+  rm -f "$work/hold-$m" "$work/ctl-$m"
   hold "$p1" "$n" "$m"
-  for _ in $(seq 600); do [[ -s "$work/hold-$m" ]] && break; sleep 0.1; done
-  [[ -s "$work/hold-$m" ]] || die "$m: the connections were not opened within 60 s"
-  read -r opened failed < "$work/hold-$m"
-  sleep 2
-  open_now=$(curl -fsS "http://127.0.0.1:$p1/metrics" | awk '/^patchgate_connections_open/ {print $2}')
-  under=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 3 | cut -d' ' -f1)
-  hz=$(healthz_ok "$p1" 10)
-  echo "$m x$n ($opened opened, $failed refused; $open_now open at the server before the wrk run): patchgate RSS $(rss_mb "$server") MB;" \
-       "threads $(ls /proc/$server/task | wc -l); 1KiB@64 $under req/s vs $base unloaded" \
-       "($(python3 -c "print(f'{$under / $base:.2f}')")x); /healthz answered $hz/10"
+  for _ in $(seq 100); do [[ -s "$work/hold-$m" ]] && break; sleep 0.1; done
+  [[ -s "$work/hold-$m" ]] || die "$m: the holder did not start"
+  unloaded=() loaded=() ucpu=() lcpu=() hz_ok=0 hz_n=0 rss_max=0 held_min=$n
+  window() {  # one 1KiB@64 run -> w_rps (req/s) and w_cpu (server CPU per request, us); aborts on errors
+    local t0 t1
+    t0=$(server_ticks)
+    w_rps=$(run "http://127.0.0.1:$p1/${url[1KiB]}" 64 "$hsecs" | cut -d' ' -f1)
+    t1=$(server_ticks)
+    w_cpu=$(python3 -c "print(f'{($t1 - $t0) / $clk * 1e6 / ($w_rps * $hsecs):.0f}')")
+  }
+  unloaded_window() {  # the holder holds nothing, and the server has let its connections go
+    for _ in $(seq 100); do [[ "$(open_at_server)" -le 1 ]] && break; sleep 0.1; done
+    window
+    u=$w_rps uc=$w_cpu
+  }
+  loaded_window() {
+    hold_cmd "$m" open
+    read -r _ opened failed _ < "$work/hold-$m"
+    sleep 1
+    held=$(( $(open_at_server) - 1 ))  # less the /metrics request itself
+    [[ "$held" -lt "$held_min" ]] && held_min=$held
+    window
+    l=$w_rps lc=$w_cpu
+    r=$(rss_mb "$server")
+    [[ "$r" -gt "$rss_max" ]] && rss_max=$r
+    h=$(healthz_ok "$p1" 5)
+    hz_ok=$((hz_ok + h)) hz_n=$((hz_n + 5))
+    read -r _ _ _ reopened < "$work/hold-$m"
+    hold_cmd "$m" close
+  }
+  run "http://127.0.0.1:$p1/${url[1KiB]}" 64 1 >/dev/null  # warm-up, not counted
+  for pair in $(seq "$pairs"); do
+    # U L, then L U, ...: a load on the machine that drifts during the run weighs on both sides.
+    if (( pair % 2 )); then unloaded_window; loaded_window; else loaded_window; unloaded_window; fi
+    unloaded+=("$u") loaded+=("$l") ucpu+=("$uc") lcpu+=("$lc")
+    printf "  %-9s pair %d (%s): unloaded %6s req/s %4s us/req | %5s held at the server (%s opened, %s refused, %s reopened) %6s req/s %4s us/req (%.2fx); RSS %s MB; /healthz %s/5\n" \
+      "$m" "$pair" "$( (( pair % 2 )) && echo "U then L" || echo "L then U")" "$u" "$uc" "$held" "$opened" "$failed" "$reopened" \
+      "$l" "$lc" "$(python3 -c "print($l / $u)")" "$r" "$h"
+  done
+  python3 - "$m" "$n" "${unloaded[*]}" "${loaded[*]}" "$rss_max" "$hz_ok" "$hz_n" "$held_min" "$(ls /proc/$server/task | wc -l)" \
+    "${ucpu[*]}" "${lcpu[*]}" <<'PY'
+import statistics as st, sys
+m, n, u, l = sys.argv[1], sys.argv[2], [float(x) for x in sys.argv[3].split()], [float(x) for x in sys.argv[4].split()]
+rss, hz, hzn, held, thr = sys.argv[5:10]
+uc, lc = [float(x) for x in sys.argv[10].split()], [float(x) for x in sys.argv[11].split()]
+per = sorted(b / a for a, b in zip(u, l))
+print(f"{m} x{n}: 1KiB@64 median {st.median(l):.0f} req/s held vs {st.median(u):.0f} unloaded = {st.median(l) / st.median(u):.2f}x "
+      f"(pair ratios {min(per):.2f}-{max(per):.2f}, median {st.median(per):.2f}); server CPU per request median "
+      f"{st.median(lc):.0f} us held vs {st.median(uc):.0f} us unloaded; at least {held} held at the server; "
+      f"RSS max {rss} MB; threads {thr}; /healthz answered {hz}/{hzn}")
+PY
   kill "${holders[-1]}" 2>/dev/null || true
-  sleep 2
+  unset 'holders[-1]'
+  sleep 1
 done
 
 kill -TERM "$server"; wait "$server" 2>/dev/null || true; server=

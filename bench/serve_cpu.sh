@@ -6,9 +6,10 @@
 # Usage: [PG=BINARY] [ROWS="1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8 tls1MiB@64"] [PERF=record|stat] bench/serve_cpu.sh [BUILD_DIR] [SECONDS_PER_RUN]
 #   tls1MiB: the 1 MiB target over TLS (a second `patchgate serve` with --tls-cert, nginx with ssl);
 #   not in the default rows.
-#   PERF=record also records `perf record -g` of patchgate during each row, PERF=stat counts its
-#   context switches and system calls per request (files left in $PERF_DIR, default
-#   /tmp/pg-serve-cpu-perf).
+#   PERF=record also records `perf record -g` of patchgate during each row (from after the row's
+#   first request, which loads and verifies the file), PERF=stat counts its context switches
+#   and system calls per request (files left in $PERF_DIR, default /tmp/pg-serve-cpu-perf).
+#   "wrk us/req" is the client's own CPU per request (user + system of wrk).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -78,21 +79,41 @@ ticks() {  # CPU clock ticks (user + system) of the given pids, all their thread
   echo "$t"
 }
 hz=$(getconf CLK_TCK)
-measure() {  # measure URL CONNS PIDS... -> "req/s us-per-request"
-  local u=$1 c=$2
-  shift 2
+measure() {  # measure URL CONNS PERF_OUT PIDS... -> "req/s us-per-request wrk-us-per-request"
+  local u=$1 c=$2 perf_out=$3
+  shift 3
+  # The first request loads and verifies the file (kept in memory): before the counted window.
   curl -kfsS -o /dev/null -H "Authorization: Bearer $token" "$u" || die "$u does not answer"
-  local before after
+  local before after perfpid=
+  if [[ -n "$perf_out" && "$PERF" == record ]]; then
+    perf record -g -p "$(echo "$@" | tr ' ' ,)" -o "$perf_out.data" -- sleep "$secs" >/dev/null 2>&1 &
+    perfpid=$!
+  elif [[ -n "$perf_out" ]]; then
+    perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p "$(echo "$@" | tr ' ' ,)" -o "$perf_out.stat" \
+      -- sleep "$secs" >/dev/null 2>&1 &
+    perfpid=$!
+  fi
   before=$(ticks "$@")
-  wrk -t"$(( c > 1 ? 2 : 1 ))" -c"$c" -d"${secs}s" -H "Authorization: Bearer $token" "$u" > "$work/wrk.out" 2>&1 || die "wrk failed on $u"
+  # wrk's own CPU too: on 2 cores a large body's rate is bound by the client's reads
+  # (wrk reads 8 KiB at a time), so the server's share of the CPU moves it only as much as
+  # it takes from wrk.
+  local st w_before w_after
+  read -r -a st < "/proc/$BASHPID/stat"  # children's CPU (cutime + cstime) so far, read with no fork
+  w_before=$((st[15] + st[16]))
+  wrk -t"$(( c > 1 ? 2 : 1 ))" -c"$c" -d"${secs}s" -H "Authorization: Bearer $token" "$u" > "$work/wrk.out" 2>&1 ||
+    die "wrk failed on $u"
+  read -r -a st < "/proc/$BASHPID/stat"
+  w_after=$((st[15] + st[16]))
   after=$(ticks "$@")
+  [[ -n "$perfpid" ]] && { wait "$perfpid" || true; }
   grep -q "Non-2xx" "$work/wrk.out" && die "failed requests against $u: $(cat "$work/wrk.out")"
   local n
   n=$(awk '/requests in/ {print $1}' "$work/wrk.out")
-  python3 -c "print(f'{$n / $secs:.0f} {($after - $before) / $hz * 1e6 / $n:.1f}')"
+  python3 -c "print(f'{$n / $secs:.0f} {($after - $before) / $hz * 1e6 / $n:.1f} {($w_after - $w_before) / $hz * 1e6 / $n:.0f}')"
 }
 ngx_pids() { echo "$ngx" $(pgrep -P "$ngx"); }
-printf "%-8s %5s | %10s %12s | %10s %12s | %s\n" case conns "pg req/s" "pg us/req" "ngx req/s" "ngx us/req" "cpu ratio pg/ngx"
+printf "%-8s %5s | %10s %12s %12s | %10s %12s %12s | %s\n" case conns "pg req/s" "pg us/req" "wrk us/req" "ngx req/s" \
+  "ngx us/req" "wrk us/req" "cpu ratio pg/ngx"
 for r in ${ROWS:-1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8}; do
   name=${r%@*} conns=${r#*@}
   pg_url="http://127.0.0.1:$p1" ngx_url="http://127.0.0.1:$p2" pg_pid=$server
@@ -100,30 +121,23 @@ for r in ${ROWS:-1KiB@64 1KiB@1 ts@64 1MiB@64 50MiB@8}; do
     pg_url="https://127.0.0.1:$p3" ngx_url="https://127.0.0.1:$p4" pg_pid=$server_tls
     for _ in $(seq 100); do curl -kfsS "$pg_url/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
   fi
-  perfpid=
+  perf_out=
   if [[ -n "${PERF:-}" ]]; then
     mkdir -p "${PERF_DIR:=/tmp/pg-serve-cpu-perf}"
-    if [[ "$PERF" == record ]]; then
-      perf record -g -p "$pg_pid" -o "$PERF_DIR/$r.data" -- sleep "$secs" >/dev/null 2>&1 &
-    else
-      perf stat -e task-clock,context-switches,raw_syscalls:sys_enter -p "$pg_pid" -o "$PERF_DIR/$r.stat" -- sleep "$secs" >/dev/null 2>&1 &
-    fi
-    perfpid=$!
+    perf_out="$PERF_DIR/$r"
   fi
-  read -r a b <<<"$(measure "$pg_url/${url[$name]}" "$conns" "$pg_pid")"
-  if [[ -n "$perfpid" ]]; then
-    wait "$perfpid" || true
-    if [[ "$PERF" == stat ]]; then
-      python3 - "$PERF_DIR/$r.stat" "$a" "$secs" <<'PY'
+  read -r a b w1 <<<"$(measure "$pg_url/${url[$name]}" "$conns" "$perf_out" "$pg_pid")"
+  if [[ "${PERF:-}" == stat ]]; then
+    python3 - "$PERF_DIR/$r.stat" "$a" "$secs" <<'PY'
 import re, sys
 t = open(sys.argv[1]).read(); n = float(sys.argv[2]) * float(sys.argv[3])
 cs = float(re.search(r"([\d,.]+)\s+context-switches", t).group(1).replace(",", ""))
 sc = float(re.search(r"([\d,.]+)\s+raw_syscalls:sys_enter", t).group(1).replace(",", ""))
 print(f"  patchgate per request: {cs / n:.2f} context switches, {sc / n:.2f} system calls")
 PY
-    fi
   fi
-  read -r x y <<<"$(measure "$ngx_url/${url[$name]}" "$conns" $(ngx_pids))"
-  printf "%-8s %5s | %10s %12s | %10s %12s | %.2f\n" "$name" "$conns" "$a" "$b" "$x" "$y" "$(python3 -c "print($b/$y)")"
+  read -r x y w2 <<<"$(measure "$ngx_url/${url[$name]}" "$conns" "" $(ngx_pids))"
+  printf "%-8s %5s | %10s %12s %12s | %10s %12s %12s | %.2f\n" "$name" "$conns" "$a" "$b" "$w1" "$x" "$y" "$w2" \
+    "$(python3 -c "print($b/$y)")"
 done
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -31,12 +31,7 @@ struct MirrorFlags {
 };
 
 int RunMirror(MirrorFlags& f) {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  const sigset_t set = BlockTerminationSignals();
 
   if (f.token.empty())
     if (const char* t = std::getenv("PATCHGATE_NODE_TOKEN")) f.token = t;
@@ -88,23 +83,24 @@ int RunMirror(MirrorFlags& f) {
     return ReportError(rt.status());
   }
 
-  std::atomic<bool> stopping{false};
-  std::thread signals([&] {
+  // Shared with the signal thread, which is detached and may outlive this function.
+  auto stopping = std::make_shared<std::atomic<bool>>(false);
+  std::thread signals([stopping, set] {
     int sig = 0;
     sigwait(&set, &sig);
-    stopping = true;
+    *stopping = true;
   });
   signals.detach();
 
   // A mirror with nothing verified yet serves nothing: the first pass must succeed.
-  while (syncer.served_snapshot_version() == 0 && !stopping) {
+  while (syncer.served_snapshot_version() == 0 && !*stopping) {
     auto pass = first.valid() ? first.get() : syncer.SyncOnce();
     if (pass.ok()) break;
     log::Error("initial sync failed; retrying", {{"upstream", f.upstream}, {"error", pass.status().ToString()}});
     (*rt)->ReportSync(false, pass.status().ToString());
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
-  if (stopping) return kExitOk;
+  if (*stopping) return kExitOk;
 
   auto options = f.serving.Options();
   if (!options.ok()) return ReportError(options.status());
@@ -124,7 +120,7 @@ int RunMirror(MirrorFlags& f) {
   std::thread syncing([&] {
     auto interval = std::chrono::microseconds(static_cast<int64_t>(f.sync_interval * 1e6));
     std::string last_error;
-    while (!stopping) {
+    while (!*stopping) {
       auto pass = syncer.SyncOnce();
       if (pass.ok()) {
         runtime->ReportSync(true, "");
@@ -144,7 +140,7 @@ int RunMirror(MirrorFlags& f) {
     s->Stop();
   });
   s->Run();
-  stopping = true;
+  *stopping = true;
   syncing.join();
   runtime->Stop();
   return kExitOk;

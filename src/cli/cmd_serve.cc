@@ -37,13 +37,7 @@ struct ServeFlags {
 };
 
 int RunServe(ServeFlags& f) {
-  // SIGTERM/SIGINT are taken by a waiting thread: stop accepting, drain, complete records.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  const sigset_t set = BlockTerminationSignals();
 
   auto store = OpenStore(f.store);
   if (!store.ok()) return ReportError(store.status());

@@ -215,6 +215,7 @@ FWD(kCrypto, int, CRYPTO_memcmp, (const void* a, const void* b, size_t n), (a, b
 FWD(kCrypto, void, ERR_clear_error, (void), ())
 FWD(kCrypto, void, ERR_error_string_n, (unsigned long e, char* buf, size_t len), (e, buf, len))
 FWD(kCrypto, unsigned long, ERR_get_error, (void), ())
+FWD(kCrypto, const char*, ERR_reason_error_string, (unsigned long e), (e))
 FWD(kCrypto, int, EVP_Digest,
     (const void* data, size_t count, unsigned char* md, unsigned int* size, const EVP_MD* type, ENGINE* impl),
     (data, count, md, size, type, impl))

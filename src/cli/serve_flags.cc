@@ -41,4 +41,14 @@ Result<server::ServerOptions> ServingFlags::Options() const {
   return out;
 }
 
+sigset_t BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
 }  // namespace patchgate::cli

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdint>
 
 #include "core/status.h"
@@ -22,5 +23,11 @@ struct ServingFlags {
   // InvalidArgument naming the flag.
   Result<server::ServerOptions> Options() const;
 };
+
+// A server command takes SIGTERM and SIGINT on a thread of its own (stop accepting, drain,
+// complete the records): blocks both in the calling thread, and so in every thread it makes
+// after, ignores SIGPIPE (a client gone mid-response is an error value, not a signal), and
+// returns the set for that thread's sigwait. Call it first, before any thread is made.
+sigset_t BlockTerminationSignals();
 
 }  // namespace patchgate::cli

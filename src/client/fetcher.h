@@ -35,6 +35,10 @@ class Fetcher {
   // Convenience: the whole body as a string. Virtual so that a fetcher holding the body
   // already (the mirror's metadata prefetch) hands it over without a copy.
   virtual Result<std::string> FetchAll(const std::string& url, uint64_t max_bytes);
+  // Inside a sink call: the length the response being received announced for its body
+  // (Content-Length), or 0 when this fetcher does not know it. A hint for sizing buffers
+  // (FetchAll), never trusted as a limit: max_bytes stays the cap.
+  virtual uint64_t AnnouncedBodyLength() const { return 0; }
 };
 
 struct HttpOptions {

@@ -87,6 +87,8 @@ class PlainHttpFetcher : public Fetcher {
     return FetchFrom(url, 0, max_bytes, sink);
   }
 
+  uint64_t AnnouncedBodyLength() const override { return announced_; }
+
   Status FetchFrom(const std::string& url, uint64_t offset, uint64_t max_bytes, const Sink& sink) override {
     PG_ASSIGN_OR_RETURN(HttpUrl u, ParseHttpUrl(url));
     if (!TokenIsSendable(o_.bearer_token))
@@ -223,6 +225,8 @@ class PlainHttpFetcher : public Fetcher {
         discarded += chunk.size();
         return discarded > kMaxDiscardBytes ? kStopDiscarding : Status::OK();
       }
+      if (received == 0)
+        announced_ = parser.head().framing == HttpResponseHead::Framing::kLength ? parser.head().content_length : 0;
       uint64_t room = max_bytes - received;
       if (chunk.size() > room) {
         too_large = true;
@@ -316,6 +320,7 @@ class PlainHttpFetcher : public Fetcher {
   int fd_ = -1;
   std::string key_;  // "host port" of fd_
   std::unique_ptr<char[]> buf_;
+  uint64_t announced_ = 0;  // Content-Length of the body being delivered (0: not framed by length)
 };
 
 }  // namespace

@@ -232,6 +232,41 @@ TEST(HttpFetcher, AnEndlessBodyStopsAtTheCap) {
   }
 }
 
+// Inside a sink the fetcher tells the length the response announced (Content-Length; 0
+// for a chunked body), which FetchAll reserves instead of the cap: a 1 KiB role under a
+// 64 MiB cap is not a 64 MiB mapping made and unmapped. The cap still holds whatever is
+// announced. Through NewFetcher too (the client's fetcher routes plain http:// here).
+TEST(HttpFetcher, TheAnnouncedLengthIsKnownInTheSinkAndTheCapStillHolds) {
+  ScriptedServer s([](const std::string& head, int) {
+    if (head.find("/liar") != std::string::npos)  // announces more than the cap
+      return Reply{"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n" + std::string(4096, 'x'), false, true};
+    if (head.find("/chunked") != std::string::npos)
+      return Reply{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"};
+    return Reply{Ok(std::string(1000, 'r'))};
+  });
+  for (bool routing : {false, true}) {  // one at a time: the server serves one connection at a time
+    auto f = routing ? NewFetcher({}) : NewPlainHttpFetcher({});
+    std::vector<uint64_t> seen;
+    auto note = [&](std::string_view) {
+      seen.push_back(f->AnnouncedBodyLength());
+      return Status::OK();
+    };
+    ASSERT_TRUE(f->Fetch(s.url("/metadata/1.role.json"), uint64_t{64} << 20, note).ok());
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.front(), 1000u) << (routing ? "through NewFetcher" : "plain");
+    seen.clear();
+    ASSERT_TRUE(f->Fetch(s.url("/chunked"), 100, note).ok());
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.front(), 0u);
+    auto role = f->FetchAll(s.url("/metadata/1.role.json"), uint64_t{64} << 20);
+    ASSERT_TRUE(role.ok()) << role.status().ToString();
+    EXPECT_EQ(*role, std::string(1000, 'r'));
+  }
+  auto f = NewPlainHttpFetcher({});
+  auto liar = f->FetchAll(s.url("/liar"), 2000);
+  EXPECT_EQ(liar.status().code(), ErrorCode::kTooLarge) << liar.status().ToString();
+}
+
 TEST(HttpFetcher, MalformedResponsesAreRefusedNamingTheUrl) {
   ScriptedServer s([](const std::string&, int) {
     return Reply{"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"};

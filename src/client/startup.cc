@@ -1,6 +1,7 @@
 #include "client/startup.h"
 
 #include <link.h>
+#include <openssl/crypto.h>
 #include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -62,6 +63,12 @@ int PopulateReadOnlySegments(dl_phdr_info* info, size_t, void* total) {
 }
 
 }  // namespace
+
+void InitOpensslForShortRun() {
+  OPENSSL_init_crypto(OPENSSL_INIT_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS |
+                          OPENSSL_INIT_NO_ADD_ALL_CIPHERS | OPENSSL_INIT_NO_ADD_ALL_DIGESTS,
+                      nullptr);
+}
 
 PrefaultReport PrefaultForShortRun(size_t heap_bytes) {
   PrefaultReport r;

@@ -1,5 +1,6 @@
 #include "client/startup.h"
 #include "core/sanitizer.h"
+#include "crypto/keys.h"
 
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -86,6 +87,69 @@ TEST(PrefaultForShortRun, TheProgramsCodeIsMapped) {
   ::waitpid(pid, nullptr, 0);
   EXPECT_EQ(r.heap_bytes, 0u);
   EXPECT_GT(r.mapped_bytes, 1u << 20);  // this test program's code alone is larger
+}
+
+// In a fresh copy of this program whose OpenSSL was started as patchgate-client starts it:
+// verifies each signature of the JSON file $PATCHGATE_SIGNED ([{key, message, sig}], made
+// by a normally started OpenSSL), and the same signature over a changed message. Prints
+// "verified=N refused=M".
+TEST(InitOpensslForShortRun, DISABLED_VerifyInAFreshProcess) {
+  InitOpensslForShortRun();
+  const char* path = std::getenv("PATCHGATE_SIGNED");
+  ASSERT_NE(path, nullptr);
+  FILE* f = std::fopen(path, "r");
+  ASSERT_NE(f, nullptr);
+  std::string text;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+  std::fclose(f);
+  int verified = 0, refused = 0;
+  for (const auto& item : Json::parse(text)) {
+    auto key = PublicKey::FromJson(item["key"]);
+    ASSERT_TRUE(key.ok()) << key.status().ToString();
+    const std::string message = item["message"], sig = item["sig"];
+    Status good = key->Verify(message, sig);
+    if (good.ok()) ++verified;
+    else std::printf("%s: %s\n", key->keytype().c_str(), good.ToString().c_str());
+    if (key->Verify(message + "!", sig).code() == ErrorCode::kBadSignature) ++refused;
+  }
+  std::printf("verified=%d refused=%d\n", verified, refused);
+}
+
+// Every key type the client meets (ed25519, ecdsa P-256, rsa PSS; signed by an OpenSSL
+// started with every default, as other implementations' keys are) verifies in a process
+// whose OpenSSL has no legacy cipher and digest tables and no error texts, and a changed
+// message is still refused.
+TEST(InitOpensslForShortRun, EveryKeyTypeVerifiesAndTamperingIsRefused) {
+  Json signed_items = Json::array();
+  for (KeyType type : {KeyType::kEd25519, KeyType::kEcdsaP256, KeyType::kRsaPss}) {
+    auto k = PrivateKey::Generate(type);
+    ASSERT_TRUE(k.ok()) << k.status().ToString();
+    const std::string message = "signed bytes of a role";
+    auto sig = k->SignHex(message);
+    ASSERT_TRUE(sig.ok()) << sig.status().ToString();
+    signed_items.push_back(Json{{"key", k->public_key().ToJson()}, {"message", message}, {"sig", *sig}});
+  }
+  char dir[] = "/tmp/pg-startup-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/signed.json";
+  FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  const std::string text = signed_items.dump();
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  std::string cmd = "PATCHGATE_SIGNED=" + path + " /proc/" + std::to_string(::getpid()) +
+                    "/exe --gtest_also_run_disabled_tests "
+                    "--gtest_filter=InitOpensslForShortRun.DISABLED_VerifyInAFreshProcess 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  ::pclose(p);
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+  EXPECT_NE(out.find("verified=3 refused=3"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -1,6 +1,12 @@
 #include "crypto/keys.h"
 
 #include <gtest/gtest.h>
+#include <openssl/crypto.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "crypto/hash.h"
 
@@ -76,6 +82,44 @@ TEST(PublicKey, RejectsMalformed) {
   auto unk = PublicKey::FromJson({{"keytype", "dsa"}, {"scheme", "dsa"}, {"keyval", {{"public", "x"}}}});
   ASSERT_TRUE(unk.ok());
   EXPECT_EQ(unk->Verify("m", "00").code(), ErrorCode::kBadSignature);
+}
+
+// The message of a key OpenSSL cannot read (an ecdsa key whose public value is no PEM).
+std::string UnreadableKeyMessage() {
+  auto k = PublicKey::FromJson({{"keytype", "ecdsa"}, {"scheme", "ecdsa-sha2-nistp256"}, {"keyval", {{"public", "x"}}}});
+  if (!k.ok()) return "FromJson failed: " + k.status().ToString();
+  return k->Verify("m", "00").ToString();
+}
+
+// In a fresh copy of this program whose OpenSSL was started without its error texts (as
+// patchgate-client starts it): prints the message.
+TEST(PublicKey, DISABLED_UnreadableKeyWithoutErrorTexts) {
+  OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, nullptr);
+  std::printf("message=%s\n", UnreadableKeyMessage().c_str());
+}
+
+TEST(PublicKey, AnOpensslErrorWithoutItsTextsSaysHowToReadIt) {
+  std::string cmd = "/proc/" + std::to_string(::getpid()) +
+                    "/exe --gtest_also_run_disabled_tests --gtest_filter=PublicKey.DISABLED_UnreadableKeyWithoutErrorTexts 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  ::pclose(f);
+  auto at = out.find("message=");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string bare = out.substr(at, out.find('\n', at) - at);
+  std::printf("without the texts: %s\n", bare.c_str());
+  EXPECT_NE(bare.find("unusable ecdsa public key"), std::string::npos) << bare;
+  EXPECT_NE(bare.find("(`openssl errstr "), std::string::npos) << bare;
+
+  // With the texts loaded (this test process: the first error loads them) the text is there
+  // and no hint.
+  std::string full = UnreadableKeyMessage();
+  std::printf("with the texts: %s\n", full.c_str());
+  EXPECT_NE(full.find("routines"), std::string::npos) << full;
+  EXPECT_EQ(full.find("openssl errstr"), std::string::npos) << full;
 }
 
 TEST(ParseKeyType, Names) {

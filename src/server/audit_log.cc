@@ -236,10 +236,8 @@ void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
   metrics_->audit_writes += (begins.empty() ? 0 : 1) + (finishes.empty() ? 0 : 1);
 
   l.lock();
-  if (!finishes.empty() && finished.ok()) {
-    if (unfolded_ == 0) oldest_unfolded_ = Clock::now();
-    unfolded_ += finishes.size();
-  }
+  // Written ends moved their records into the trail (AuditSink::WriteFinishes): nothing
+  // for a fold. Folds are left for records an earlier process did not end (the sweep).
   if (!finished.ok()) {
     if (stop_) {
       log::Error("could not complete download records before exit; they stay in_progress",

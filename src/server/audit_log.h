@@ -21,13 +21,14 @@
 // download that ended within the last `finish_delay` stays on the record as in_progress,
 // exactly as one cut off mid-transfer would.
 //
-// Folding: the store journals begins and ends (AuditSink, migration 0009); finished records
-// are moved into the indexed trail by FoldDownloads, in batches of kFoldBatch, by whichever
-// audit thread is free: once kFoldBatch ends are written, when the oldest unfolded end has
-// waited kFoldDelay, at start (what an earlier process left), every kFoldSweep, and on
-// Flush(). Unfinished records begun more than kFoldUnfinishedAfter ago are folded as they are
-// (their node stopped). A fold never holds a begin: begins waiting are written first, and a
-// fold is one bounded transaction. Nothing waits for a fold: readers see the journal too.
+// Folding: the store journals begins (AuditSink, migration 0009); a written end moves its
+// record into the indexed trail with the end in place (no rewrite of the journal row).
+// What is left in the journal is moved by FoldDownloads, in batches of kFoldBatch, by
+// whichever audit thread is free: at start (what an earlier process left), every kFoldSweep,
+// and kFoldDelay after a fold failed (or on Flush() then). Unfinished records begun more than
+// kFoldUnfinishedAfter ago are folded as they are (their node stopped). A fold never holds
+// a begin: begins waiting are written first, and a fold is one bounded transaction. Nothing
+// waits for a fold: readers see the journal too.
 //
 // A group commit that fails as unavailable is tried once more at once (a connection that
 // died while idle is only found out by its next statement; the store then reconnects).
@@ -119,7 +120,7 @@ class AuditLog {
   std::vector<Written> unsynced_;      // written, not yet flushed
   bool unsynced_writes_ = false;       // something (begins or completions) written since the last flush began
   bool syncing_ = false;               // a flush is running (on either thread)
-  size_t unfolded_ = 0;                // ends written since the last fold
+  size_t unfolded_ = 0;                // a fold failed: tried again kFoldDelay after oldest_unfolded_
   Clock::time_point oldest_unfolded_{};  // when unfolded_ last became non-zero
   Clock::time_point next_sweep_{};       // a fold is due then whatever unfolded_ says (start: at once)
   bool more_to_fold_ = false;          // the last fold moved a full batch

@@ -183,11 +183,14 @@ class ServerImpl final : public Server, public ConnectionHandler {
     listen_fd_ = -1;
     if (!audit_.Flush()) log::Error("some download records could not be completed before the drain ended", {});
     log::Info("stopped", {{"node", o_.node_name}});
+    // A Stop() from another thread (the signal thread) may still be inside ConnectionLoops::Stop
+    // when the loops end: the caller destroys this server once Run returns, so wait it out.
+    std::lock_guard<std::mutex> l(mu_);
   }
 
   void Stop() override {
-    stopping_ = true;
     std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
     if (loops_) loops_->Stop();
   }
 

@@ -1019,6 +1019,9 @@ class SqlStore final : public Store {
   // every statement is a network round trip: a batch takes one for its ids and one per
   // kRowsPerStatement rows.
   static constexpr size_t kRowsPerStatement = 1000;
+  // SQLite: rows per statement for the audit path's begins and ends (a statement run opens
+  // its cursors once; the statements for whole chunks are prepared once and kept).
+  static constexpr size_t kMovesPerStatement = 64;
 
   // Begins go to the journal (migration 0009) with ids of downloads' sequence, so a row
   // keeps its id when folded. SQLite: ids are reserved kIdBlock at a time by advancing that
@@ -1045,19 +1048,40 @@ class SqlStore final : public Store {
     const int64_t first = id_next_;
     id_next_ += n;
     ids.reserve(starts.size());
-    for (const auto& s : starts) {
-      const int64_t id = first + static_cast<int64_t>(ids.size());
-      PG_RETURN_IF_ERROR(
-          c_->Query("INSERT INTO download_journal (id, started_at, node, user_id, username, org_id, target_path, "
-                    "sha256, range_header, outcome, remote_addr, user_agent) SELECT ?, ?, ?, u.id, u.username, "
-                    "u.org_id, ?, ?, ?, 'in_progress', ?, ? FROM users u WHERE u.id = ?",
-                    {id, s.started_at, sql::TextRef{s.node}, sql::TextRef{s.target_path}, sql::TextRef{s.sha256},
-                     sql::TextRef{s.range}, sql::TextRef{s.remote_addr}, sql::TextRef{s.user_agent}, s.user_id})
-              .status());
-      if (c_->Changes() != 1) return NotFound("download for unknown user id " + std::to_string(s.user_id));
-      ids.push_back(id);
+    for (size_t i = 0; i < starts.size(); ++i) ids.push_back(first + static_cast<int64_t>(i));
+    // kMovesPerStatement rows per statement: one statement run (cursors on the journal and
+    // users opened once) instead of one per row.
+    for (size_t at = 0; at < starts.size(); at += kMovesPerStatement) {
+      const size_t k = std::min(kMovesPerStatement, starts.size() - at);
+      std::vector<Param> p;
+      p.reserve(k * 9);
+      for (size_t i = at; i < at + k; ++i) {
+        const DownloadStart& s = starts[i];
+        p.insert(p.end(), {ids[i], s.started_at, sql::TextRef{s.node}, s.user_id, sql::TextRef{s.target_path},
+                           sql::TextRef{s.sha256}, sql::TextRef{s.range}, sql::TextRef{s.remote_addr},
+                           sql::TextRef{s.user_agent}});
+      }
+      PG_RETURN_IF_ERROR(c_->Query(JournalInsertSql(k), p).status());
+      if (static_cast<size_t>(c_->Changes()) != k)
+        return NotFound(k == 1 ? "download for unknown user id " + std::to_string(starts[at].user_id)
+                               : std::string("download for an unknown user id in the batch"));
     }
     return ids;
+  }
+  // SQLite: `n` begins into the journal (parameters id, started_at, node, user_id,
+  // target_path, sha256, range_header, remote_addr, user_agent per begin), in their order,
+  // with the user's name and organisation as they are now.
+  static std::string JournalInsertSql(size_t n) {
+    static const std::string kHead =
+        "WITH v (id, started_at, node, user_id, target_path, sha256, range_header, remote_addr, user_agent) AS (VALUES ";
+    static const std::string kTail =
+        ") INSERT INTO download_journal (id, started_at, node, user_id, username, org_id, target_path, sha256, "
+        "range_header, outcome, remote_addr, user_agent) SELECT v.id, v.started_at, v.node, u.id, u.username, u.org_id, "
+        "v.target_path, v.sha256, v.range_header, 'in_progress', v.remote_addr, v.user_agent FROM v JOIN users u ON "
+        "u.id = v.user_id";
+    static const std::string kTuple = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    static const std::string kFull = kHead + sql::RepeatTuple(kTuple, kMovesPerStatement) + kTail;
+    return n == kMovesPerStatement ? kFull : kHead + sql::RepeatTuple(kTuple, n) + kTail;
   }
 
   Result<std::vector<int64_t>> InsertStartsBatched(const std::vector<DownloadStart>& starts) {
@@ -1094,35 +1118,100 @@ class SqlStore final : public Store {
     return ids;
   }
 
-  // An end is written to the record's journal row; a record already folded (a fold moves
-  // unfinished records once they are old, FoldDownloads) is completed in `downloads`.
+  // An end is the moment a record's final row is known: the journal row (its begin) is
+  // moved into `downloads` with the end's fields in place, and leaves the journal, in the
+  // end's transaction. The row is never rewritten in the journal (no UPDATE of it) and a
+  // fold has nothing left to move for it. A record no longer in the journal (folded
+  // unfinished once old, FoldDownloads, or written by an older version) is completed in
+  // `downloads`.
+  //
+  // SQLite: kMovesPerStatement ends per statement pair (one INSERT ... SELECT joining the
+  // ends to their journal rows, one DELETE of those rows): each statement run opens a
+  // cursor on the trail and each of its indexes, which cost more than moving a row.
   Status UpdateFinishesOneByOne(const std::vector<DownloadFinish>& finishes) {
     std::deque<std::string> keep;
-    for (const auto& f : finishes) {
-      std::vector<Param> p = {f.ended_at, static_cast<int64_t>(f.bytes_sent), sql::TextRef{DownloadOutcomeName(f.outcome)},
-                              StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep), f.id};
-      PG_RETURN_IF_ERROR(c_->Query("UPDATE download_journal SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? "
-                                   "WHERE id = ?", p).status());
-      if (c_->Changes() == 0)
-        PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? "
-                                     "WHERE id = ?", p).status());
+    std::vector<const DownloadFinish*> missed;
+    for (size_t first = 0; first < finishes.size(); first += kMovesPerStatement) {
+      const size_t n = std::min(kMovesPerStatement, finishes.size() - first);
+      std::vector<Param> p, ids;
+      p.reserve(n * 5);
+      ids.reserve(n);
+      for (size_t i = first; i < first + n; ++i) {
+        const DownloadFinish& f = finishes[i];
+        p.insert(p.end(), {f.id, f.ended_at, static_cast<int64_t>(f.bytes_sent), sql::TextRef{DownloadOutcomeName(f.outcome)},
+                           StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep)});
+        ids.push_back(f.id);
+      }
+      PG_ASSIGN_OR_RETURN(Rows moved, c_->Query(MoveEndedSql(n), p));
+      PG_RETURN_IF_ERROR(
+          c_->Query("DELETE FROM download_journal WHERE id IN (" + sql::RepeatTuple("?", n) + ")", ids).status());
+      if (static_cast<size_t>(c_->Changes()) != moved.size())
+        return Internal("the ends moved a different number of journal rows than they removed");
+      if (moved.size() == n) continue;
+      std::set<int64_t> hit;
+      for (const auto& r : moved) hit.insert(I(r, 0));
+      for (size_t i = first; i < first + n; ++i)
+        if (!hit.count(finishes[i].id)) missed.push_back(&finishes[i]);
+    }
+    for (const DownloadFinish* f : missed) {
+      PG_RETURN_IF_ERROR(c_->Query("UPDATE downloads SET ended_at = ?, bytes_sent = ?, outcome = ?, detail = ? WHERE id = ?",
+                                   {f->ended_at, static_cast<int64_t>(f->bytes_sent),
+                                    sql::TextRef{DownloadOutcomeName(f->outcome)},
+                                    StorableParam(f->detail, kMaxStoredDownloadDetailBytes, keep), f->id})
+                             .status());
     }
     return Status::OK();
   }
+  // SQLite: the journal rows of `n` ends (parameters id, ended_at, bytes_sent, outcome,
+  // detail per end) inserted into `downloads` with their ends; returns the moved ids.
+  static std::string MoveEndedSql(size_t n) {
+    static const std::string kHead = "WITH v (id, ended_at, bytes_sent, outcome, detail) AS (VALUES ";
+    static const std::string kTail = ") INSERT INTO downloads (" + std::string(kTrailColumns) + ") SELECT " +
+                                     EndedRowColumns("j.", "v.") +
+                                     " FROM v JOIN download_journal AS j ON j.id = v.id ORDER BY j.id RETURNING id";
+    static const std::string kFull = kHead + sql::RepeatTuple("(?, ?, ?, ?, ?)", kMovesPerStatement) + kTail;
+    return n == kMovesPerStatement ? kFull : kHead + sql::RepeatTuple("(?, ?, ?, ?, ?)", n) + kTail;
+  }
+  // The trail's columns in their order, read from a journal row (`row` prefix) with the
+  // end's four columns from `end` (prefix).
+  static std::string EndedRowColumns(std::string_view row, std::string_view end) {
+    std::string out;
+    std::string_view cols = kTrailColumns;
+    while (!cols.empty()) {
+      const size_t comma = cols.find(", ");
+      const std::string_view col = cols.substr(0, comma);
+      cols = comma == std::string_view::npos ? std::string_view() : cols.substr(comma + 2);
+      if (!out.empty()) out += ", ";
+      const bool from_end = col == "ended_at" || col == "bytes_sent" || col == "outcome" || col == "detail";
+      out.append(from_end ? end : row).append(col);
+    }
+    return out;
+  }
 
-  // One statement per kRowsPerStatement ends on the journal; the ends it did not find there
-  // (folded meanwhile: a later statement sees the fold's commit) go to `downloads`.
+  // One statement per kRowsPerStatement ends moves their journal rows into `downloads`
+  // with the ends in place (DELETE ... RETURNING feeding the INSERT: atomic, the row is
+  // never rewritten in the journal); the ends it did not find there (folded meanwhile, or
+  // written by an older version: a later statement sees the fold's commit) complete their
+  // row in `downloads`. A row a folder has locked is waited for, then missed, then
+  // completed in `downloads`.
   Status UpdateFinishesBatched(const std::vector<DownloadFinish>& finishes) {
     std::vector<const DownloadFinish*> todo;
     todo.reserve(finishes.size());
     for (const auto& f : finishes) todo.push_back(&f);
-    for (const char* table : {"download_journal", "downloads"}) {
+    static const std::string moved_cols = EndedRowColumns("j.", "v.");
+    for (const bool into_journal_move : {true, false}) {
       std::vector<const DownloadFinish*> missed;
       for (size_t first = 0; first < todo.size(); first += kRowsPerStatement) {
         size_t n = std::min(kRowsPerStatement, todo.size() - first);
-        std::string sql = std::string("UPDATE ") + table + " AS d SET ended_at = v.ended_at, bytes_sent = v.bytes_sent, "
-                          "outcome = v.outcome, detail = v.detail FROM (VALUES ";
-        sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text, ?::text)", n);
+        const std::string values = "(VALUES " + sql::RepeatTuple("(?::bigint, ?::bigint, ?::bigint, ?::text, ?::text)", n) +
+                                   ") AS v (id, ended_at, bytes_sent, outcome, detail)";
+        std::string sql =
+            into_journal_move
+                ? "WITH moved AS (DELETE FROM download_journal AS j USING " + values + " WHERE j.id = v.id RETURNING " +
+                      moved_cols + ") INSERT INTO downloads (" + kTrailColumns + ") SELECT " + kTrailColumns +
+                      " FROM moved RETURNING id"
+                : "UPDATE downloads AS d SET ended_at = v.ended_at, bytes_sent = v.bytes_sent, outcome = v.outcome, "
+                  "detail = v.detail FROM " + values + " WHERE d.id = v.id RETURNING d.id";
         std::vector<Param> p;
         p.reserve(n * 5);
         std::deque<std::string> keep;  // escaped or cut copies of the few details that need it
@@ -1132,7 +1221,6 @@ class SqlStore final : public Store {
                              sql::TextRef{DownloadOutcomeName(f.outcome)},
                              StorableParam(f.detail, kMaxStoredDownloadDetailBytes, keep)});
         }
-        sql += ") AS v (id, ended_at, bytes_sent, outcome, detail) WHERE d.id = v.id RETURNING d.id";
         PG_ASSIGN_OR_RETURN(Rows found, c_->Query(sql, p));
         if (found.size() == n) continue;
         std::set<int64_t> hit;
