@@ -118,22 +118,28 @@ Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All(bool with_cu
     return out;
   }
   // The role's text passed the canonical scan when it was verified: each entry is read from
-  // its own slice (no DOM of the whole role), unless a path holds an escape.
+  // its own slice (no DOM of the whole role).
   std::string_view text = lz.TargetsText(raw);
   cjson::ScannedMembers members;
-  bool plain = cjson::ScanCanonical(text, {}, &members);
-  for (size_t i = 0; plain && i < members.top.size(); ++i)
-    plain = members.top[i].key.find('\\') == std::string_view::npos;
-  if (plain) {
+  if (cjson::ScanCanonical(text, {}, &members)) {
     std::map<std::string, tuf::TargetFile> out;
+    bool plain = true;
     for (const auto& member : members.top) {
       auto tf = ParseCanonicalEntry(member.value, with_custom);
       if (!tf) {
         plain = false;
         break;
       }
-      if (!tf->ok()) return tf->status().WithContext("target " + std::string(member.key.substr(0, 128)));
-      out.emplace_hint(out.end(), std::string(member.key), std::move(**tf));
+      // A key's raw text: canonical JSON escapes only '"' and '\\' (each as a backslash
+      // and the character itself).
+      std::string path;
+      path.reserve(member.key.size());
+      for (size_t i = 0; i < member.key.size(); ++i) {
+        if (member.key[i] == '\\' && i + 1 < member.key.size()) ++i;
+        path.push_back(member.key[i]);
+      }
+      if (!tf->ok()) return tf->status().WithContext("target " + path.substr(0, 128));
+      out.emplace_hint(out.end(), std::move(path), std::move(**tf));
     }
     if (plain) return out;
   }
@@ -936,6 +942,12 @@ Status Updater::VisitAllTargets(const TargetVisitor& visit, const WalkMemory* me
 
 std::map<std::string, std::string> Updater::TrustedMetadataFiles() const {
   std::map<std::string, std::string> out;
+  for (const auto& [name, bytes] : TrustedMetadataViews()) out.emplace_hint(out.end(), name, bytes);
+  return out;
+}
+
+std::map<std::string, std::string_view> Updater::TrustedMetadataViews() const {
+  std::map<std::string, std::string_view> out;
   if (!root_raw_.empty()) out[std::to_string(root_.common.version) + ".root.json"] = root_raw_;
   if (timestamp_ && !timestamp_raw_.empty()) out["timestamp.json"] = timestamp_raw_;
   if (snapshot_ && !snapshot_raw_.empty())

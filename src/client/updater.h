@@ -135,6 +135,9 @@ class Updater {
   // repository publishes them under: "<v>.root.json", "timestamp.json",
   // "<v>.snapshot.json", "<v>.<quoted role>.json" (targets roles loaded so far).
   std::map<std::string, std::string> TrustedMetadataFiles() const;
+  // The same names, each with a view of the bytes this Updater holds (no copy; valid while
+  // the Updater lives and is not refreshed or walked again).
+  std::map<std::string, std::string_view> TrustedMetadataViews() const;
   std::optional<int64_t> TrustedSnapshotVersion() const;
 
  private:

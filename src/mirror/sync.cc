@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -524,16 +525,26 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
                                           {"targets_to_fetch", std::to_string(queued)},
                                           {"fetched_so_far", std::to_string(placed.load())}});
   for (auto& t : threads) t.join();
-  std::unordered_set<std::string> staged;
-  for (auto& v : staged_by) {
-    for (auto& rel : v) staged.insert(std::move(rel));
-    v = {};
+  const std::string workers_done_ms = ms();
+  // Every rel put into the pass's tree (each once: one job per rel).
+  std::vector<std::string> staged;
+  {
+    size_t n = 0;
+    for (const auto& v : staged_by) n += v.size();
+    staged.reserve(n + dups.size());
+    for (auto& v : staged_by) {
+      std::move(v.begin(), v.end(), std::back_inserter(staged));
+      v = {};
+    }
   }
+  const std::string staged_ms = ms();
   // The same content under several names: hard links to the verified file (in the pass's
   // tree, or in DIR when the served snapshot holds it already).
+  std::unordered_set<std::string> in_pass;
+  if (!dups.empty()) in_pass.insert(staged.begin(), staged.end());
   for (size_t k = 0; walked.ok() && first_error.ok() && k < dups.size(); ++k) {
     const auto& [rel, from_rel] = dups[k];
-    std::string from = staged.count(from_rel) ? JoinPath(pass_dir, from_rel) : JoinPath(o_.data_dir, from_rel);
+    std::string from = in_pass.count(from_rel) ? JoinPath(pass_dir, from_rel) : JoinPath(o_.data_dir, from_rel);
     std::string to_path = JoinPath(pass_dir, rel);
     if (Status st = Fs().MakeDirs(DirName(to_path)); !st.ok()) {
       first_error = st;
@@ -543,14 +554,28 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
     if (::link(from.c_str(), to_path.c_str()) != 0)
       first_error = IOError("cannot link " + from_rel + ": " + std::strerror(errno));
     else
-      staged.insert(rel);
+      staged.push_back(rel);
   }
+  // The flusher stops now, but a syncfs it is in the middle of is not waited for here (it
+  // can take long when the file system holds other writers' data): the final syncfs below
+  // comes after it, and every exit joins it (stop_flusher).
+  auto stop_flusher = [&] {
+    {
+      std::lock_guard<std::mutex> l(flush_mu);
+      workers_done = true;
+    }
+    flush_cv.notify_all();
+    if (flusher.joinable()) flusher.join();
+  };
+  struct JoinAtExit {
+    std::function<void()> f;
+    ~JoinAtExit() { f(); }
+  } join_flusher{stop_flusher};
   {
     std::lock_guard<std::mutex> l(flush_mu);
     workers_done = true;
   }
   flush_cv.notify_all();
-  flusher.join();
   if (!walked.ok()) return walked;
   if (!first_error.ok()) return first_error;
   if (walk.incremental) {
@@ -568,29 +593,36 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   }
   size_t target_count = 0;
   for (const auto& [role, rels] : next_role_rels) target_count += rels.size();
-  std::map<std::string, std::string> meta = u.TrustedMetadataFiles();
+  const std::string before_meta_ms = ms();
+  // Views of the bytes the Updater holds (the Updater outlives every use below): no copy.
+  std::map<std::string, std::string_view> meta = u.TrustedMetadataViews();
   int64_t version = u.TrustedSnapshotVersion().value_or(0);
   pass.upstream_snapshot_version = version;
   pass.targets_fetched = placed;
   pass.bytes_fetched = bytes;
-  log::Info("sync: targets fetched and verified", {{"count", std::to_string(queued)}, {"ms", ms()}});
+  log::Info("sync: targets fetched and verified", {{"count", std::to_string(queued)}, {"ms", ms()},
+                                                  {"workers_done_ms", workers_done_ms}, {"staged_ms", staged_ms},
+                                                  {"before_meta_ms", before_meta_ms}});
   // The Updater's trusted state (rollback protection) is written, and every targets role
   // it verified is in the pass's tree.
   PG_RETURN_IF_ERROR(trusted_fs.Flush());
+  const std::string flushed_ms = ms();
   // Every role is verified and every target of the new snapshot is present and verified:
   // the pass's files enter DIR (still named by no served timestamp.json).
   // The pass's tree: every staged target (each listed in `next`) and every verified targets
   // role the trusted store put there. Nothing is copied per target: `next` holds them.
+  std::map<std::string, std::string> published = trusted_fs.TakePublished();
   std::vector<std::pair<std::string, ExpectedFile>> roles;
-  for (const auto& [name, bytes_] : trusted_fs.Published())
+  for (const auto& [name, bytes_] : published)
     roles.emplace_back("metadata/" + name, ExpectedFile{Sha256Hex(bytes_), bytes_.size(), ""});
   if (on_place_)  // found in DIR already: the watch learns them
     for (const auto& v : found_by)
       for (const auto& rel : v) on_place_(rel, next.at(rel));
   PG_RETURN_IF_ERROR(Promote(pass_dir, staged, next, roles, leftovers));
-  for (const auto& [name, bytes_] : trusted_fs.Published()) served_metadata_[name] = bytes_;
+  for (auto& [name, bytes_] : published) served_metadata_.insert_or_assign(name, std::move(bytes_));
   for (auto& [rel, e] : roles) next.insert_or_assign(rel, std::move(e));
-  log::Info("sync: promoted", {{"files", std::to_string(staged.size() + roles.size())}, {"ms", ms()}});
+  log::Info("sync: promoted", {{"files", std::to_string(staged.size() + roles.size())}, {"ms", ms()},
+                               {"trusted_flushed_ms", flushed_ms}});
 
   // Metadata: every root version from 1, versioned files, then timestamp.json last.
   int64_t root_version = 0;
@@ -605,7 +637,7 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
         return Corrupt("upstream serves different bytes for the immutable " + name + "; keeping the last good snapshot");
       continue;
     }
-    PG_RETURN_IF_ERROR(WriteMetadata(name, bytes_));
+    PG_RETURN_IF_ERROR(WriteMetadata(name, std::string(bytes_)));
   }
   // Every versioned file DIR holds, of this snapshot or an older one, stays expected (the
   // watch restores any of them from these verified bytes).
@@ -621,12 +653,13 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
   // timestamp.json is written (fsynced) and renamed. After a power cut DIR names only
   // files that were on disk; a crash before this point leaves the old snapshot served
   // and the verified files in place for the next pass (which finds them by hash).
+  stop_flusher();
   if (::syncfs(dfd) != 0) return IOError("cannot sync the file system of " + o_.data_dir + ": " + std::strerror(errno));
   log::Info("sync: synced to disk", {{"ms", ms()}});
   expected_ = std::move(next);  // before the switch, so the watch knows every byte that is about to appear
-  PG_RETURN_IF_ERROR(WriteMetadata("timestamp.json", ts->second));
+  PG_RETURN_IF_ERROR(WriteMetadata("timestamp.json", std::string(ts->second)));
   PG_RETURN_IF_ERROR(Fs().SyncDir(JoinPath(o_.data_dir, "metadata")));
-  last_timestamp_ = ts->second;
+  last_timestamp_ = std::string(ts->second);
   served_version_ = version;
   // What this pass verified stands for the next one (the trusted copies are on disk since
   // trusted_fs.Flush() above).
@@ -643,11 +676,11 @@ Result<SyncPass> Syncer::FullPass(const std::string& /*timestamp_bytes*/) {
 
 // Older root versions DIR lacks (a mirror started from a later --root): each one must be
 // the version it claims and must have signed its successor, down from the trusted one.
-Status Syncer::EnsureRootChain(const std::map<std::string, std::string>& meta, int64_t top) {
+Status Syncer::EnsureRootChain(const std::map<std::string, std::string_view>& meta, int64_t top) {
   std::string mdir = JoinPath(o_.data_dir, "metadata");
   auto top_bytes = meta.find(std::to_string(top) + ".root.json");
   if (top_bytes == meta.end()) return Internal("no trusted root bytes");
-  std::string newer = top_bytes->second;
+  std::string newer(top_bytes->second);
   auto fetcher = MakeFetcher();
   for (int64_t v = top - 1; v >= 1; --v) {
     std::string name = std::to_string(v) + ".root.json";
@@ -674,25 +707,31 @@ Status Syncer::EnsureRootChain(const std::map<std::string, std::string>& meta, i
 // A verified pass's files enter DIR: what earlier passes that did not switch left in the
 // staging tree and this one does not name goes first, the watch learns every file, then the
 // tree is merged into DIR by rename (a folder DIR lacks moves as one) and removed.
-Status Syncer::Promote(const std::string& pass_dir, const std::unordered_set<std::string>& targets,
+Status Syncer::Promote(const std::string& pass_dir, const std::vector<std::string>& targets,
                        const std::map<std::string, ExpectedFile>& listed,
                        const std::vector<std::pair<std::string, ExpectedFile>>& roles, bool leftovers) {
   if (leftovers) {
-    std::unordered_set<std::string> role_rels;
-    for (const auto& [rel, e] : roles) role_rels.insert(rel);
+    std::unordered_set<std::string_view> keep(targets.begin(), targets.end());
+    for (const auto& [rel, e] : roles) keep.insert(rel);
     std::vector<std::string> all;
     PG_RETURN_IF_ERROR(ListFiles(pass_dir, "", &all));
     for (const auto& rel : all)
-      if (!targets.count(rel) && !role_rels.count(rel) && ::unlink(JoinPath(pass_dir, rel).c_str()) != 0)
+      if (!keep.count(rel) && ::unlink(JoinPath(pass_dir, rel).c_str()) != 0)
         return IOError("cannot remove " + JoinPath(pass_dir, rel) + ": " + std::strerror(errno));
   }
   if (on_place_) {
     for (const auto& rel : targets) on_place_(rel, listed.at(rel));
     for (const auto& [rel, e] : roles) on_place_(rel, e);
   }
+  auto t0 = std::chrono::steady_clock::now();
+  auto us = [&t0] { return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()); };
   PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "targets"), JoinPath(o_.data_dir, "targets")));
+  std::string a = us();
   PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "metadata"), JoinPath(o_.data_dir, "metadata")));
-  return RemoveTree(pass_dir);
+  std::string b = us();
+  Status st = RemoveTree(pass_dir);
+  log::Info("promote timing", {{"targets_us", a}, {"metadata_us", b}, {"removed_us", us()}});
+  return st;
 }
 
 Status Syncer::Place(const std::string& staged, const std::string& rel, const ExpectedFile& e) {

@@ -58,7 +58,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <unordered_set>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -138,10 +138,10 @@ class Syncer {
 
  private:
   Result<SyncPass> FullPass(const std::string& timestamp_bytes);
-  Status EnsureRootChain(const std::map<std::string, std::string>& files, int64_t root_version);
+  Status EnsureRootChain(const std::map<std::string, std::string_view>& files, int64_t root_version);
   Status Place(const std::string& staged, const std::string& rel, const ExpectedFile& e);
   // `targets`: the staged targets (each listed in `listed`); `roles`: the staged targets roles.
-  Status Promote(const std::string& pass_dir, const std::unordered_set<std::string>& targets,
+  Status Promote(const std::string& pass_dir, const std::vector<std::string>& targets,
                  const std::map<std::string, ExpectedFile>& listed,
                  const std::vector<std::pair<std::string, ExpectedFile>>& roles, bool leftovers);
   Status WriteMetadata(const std::string& name, const std::string& bytes);

@@ -59,6 +59,8 @@ class TrustedStore : public ForwardingFileSystem {
   Status Flush();
   // What the writer put into DIR/metadata: versioned name -> bytes (after Flush()).
   const std::map<std::string, std::string>& Published() const { return published_; }
+  // The same, handed over (the store holds none of it afterwards).
+  std::map<std::string, std::string> TakePublished() { return std::move(published_); }
 
  private:
   void Run();
