@@ -723,15 +723,9 @@ Status Syncer::Promote(const std::string& pass_dir, const std::vector<std::strin
     for (const auto& rel : targets) on_place_(rel, listed.at(rel));
     for (const auto& [rel, e] : roles) on_place_(rel, e);
   }
-  auto t0 = std::chrono::steady_clock::now();
-  auto us = [&t0] { return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()); };
   PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "targets"), JoinPath(o_.data_dir, "targets")));
-  std::string a = us();
   PG_RETURN_IF_ERROR(MergeTree(JoinPath(pass_dir, "metadata"), JoinPath(o_.data_dir, "metadata")));
-  std::string b = us();
-  Status st = RemoveTree(pass_dir);
-  log::Info("promote timing", {{"targets_us", a}, {"metadata_us", b}, {"removed_us", us()}});
-  return st;
+  return RemoveTree(pass_dir);
 }
 
 Status Syncer::Place(const std::string& staged, const std::string& rel, const ExpectedFile& e) {
