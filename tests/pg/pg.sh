@@ -15,6 +15,11 @@ case "$cmd" in
     if [[ $(id -u) -eq 0 ]] && ! id "$user" >/dev/null 2>&1; then
       useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
     fi
+    # A server still running on DATADIR is stopped first: wiping its files under it would
+    # leave it running on deleted data beside the new one.
+    if [[ -f "$data/db/postmaster.pid" ]]; then
+      run "$bin/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null 2>&1 || true
+    fi
     rm -rf "$data"
     mkdir -p "$data"
     [[ $(id -u) -eq 0 ]] && chown "$user" "$data"
