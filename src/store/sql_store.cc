@@ -1053,20 +1053,27 @@ class SqlStore final : public Store {
     // users opened once) instead of one per row.
     for (size_t at = 0; at < starts.size(); at += kMovesPerStatement) {
       const size_t k = std::min(kMovesPerStatement, starts.size() - at);
-      std::vector<Param> p;
-      p.reserve(k * 9);
-      for (size_t i = at; i < at + k; ++i) {
-        const DownloadStart& s = starts[i];
-        p.insert(p.end(), {ids[i], s.started_at, sql::TextRef{s.node}, s.user_id, sql::TextRef{s.target_path},
-                           sql::TextRef{s.sha256}, sql::TextRef{s.range}, sql::TextRef{s.remote_addr},
-                           sql::TextRef{s.user_agent}});
-      }
-      PG_RETURN_IF_ERROR(c_->Query(JournalInsertSql(k), p).status());
+      PG_RETURN_IF_ERROR(c_->Query(JournalInsertSql(k), JournalInsertParams(starts, ids, at, k)).status());
       if (static_cast<size_t>(c_->Changes()) != k)
         return NotFound(k == 1 ? "download for unknown user id " + std::to_string(starts[at].user_id)
                                : std::string("download for an unknown user id in the batch"));
     }
     return ids;
+  }
+  // The parameters of begins [first, first + n) for the journal inserts below, nine per
+  // begin in their column order (id, started_at, node, user_id, target_path, sha256,
+  // range_header, remote_addr, user_agent); texts are referenced, not copied.
+  static std::vector<Param> JournalInsertParams(const std::vector<DownloadStart>& starts,
+                                                const std::vector<int64_t>& ids, size_t first, size_t n) {
+    std::vector<Param> p;
+    p.reserve(n * 9);
+    for (size_t i = first; i < first + n; ++i) {
+      const DownloadStart& s = starts[i];
+      p.insert(p.end(), {ids[i], s.started_at, sql::TextRef{s.node}, s.user_id, sql::TextRef{s.target_path},
+                         sql::TextRef{s.sha256}, sql::TextRef{s.range}, sql::TextRef{s.remote_addr},
+                         sql::TextRef{s.user_agent}});
+    }
+    return p;
   }
   // SQLite: `n` begins into the journal (parameters id, started_at, node, user_id,
   // target_path, sha256, range_header, remote_addr, user_agent per begin), in their order,
@@ -1102,14 +1109,7 @@ class SqlStore final : public Store {
           "range_header, outcome, remote_addr, user_agent) SELECT v.id, v.started_at, v.node, u.id, u.username, "
           "u.org_id, v.target_path, v.sha256, v.range_header, 'in_progress', v.remote_addr, v.user_agent FROM (VALUES ";
       sql += sql::RepeatTuple("(?::bigint, ?::bigint, ?::text, ?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text)", n);
-      std::vector<Param> p;
-      p.reserve(n * 9);
-      for (size_t i = first; i < first + n; ++i) {
-        const DownloadStart& s = starts[i];
-        p.insert(p.end(), {ids[i], s.started_at, sql::TextRef{s.node}, s.user_id, sql::TextRef{s.target_path},
-                           sql::TextRef{s.sha256}, sql::TextRef{s.range}, sql::TextRef{s.remote_addr},
-                           sql::TextRef{s.user_agent}});
-      }
+      std::vector<Param> p = JournalInsertParams(starts, ids, first, n);
       sql += ") AS v (id, started_at, node, user_id, target_path, sha256, range_header, remote_addr, user_agent) "
              "JOIN users u ON u.id = v.user_id";
       PG_RETURN_IF_ERROR(c_->Query(sql, p).status());
