@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "client/target_fetch.h"
-#include "json/canonical_scan.h"
 #include "crypto/hash.h"
 
 namespace patchgate::client {
@@ -88,27 +87,6 @@ Result<std::optional<tuf::TargetFile>> Updater::Loaded::Find(const std::string& 
   return std::optional<tuf::TargetFile>(it->second);
 }
 
-namespace {
-
-// One entry of a canonical targets object, from its text, with the checks of
-// tuf::ParseTargetFile: only the members it reads are parsed (custom only when asked for).
-// nullopt: not the plain shape this reads (the caller parses it with the DOM then).
-std::optional<Result<tuf::TargetFile>> ParseCanonicalEntry(std::string_view entry, bool with_custom) {
-  cjson::ScannedMembers m;
-  if (entry.empty() || entry.front() != '{' || !cjson::ScanCanonical(entry, "hashes", &m)) return std::nullopt;
-  Json j = Json::object();
-  for (const auto& member : m.top) {
-    // Canonical JSON escapes only '"' and '\\': these names have a single spelling.
-    if (member.key != "length" && member.key != "hashes" && (member.key != "custom" || !with_custom)) continue;
-    auto v = cjson::Parse(member.value, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64});
-    if (!v.ok()) return Result<tuf::TargetFile>(v.status());
-    j.emplace(std::string(member.key), std::move(*v));
-  }
-  return tuf::ParseTargetFile(std::move(j));
-}
-
-}  // namespace
-
 Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All(bool with_custom) const {
   if (!lazy) {
     if (with_custom) return targets.targets;
@@ -120,29 +98,8 @@ Result<std::map<std::string, tuf::TargetFile>> Updater::Loaded::All(bool with_cu
   // The role's text passed the canonical scan when it was verified: each entry is read from
   // its own slice (no DOM of the whole role).
   std::string_view text = lz.TargetsText(raw);
-  cjson::ScannedMembers members;
-  if (cjson::ScanCanonical(text, {}, &members)) {
-    std::map<std::string, tuf::TargetFile> out;
-    bool plain = true;
-    for (const auto& member : members.top) {
-      auto tf = ParseCanonicalEntry(member.value, with_custom);
-      if (!tf) {
-        plain = false;
-        break;
-      }
-      // A key's raw text: canonical JSON escapes only '"' and '\\' (each as a backslash
-      // and the character itself).
-      std::string path;
-      path.reserve(member.key.size());
-      for (size_t i = 0; i < member.key.size(); ++i) {
-        if (member.key[i] == '\\' && i + 1 < member.key.size()) ++i;
-        path.push_back(member.key[i]);
-      }
-      if (!tf->ok()) return tf->status().WithContext("target " + path.substr(0, 128));
-      out.emplace_hint(out.end(), std::move(path), std::move(**tf));
-    }
-    if (plain) return out;
-  }
+  PG_ASSIGN_OR_RETURN(auto read, tuf::ReadCanonicalTargets(text, with_custom));
+  if (read) return std::move(*read);
   PG_ASSIGN_OR_RETURN(Json j, cjson::Parse(text, {.max_bytes = tuf::kMaxTargetsBytes, .max_depth = 64}));
   std::map<std::string, tuf::TargetFile> out;
   if (!j.is_object()) return Corrupt("targets: \"targets\" is not an object");

@@ -540,6 +540,50 @@ Result<std::optional<TargetFile>> FindTargetInCanonical(std::string_view targets
   return std::optional<TargetFile>(std::move(*tf));
 }
 
+namespace {
+
+// One entry of a canonical targets object, from its text, with the checks of
+// ParseTargetFile: only the members it reads are parsed (custom only when asked for).
+// nullopt: not the plain shape this reads.
+std::optional<Result<TargetFile>> ParseCanonicalEntry(std::string_view entry, bool with_custom) {
+  cjson::ScannedMembers m;
+  if (entry.empty() || entry.front() != '{' || !cjson::ScanCanonical(entry, "hashes", &m)) return std::nullopt;
+  Json j = Json::object();
+  for (const auto& member : m.top) {
+    // Canonical JSON escapes only '"' and '\\': these names have a single spelling.
+    if (member.key != "length" && member.key != "hashes" && (member.key != "custom" || !with_custom)) continue;
+    auto v = cjson::Parse(member.value, {.max_bytes = kMaxTargetsBytes, .max_depth = 64});
+    if (!v.ok()) return Result<TargetFile>(v.status());
+    j.emplace(std::string(member.key), std::move(*v));
+  }
+  return ParseTargetFile(std::move(j));
+}
+
+}  // namespace
+
+Result<std::optional<std::map<std::string, TargetFile>>> ReadCanonicalTargets(std::string_view targets_object,
+                                                                             bool with_custom) {
+  using Out = std::optional<std::map<std::string, TargetFile>>;
+  cjson::ScannedMembers members;
+  if (!cjson::ScanCanonical(targets_object, {}, &members)) return Out();
+  std::map<std::string, TargetFile> out;
+  for (const auto& member : members.top) {
+    auto tf = ParseCanonicalEntry(member.value, with_custom);
+    if (!tf) return Out();
+    // A key's raw text: canonical JSON escapes only '"' and '\\' (each as a backslash and
+    // the character itself).
+    std::string path;
+    path.reserve(member.key.size());
+    for (size_t i = 0; i < member.key.size(); ++i) {
+      if (member.key[i] == '\\' && i + 1 < member.key.size()) ++i;
+      path.push_back(member.key[i]);
+    }
+    if (!tf->ok()) return tf->status().WithContext("target " + path.substr(0, 128));
+    out.emplace_hint(out.end(), std::move(path), std::move(**tf));
+  }
+  return Out(std::move(out));
+}
+
 Result<std::optional<TargetFile>> LazyTargets::Find(std::string_view text, std::string_view path) const {
   return FindTargetInCanonical(TargetsText(text), path);
 }

@@ -204,6 +204,13 @@ struct LazyTargets {
 // pass, stops once past `path`); nullopt when absent.
 Result<std::optional<TargetFile>> FindTargetInCanonical(std::string_view targets_object, std::string_view path);
 
+// Every entry of the text of a canonical "targets" object, each read from its own slice
+// (no DOM of the whole object) with ParseTargetFile's checks; `with_custom` false leaves
+// each entry's custom object unparsed (Json()). nullopt when the text is not of the plain
+// shape this reads (parse it with the DOM then); kCorrupt names the first bad entry.
+Result<std::optional<std::map<std::string, TargetFile>>> ReadCanonicalTargets(std::string_view targets_object,
+                                                                             bool with_custom);
+
 Result<TargetFile> ParseTargetFile(const Json& j);
 // The same, consuming `j` (its custom object is moved into the result, not copied).
 Result<TargetFile> ParseTargetFile(Json&& j);
