@@ -18,10 +18,25 @@ struct Hasher::Impl {
   ~Impl() { EVP_MD_CTX_free(ctx); }
 };
 
-const EVP_MD* Sha256Md();
-const EVP_MD* Sha512Md();
+namespace {
 
-// The fetched digests (below): a mirror's sync creates one Hasher per target, tens of
+// The digests fetched once: EVP_sha256() is OpenSSL 3's implicit form, which looks the
+// implementation up again in every EVP_Digest call (about half of hashing a bearer token,
+// which the server does for every request). A fetch that fails (e.g. a FIPS-only
+// configuration without the provider) falls back to the implicit form, which fails the same
+// way it always did.
+const EVP_MD* Sha256Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md ? md : EVP_sha256();
+}
+const EVP_MD* Sha512Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA512", nullptr);
+  return md ? md : EVP_sha512();
+}
+
+}  // namespace
+
+// The fetched digests (above): a mirror's sync creates one Hasher per target, tens of
 // thousands, from several threads; the implicit EVP_sha256() looked the implementation up
 // again (under OpenSSL's lock) at every EVP_DigestInit_ex.
 Result<Hasher> Hasher::Create(std::string_view algorithm) {
@@ -61,20 +76,6 @@ std::string OneShot(const EVP_MD* md, std::string_view data) {
   return HexEncode(std::string_view(reinterpret_cast<char*>(out), len));
 }
 }  // namespace
-
-// The digests fetched once: EVP_sha256() is OpenSSL 3's implicit form, which looks the
-// implementation up again in every EVP_Digest call (about half of hashing a bearer token,
-// which the server does for every request). A fetch that fails (e.g. a FIPS-only
-// configuration without the provider) falls back to the implicit form, which fails the same
-// way it always did.
-const EVP_MD* Sha256Md() {
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-  return md ? md : EVP_sha256();
-}
-const EVP_MD* Sha512Md() {
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA512", nullptr);
-  return md ? md : EVP_sha512();
-}
 
 std::string Sha256Hex(std::string_view data) { return OneShot(Sha256Md(), data); }
 std::string Sha512Hex(std::string_view data) { return OneShot(Sha512Md(), data); }

@@ -219,6 +219,11 @@ struct ConnectionLoops::Impl {
   // that another thread moved later, as a send's progress does, is found by the scan when
   // the copy is due, and copied then.)
   static void Due(Loop& l, LoopConn* c) { l.due[c->slot] = c->deadline_ms < 0 ? kNoDeadline : c->deadline_ms; }
+  // On the loop thread: a new deadline, and its copy for the scan.
+  static void SetDeadline(Loop& l, LoopConn* c, int64_t at_ms) {
+    c->deadline_ms = at_ms;
+    Due(l, c);
+  }
   static void Away(Loop& l, LoopConn* c) { l.due[c->slot] = kNoDeadline; }  // another thread has it
 
   void Close(Loop& l, LoopConn* c) {
@@ -355,10 +360,7 @@ struct ConnectionLoops::Impl {
           size_t got = 0;
           Io r = c->conn->TryRead(l.rbuf, sizeof l.rbuf, &got);
           if (r == Io::kOk) {
-            if (c->buf.empty()) {
-              c->deadline_ms = NowMs() + o.header_timeout_seconds * 1000L;
-              Due(l, c);
-            }
+            if (c->buf.empty()) SetDeadline(l, c, NowMs() + o.header_timeout_seconds * 1000L);
             c->buf.append(l.rbuf, got);
             if (c->buf.size() > o.limits.max_header_bytes + kReadChunk) c->buf.resize(o.limits.max_header_bytes + 1);
             drained = got < sizeof l.rbuf;
@@ -395,8 +397,7 @@ struct ConnectionLoops::Impl {
           }
           c->state = State::kReading;
           c->responded = true;
-          c->deadline_ms = NowMs() + (c->buf.empty() ? o.idle_timeout_seconds : o.header_timeout_seconds) * 1000L;
-          Due(l, c);
+          SetDeadline(l, c, NowMs() + (c->buf.empty() ? o.idle_timeout_seconds : o.header_timeout_seconds) * 1000L);
           continue;
         }
         case State::kLingering: {
@@ -486,8 +487,7 @@ struct ConnectionLoops::Impl {
     c->out.head = std::move(bytes);
     c->close_after = close;
     c->state = State::kWriting;
-    c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
-    Due(*c->loop, c);
+    SetDeadline(*c->loop, c, NowMs() + o.send_timeout_seconds * 1000L);
   }
   void Refuse(LoopConn* c, int status, const std::string& reason) {
     c->buf.clear();
@@ -497,8 +497,7 @@ struct ConnectionLoops::Impl {
     c->conn->ShutdownWrite();
     c->state = State::kLingering;
     c->lingered = 0;
-    c->deadline_ms = NowMs() + kLingerMs;
-    Due(*c->loop, c);
+    SetDeadline(*c->loop, c, NowMs() + kLingerMs);
   }
 
   // True: answered on the loop (Step goes on); false: a worker has the connection now.
@@ -512,8 +511,7 @@ struct ConnectionLoops::Impl {
       c->out = std::move(out);
       c->close_after = !go_on;
       c->state = State::kWriting;
-      c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
-      Due(l, c);
+      SetDeadline(l, c, NowMs() + o.send_timeout_seconds * 1000L);
       return true;
     }
     c->state = State::kWorking;
@@ -562,8 +560,7 @@ struct ConnectionLoops::Impl {
       c->back.store(false);
       c->event_while_away.store(false);
       c->state = State::kWriting;
-      c->deadline_ms = NowMs() + o.send_timeout_seconds * 1000L;
-      Due(l, c);
+      SetDeadline(l, c, NowMs() + o.send_timeout_seconds * 1000L);
       if (!ok) {  // refused: the prepared refusal instead, then close; nothing to complete
         std::string refusal = c->out.refusal ? c->out.refusal() : std::string();
         c->out = PendingSend{};
