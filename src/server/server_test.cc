@@ -112,6 +112,17 @@ class ServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->Start().ok());
     thread_ = std::thread([this] { server_->Run(); });
   }
+  // Publishes office/mid.bin, 24 MiB (more than the kernel's socket buffers absorb): its
+  // bytes and its consistent-snapshot URL.
+  void PublishMidFile(std::string* mid, std::string* url) {
+    *mid = std::string(24 << 20, 'm');
+    for (size_t i = 0; i < mid->size(); i += 4093) (*mid)[i] = static_cast<char>('a' + i % 26);
+    std::ofstream(dir_ + "/mid.bin", std::ios::binary) << *mid;
+    tuf::KeyAccess access{"pw", false};
+    ASSERT_TRUE(tuf::Publish({dir_ + "/repo", "office", "4", false, nullptr}, {dir_ + "/mid.bin"}, access,
+                             SystemClock::Get()).ok());
+    *url = "/targets/" + tuf::ConsistentTargetName("office/mid.bin", Sha256Hex(*mid));
+  }
   void StopServer() {
     if (!server_) return;
     server_->Stop();
@@ -1076,14 +1087,9 @@ TEST_F(ServerTest, AHeadArrivingInPiecesIsServed) {
 TEST_F(ServerTest, ASteadyReaderSlowerThanTheSendTimeoutGetsTheWholeBody) {
   send_timeout_ = 1;
   tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 64 << 20; };
-  std::string mid(24 << 20, 'm');
-  for (size_t i = 0; i < mid.size(); i += 4093) mid[i] = static_cast<char>('a' + i % 26);
-  std::ofstream(dir_ + "/mid.bin", std::ios::binary) << mid;
-  tuf::KeyAccess access{"pw", false};
-  ASSERT_TRUE(tuf::Publish({dir_ + "/repo", "office", "4", false, nullptr}, {dir_ + "/mid.bin"}, access,
-                           SystemClock::Get()).ok());
+  std::string mid, url;
+  ASSERT_NO_FATAL_FAILURE(PublishMidFile(&mid, &url));
   StartServer();
-  std::string url = "/targets/" + tuf::ConsistentTargetName("office/mid.bin", Sha256Hex(mid));
   ASSERT_EQ(BodyOf(Get(url)), mid);  // verified and kept in memory: the loop sends it
   SlowReader c(server_->port());
   c.Send("GET " + url + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n");
@@ -1139,14 +1145,9 @@ TEST_F(ServerTest, AStalledReaderOfAFileServedFromMemoryIsDroppedWithItsBytesRec
   // Larger than what the kernel's socket buffers absorb, and kept in verified memory (the
   // cap raised for the test), so the loop sends it.
   tweak_ = [](ServerOptions& o) { o.verified_memory_max_file = 64 << 20; };
-  std::string mid(24 << 20, 'm');
-  for (size_t i = 0; i < mid.size(); i += 4093) mid[i] = static_cast<char>('a' + i % 26);
-  std::ofstream(dir_ + "/mid.bin", std::ios::binary) << mid;
-  tuf::KeyAccess access{"pw", false};
-  ASSERT_TRUE(tuf::Publish({dir_ + "/repo", "office", "4", false, nullptr}, {dir_ + "/mid.bin"}, access,
-                           SystemClock::Get()).ok());
+  std::string mid, url;
+  ASSERT_NO_FATAL_FAILURE(PublishMidFile(&mid, &url));
   StartServer();
-  std::string url = "/targets/" + tuf::ConsistentTargetName("office/mid.bin", Sha256Hex(mid));
   ASSERT_EQ(BodyOf(Get(url)), mid);  // verified and kept in memory
   SlowReader c(server_->port());
   c.Send("GET " + url + " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer alice-token\r\n\r\n");
