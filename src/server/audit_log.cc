@@ -51,8 +51,7 @@ void AuditLog::BeginAsync(DownloadStart start, std::function<void(Result<int64_t
       // (its writer wakes the other thread when it ends, if begins are waiting), and not
       // when begins already wait (the wake-up they sent is on its way). Each needless
       // wake-up was a context switch on the request's path.
-      // Nor while writes are held back behind a running flush (its thread writes them).
-      wake = begins_.empty() && !writing_ && !(syncing_ && unsynced_writes_);
+      wake = begins_.empty() && !writing_;
       begins_.push_back(PendingBegin{std::move(start), std::move(done)});
       done = nullptr;
     }
@@ -79,7 +78,7 @@ bool AuditLog::Flush() {
   ++flush_requests_;
   cv_.notify_one();
   bool done = flushed_.wait_for(l, std::chrono::seconds(15), [&] {
-    return begins_.empty() && finishes_.empty() && !writing_ && !unsynced_writes_ && !syncing_;
+    return begins_.empty() && finishes_.empty() && !writing_ && !unsynced_writes_ && syncing_ == 0;
   });
   --flush_requests_;
   return done;
@@ -95,26 +94,16 @@ AuditLog::Clock::time_point AuditLog::FinishesDueAt() const {
 void AuditLog::Run() {
   std::unique_lock<std::mutex> l(mu_);
   for (;;) {
-    // A thread that has just written flushes what it wrote (no hand-over), while the other
-    // one writes what arrived meanwhile. Begins still queued when a flush is due (held
-    // back while the last one ran, see below) are written first, so that flush covers
-    // them too: claimed (syncing_) meanwhile, so no other flush starts without them.
-    if (unsynced_writes_ && !syncing_) {
-      if (!writing_ && !begins_.empty()) {
-        syncing_ = true;
-        WriteBatch(l);
-        syncing_ = false;
-      }
+    // A thread that has just written flushes what it wrote (no hand-over), at once, even
+    // while the other thread's flush runs: flushes overlap (the disk takes them in
+    // parallel) and each covers every batch written before it began. The other thread
+    // meanwhile writes what arrived.
+    if (unsynced_writes_) {
       SyncWritten(l);
       continue;
     }
-    // While a flush runs and a batch already waits for the next one, a second write would
-    // be flushed no sooner than the batch before it: begins queue up instead and go in one
-    // transaction when that flush ends (fewer commits, WAL pages and checkpoints per
-    // download under load; one connection never meets this case).
-    const bool write_held = syncing_ && unsynced_writes_;
     bool finishes_due = !finishes_.empty() && Clock::now() >= FinishesDueAt();
-    if (!writing_ && !write_held && (!begins_.empty() || finishes_due)) {
+    if (!writing_ && (!begins_.empty() || finishes_due)) {
       WriteBatch(l);
       continue;
     }
@@ -129,7 +118,7 @@ void AuditLog::Run() {
     // A fold held back by waiting begins is for whichever thread comes round once they
     // are written (it re-checks): no deadline for it, or this thread would spin.
     Clock::time_point wake = folding_ || stop_ || fold_due ? Clock::time_point::max() : FoldDueAt();
-    if (!writing_ && !write_held && !finishes_.empty()) wake = std::min(wake, FinishesDueAt());
+    if (!writing_ && !finishes_.empty()) wake = std::min(wake, FinishesDueAt());
     if (wake == Clock::time_point::max()) cv_.wait(l);
     else cv_.wait_until(l, wake);
   }
@@ -263,7 +252,7 @@ void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
 }
 
 void AuditLog::SyncWritten(std::unique_lock<std::mutex>& l) {
-  syncing_ = true;
+  ++syncing_;
   unsynced_writes_ = false;
   std::vector<Written> batch;
   batch.swap(unsynced_);
@@ -303,7 +292,7 @@ void AuditLog::SyncWritten(std::unique_lock<std::mutex>& l) {
     finishes_.insert(finishes_.end(), not_served.begin(), not_served.end());
     cv_.notify_one();
   }
-  syncing_ = false;
+  --syncing_;
   // Written meanwhile: this thread flushes it on its next turn (waking the other one for
   // it would only add a context switch).
   flushed_.notify_all();

@@ -316,7 +316,7 @@ TEST_F(AuditLogTest, ABeginIsAnsweredOnlyAfterTheFlushThatCoversIt) {
   EXPECT_TRUE(Eventually([&] { return answered.load(); }));
 }
 
-TEST_F(AuditLogTest, WhileOneFlushRunsTheNextBatchIsWrittenAndLaterBeginsJoinTheNextOne) {
+TEST_F(AuditLogTest, WhileOneFlushRunsTheNextBatchIsWrittenAndFlushedAtOnceByTheOtherThread) {
   HeldFlush held(store_.get());
   AuditLog log(&held, &metrics_, milliseconds(0));
   held.Hold(true);
@@ -324,18 +324,19 @@ TEST_F(AuditLogTest, WhileOneFlushRunsTheNextBatchIsWrittenAndLaterBeginsJoinThe
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
   ASSERT_TRUE(held.WaitFlushes(1));
   // The first flush is held; the next begin is still written meanwhile (a second commit
-  // in flight), and waits for a flush of its own.
+  // in flight) and its flush starts at once, beside the first one, not after it.
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
   EXPECT_TRUE(Eventually([&] { return Count(DownloadOutcome::kInProgress) == 2; }));
+  EXPECT_TRUE(held.WaitFlushes(2)) << "the second batch waited for the first flush before its own began";
   EXPECT_EQ(held.writes.load(), 2);
-  // A batch already waits for the next flush: later begins are not written in a commit of
-  // their own while the flush runs, but together, when it ends, before the next flush.
+  // Both threads are flushing: later begins wait, and go together in one commit when a
+  // thread is free.
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
   log.BeginAsync(Start(), [&](Result<int64_t> r) { answered += r.ok(); });
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_EQ(Count(DownloadOutcome::kInProgress), 2u);
   EXPECT_EQ(held.writes.load(), 2);
-  EXPECT_EQ(answered.load(), 0);
+  EXPECT_EQ(answered.load(), 0) << "a begin was answered before a flush covering it ended";
   held.Hold(false);
   EXPECT_TRUE(Eventually([&] { return answered.load() == 4; }));
   EXPECT_EQ(held.writes.load(), 3);
