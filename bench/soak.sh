@@ -115,6 +115,8 @@ if at2 is None:
     print(f"RSS: max {mx:.1f} MB (run shorter than 2 minutes: no minute-2 value to compare with)")
 else:
     growth = (mx / at2 - 1) * 100
+    # The series, one value a minute, so growth can be told from a plateau.
+    print("RSS by minute (MB): " + " ".join(f"{r:.1f}" for t, r in rows if t % 60 == 0))
     print(f"RSS: minute 2 {at2:.1f} MB, max {mx:.1f} MB ({growth:+.1f}%): "
           f"{'flat (within 10%)' if growth <= 10 else 'NOT flat (over 10%)'}")
 PY
