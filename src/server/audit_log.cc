@@ -245,8 +245,8 @@ void AuditLog::WriteBatch(std::unique_lock<std::mutex>& l) {
     if (!written.ids.empty()) unsynced_.push_back(std::move(written));
   }
   writing_ = false;
-  // What queued meanwhile is for the other thread (this one flushes what it wrote, unless a
-  // flush runs: then it writes them itself). Woken only when there is something to write.
+  // What queued meanwhile is for the other thread (this one flushes what it wrote next).
+  // Woken only when there is something to write.
   if (!begins_.empty() || (!finishes_.empty() && Clock::now() >= FinishesDueAt()) || stop_) cv_.notify_all();
   flushed_.notify_all();
 }
@@ -293,8 +293,8 @@ void AuditLog::SyncWritten(std::unique_lock<std::mutex>& l) {
     cv_.notify_one();
   }
   --syncing_;
-  // Written meanwhile: this thread flushes it on its next turn (waking the other one for
-  // it would only add a context switch).
+  // A batch the other thread wrote meanwhile is flushed by that thread (its next turn):
+  // nobody to wake here.
   flushed_.notify_all();
 }
 
